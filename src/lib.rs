@@ -1,0 +1,8 @@
+//! sse-relay: an edge relay for Server-Sent Events.
+//!
+//! For every topic the relay keeps exactly one upstream SSE subscription to the origin, parses
+//! each event once, encodes it once into a shared buffer, and writes that buffer to every
+//! subscriber's HTTP/2 (or HTTP/1.1) stream. Data flows one way: upstream → hub → subscribers.
+#![deny(missing_docs)]
+
+pub mod sse;
