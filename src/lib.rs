@@ -5,4 +5,11 @@
 //! subscriber's HTTP/2 (or HTTP/1.1) stream. Data flows one way: upstream → hub → subscribers.
 #![deny(missing_docs)]
 
+pub mod backoff;
+pub mod config;
+pub mod hub;
+pub mod metrics;
+pub mod routing;
 pub mod sse;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,543 @@
+//! The relay's configuration: the TOML model with its defaults, and validation that names the
+//! file, the key and the reason for every rejected value.
+//!
+//! This module owns reading and checking configuration only; it never binds a socket or opens a
+//! file other than the config file itself and the files it names (to check they exist).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routing::{PathTemplate, UpstreamTemplate};
+
+/// A configuration that could not be loaded: which file, which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// The dotted key path (e.g. `server.listen`, `route[0].upstream`), or `(file)` when the
+    /// file itself could not be read or parsed.
+    pub key: String,
+    /// What is wrong with the value.
+    pub reason: String,
+}
+
+/// The whole relay configuration (the `config/relay.toml` shape).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Downstream listeners, TLS and connection handling.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// SSE routes: downstream path template → upstream URL template.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// How the relay talks to origins.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// The per-topic replay buffer.
+    #[serde(default)]
+    pub replay: ReplayConfig,
+    /// What subscribers receive besides events.
+    #[serde(default)]
+    pub downstream: DownstreamConfig,
+    /// Topic lifecycle.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Cross-origin resource sharing for pages on other origins.
+    #[serde(default)]
+    pub cors: CorsConfig,
+    /// The built-in demo origin (for trying the relay without an origin of your own).
+    #[serde(default)]
+    pub demo_origin: DemoOriginConfig,
+}
+
+/// `[server]`: listeners, TLS and drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// TLS listener address (HTTP/2 and HTTP/1.1 by ALPN). Default `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// PEM certificate chain. With `tls_key`; both absent → a generated dev certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Directory the generated dev certificate is written to. Default: `<temp dir>/sse-relay-dev`.
+    pub dev_cert_dir: Option<PathBuf>,
+    /// Optional plaintext listener (HTTP/1.1 and h2c with prior knowledge), for use behind a
+    /// mesh that terminates TLS. Default: none.
+    pub plaintext_listen: Option<SocketAddr>,
+    /// How long shutdown waits for connections to close after ending streams, in ms.
+    /// Default 10000.
+    pub drain_timeout_ms: u64,
+    /// HTTP/2 settings sent to clients.
+    pub h2: H2Config,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            dev_cert_dir: None,
+            plaintext_listen: None,
+            drain_timeout_ms: 10_000,
+            h2: H2Config::default(),
+        }
+    }
+}
+
+/// `[server.h2]`: HTTP/2 server settings (RFC 9113 §6.5.2), all set explicitly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct H2Config {
+    /// Streams a client may have reset before we accept them (Rapid Reset guard), count.
+    /// Default 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams we may reset for protocol errors before the connection is closed
+    /// (CVE-2025-8671 guard), count. Default 1024.
+    pub max_local_error_reset_streams: usize,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, bytes. Default 16384.
+    pub max_header_list_size: u32,
+    /// Interval between keep-alive PINGs, ms (0 disables). Default 20000.
+    pub keep_alive_interval_ms: u64,
+    /// Time to wait for a PING ack before closing the connection, ms. Default 20000.
+    pub keep_alive_timeout_ms: u64,
+    /// Bytes buffered per stream for sending before the body stops being polled. Default 65536.
+    pub max_send_buf_size: usize,
+}
+
+impl Default for H2Config {
+    fn default() -> Self {
+        Self {
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            max_header_list_size: 16 * 1024,
+            keep_alive_interval_ms: 20_000,
+            keep_alive_timeout_ms: 20_000,
+            max_send_buf_size: 64 * 1024,
+        }
+    }
+}
+
+/// `[[route]]`: one SSE route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Downstream path template, e.g. `/events/{topic}`: each `{name}` matches one segment.
+    pub path: String,
+    /// Upstream URL template (http or https), e.g. `http://127.0.0.1:8081/sub/{topic}`; every
+    /// variable must appear in `path`.
+    pub upstream: String,
+    /// Query parameters forwarded upstream and made part of the topic key (sorted). Others are
+    /// ignored. Default: none.
+    #[serde(default)]
+    pub query_params: Vec<String>,
+}
+
+/// `[upstream]`: origin connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP (and TLS) connect timeout, ms. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Reconnect when the origin sends nothing (not even a comment) for this long, ms
+    /// (0 disables). Default 90000.
+    pub read_idle_timeout_ms: u64,
+    /// Extra PEM CA certificates trusted for https origins, besides the system roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Smallest reconnect delay, ms. Default 100.
+    pub backoff_min_ms: u64,
+    /// Largest reconnect delay, ms. Default 30000.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            read_idle_timeout_ms: 90_000,
+            extra_ca_file: None,
+            backoff_min_ms: 100,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+/// `[replay]`: the per-topic replay buffer; an event leaves it when any bound is exceeded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// Events kept per topic, count. Default 1024.
+    pub max_events: usize,
+    /// Encoded bytes kept per topic. Default 1048576 (1 MiB).
+    pub max_bytes: usize,
+    /// Age after which an event is dropped, ms. Default 300000 (5 min).
+    pub max_age_ms: u64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 1024,
+            max_bytes: 1024 * 1024,
+            max_age_ms: 300_000,
+        }
+    }
+}
+
+/// What happens to a subscriber whose cursor fell out of the replay buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagPolicy {
+    /// End its stream; the client reconnects with `Last-Event-ID` (default).
+    Disconnect,
+    /// Skip to the oldest buffered event and go on (the client misses events).
+    Skip,
+}
+
+/// `[downstream]`: subscriber streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownstreamConfig {
+    /// A comment is sent when a subscriber got nothing for this long, ms. Default 15000.
+    pub heartbeat_interval_ms: u64,
+    /// `retry:` hint sent at stream start and before the relay ends a stream, ms. Default 2000.
+    pub retry_hint_ms: u64,
+    /// Lag policy: `"disconnect"` (default) or `"skip"`.
+    pub lag_policy: LagPolicy,
+}
+
+impl Default for DownstreamConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 15_000,
+            retry_hint_ms: 2_000,
+            lag_policy: LagPolicy::Disconnect,
+        }
+    }
+}
+
+/// `[topics]`: topic lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// How long a topic's upstream subscription stays open after its last subscriber left, ms.
+    /// Default 5000.
+    pub idle_grace_ms: u64,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            idle_grace_ms: 5_000,
+        }
+    }
+}
+
+/// `[limits]`: resource bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open downstream connections (all listeners), count. Default 10000.
+    pub max_connections: usize,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per h2 connection, count. Default 256.
+    pub max_streams_per_connection: u32,
+    /// Largest event accepted from an origin (raw field bytes); larger ones are dropped and
+    /// counted, bytes. Default 65536.
+    pub max_event_bytes: usize,
+    /// TLS handshake deadline, ms. Default 10000.
+    pub tls_handshake_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_streams_per_connection: 256,
+            max_event_bytes: 64 * 1024,
+            tls_handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[cors]`: which other origins' pages may open streams (Fetch standard, CORS protocol).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Allowed `Origin` values (e.g. `https://app.example`), or `"*"` for any. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (EventSource `withCredentials`). Not
+    /// allowed with `"*"`. Default false.
+    pub allow_credentials: bool,
+}
+
+/// `[demo_origin]`: the built-in demo SSE origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoOriginConfig {
+    /// Start it. Default false.
+    pub enabled: bool,
+    /// Its listen address. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+}
+
+impl Default for DemoOriginConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+/// Milliseconds to a `Duration`.
+pub fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, the key and the reason: unreadable file, TOML syntax,
+    /// unknown key, wrong type, or a value [`Config::validate`] rejects.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            key: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` is used in error messages.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: String, reason: String| ConfigError {
+            file: path.to_owned(),
+            key,
+            reason,
+        };
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { "(file)".into() } else { key };
+            err(key, e.into_inner().message().trim().to_string())
+        })?;
+        config
+            .validate()
+            .map_err(|(key, reason)| err(key, reason))?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: templates, files, ranges.
+    ///
+    /// # Errors
+    /// `(key, reason)` for the first rejected value.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let s = &self.server;
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(_), None) => return Err(key("server.tls_key", "required with tls_cert")),
+            (None, Some(_)) => return Err(key("server.tls_cert", "required with tls_key")),
+            _ => {}
+        }
+        file_exists("server.tls_cert", s.tls_cert.as_deref())?;
+        file_exists("server.tls_key", s.tls_key.as_deref())?;
+        file_exists(
+            "upstream.extra_ca_file",
+            self.upstream.extra_ca_file.as_deref(),
+        )?;
+        if s.plaintext_listen == Some(s.listen) {
+            return Err(key(
+                "server.plaintext_listen",
+                "same address as server.listen",
+            ));
+        }
+        if self.routes.is_empty() {
+            return Err(key("route", "at least one [[route]] is required"));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let path =
+                PathTemplate::parse(&route.path).map_err(|r| (format!("route[{i}].path"), r))?;
+            UpstreamTemplate::parse(&route.upstream, &path)
+                .map_err(|r| (format!("route[{i}].upstream"), r))?;
+            if let Some(j) = self.routes[..i].iter().position(|r| r.path == route.path) {
+                return Err((
+                    format!("route[{i}].path"),
+                    format!("duplicates route[{j}].path"),
+                ));
+            }
+        }
+        let u = &self.upstream;
+        positive("upstream.connect_timeout_ms", u.connect_timeout_ms)?;
+        positive("upstream.backoff_min_ms", u.backoff_min_ms)?;
+        if u.backoff_max_ms < u.backoff_min_ms {
+            return Err(key("upstream.backoff_max_ms", "must be >= backoff_min_ms"));
+        }
+        positive("replay.max_events", self.replay.max_events as u64)?;
+        positive("replay.max_bytes", self.replay.max_bytes as u64)?;
+        positive("replay.max_age_ms", self.replay.max_age_ms)?;
+        positive(
+            "downstream.heartbeat_interval_ms",
+            self.downstream.heartbeat_interval_ms,
+        )?;
+        let l = &self.limits;
+        positive("limits.max_connections", l.max_connections as u64)?;
+        positive(
+            "limits.max_streams_per_connection",
+            u64::from(l.max_streams_per_connection),
+        )?;
+        positive(
+            "limits.tls_handshake_timeout_ms",
+            l.tls_handshake_timeout_ms,
+        )?;
+        if l.max_event_bytes < 16 {
+            return Err(key("limits.max_event_bytes", "must be at least 16"));
+        }
+        positive(
+            "server.h2.max_header_list_size",
+            u64::from(s.h2.max_header_list_size),
+        )?;
+        if s.h2.max_send_buf_size < 1024 {
+            return Err(key("server.h2.max_send_buf_size", "must be at least 1024"));
+        }
+        for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
+            if origin == "*" {
+                if self.cors.allow_credentials {
+                    return Err(key(
+                        "cors.allow_credentials",
+                        "not allowed with allowed_origins = [\"*\"] (Fetch standard)",
+                    ));
+                }
+            } else if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.trim_end_matches('/') != origin
+            {
+                return Err((
+                    format!("cors.allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin like \"https://app.example\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key(key: &str, reason: &str) -> (String, String) {
+    (key.to_string(), reason.to_string())
+}
+
+fn positive(name: &str, value: u64) -> Result<(), (String, String)> {
+    if value == 0 {
+        return Err(key(name, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn file_exists(name: &str, path: Option<&Path>) -> Result<(), (String, String)> {
+    match path {
+        Some(p) if !p.is_file() => Err((
+            name.to_string(),
+            format!("file {} does not exist or is not a file", p.display()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("relay.toml"))
+    }
+
+    const ROUTE: &str =
+        "[[route]]\npath = \"/events/{topic}\"\nupstream = \"http://127.0.0.1:8081/sub/{topic}\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(ROUTE).expect("valid");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.replay.max_events, 1024);
+        assert_eq!(c.downstream.lag_policy, LagPolicy::Disconnect);
+        assert!(!c.demo_origin.enabled);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse(&format!("{ROUTE}[server]\nlisten_addr = \"x\"\n")).unwrap_err();
+        assert_eq!(e.key, "server");
+        assert!(e.reason.contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let e = parse(&format!("{ROUTE}[server]\nlisten = \"nowhere\"\n")).unwrap_err();
+        assert_eq!(e.key, "server.listen");
+    }
+
+    #[test]
+    fn template_variable_must_be_in_path() {
+        let e = parse("[[route]]\npath = \"/e/{topic}\"\nupstream = \"http://o/{room}\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "route[0].upstream");
+        assert!(e.reason.contains("room"), "{e}");
+    }
+
+    #[test]
+    fn cert_without_key_is_rejected() {
+        let e = parse(&format!("{ROUTE}[server]\ntls_cert = \"/nonexistent\"\n")).unwrap_err();
+        assert_eq!(e.key, "server.tls_key");
+    }
+
+    #[test]
+    fn missing_cert_file_is_rejected() {
+        let e = parse(&format!(
+            "{ROUTE}[server]\ntls_cert = \"/nonexistent.crt\"\ntls_key = \"/nonexistent.key\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "server.tls_cert");
+    }
+
+    #[test]
+    fn zero_and_inverted_ranges_are_rejected() {
+        let e = parse(&format!("{ROUTE}[replay]\nmax_events = 0\n")).unwrap_err();
+        assert_eq!(e.key, "replay.max_events");
+        let e = parse(&format!(
+            "{ROUTE}[upstream]\nbackoff_min_ms = 500\nbackoff_max_ms = 10\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "upstream.backoff_max_ms");
+    }
+
+    #[test]
+    fn bad_lag_policy_is_named() {
+        let e = parse(&format!("{ROUTE}[downstream]\nlag_policy = \"queue\"\n")).unwrap_err();
+        assert_eq!(e.key, "downstream.lag_policy");
+    }
+
+    #[test]
+    fn cors_wildcard_with_credentials_is_rejected() {
+        let e = parse(&format!(
+            "{ROUTE}[cors]\nallowed_origins = [\"*\"]\nallow_credentials = true\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "cors.allow_credentials");
+    }
+
+    #[test]
+    fn no_route_is_rejected() {
+        let e = parse("").unwrap_err();
+        assert_eq!(e.key, "route");
+    }
+}
