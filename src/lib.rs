@@ -5,11 +5,17 @@
 //! subscriber's HTTP/2 (or HTTP/1.1) stream. Data flows one way: upstream → hub → subscribers.
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod backoff;
 pub mod config;
+pub mod cors;
+pub mod demo_origin;
+pub mod downstream;
 pub mod hub;
 pub mod metrics;
+pub mod relay;
 pub mod routing;
+pub mod server;
 pub mod sse;
 pub mod tls;
 pub mod upstream;

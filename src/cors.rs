@@ -1,0 +1,109 @@
+//! CORS (Fetch standard, "CORS protocol"): which other origins' pages may open event streams,
+//! the response headers for allowed origins, and preflight answers.
+//!
+//! This module owns header decisions only; a disallowed origin simply gets no CORS headers, and
+//! the browser then withholds the response from the page.
+
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ORIGIN, VARY,
+};
+use http::{HeaderMap, HeaderValue};
+
+use crate::config::CorsConfig;
+
+/// The CORS policy.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    allowed: Vec<String>,
+    any: bool,
+    credentials: bool,
+}
+
+impl Cors {
+    /// Builds the policy from `[cors]`.
+    pub fn new(config: &CorsConfig) -> Self {
+        Self {
+            allowed: config.allowed_origins.clone(),
+            any: config.allowed_origins.iter().any(|o| o == "*"),
+            credentials: config.allow_credentials,
+        }
+    }
+
+    /// Adds `Access-Control-Allow-Origin` (and credentials, `Vary: Origin`) to `response` when
+    /// the request's `Origin` is allowed. Returns whether it was.
+    pub fn apply(&self, request: &HeaderMap, response: &mut HeaderMap) -> bool {
+        let Some(origin) = request.get(ORIGIN) else {
+            return false;
+        };
+        response.append(VARY, HeaderValue::from_static("origin"));
+        let listed = origin
+            .to_str()
+            .is_ok_and(|o| self.allowed.iter().any(|a| a == o));
+        if self.any && !self.credentials {
+            response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        } else if listed {
+            response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            if self.credentials {
+                response.insert(
+                    ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Headers of a preflight (`OPTIONS` with `Access-Control-Request-Method`) answer: allowed
+    /// origins may `GET` with `Last-Event-ID` and `Cache-Control`.
+    pub fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        if self.apply(request, response) {
+            response.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET"),
+            );
+            response.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("last-event-id, cache-control"),
+            );
+            response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(origin: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ORIGIN, HeaderValue::from_str(origin).unwrap());
+        h
+    }
+
+    #[test]
+    fn listed_origin_is_echoed_with_credentials() {
+        let cors = Cors::new(&CorsConfig {
+            allowed_origins: vec!["https://app.example".into()],
+            allow_credentials: true,
+        });
+        let mut out = HeaderMap::new();
+        assert!(cors.apply(&request("https://app.example"), &mut out));
+        assert_eq!(out[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+        assert_eq!(out[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    }
+
+    #[test]
+    fn other_origin_gets_no_cors_headers() {
+        let cors = Cors::new(&CorsConfig {
+            allowed_origins: vec!["https://app.example".into()],
+            allow_credentials: false,
+        });
+        let mut out = HeaderMap::new();
+        cors.preflight(&request("https://evil.example"), &mut out);
+        assert!(out.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(out.get(ACCESS_CONTROL_ALLOW_METHODS).is_none());
+    }
+}

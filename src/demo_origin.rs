@@ -1,0 +1,110 @@
+//! The built-in demo origin: a small SSE server on loopback so the relay can be tried without an
+//! origin of one's own. `GET /sub/{topic}` streams events with ids; `clock` ticks every second,
+//! `ticker` four times a second, any other topic every second. It honours `Last-Event-ID` by
+//! replaying (up to 100) ticks, since every tick's event is a pure function of its number.
+//!
+//! This module owns the demo only; the relay never depends on it.
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::sse::{encode, Event};
+
+/// Replayed ticks at most, count.
+const MAX_REPLAY: u64 = 100;
+
+/// Serves the demo origin on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener) {
+    let started = Instant::now();
+    let started_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = service_fn(move |request| async move {
+                Ok::<_, Infallible>(respond(&request, started, started_wall))
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn period(topic: &str) -> Duration {
+    match topic {
+        "ticker" => Duration::from_millis(250),
+        _ => Duration::from_secs(1),
+    }
+}
+
+fn event(topic: &str, tick: u64, started_wall: Duration) -> Event {
+    let data = match topic {
+        "clock" => {
+            let at = started_wall + period(topic) * tick as u32;
+            format!("{{\"unix_ms\":{}}}", at.as_millis())
+        }
+        "ticker" => {
+            // A deterministic pseudo-random walk, so a replayed tick equals the original.
+            let wiggle = (tick.wrapping_mul(2_654_435_761) % 200) as f64 / 100.0 - 1.0;
+            format!("{{\"symbol\":\"SSE\",\"price\":{:.2}}}", 100.0 + wiggle)
+        }
+        _ => format!("{{\"tick\":{tick}}}"),
+    };
+    Event {
+        id: Some(tick.to_string()),
+        event_type: Some(topic.to_string()),
+        data: Some(data),
+    }
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    started: Instant,
+    started_wall: Duration,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let Some(topic) = request.uri().path().strip_prefix("/sub/") else {
+        let mut response =
+            Response::new(Full::new(Bytes::from_static(b"try /sub/clock\n")).boxed());
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    let topic = topic.to_string();
+    let every = period(&topic);
+    let now_tick = (started.elapsed().as_millis() / every.as_millis()) as u64;
+    let next = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .map_or(now_tick + 1, |last| {
+            (last + 1).max(now_tick.saturating_sub(MAX_REPLAY))
+        });
+    let stream = futures_util::stream::unfold(next, move |tick| {
+        let topic = topic.clone();
+        async move {
+            tokio::time::sleep_until(started + every * tick as u32).await;
+            let frame = Frame::data(encode(&event(&topic, tick, started_wall)));
+            Some((Ok::<_, Infallible>(frame), tick + 1))
+        }
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}

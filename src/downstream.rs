@@ -1,0 +1,153 @@
+//! Downstream: the response body a subscriber reads. It sends a first comment and `retry:` hint
+//! at once (so intermediaries release the headers), then the topic's shared frames from the
+//! subscriber's cursor, heartbeat comments while idle, and applies the lag policy.
+//!
+//! This module owns one subscriber's byte stream; it never touches the upstream and never
+//! copies an event: every frame is the topic's shared [`Bytes`].
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+
+use crate::config::LagPolicy;
+use crate::hub::{CloseReason, Next, Subscription};
+use crate::metrics::Metrics;
+use crate::sse;
+
+/// Frames shared by every subscriber, built once from the config.
+#[derive(Clone)]
+pub struct DownstreamFrames {
+    /// Sent first: a comment and the `retry:` hint.
+    pub preamble: Bytes,
+    /// Sent while idle, once per heartbeat interval.
+    pub heartbeat: Bytes,
+    /// Sent before the relay itself ends a stream (drain, lag): the `retry:` hint.
+    pub farewell: Bytes,
+}
+
+impl DownstreamFrames {
+    /// Builds the frames for a `retry:` hint of `retry_ms` milliseconds.
+    pub fn new(retry_ms: u64) -> Self {
+        let retry = sse::encode_retry(retry_ms);
+        let mut preamble = sse::encode_comment("sse-relay").to_vec();
+        preamble.extend_from_slice(&retry);
+        Self {
+            preamble: Bytes::from(preamble),
+            heartbeat: sse::encode_comment(""),
+            farewell: retry,
+        }
+    }
+}
+
+enum State {
+    Live(Subscription),
+    /// Send this last frame, then end.
+    Ending(Bytes),
+    Done,
+}
+
+/// The `text/event-stream` body of one subscriber.
+pub struct EventStreamBody {
+    preamble: Option<Bytes>,
+    state: State,
+    frames: DownstreamFrames,
+    lag_policy: LagPolicy,
+    metrics: Metrics,
+}
+
+impl EventStreamBody {
+    /// A live stream over `subscription`.
+    pub fn live(
+        subscription: Subscription,
+        frames: DownstreamFrames,
+        lag_policy: LagPolicy,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            preamble: Some(frames.preamble.clone()),
+            state: State::Live(subscription),
+            frames,
+            lag_policy,
+            metrics,
+        }
+    }
+
+    /// A stream that only says "retry later" and ends (used while draining): still a 200
+    /// `text/event-stream`, because a browser's EventSource gives up for good on any other
+    /// answer (WHATWG HTML §9.2.3).
+    pub fn retry_later(frames: DownstreamFrames, metrics: Metrics) -> Self {
+        Self {
+            preamble: Some(frames.preamble.clone()),
+            state: State::Ending(frames.farewell.clone()),
+            frames,
+            lag_policy: LagPolicy::Disconnect,
+            metrics,
+        }
+    }
+}
+
+impl Body for EventStreamBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(preamble) = this.preamble.take() {
+            return Poll::Ready(Some(Ok(Frame::data(preamble))));
+        }
+        loop {
+            let subscription = match &mut this.state {
+                State::Live(subscription) => subscription,
+                State::Ending(_) => {
+                    let State::Ending(last) = std::mem::replace(&mut this.state, State::Done)
+                    else {
+                        unreachable!("matched Ending above")
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(last))));
+                }
+                State::Done => return Poll::Ready(None),
+            };
+            let data = match subscription.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Next::Frame(frame)) => frame,
+                Poll::Ready(Next::Heartbeat) => {
+                    this.metrics.heartbeats.inc();
+                    this.frames.heartbeat.clone()
+                }
+                Poll::Ready(Next::Lagged) => {
+                    this.metrics.subscribers_lagged.inc();
+                    match this.lag_policy {
+                        LagPolicy::Skip => {
+                            subscription.skip_to_oldest();
+                            continue;
+                        }
+                        LagPolicy::Disconnect => {
+                            tracing::debug!(topic = %subscription.topic().key(), "subscriber lagged: ending its stream");
+                            this.state = State::Ending(this.frames.farewell.clone());
+                            continue;
+                        }
+                    }
+                }
+                Poll::Ready(Next::Closed(CloseReason::OriginClosed)) => {
+                    this.state = State::Done;
+                    continue;
+                }
+                Poll::Ready(Next::Closed(CloseReason::Draining)) => {
+                    this.state = State::Ending(this.frames.farewell.clone());
+                    continue;
+                }
+            };
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.preamble.is_none() && matches!(self.state, State::Done)
+    }
+}

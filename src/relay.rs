@@ -1,0 +1,146 @@
+//! The request handler: decides what a downstream request is (an SSE subscription, a CORS
+//! preflight, or something this relay does not serve) and answers it.
+//!
+//! This module ties routing, hub and downstream together for one request; it holds no state of
+//! its own beyond shared handles, and it never forwards a client header upstream.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use crate::config::LagPolicy;
+use crate::cors::Cors;
+use crate::downstream::{DownstreamFrames, EventStreamBody};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::routing::{RouteMiss, Router};
+
+/// The body of every response the relay sends.
+pub type ResponseBody = Either<EventStreamBody, Full<Bytes>>;
+
+/// The shared request handler (cheap to clone).
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<RelayInner>,
+}
+
+struct RelayInner {
+    router: Router,
+    hub: Hub,
+    frames: DownstreamFrames,
+    lag_policy: LagPolicy,
+    cors: Cors,
+    metrics: Metrics,
+}
+
+impl Relay {
+    /// Creates the handler.
+    pub fn new(
+        router: Router,
+        hub: Hub,
+        frames: DownstreamFrames,
+        lag_policy: LagPolicy,
+        cors: Cors,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(RelayInner {
+                router,
+                hub,
+                frames,
+                lag_policy,
+                cors,
+                metrics,
+            }),
+        }
+    }
+
+    /// The hub (for draining).
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Answers one request. Identical for HTTP/1.1 and h2. SSE answers are always
+    /// `200 text/event-stream`, even while the origin is down (a browser's EventSource stops
+    /// reconnecting for good after any other status, WHATWG HTML §9.2.3).
+    pub fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+        let inner = &self.inner;
+        let path = request.uri().path();
+        if !inner.router.is_sse_path(path) {
+            return plain(StatusCode::NOT_FOUND, "no route for this path\n");
+        }
+        if request.method() == Method::OPTIONS {
+            let mut response = plain(StatusCode::NO_CONTENT, "");
+            inner
+                .cors
+                .preflight(request.headers(), response.headers_mut());
+            return response;
+        }
+        if request.method() != Method::GET {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+            return response;
+        }
+        let target = match inner.router.resolve(path, request.uri().query()) {
+            Ok(target) => target,
+            Err(RouteMiss::NoRoute) => return plain(StatusCode::NOT_FOUND, "no route\n"),
+            Err(RouteMiss::BadQuery) => {
+                return plain(StatusCode::BAD_REQUEST, "query parameter not usable\n")
+            }
+        };
+        let last_event_id = last_event_id(&request);
+        let upstream = target.upstream.to_string();
+        let body = match inner
+            .hub
+            .subscribe(&target.key, &upstream, last_event_id.as_deref())
+        {
+            Ok(subscription) => EventStreamBody::live(
+                subscription,
+                inner.frames.clone(),
+                inner.lag_policy,
+                inner.metrics.clone(),
+            ),
+            Err(_draining) => {
+                EventStreamBody::retry_later(inner.frames.clone(), inner.metrics.clone())
+            }
+        };
+        let mut response = Response::new(Either::Left(body));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        inner.cors.apply(request.headers(), headers);
+        response
+    }
+}
+
+/// The client's resume point: the `Last-Event-ID` header, else the `lastEventId` query
+/// parameter (as EventSource polyfills send it), percent-decoded. Empty means none.
+fn last_event_id<B>(request: &Request<B>) -> Option<String> {
+    let from_header = request
+        .headers()
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let id = from_header.or_else(|| {
+        form_urlencoded::parse(request.uri().query()?.as_bytes())
+            .find(|(k, _)| k == "lastEventId")
+            .map(|(_, v)| v.into_owned())
+    })?;
+    (!id.is_empty()).then_some(id)
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
