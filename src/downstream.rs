@@ -22,7 +22,7 @@ use crate::sse;
 pub struct DownstreamFrames {
     /// Sent first: a comment and the `retry:` hint.
     pub preamble: Bytes,
-    /// Sent while idle, once per heartbeat interval.
+    /// Sent while idle, once per heartbeat interval: the empty comment `:` (3 bytes).
     pub heartbeat: Bytes,
     /// Sent before the relay itself ends a stream (drain, lag): the `retry:` hint.
     pub farewell: Bytes,
@@ -36,7 +36,7 @@ impl DownstreamFrames {
         preamble.extend_from_slice(&retry);
         Self {
             preamble: Bytes::from(preamble),
-            heartbeat: sse::encode_comment(""),
+            heartbeat: Bytes::from_static(b":\n\n"),
             farewell: retry,
         }
     }

@@ -1,0 +1,89 @@
+//! Fan-out: one upstream subscription per topic, however many subscribers over h2 and
+//! HTTP/1.1; every subscriber receives every event in order, byte-identical.
+
+mod support;
+
+use support::{eventually, TestOrigin, TestRelay};
+
+const QUIET: &str = "[downstream]\nheartbeat_interval_ms = 600000\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, QUIET).await;
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut conn = relay.h2().await;
+        for _ in 0..100 {
+            readers.push(conn.subscribe("/events/a", &[]).await);
+        }
+    }
+    for _ in 0..20 {
+        readers.push(relay.h1().await.subscribe("/events/a", &[]).await);
+    }
+    assert!(readers.iter().all(|r| r.status == 200));
+    assert_eq!(relay.metrics.subscribers.get(), 320);
+    eventually("the origin sees the subscription", || origin.open("a") == 1).await;
+
+    for i in 1..=20 {
+        origin.publish("a", &i.to_string(), &format!("event {i}"));
+    }
+    let expected: Vec<String> = (1..=20).map(|i| format!("event {i}")).collect();
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|mut r| {
+            tokio::spawn(async move {
+                let data = r.data(20).await;
+                (data, r.raw)
+            })
+        })
+        .collect();
+    let mut raws = Vec::new();
+    for task in tasks {
+        let (data, raw) = task.await.unwrap();
+        assert_eq!(data, expected, "every event, in order");
+        raws.push(raw);
+    }
+    assert!(raws.windows(2).all(|w| w[0] == w[1]), "identical bytes");
+    assert_eq!(origin.requests("a").len(), 1, "exactly one upstream subscription");
+    assert_eq!(origin.open("a"), 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_topics_get_two_upstream_subscriptions() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, QUIET).await;
+    let mut conn = relay.h2().await;
+    let mut a = vec![
+        conn.subscribe("/events/a", &[]).await,
+        conn.subscribe("/events/a", &[]).await,
+    ];
+    let mut b = conn.subscribe("/events/b", &[]).await;
+    eventually("both subscriptions", || origin.open("a") == 1 && origin.open("b") == 1).await;
+    origin.publish("a", "1", "for a");
+    origin.publish("b", "1", "for b");
+    for r in &mut a {
+        assert_eq!(r.data(1).await, ["for a"]);
+    }
+    assert_eq!(b.data(1).await, ["for b"]);
+    assert_eq!(origin.requests("a").len(), 1);
+    assert_eq!(origin.requests("b").len(), 1);
+    assert_eq!(relay.metrics.topics.get(), 2);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_headers_and_first_bytes_arrive_at_once() {
+    let origin = TestOrigin::start().await;
+    origin.set_down(true);
+    let relay = TestRelay::start(&origin, QUIET).await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "text/event-stream");
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["x-accel-buffering"], "no");
+    // No event exists and the origin is down, yet the comment and retry hint come at once.
+    r.until_raw_contains("retry: 2000\n\n").await;
+    relay.stop().await;
+}

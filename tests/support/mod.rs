@@ -1,0 +1,316 @@
+//! Test harness: a relay started in-process on 127.0.0.1:0 with a generated certificate, an
+//! in-process origin ([`origin::TestOrigin`]), and real TLS clients (h2 and HTTP/1.1) that
+//! read event streams.
+#![allow(dead_code)]
+
+pub mod origin;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use sse_relay::app::App;
+use sse_relay::config::Config;
+use sse_relay::metrics::Metrics;
+use sse_relay::sse::{Event, Item, Parser};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+pub use origin::TestOrigin;
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A relay running in this process.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    pub plain_addr: Option<SocketAddr>,
+    pub cert: PathBuf,
+    pub metrics: Metrics,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A fresh temporary directory for this test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("sse-relay-test-{}-{name}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl TestRelay {
+    /// Starts a relay with one route `/events/{topic}` → `upstream`, extra `[server]` lines and
+    /// extra sections (TOML).
+    pub async fn start_with(upstream: &str, server_lines: &str, sections: &str) -> TestRelay {
+        let dir = temp_dir("relay");
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndev_cert_dir = {dir:?}\n{server_lines}\n\
+             [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"{upstream}\"\n{sections}\n",
+            dir = dir.display().to_string()
+        );
+        let config = Config::parse(&toml, Path::new("test.toml")).expect("test config is valid");
+        let app = App::bind(config).await.expect("relay binds");
+        let addr = app.tls_addr();
+        let plain_addr = app.plaintext_addr();
+        let cert = app.dev_cert_path().expect("dev cert").to_owned();
+        let metrics = app.metrics().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        TestRelay {
+            addr,
+            plain_addr,
+            cert,
+            metrics,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Starts a relay in front of `origin` with extra sections.
+    pub async fn start(origin: &TestOrigin, sections: &str) -> TestRelay {
+        Self::start_with(&origin.template(), "", sections).await
+    }
+
+    /// Sends the shutdown signal and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("drain finishes")
+                .unwrap();
+        }
+    }
+
+    /// An h2 client over TLS to this relay.
+    pub async fn h2(&self) -> H2Client {
+        H2Client::connect(self.addr, &self.cert, None).await
+    }
+
+    /// An HTTP/1.1 client over TLS to this relay.
+    pub async fn h1(&self) -> H1Client {
+        H1Client::connect(self.addr, &self.cert).await
+    }
+}
+
+fn tls_connector(cert: &Path, alpn: &[u8]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sse_relay::tls::read_certs(cert).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    cert: &Path,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let stream = tls_connector(cert, alpn)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the dev certificate");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn), "ALPN");
+    stream
+}
+
+/// One TLS connection speaking h2; every `get` is a new stream on it.
+#[derive(Clone)]
+pub struct H2Client {
+    send: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+}
+
+impl H2Client {
+    /// Connects; `stream_window` sets the client's initial stream window (bytes).
+    pub async fn connect(addr: SocketAddr, cert: &Path, stream_window: Option<u32>) -> H2Client {
+        let tls = tls_connect(addr, cert, b"h2").await;
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        if let Some(window) = stream_window {
+            builder.initial_stream_window_size(window);
+        }
+        let (send, conn) = builder.handshake(TokioIo::new(tls)).await.expect("h2 handshake");
+        tokio::spawn(conn);
+        H2Client { send }
+    }
+
+    /// Sends a GET with extra headers.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response<Incoming> {
+        let mut req = Request::get(format!("https://localhost{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send.ready().await.expect("h2 ready");
+        self.send
+            .send_request(req.body(Empty::new()).unwrap())
+            .await
+            .expect("h2 response")
+    }
+
+    /// Opens an event stream.
+    pub async fn subscribe(&mut self, path: &str, headers: &[(&str, &str)]) -> EventReader {
+        EventReader::new(self.get(path, headers).await)
+    }
+}
+
+/// One TLS connection speaking HTTP/1.1.
+pub struct H1Client {
+    send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl H1Client {
+    /// Connects with ALPN http/1.1.
+    pub async fn connect(addr: SocketAddr, cert: &Path) -> H1Client {
+        let tls = tls_connect(addr, cert, b"http/1.1").await;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("h1 handshake");
+        tokio::spawn(conn);
+        H1Client { send }
+    }
+
+    /// Opens an event stream.
+    pub async fn subscribe(&mut self, path: &str, headers: &[(&str, &str)]) -> EventReader {
+        let mut req = Request::get(path).header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self
+            .send
+            .send_request(req.body(Empty::new()).unwrap())
+            .await
+            .expect("h1 response");
+        EventReader::new(response)
+    }
+}
+
+/// Reads an event stream, keeping the raw bytes and the parsed events.
+pub struct EventReader {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    body: Incoming,
+    parser: Parser,
+    events: VecDeque<Event>,
+    items: Vec<Item>,
+    /// Every byte received.
+    pub raw: Vec<u8>,
+    /// The stream ended (cleanly or not).
+    pub ended: bool,
+}
+
+impl EventReader {
+    fn new(response: Response<Incoming>) -> EventReader {
+        let (parts, body) = response.into_parts();
+        EventReader {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            parser: Parser::new(1 << 20),
+            events: VecDeque::new(),
+            items: Vec::new(),
+            raw: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads one more chunk; false once the stream ended.
+    pub async fn read_chunk(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        match self.body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    self.raw.extend_from_slice(&data);
+                    self.parser.feed(&data, &mut self.items);
+                    for item in self.items.drain(..) {
+                        if let Item::Event(e) = item {
+                            self.events.push_back(e);
+                        }
+                    }
+                }
+                true
+            }
+            _ => {
+                self.ended = true;
+                false
+            }
+        }
+    }
+
+    /// The next event, or None when the stream ended first. Panics after [`WAIT`].
+    pub async fn next_event(&mut self) -> Option<Event> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(e) = self.events.pop_front() {
+                    return Some(e);
+                }
+                if !self.read_chunk().await {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("an event (or the end) within the wait")
+    }
+
+    /// The next `n` events' data; panics if the stream ends first.
+    pub async fn data(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let e = self.next_event().await.expect("stream ended early");
+            out.push(e.data.unwrap_or_default());
+        }
+        out
+    }
+
+    /// Reads until `needle` appears in the raw bytes (or panics after [`WAIT`]).
+    pub async fn until_raw_contains(&mut self, needle: &str) {
+        tokio::time::timeout(WAIT, async {
+            while !String::from_utf8_lossy(&self.raw).contains(needle) {
+                assert!(self.read_chunk().await, "stream ended before {needle:?}");
+            }
+        })
+        .await
+        .expect("bytes arrive within the wait")
+    }
+
+    /// Reads to the end of the stream (panics after [`WAIT`]).
+    pub async fn until_end(&mut self) {
+        tokio::time::timeout(WAIT, async { while self.read_chunk().await {} })
+            .await
+            .expect("stream ends within the wait")
+    }
+}
+
+/// Polls `condition` every 10 ms until true, panicking after [`WAIT`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

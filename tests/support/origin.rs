@@ -1,0 +1,246 @@
+//! An in-process SSE origin for tests: real hyper server on 127.0.0.1:0 that counts its
+//! subscriptions per topic, keeps a history so it honours `Last-Event-ID`, and can be told to
+//! cut every stream mid-event or to go down.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+/// What the origin recorded about one subscription request.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub topic: String,
+    pub last_event_id: Option<String>,
+    pub headers: http::HeaderMap,
+}
+
+#[derive(Default)]
+struct TopicState {
+    history: Vec<(String, Bytes)>,
+    open: usize,
+}
+
+enum Live {
+    Frame(Bytes),
+    /// Send these bytes (a partial event) and then break the stream.
+    Cut(Bytes),
+}
+
+#[derive(Clone)]
+pub struct TestOrigin {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topics: Mutex<HashMap<String, TopicState>>,
+    requests: Mutex<Vec<SeenRequest>>,
+    live: broadcast::Sender<(String, Live)>,
+    down: AtomicBool,
+}
+
+impl Clone for Live {
+    fn clone(&self) -> Self {
+        match self {
+            Live::Frame(b) => Live::Frame(b.clone()),
+            Live::Cut(b) => Live::Cut(b.clone()),
+        }
+    }
+}
+
+struct OpenGuard {
+    inner: Arc<Inner>,
+    topic: String,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.inner.topics.lock().unwrap().get_mut(&self.topic) {
+            t.open -= 1;
+        }
+    }
+}
+
+impl TestOrigin {
+    /// Starts the origin on a free loopback port. `GET /sub/{topic}` subscribes.
+    pub async fn start() -> TestOrigin {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts the origin on `addr` (to restart one at the same address).
+    pub async fn start_on(addr: SocketAddr) -> TestOrigin {
+        let listener = TcpListener::bind(addr).await.expect("bind origin");
+        let addr = listener.local_addr().unwrap();
+        let inner = Arc::new(Inner {
+            topics: Mutex::default(),
+            requests: Mutex::default(),
+            live: broadcast::channel(4096).0,
+            down: AtomicBool::new(false),
+        });
+        let served = inner.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let inner = served.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let inner = inner.clone();
+                        async move { Ok::<_, Infallible>(respond(&inner, req)) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        TestOrigin { addr, inner }
+    }
+
+    /// The upstream URL template for a route.
+    pub fn template(&self) -> String {
+        format!("http://{}/sub/{{topic}}", self.addr)
+    }
+
+    /// Publishes an event with `id` and `data` on `topic` (kept in history for resumes).
+    pub fn publish(&self, topic: &str, id: &str, data: &str) {
+        let frame = Bytes::from(format!("id: {id}\ndata: {data}\n\n"));
+        self.publish_raw(topic, Some(id), frame);
+    }
+
+    /// Publishes raw bytes (kept in history under `id` if given).
+    pub fn publish_raw(&self, topic: &str, id: Option<&str>, frame: Bytes) {
+        {
+            let mut topics = self.inner.topics.lock().unwrap();
+            let t = topics.entry(topic.to_string()).or_default();
+            if let Some(id) = id {
+                t.history.push((id.to_string(), frame.clone()));
+            }
+        }
+        let _ = self.inner.live.send((topic.to_string(), Live::Frame(frame)));
+    }
+
+    /// Sends `partial` (an unterminated event) on every open stream of `topic`, then breaks them.
+    pub fn cut(&self, topic: &str, partial: &str) {
+        let _ = self.inner.live.send((
+            topic.to_string(),
+            Live::Cut(Bytes::from(partial.to_string())),
+        ));
+    }
+
+    /// While down, subscription requests get 503.
+    pub fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Subscription requests that got a stream, for `topic`.
+    pub fn requests(&self, topic: &str) -> Vec<SeenRequest> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    /// Streams of `topic` open right now.
+    pub fn open(&self, topic: &str) -> usize {
+        self.inner
+            .topics
+            .lock()
+            .unwrap()
+            .get(topic)
+            .map_or(0, |t| t.open)
+    }
+}
+
+fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes, std::io::Error>> {
+    let Some(topic) = req.uri().path().strip_prefix("/sub/").map(str::to_string) else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    if inner.down.load(Ordering::SeqCst) {
+        return status(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    inner.requests.lock().unwrap().push(SeenRequest {
+        topic: topic.clone(),
+        last_event_id: last_event_id.clone(),
+        headers: req.headers().clone(),
+    });
+    // Subscribe to live frames before reading history, so nothing falls between the two.
+    let live = inner.live.subscribe();
+    let replay: Vec<Bytes> = {
+        let mut topics = inner.topics.lock().unwrap();
+        let t = topics.entry(topic.clone()).or_default();
+        t.open += 1;
+        let start = match &last_event_id {
+            Some(id) => t.history.iter().position(|(i, _)| i == id).map_or(0, |p| p + 1),
+            None => t.history.len(),
+        };
+        t.history[start..].iter().map(|(_, f)| f.clone()).collect()
+    };
+    let guard = OpenGuard {
+        inner: inner.clone(),
+        topic: topic.clone(),
+    };
+    let mut first = vec![Bytes::from_static(b": origin\n\n")];
+    first.extend(replay);
+    let state = (first.into_iter(), live, guard, false);
+    let stream = futures_util::stream::unfold(state, move |(mut first, mut live, guard, broken)| {
+        let topic = topic.clone();
+        async move {
+            if broken {
+                // Break the stream: hyper aborts it without a clean end.
+                return Some((
+                    Err(std::io::Error::other("cut by test")),
+                    (first, live, guard, true),
+                ));
+            }
+            if let Some(frame) = first.next() {
+                return Some((Ok(Frame::data(frame)), (first, live, guard, false)));
+            }
+            loop {
+                match live.recv().await {
+                    Ok((t, Live::Frame(frame))) if t == topic => {
+                        return Some((Ok(Frame::data(frame)), (first, live, guard, false)))
+                    }
+                    Ok((t, Live::Cut(partial))) if t == topic => {
+                        return Some((Ok(Frame::data(partial)), (first, live, guard, true)))
+                    }
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        }
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}
+
+fn status(code: StatusCode) -> Response<BoxBody<Bytes, std::io::Error>> {
+    let mut r = Response::new(BodyExt::boxed(
+        Full::new(Bytes::new()).map_err(|never: Infallible| match never {}),
+    ));
+    *r.status_mut() = code;
+    r
+}
