@@ -1,0 +1,88 @@
+//! Topic lifecycle: the upstream subscription opens with the first subscriber, survives a
+//! subscriber returning within the idle grace period, and closes after it; drain ends streams.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{eventually, TestOrigin, TestRelay};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closes_after_grace_and_is_reused_within_it() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, "[topics]\nidle_grace_ms = 1500\n").await;
+    let mut conn = relay.h2().await;
+    let first = conn.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    drop(first); // RST_STREAM: the subscriber leaves
+    eventually("subscriber detached", || relay.metrics.subscribers.get() == 0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(origin.open("a"), 1, "kept open during the grace period");
+    let mut again = conn.subscribe("/events/a", &[]).await;
+    origin.publish("a", "1", "still flowing");
+    assert_eq!(again.data(1).await, ["still flowing"]);
+    assert_eq!(origin.requests("a").len(), 1, "reused, not reopened");
+    drop(again);
+    eventually("upstream closed after the grace period", || origin.open("a") == 0).await;
+    assert_eq!(relay.metrics.topics.get(), 0);
+    // A later subscriber opens a fresh upstream subscription.
+    let _later = conn.subscribe("/events/a", &[]).await;
+    eventually("reopened", || origin.open("a") == 1).await;
+    assert_eq!(origin.requests("a").len(), 2);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
+    // An origin that answers 204 No Content: the topic is over.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    let relay =
+        TestRelay::start_with(&format!("http://{addr}/sub/{{topic}}"), "", "").await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.status, 200);
+    r.until_end().await;
+    assert!(r.ended);
+    eventually("topic removed", || relay.metrics.topics.get() == 0).await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_ends_every_stream_with_a_retry_hint() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, "[downstream]\nretry_hint_ms = 3456\n").await;
+    let mut conn = relay.h2().await;
+    let mut h2 = vec![
+        conn.subscribe("/events/a", &[]).await,
+        conn.subscribe("/events/b", &[]).await,
+    ];
+    let mut h1 = relay.h1().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    let addr = relay.addr;
+    relay.stop().await;
+    for r in h2.iter_mut().chain([&mut h1]) {
+        r.until_end().await;
+        let raw = String::from_utf8_lossy(&r.raw);
+        assert!(raw.ends_with("retry: 3456\n\n"), "ends with the retry hint: {raw:?}");
+    }
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+    eventually("upstream closed", || origin.open("a") == 0).await;
+}
