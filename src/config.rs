@@ -332,7 +332,15 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { "(file)".into() } else { key };
-            err(key, e.into_inner().message().trim().to_string())
+            let inner = e.into_inner();
+            let mut reason = inner.message().trim().replace('\n', " ");
+            if let Some(span) = inner.span() {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                reason.push_str(&format!(" (line {line}, column {column})"));
+            }
+            err(key, reason)
         })?;
         config
             .validate()
@@ -357,7 +365,7 @@ impl Config {
             "upstream.extra_ca_file",
             self.upstream.extra_ca_file.as_deref(),
         )?;
-        if s.plaintext_listen == Some(s.listen) {
+        if s.plaintext_listen == Some(s.listen) && s.listen.port() != 0 {
             return Err(key(
                 "server.plaintext_listen",
                 "same address as server.listen",

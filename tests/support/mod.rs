@@ -44,7 +44,8 @@ pub struct TestRelay {
 pub fn temp_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("sse-relay-test-{}-{name}-{n}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("sse-relay-test-{}-{name}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -152,14 +153,29 @@ impl H2Client {
         if let Some(window) = stream_window {
             builder.initial_stream_window_size(window);
         }
-        let (send, conn) = builder.handshake(TokioIo::new(tls)).await.expect("h2 handshake");
+        let (send, conn) = builder
+            .handshake(TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
         tokio::spawn(conn);
         H2Client { send }
     }
 
     /// Sends a GET with extra headers.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response<Incoming> {
-        let mut req = Request::get(format!("https://localhost{path}"));
+        self.request(http::Method::GET, path, headers).await
+    }
+
+    /// Sends a request without body.
+    pub async fn request(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response<Incoming> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("https://localhost{path}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -310,7 +326,10 @@ impl EventReader {
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -92,7 +92,9 @@ impl TestOrigin {
         let served = inner.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let inner = served.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -128,7 +130,10 @@ impl TestOrigin {
                 t.history.push((id.to_string(), frame.clone()));
             }
         }
-        let _ = self.inner.live.send((topic.to_string(), Live::Frame(frame)));
+        let _ = self
+            .inner
+            .live
+            .send((topic.to_string(), Live::Frame(frame)));
     }
 
     /// Sends `partial` (an unterminated event) on every open stream of `topic`, then breaks them.
@@ -190,7 +195,11 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
         let t = topics.entry(topic.clone()).or_default();
         t.open += 1;
         let start = match &last_event_id {
-            Some(id) => t.history.iter().position(|(i, _)| i == id).map_or(0, |p| p + 1),
+            Some(id) => t
+                .history
+                .iter()
+                .position(|(i, _)| i == id)
+                .map_or(0, |p| p + 1),
             None => t.history.len(),
         };
         t.history[start..].iter().map(|(_, f)| f.clone()).collect()
@@ -202,33 +211,34 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
     let mut first = vec![Bytes::from_static(b": origin\n\n")];
     first.extend(replay);
     let state = (first.into_iter(), live, guard, false);
-    let stream = futures_util::stream::unfold(state, move |(mut first, mut live, guard, broken)| {
-        let topic = topic.clone();
-        async move {
-            if broken {
-                // Break the stream: hyper aborts it without a clean end.
-                return Some((
-                    Err(std::io::Error::other("cut by test")),
-                    (first, live, guard, true),
-                ));
-            }
-            if let Some(frame) = first.next() {
-                return Some((Ok(Frame::data(frame)), (first, live, guard, false)));
-            }
-            loop {
-                match live.recv().await {
-                    Ok((t, Live::Frame(frame))) if t == topic => {
-                        return Some((Ok(Frame::data(frame)), (first, live, guard, false)))
+    let stream =
+        futures_util::stream::unfold(state, move |(mut first, mut live, guard, broken)| {
+            let topic = topic.clone();
+            async move {
+                if broken {
+                    // Break the stream: hyper aborts it without a clean end.
+                    return Some((
+                        Err(std::io::Error::other("cut by test")),
+                        (first, live, guard, true),
+                    ));
+                }
+                if let Some(frame) = first.next() {
+                    return Some((Ok(Frame::data(frame)), (first, live, guard, false)));
+                }
+                loop {
+                    match live.recv().await {
+                        Ok((t, Live::Frame(frame))) if t == topic => {
+                            return Some((Ok(Frame::data(frame)), (first, live, guard, false)))
+                        }
+                        Ok((t, Live::Cut(partial))) if t == topic => {
+                            return Some((Ok(Frame::data(partial)), (first, live, guard, true)))
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return None,
                     }
-                    Ok((t, Live::Cut(partial))) if t == topic => {
-                        return Some((Ok(Frame::data(partial)), (first, live, guard, true)))
-                    }
-                    Ok(_) => continue,
-                    Err(_) => return None,
                 }
             }
-        }
-    });
+        });
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -1,0 +1,157 @@
+//! The HTTP surface around the streams: CORS for pages on other origins, the plaintext
+//! listener (HTTP/1.1 and h2c prior knowledge), and answers for paths and methods that are not
+//! subscriptions.
+
+mod support;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{eventually, TestOrigin, TestRelay};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_listed_origins_only() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(
+        &origin,
+        "[cors]\nallowed_origins = [\"https://app.example\"]\nallow_credentials = true\n",
+    )
+    .await;
+    let mut conn = relay.h2().await;
+    let allowed = conn
+        .subscribe("/events/a", &[("origin", "https://app.example")])
+        .await;
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(allowed.headers["access-control-allow-credentials"], "true");
+    let denied = conn
+        .subscribe("/events/a", &[("origin", "https://evil.example")])
+        .await;
+    assert!(denied.headers.get("access-control-allow-origin").is_none());
+
+    let preflight = |origin: &'static str| {
+        Request::options("https://localhost/events/a")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "last-event-id")
+    };
+    let mut send = conn.clone();
+    let ok = send_h2(&mut send, preflight("https://app.example")).await;
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-methods"], "GET");
+    assert!(ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("last-event-id"));
+    let no = send_h2(&mut send, preflight("https://evil.example")).await;
+    assert!(no.headers().get("access-control-allow-origin").is_none());
+    relay.stop().await;
+}
+
+async fn send_h2(
+    conn: &mut support::H2Client,
+    req: http::request::Builder,
+) -> http::Response<hyper::body::Incoming> {
+    let (parts, _) = req.body(()).unwrap().into_parts();
+    let path = parts.uri.path().to_string();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    conn.request(parts.method, &path, &refs).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_listener_serves_http1_and_h2c() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start_with(
+        &origin.template(),
+        "plaintext_listen = \"127.0.0.1:0\"",
+        "[downstream]\nheartbeat_interval_ms = 600000\n",
+    )
+    .await;
+    let plain = relay.plain_addr.expect("plaintext listener");
+
+    let tcp = tokio::net::TcpStream::connect(plain).await.unwrap();
+    let (mut h2c, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let h2c_response = h2c
+        .send_request(
+            Request::get("http://localhost/events/a")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(plain).await.unwrap();
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let h1_response = h1
+        .send_request(
+            Request::get("/events/a")
+                .header("host", "localhost")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("one upstream", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "hello");
+    for response in [h2c_response, h1_response] {
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut raw = Vec::new();
+        while !String::from_utf8_lossy(&raw).contains("data: hello") {
+            let frame = tokio::time::timeout(support::WAIT, body.frame())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            raw.extend_from_slice(&frame.into_data().unwrap());
+        }
+    }
+    assert_eq!(origin.requests("a").len(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_subscription_requests_get_clear_statuses() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, "").await;
+    let mut conn = relay.h2().await;
+    assert_eq!(
+        conn.request(http::Method::GET, "/nowhere", &[])
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        conn.request(http::Method::GET, "/events/..", &[])
+            .await
+            .status(),
+        404
+    );
+    let post = conn.request(http::Method::POST, "/events/a", &[]).await;
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET, OPTIONS");
+    assert_eq!(
+        origin.requests("a").len(),
+        0,
+        "no upstream work for refused requests"
+    );
+    relay.stop().await;
+}
