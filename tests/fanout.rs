@@ -45,7 +45,11 @@ async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
         raws.push(raw);
     }
     assert!(raws.windows(2).all(|w| w[0] == w[1]), "identical bytes");
-    assert_eq!(origin.requests("a").len(), 1, "exactly one upstream subscription");
+    assert_eq!(
+        origin.requests("a").len(),
+        1,
+        "exactly one upstream subscription"
+    );
     assert_eq!(origin.open("a"), 1);
     relay.stop().await;
 }
@@ -60,7 +64,10 @@ async fn two_topics_get_two_upstream_subscriptions() {
         conn.subscribe("/events/a", &[]).await,
     ];
     let mut b = conn.subscribe("/events/b", &[]).await;
-    eventually("both subscriptions", || origin.open("a") == 1 && origin.open("b") == 1).await;
+    eventually("both subscriptions", || {
+        origin.open("a") == 1 && origin.open("b") == 1
+    })
+    .await;
     origin.publish("a", "1", "for a");
     origin.publish("b", "1", "for b");
     for r in &mut a {

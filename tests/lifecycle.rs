@@ -15,7 +15,10 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     let first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     drop(first); // RST_STREAM: the subscriber leaves
-    eventually("subscriber detached", || relay.metrics.subscribers.get() == 0).await;
+    eventually("subscriber detached", || {
+        relay.metrics.subscribers.get() == 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(origin.open("a"), 1, "kept open during the grace period");
     let mut again = conn.subscribe("/events/a", &[]).await;
@@ -23,7 +26,10 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     assert_eq!(again.data(1).await, ["still flowing"]);
     assert_eq!(origin.requests("a").len(), 1, "reused, not reopened");
     drop(again);
-    eventually("upstream closed after the grace period", || origin.open("a") == 0).await;
+    eventually("upstream closed after the grace period", || {
+        origin.open("a") == 0
+    })
+    .await;
     assert_eq!(relay.metrics.topics.get(), 0);
     // A later subscriber opens a fresh upstream subscription.
     let _later = conn.subscribe("/events/a", &[]).await;
@@ -52,8 +58,7 @@ async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
             });
         }
     });
-    let relay =
-        TestRelay::start_with(&format!("http://{addr}/sub/{{topic}}"), "", "").await;
+    let relay = TestRelay::start_with(&format!("http://{addr}/sub/{{topic}}"), "", "").await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200);
     r.until_end().await;
@@ -78,7 +83,10 @@ async fn drain_ends_every_stream_with_a_retry_hint() {
     for r in h2.iter_mut().chain([&mut h1]) {
         r.until_end().await;
         let raw = String::from_utf8_lossy(&r.raw);
-        assert!(raw.ends_with("retry: 3456\n\n"), "ends with the retry hint: {raw:?}");
+        assert!(
+            raw.ends_with("retry: 3456\n\n"),
+            "ends with the retry hint: {raw:?}"
+        );
     }
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),

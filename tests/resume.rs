@@ -27,7 +27,11 @@ async fn upstream_cut_mid_event_resumes_without_gap_duplicate_or_partial() {
     origin.cut("a", "id: 6\ndata: partial");
     eventually("the relay reconnects", || origin.requests("a").len() == 2).await;
     let resumed = &origin.requests("a")[1];
-    assert_eq!(resumed.last_event_id.as_deref(), Some("5"), "Last-Event-ID upstream");
+    assert_eq!(
+        resumed.last_event_id.as_deref(),
+        Some("5"),
+        "Last-Event-ID upstream"
+    );
     for i in 6..=10 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
     }
@@ -78,13 +82,25 @@ async fn client_resumes_from_last_event_id_header_or_query() {
     // The client went away after event 3 and comes back.
     let mut by_header = conn.subscribe("/events/a", &[("last-event-id", "3")]).await;
     let mut by_query = conn.subscribe("/events/a?lastEventId=3", &[]).await;
-    let mut h1 = relay.h1().await.subscribe("/events/a", &[("last-event-id", "3")]).await;
+    let mut h1 = relay
+        .h1()
+        .await
+        .subscribe("/events/a", &[("last-event-id", "3")])
+        .await;
     origin.publish("a", "7", "e7");
     for r in [&mut by_header, &mut by_query, &mut h1] {
-        assert_eq!(r.data(4).await, numbered(4..=7), "exactly the missed events, then live");
+        assert_eq!(
+            r.data(4).await,
+            numbered(4..=7),
+            "exactly the missed events, then live"
+        );
     }
     assert_eq!(relay.metrics.replay_hits.get(), 3);
-    assert_eq!(origin.requests("a").len(), 1, "resumes are served by the relay");
+    assert_eq!(
+        origin.requests("a").len(),
+        1,
+        "resumes are served by the relay"
+    );
     relay.stop().await;
 }
 
@@ -100,7 +116,11 @@ async fn first_subscriber_last_event_id_reaches_the_origin() {
         .await
         .subscribe("/events/a", &[("last-event-id", "2")])
         .await;
-    assert_eq!(r.data(2).await, numbered(3..=4), "the origin replays what the client missed");
+    assert_eq!(
+        r.data(2).await,
+        numbered(3..=4),
+        "the origin replays what the client missed"
+    );
     assert_eq!(origin.requests("a")[0].last_event_id.as_deref(), Some("2"));
     relay.stop().await;
 }
@@ -114,7 +134,10 @@ async fn client_credentials_never_reach_the_origin() {
         .await
         .subscribe(
             "/events/a",
-            &[("cookie", "session=secret"), ("authorization", "Bearer secret")],
+            &[
+                ("cookie", "session=secret"),
+                ("authorization", "Bearer secret"),
+            ],
         )
         .await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;

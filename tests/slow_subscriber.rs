@@ -40,7 +40,13 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 for _ in 0..total {
-                    got.push(r.next_event().await.expect("healthy stream stays open").data.unwrap());
+                    got.push(
+                        r.next_event()
+                            .await
+                            .expect("healthy stream stays open")
+                            .data
+                            .unwrap(),
+                    );
                     progress.fetch_add(1, Ordering::SeqCst);
                 }
                 got
@@ -51,11 +57,18 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
         origin.publish("a", &(i + 1).to_string(), data);
         if (i + 1) % 8 == 0 {
             let want = 3 * (i + 1);
-            eventually("healthy readers keep up", || progress.load(Ordering::SeqCst) >= want).await;
+            eventually("healthy readers keep up", || {
+                progress.load(Ordering::SeqCst) >= want
+            })
+            .await;
         }
     }
     for r in readers {
-        assert_eq!(r.await.unwrap(), expected, "healthy subscribers get everything");
+        assert_eq!(
+            r.await.unwrap(),
+            expected,
+            "healthy subscribers get everything"
+        );
     }
     assert_eq!(relay.metrics.subscribers_lagged.get(), 0, "not yet polled");
 
@@ -66,7 +79,11 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
         got.push(event.data.unwrap());
     }
     assert!(stalled.ended);
-    assert!(!got.is_empty() && got.len() < total, "got {} events", got.len());
+    assert!(
+        !got.is_empty() && got.len() < total,
+        "got {} events",
+        got.len()
+    );
     assert_eq!(got[..], expected[..got.len()], "a prefix, in order, no gap");
     assert!(String::from_utf8_lossy(&stalled.raw).ends_with("retry: 2000\n\n"));
     assert_eq!(relay.metrics.subscribers_lagged.get(), 1);
