@@ -53,7 +53,7 @@ pub struct App {
     tls: TlsAcceptor,
     plaintext_listener: Option<TcpListener>,
     registry: Registry,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     dev_cert_path: Option<PathBuf>,
     demo_origin: Option<tokio::task::JoinHandle<()>>,
 }
@@ -65,7 +65,8 @@ impl App {
     /// [`StartError`] when TLS material cannot be loaded or an address cannot be bound.
     pub async fn bind(config: Config) -> Result<App, StartError> {
         let registry = Registry::new();
-        let metrics = Metrics::new(&registry).map_err(|e| StartError::Internal(e.to_string()))?;
+        let metrics =
+            Arc::new(Metrics::new(&registry).map_err(|e| StartError::Internal(e.to_string()))?);
         let (server_tls, dev_cert_path) = server_tls(&config)?;
         let client_tls = tls::client_config(config.upstream.extra_ca_file.as_deref())?;
 
@@ -85,7 +86,7 @@ impl App {
         let relay = Relay::new(
             router,
             hub.clone(),
-            DownstreamFrames::new(config.downstream.retry_hint_ms),
+            Arc::new(DownstreamFrames::new(config.downstream.retry_hint_ms)),
             config.downstream.lag_policy,
             Cors::new(&config.cors),
             metrics.clone(),
@@ -145,7 +146,7 @@ impl App {
     }
 
     /// The relay's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 

@@ -484,7 +484,7 @@ mod tests {
     #[test]
     fn unknown_key_is_named() {
         let e = parse(&format!("{ROUTE}[server]\nlisten_addr = \"x\"\n")).unwrap_err();
-        assert_eq!(e.key, "server");
+        assert_eq!(e.key, "server.listen_addr");
         assert!(e.reason.contains("listen_addr"), "{e}");
     }
 

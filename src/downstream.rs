@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -53,18 +54,18 @@ enum State {
 pub struct EventStreamBody {
     preamble: Option<Bytes>,
     state: State,
-    frames: DownstreamFrames,
+    frames: Arc<DownstreamFrames>,
     lag_policy: LagPolicy,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl EventStreamBody {
     /// A live stream over `subscription`.
     pub fn live(
         subscription: Subscription,
-        frames: DownstreamFrames,
+        frames: Arc<DownstreamFrames>,
         lag_policy: LagPolicy,
-        metrics: Metrics,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             preamble: Some(frames.preamble.clone()),
@@ -78,7 +79,7 @@ impl EventStreamBody {
     /// A stream that only says "retry later" and ends (used while draining): still a 200
     /// `text/event-stream`, because a browser's EventSource gives up for good on any other
     /// answer (WHATWG HTML §9.2.3).
-    pub fn retry_later(frames: DownstreamFrames, metrics: Metrics) -> Self {
+    pub fn retry_later(frames: Arc<DownstreamFrames>, metrics: Arc<Metrics>) -> Self {
         Self {
             preamble: Some(frames.preamble.clone()),
             state: State::Ending(frames.farewell.clone()),

@@ -63,7 +63,7 @@ struct HubInner {
     topics: Mutex<HashMap<String, Arc<Topic>>>,
     settings: HubSettings,
     opener: TopicOpener,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     draining: AtomicBool,
 }
 
@@ -102,7 +102,7 @@ struct RingState {
 impl Hub {
     /// Creates a hub and starts its heartbeat ticker (which stops when the hub is dropped).
     /// Must be called within a tokio runtime.
-    pub fn new(settings: HubSettings, metrics: Metrics, opener: TopicOpener) -> Self {
+    pub fn new(settings: HubSettings, metrics: Arc<Metrics>, opener: TopicOpener) -> Self {
         let inner = Arc::new(HubInner {
             topics: Mutex::new(HashMap::new()),
             settings,
@@ -426,7 +426,7 @@ pub struct Subscription {
     /// `wake_generation` at which this subscriber's waker was listed, if any.
     listed_in: Option<u64>,
     heartbeat_seen: u64,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl Subscription {
@@ -489,7 +489,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn hub(max_events: usize, opened: Arc<AtomicUsize>) -> Hub {
-        let metrics = Metrics::new(&prometheus::Registry::new()).unwrap();
+        let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
         let settings = HubSettings {
             ring: RingLimits {
                 max_events,

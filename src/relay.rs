@@ -30,10 +30,10 @@ pub struct Relay {
 struct RelayInner {
     router: Router,
     hub: Hub,
-    frames: DownstreamFrames,
+    frames: Arc<DownstreamFrames>,
     lag_policy: LagPolicy,
     cors: Cors,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl Relay {
@@ -41,10 +41,10 @@ impl Relay {
     pub fn new(
         router: Router,
         hub: Hub,
-        frames: DownstreamFrames,
+        frames: Arc<DownstreamFrames>,
         lag_policy: LagPolicy,
         cors: Cors,
-        metrics: Metrics,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner: Arc::new(RelayInner {

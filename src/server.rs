@@ -43,7 +43,7 @@ pub struct Server {
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
     settings: ServerSettings,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -52,7 +52,7 @@ impl Server {
         relay: Relay,
         settings: ServerSettings,
         max_connections: usize,
-        metrics: Metrics,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             relay,

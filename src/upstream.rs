@@ -45,7 +45,7 @@ type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 pub struct Upstream {
     client: HttpClient,
     settings: UpstreamSettings,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// How one upstream request ended.
@@ -60,7 +60,11 @@ enum Outcome {
 
 impl Upstream {
     /// Creates the client. `tls` is used for https origins (ALPN `h2`, `http/1.1` is set here).
-    pub fn new(settings: UpstreamSettings, tls: rustls::ClientConfig, metrics: Metrics) -> Self {
+    pub fn new(
+        settings: UpstreamSettings,
+        tls: rustls::ClientConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

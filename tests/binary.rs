@@ -67,8 +67,13 @@ async fn demo_relay_serves_h2_events_and_drains_on_sigterm() {
     }
     let all = printed.join("\n");
     assert!(all.contains("DEV CERTIFICATE"), "{all}");
-    assert!(all.contains(&format!("--cacert {}", cert.display())), "{all}");
-    assert!(all.contains(&format!("curl --http2 -k -N https://localhost:{relay_port}/events/clock")));
+    assert!(
+        all.contains(&format!("--cacert {}", cert.display())),
+        "{all}"
+    );
+    assert!(all.contains(&format!(
+        "curl --http2 -k -N https://localhost:{relay_port}/events/clock"
+    )));
 
     let addr = format!("127.0.0.1:{relay_port}").parse().unwrap();
     let mut conn = H2Client::connect(addr, &cert, None).await;
@@ -81,7 +86,11 @@ async fn demo_relay_serves_h2_events_and_drains_on_sigterm() {
     assert!(tick.data.unwrap().contains("price"));
 
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     clock.until_end().await;
     assert!(String::from_utf8_lossy(&clock.raw).ends_with("retry: 2000\n\n"));
     let deadline = std::time::Instant::now() + WAIT;

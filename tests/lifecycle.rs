@@ -72,7 +72,7 @@ async fn drain_ends_every_stream_with_a_retry_hint() {
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, "[downstream]\nretry_hint_ms = 3456\n").await;
     let mut conn = relay.h2().await;
-    let mut h2 = vec![
+    let mut h2 = [
         conn.subscribe("/events/a", &[]).await,
         conn.subscribe("/events/b", &[]).await,
     ];

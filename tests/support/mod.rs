@@ -35,7 +35,7 @@ pub struct TestRelay {
     pub addr: SocketAddr,
     pub plain_addr: Option<SocketAddr>,
     pub cert: PathBuf,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
