@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone)]
 pub struct SeenRequest {
     pub topic: String,
+    pub version: http::Version,
     pub last_event_id: Option<String>,
     pub headers: http::HeaderMap,
 }
@@ -49,6 +50,7 @@ struct Inner {
     requests: Mutex<Vec<SeenRequest>>,
     live: broadcast::Sender<(String, Live)>,
     down: AtomicBool,
+    wrong_type: AtomicBool,
 }
 
 impl Clone for Live {
@@ -81,6 +83,18 @@ impl TestOrigin {
 
     /// Starts the origin on `addr` (to restart one at the same address).
     pub async fn start_on(addr: SocketAddr) -> TestOrigin {
+        Self::start_inner(addr, None).await
+    }
+
+    /// Starts an https origin (ALPN h2 and http/1.1) with a generated certificate whose PEM is
+    /// written to `dir/cert.pem`.
+    pub async fn start_tls(dir: &std::path::Path) -> TestOrigin {
+        let dev = sse_relay::tls::dev_certificate(dir).expect("origin certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(dev.config));
+        Self::start_inner("127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
+    }
+
+    async fn start_inner(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> TestOrigin {
         let listener = TcpListener::bind(addr).await.expect("bind origin");
         let addr = listener.local_addr().unwrap();
         let inner = Arc::new(Inner {
@@ -88,6 +102,7 @@ impl TestOrigin {
             requests: Mutex::default(),
             live: broadcast::channel(4096).0,
             down: AtomicBool::new(false),
+            wrong_type: AtomicBool::new(false),
         });
         let served = inner.clone();
         tokio::spawn(async move {
@@ -96,14 +111,26 @@ impl TestOrigin {
                     continue;
                 };
                 let inner = served.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let inner = inner.clone();
                         async move { Ok::<_, Infallible>(respond(&inner, req)) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -144,6 +171,16 @@ impl TestOrigin {
         ));
     }
 
+    /// While set, subscription requests get `200 text/plain` instead of an event stream.
+    pub fn set_wrong_type(&self, wrong: bool) {
+        self.inner.wrong_type.store(wrong, Ordering::SeqCst);
+    }
+
+    /// The https upstream URL template (the certificate names `localhost`).
+    pub fn tls_template(&self) -> String {
+        format!("https://localhost:{}/sub/{{topic}}", self.addr.port())
+    }
+
     /// While down, subscription requests get 503.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
@@ -179,12 +216,16 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
     if inner.down.load(Ordering::SeqCst) {
         return status(StatusCode::SERVICE_UNAVAILABLE);
     }
+    if inner.wrong_type.load(Ordering::SeqCst) {
+        return status(StatusCode::OK);
+    }
     let last_event_id = req
         .headers()
         .get("last-event-id")
         .map(|v| v.to_str().unwrap().to_string());
     inner.requests.lock().unwrap().push(SeenRequest {
         topic: topic.clone(),
+        version: req.version(),
         last_event_id: last_event_id.clone(),
         headers: req.headers().clone(),
     });

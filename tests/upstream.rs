@@ -1,0 +1,95 @@
+//! The upstream side: https origins over h2 (ALPN) trusted through `extra_ca_file`, the
+//! read-idle timeout, and origins that answer something other than an event stream.
+
+mod support;
+
+use support::{eventually, TestOrigin, TestRelay};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_origin_is_reached_over_h2_with_the_extra_ca() {
+    let dir = support::temp_dir("origin-tls");
+    let origin = TestOrigin::start_tls(&dir).await;
+    let ca = dir.join("cert.pem");
+    let relay = TestRelay::start_with(
+        &origin.tls_template(),
+        "",
+        &format!(
+            "[upstream]\nextra_ca_file = {:?}\n",
+            ca.display().to_string()
+        ),
+    )
+    .await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "over tls");
+    assert_eq!(r.data(1).await, ["over tls"]);
+    assert_eq!(
+        origin.requests("a")[0].version,
+        http::Version::HTTP_2,
+        "h2 by ALPN"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_https_origin_is_refused_and_retried() {
+    let dir = support::temp_dir("origin-untrusted");
+    let origin = TestOrigin::start_tls(&dir).await;
+    let relay = TestRelay::start_with(
+        &origin.tls_template(),
+        "",
+        "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
+    )
+    .await;
+    let r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.status, 200, "the client still gets a stream");
+    eventually("connect failures counted", || {
+        relay.metrics.upstream_failures.connect.get() >= 2
+    })
+    .await;
+    assert!(
+        origin.requests("a").is_empty(),
+        "no request without a trusted certificate"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(
+        &origin,
+        "[upstream]\nread_idle_timeout_ms = 200\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
+    )
+    .await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("reconnected after silence", || {
+        origin.requests("a").len() >= 2
+    })
+    .await;
+    assert!(relay.metrics.upstream_failures.idle_timeout.get() >= 1);
+    origin.publish("a", "1", "after idle");
+    assert_eq!(r.data(1).await, ["after idle"]);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_content_type_is_retried_until_the_origin_streams() {
+    let origin = TestOrigin::start().await;
+    origin.set_wrong_type(true);
+    let relay = TestRelay::start(
+        &origin,
+        "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
+    )
+    .await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("content-type failures counted", || {
+        relay.metrics.upstream_failures.content_type.get() >= 2
+    })
+    .await;
+    origin.set_wrong_type(false);
+    eventually("streaming", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "now a stream");
+    assert_eq!(r.data(1).await, ["now a stream"]);
+    relay.stop().await;
+}
