@@ -20,7 +20,7 @@ use crate::cors::Cors;
 use crate::downstream::DownstreamFrames;
 use crate::hub::{Hub, HubSettings, RingLimits};
 use crate::metrics::Metrics;
-use crate::relay::Relay;
+use crate::relay::{Relay, RelayParts};
 use crate::routing::Router;
 use crate::server::{Server, ServerSettings};
 use crate::upstream::{Upstream, UpstreamSettings};
@@ -83,14 +83,14 @@ impl App {
         ));
         let hub = Hub::new(hub_settings(&config), metrics.clone(), upstream.opener());
         let router = Router::new(&config.routes).map_err(StartError::Internal)?;
-        let relay = Relay::new(
+        let relay = Relay::new(RelayParts {
             router,
-            hub.clone(),
-            Arc::new(DownstreamFrames::new(config.downstream.retry_hint_ms)),
-            config.downstream.lag_policy,
-            Cors::new(&config.cors),
-            metrics.clone(),
-        );
+            hub: hub.clone(),
+            frames: Arc::new(DownstreamFrames::new(config.downstream.retry_hint_ms)),
+            lag_policy: config.downstream.lag_policy,
+            cors: Cors::new(&config.cors),
+            metrics: metrics.clone(),
+        });
         let settings = ServerSettings {
             h2: config.server.h2.clone(),
             max_streams_per_connection: config.limits.max_streams_per_connection,

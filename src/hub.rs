@@ -270,14 +270,7 @@ impl Topic {
     /// topic from the hub so the next subscriber opens a fresh one.
     pub fn close(&self, reason: CloseReason) {
         if let Some(hub) = self.hub.upgrade() {
-            let mut topics = lock(&hub.topics);
-            let same = topics
-                .get(&self.key)
-                .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), self));
-            if same {
-                topics.remove(&self.key);
-                hub.metrics.topics.dec();
-            }
+            self.unregister(&hub, &mut lock(&hub.topics));
         }
         let wakers = {
             let mut state = lock(&self.state);
@@ -317,18 +310,23 @@ impl Topic {
             };
             let mut topics = lock(&hub.topics);
             if self.subscriber_count() == 0 {
-                let same = topics
-                    .get(&self.key)
-                    .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), self));
-                if same {
-                    topics.remove(&self.key);
-                    hub.metrics.topics.dec();
-                }
+                self.unregister(&hub, &mut topics);
                 lock(&self.state)
                     .closed
                     .get_or_insert(CloseReason::Draining);
                 return;
             }
+        }
+    }
+
+    /// Removes this topic (not a newer one under the same key) from the registry.
+    fn unregister(&self, hub: &HubInner, topics: &mut HashMap<String, Arc<Topic>>) {
+        let same = topics
+            .get(&self.key)
+            .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), self));
+        if same {
+            topics.remove(&self.key);
+            hub.metrics.topics.dec();
         }
     }
 

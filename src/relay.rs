@@ -24,37 +24,30 @@ pub type ResponseBody = Either<EventStreamBody, Full<Bytes>>;
 /// The shared request handler (cheap to clone).
 #[derive(Clone)]
 pub struct Relay {
-    inner: Arc<RelayInner>,
+    inner: Arc<RelayParts>,
 }
 
-struct RelayInner {
-    router: Router,
-    hub: Hub,
-    frames: Arc<DownstreamFrames>,
-    lag_policy: LagPolicy,
-    cors: Cors,
-    metrics: Arc<Metrics>,
+/// What the handler is made of.
+pub struct RelayParts {
+    /// The compiled routes.
+    pub router: Router,
+    /// The topic registry.
+    pub hub: Hub,
+    /// Preamble, heartbeat and farewell frames, shared by every subscriber.
+    pub frames: Arc<DownstreamFrames>,
+    /// What to do with subscribers that fall out of the replay ring.
+    pub lag_policy: LagPolicy,
+    /// The CORS policy.
+    pub cors: Cors,
+    /// The relay's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Relay {
     /// Creates the handler.
-    pub fn new(
-        router: Router,
-        hub: Hub,
-        frames: Arc<DownstreamFrames>,
-        lag_policy: LagPolicy,
-        cors: Cors,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(parts: RelayParts) -> Self {
         Self {
-            inner: Arc::new(RelayInner {
-                router,
-                hub,
-                frames,
-                lag_policy,
-                cors,
-                metrics,
-            }),
+            inner: Arc::new(parts),
         }
     }
 
