@@ -11,9 +11,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use prometheus::Registry;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::admin::{Admin, Readiness};
+use crate::tls::CertStore;
 
 use crate::config::{ms, Config};
 use crate::cors::Cors;
@@ -51,11 +57,22 @@ pub struct App {
     hub: Hub,
     tls_listener: TcpListener,
     tls: TlsAcceptor,
+    cert_store: Arc<CertStore>,
     plaintext_listener: Option<TcpListener>,
-    registry: Registry,
+    admin_listener: TcpListener,
+    admin: Admin,
     metrics: Arc<Metrics>,
     dev_cert_path: Option<PathBuf>,
     demo_origin: Option<tokio::task::JoinHandle<()>>,
+    drain: DrainSettings,
+    tls_reload_interval: Option<Duration>,
+}
+
+/// The phases of a drain (see `[server]` in the config).
+#[derive(Debug, Clone, Copy)]
+struct DrainSettings {
+    delay: Duration,
+    window: Duration,
 }
 
 impl App {
@@ -65,9 +82,11 @@ impl App {
     /// [`StartError`] when TLS material cannot be loaded or an address cannot be bound.
     pub async fn bind(config: Config) -> Result<App, StartError> {
         let registry = Registry::new();
-        let metrics =
-            Arc::new(Metrics::new(&registry).map_err(|e| StartError::Internal(e.to_string()))?);
-        let (server_tls, dev_cert_path) = server_tls(&config)?;
+        let metrics = Metrics::new(&registry, config.admin.max_topic_labels)
+            .map_err(|e| StartError::Internal(e.to_string()))?;
+        let metrics = Arc::new(metrics);
+        let (cert_store, dev_cert_path) = cert_store(&config)?;
+        let server_tls = cert_store.server_config()?;
         let client_tls = tls::client_config(config.upstream.extra_ca_file.as_deref())?;
 
         let demo_origin = if config.demo_origin.enabled {
@@ -78,7 +97,7 @@ impl App {
         };
         let upstream = Arc::new(Upstream::new(
             upstream_settings(&config),
-            client_tls,
+            client_tls.clone(),
             metrics.clone(),
         ));
         let hub = Hub::new(hub_settings(&config), metrics.clone(), upstream.opener());
@@ -91,11 +110,12 @@ impl App {
             cors: Cors::new(&config.cors),
             metrics: metrics.clone(),
         });
+        let s = &config.server;
         let settings = ServerSettings {
-            h2: config.server.h2.clone(),
+            h2: s.h2.clone(),
             max_streams_per_connection: config.limits.max_streams_per_connection,
             tls_handshake_timeout: ms(config.limits.tls_handshake_timeout_ms),
-            drain_timeout: ms(config.server.drain_timeout_ms),
+            drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
         };
         let server = Server::new(
             relay,
@@ -103,21 +123,36 @@ impl App {
             config.limits.max_connections,
             metrics.clone(),
         );
-        let tls_listener = bind(config.server.listen).await?;
-        let plaintext_listener = match config.server.plaintext_listen {
+        let tls_listener = bind(s.listen).await?;
+        let plaintext_listener = match s.plaintext_listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
+        };
+        let admin_listener = bind(config.admin.listen).await?;
+        let admin = Admin {
+            registry,
+            metrics: metrics.clone(),
+            hub: hub.clone(),
+            readiness: Readiness::default(),
         };
         Ok(App {
             server,
             hub,
             tls_listener,
             tls: TlsAcceptor::from(Arc::new(server_tls)),
+            cert_store,
             plaintext_listener,
-            registry,
+            admin_listener,
+            admin,
             metrics,
             dev_cert_path,
             demo_origin,
+            drain: DrainSettings {
+                delay: ms(s.drain_delay_ms),
+                window: ms(s.drain_window_ms),
+            },
+            tls_reload_interval: (s.tls_reload_interval_ms > 0)
+                .then(|| ms(s.tls_reload_interval_ms)),
         })
     }
 
@@ -135,6 +170,13 @@ impl App {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
     /// Where the generated dev certificate was written, if one was generated.
     pub fn dev_cert_path(&self) -> Option<&std::path::Path> {
         self.dev_cert_path.as_deref()
@@ -142,7 +184,7 @@ impl App {
 
     /// The Prometheus registry holding the relay's metrics.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.admin.registry
     }
 
     /// The relay's metrics.
@@ -150,41 +192,85 @@ impl App {
         &self.metrics
     }
 
-    /// Serves until `shutdown` resolves, then drains and returns.
+    /// The readiness latch (`/readyz`).
+    pub fn readiness(&self) -> &Readiness {
+        &self.admin.readiness
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/readyz` fails at once; serving goes on
+    /// for the drain delay; then listeners stop accepting and h2 connections get GOAWAY; SSE
+    /// streams end spread over the drain window, each after a `retry:` hint; connections get
+    /// until the drain timeout to close. Returns when done.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = move || {
-            let mut stopped = stopped.clone();
+        let (stop, stopped) = watch::channel(false);
+        let until = |rx: &watch::Receiver<bool>| {
+            let mut rx = rx.clone();
             async move {
-                let _ = stopped.wait_for(|s| *s).await;
+                let _ = rx.wait_for(|s| *s).await;
             }
         };
         let mut listeners = Vec::new();
         let server = self.server.clone();
-        let stopped_tls = until_stopped();
-        let tls = self.tls.clone();
-        let tls_listener = self.tls_listener;
+        let (tls, tls_listener, stop_tls) = (self.tls.clone(), self.tls_listener, until(&stopped));
         listeners.push(tokio::spawn(async move {
-            server.serve(tls_listener, Some(tls), stopped_tls).await
+            server.serve(tls_listener, Some(tls), stop_tls).await
         }));
         if let Some(listener) = self.plaintext_listener {
             let server = self.server.clone();
-            let stopped_plain = until_stopped();
+            let stop_plain = until(&stopped);
             listeners.push(tokio::spawn(async move {
-                server.serve(listener, None, stopped_plain).await
+                server.serve(listener, None, stop_plain).await
             }));
         }
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin = tokio::spawn(self.admin.clone().serve(self.admin_listener, admin_stopped));
+        let reload = self.tls_reload_interval.map(|every| {
+            tokio::spawn(watch_certificate(
+                self.cert_store.clone(),
+                every,
+                self.metrics.clone(),
+            ))
+        });
+        self.admin.readiness.set(true);
+
         shutdown.await;
+        info!(delay = ?self.drain.delay, window = ?self.drain.window, "draining: readiness off");
+        self.admin.readiness.set(false);
+        self.metrics.draining.set(1);
+        tokio::time::sleep(self.drain.delay).await;
         info!("draining: no new connections, GOAWAY, ending streams");
         let _ = stop.send(true);
-        self.hub.drain();
+        self.hub.drain(self.drain.window).await;
         for listener in listeners {
             let _ = listener.await;
         }
-        if let Some(demo) = self.demo_origin {
-            demo.abort();
+        let _ = admin_stop.send(true);
+        let _ = admin.await;
+        for task in reload.into_iter().chain(self.demo_origin) {
+            task.abort();
         }
         info!("drained");
+    }
+}
+
+/// Polls the certificate files and swaps in a changed, valid pair (see
+/// [`CertStore::reload_if_changed`]); an invalid pair is logged and counted, the old one stays.
+async fn watch_certificate(store: Arc<CertStore>, every: Duration, metrics: Arc<Metrics>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.reload_if_changed() {
+            Ok(true) => {
+                metrics.cert_reloads.ok.inc();
+                info!("TLS certificate reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                metrics.cert_reloads.rejected.inc();
+                warn!(error = %e, "new TLS certificate rejected; keeping the current one");
+            }
+        }
     }
 }
 
@@ -194,17 +280,17 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-fn server_tls(config: &Config) -> Result<(rustls::ServerConfig, Option<PathBuf>), StartError> {
+fn cert_store(config: &Config) -> Result<(Arc<CertStore>, Option<PathBuf>), StartError> {
     let s = &config.server;
     if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {
-        return Ok((tls::server_config_from_files(cert, key)?, None));
+        return Ok((Arc::new(CertStore::from_files(cert, key)?), None));
     }
     let dir = s
         .dev_cert_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("sse-relay-dev"));
     let dev = tls::dev_certificate(&dir)?;
-    Ok((dev.config, Some(dev.cert_path)))
+    Ok((dev.store, Some(dev.cert_path)))
 }
 
 fn upstream_settings(config: &Config) -> UpstreamSettings {

@@ -56,6 +56,15 @@ pub struct Config {
     /// The built-in demo origin (for trying the relay without an origin of your own).
     #[serde(default)]
     pub demo_origin: DemoOriginConfig,
+    /// The admin listener: metrics, probes, topics, status page.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Requests that match no SSE route.
+    #[serde(default)]
+    pub passthrough: PassthroughConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// `[server]`: listeners, TLS and drain.
@@ -73,9 +82,18 @@ pub struct ServerConfig {
     /// Optional plaintext listener (HTTP/1.1 and h2c with prior knowledge), for use behind a
     /// mesh that terminates TLS. Default: none.
     pub plaintext_listen: Option<SocketAddr>,
-    /// How long shutdown waits for connections to close after ending streams, in ms.
-    /// Default 10000.
+    /// After SIGTERM, keep serving this long with `/readyz` failing, so load balancers and
+    /// Kubernetes endpoints stop sending new clients, ms. Default 5000.
+    pub drain_delay_ms: u64,
+    /// Then end the SSE streams spread over this window (jittered), so clients reconnect to
+    /// other replicas without a stampede, ms. Default 10000.
+    pub drain_window_ms: u64,
+    /// Exit at the latest this long after SIGTERM, whatever is still open, ms. Must exceed
+    /// `drain_delay_ms + drain_window_ms`. Default 30000.
     pub drain_timeout_ms: u64,
+    /// How often the certificate and key files are checked for changes (hot reload), ms
+    /// (0 disables). Default 2000.
+    pub tls_reload_interval_ms: u64,
     /// HTTP/2 settings sent to clients.
     pub h2: H2Config,
 }
@@ -88,7 +106,10 @@ impl Default for ServerConfig {
             tls_key: None,
             dev_cert_dir: None,
             plaintext_listen: None,
-            drain_timeout_ms: 10_000,
+            drain_delay_ms: 5_000,
+            drain_window_ms: 10_000,
+            drain_timeout_ms: 30_000,
+            tls_reload_interval_ms: 2_000,
             h2: H2Config::default(),
         }
     }
@@ -298,50 +319,150 @@ impl Default for DemoOriginConfig {
     }
 }
 
+/// `[admin]`: the admin listener (plain HTTP, keep it on loopback or a private port).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Its address. Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+    /// Distinct topic labels in per-topic metrics before further topics share `other`, count.
+    /// Default 100.
+    pub max_topic_labels: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_topic_labels: crate::metrics::DEFAULT_MAX_TOPIC_LABELS,
+        }
+    }
+}
+
+/// `[passthrough]`: where requests that match no SSE route go (a streaming reverse proxy).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassthroughConfig {
+    /// The default origin, e.g. `http://127.0.0.1:8080`. Default: none (such requests get 404).
+    pub upstream: Option<String>,
+    /// TCP (and TLS) connect timeout, ms; a failure answers 502. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Deadline for the origin's response headers, ms; past it the answer is 504. Default 30000.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for PassthroughConfig {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            connect_timeout_ms: 5_000,
+            response_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: logging (the `SSE_RELAY_LOG` environment variable sets the filter, e.g.
+/// `info,sse_relay=debug`; `SSE_RELAY_LOG_FORMAT` overrides `format`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `"text"` (default) or `"json"`.
+    pub format: LogFormat,
+    /// Default filter when `SSE_RELAY_LOG` is unset. Default `"info"`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
 /// Milliseconds to a `Duration`.
 pub fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 
 impl Config {
-    /// Reads, parses and validates `path`.
+    /// Reads, parses and validates `path`, applying `SSE_RELAY__…` environment overrides (see
+    /// [`Config::parse_with_env`]).
     ///
     /// # Errors
     /// A [`ConfigError`] naming the file, the key and the reason: unreadable file, TOML syntax,
-    /// unknown key, wrong type, or a value [`Config::validate`] rejects.
+    /// unknown key, wrong type, bad override, or a value [`Config::validate`] rejects.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             key: "(file)".into(),
             reason: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, path)
+        Config::parse_with_env(&text, path, std::env::vars())
     }
 
-    /// Parses and validates TOML text; `path` is used in error messages.
+    /// Parses and validates TOML text (no environment overrides); `path` is used in error
+    /// messages.
     ///
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, path, std::iter::empty())
+    }
+
+    /// Parses TOML text, applies overrides from `env`, and validates. Every key can be set by a
+    /// variable named `SSE_RELAY__` + its path with `__` between parts, case-insensitive:
+    /// `SSE_RELAY__SERVER__LISTEN=0.0.0.0:8443`, `SSE_RELAY__ROUTE__0__UPSTREAM=http://…`
+    /// (a number selects an array element; one past the end appends a table). The value is
+    /// read as a TOML value when it is one (`5000`, `true`, `["a"]`), else as a string.
+    ///
+    /// # Errors
+    /// As [`Config::load`]; a bad override is named by its variable.
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let err = |key: String, reason: String| ConfigError {
             file: path.to_owned(),
             key,
             reason,
         };
-        let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." { "(file)".into() } else { key };
-            let inner = e.into_inner();
-            let mut reason = inner.message().trim().replace('\n', " ");
-            if let Some(span) = inner.span() {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                reason.push_str(&format!(" (line {line}, column {column})"));
+        let mut overrides: Vec<(String, String)> = env
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        let config: Config = if overrides.is_empty() {
+            let deserializer = toml::Deserializer::new(text);
+            serde_path_to_error::deserialize(deserializer).map_err(|e| path_error(e, text, &err))?
+        } else {
+            let mut table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| err("(file)".into(), with_position(&e, text)))?;
+            for (name, value) in &overrides {
+                apply_override(&mut table, name, value)
+                    .map_err(|reason| err(format!("env {name}"), reason))?;
             }
-            err(key, reason)
-        })?;
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let reason = format!(
+                    "{} (after environment overrides)",
+                    e.into_inner().message().trim()
+                );
+                err(key, reason)
+            })?
+        };
         config
             .validate()
             .map_err(|(key, reason)| err(key, reason))?;
@@ -364,6 +485,35 @@ impl Config {
         file_exists(
             "upstream.extra_ca_file",
             self.upstream.extra_ca_file.as_deref(),
+        )?;
+        if s.drain_timeout_ms <= s.drain_delay_ms + s.drain_window_ms {
+            return Err(key(
+                "server.drain_timeout_ms",
+                "must exceed drain_delay_ms + drain_window_ms",
+            ));
+        }
+        if let Some(url) = &self.passthrough.upstream {
+            let uri: Result<http::Uri, _> = url.parse();
+            let ok = uri.as_ref().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(key(
+                    "passthrough.upstream",
+                    "must be an origin like \"http://127.0.0.1:8080\" (no path or query)",
+                ));
+            }
+        }
+        positive(
+            "passthrough.connect_timeout_ms",
+            self.passthrough.connect_timeout_ms,
+        )?;
+        positive(
+            "passthrough.response_timeout_ms",
+            self.passthrough.response_timeout_ms,
         )?;
         if s.plaintext_listen == Some(s.listen) && s.listen.port() != 0 {
             return Err(key(
@@ -437,6 +587,85 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "SSE_RELAY__";
+
+fn path_error(
+    e: serde_path_to_error::Error<toml::de::Error>,
+    text: &str,
+    err: &impl Fn(String, String) -> ConfigError,
+) -> ConfigError {
+    let key = e.path().to_string();
+    let key = if key == "." { "(file)".into() } else { key };
+    err(key, with_position(e.inner(), text))
+}
+
+/// The error's message, with its line and column when it has a position.
+fn with_position(e: &toml::de::Error, text: &str) -> String {
+    let mut reason = e.message().trim().replace('\n', " ");
+    if let Some(span) = e.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        reason.push_str(&format!(" (line {line}, column {column})"));
+    }
+    reason
+}
+
+/// Sets the key named by an `SSE_RELAY__A__B` variable in `table`.
+fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), String> {
+    let parts: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if parts.iter().any(String::is_empty) {
+        return Err("empty key part (use __ only between parts)".into());
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = parts.split_last().expect("at least one part");
+    let mut node = table;
+    let mut iter = parents.iter().peekable();
+    while let Some(part) = iter.next() {
+        let next_is_index = iter.peek().is_some_and(|p| p.parse::<usize>().is_ok());
+        let slot = node
+            .entry(part.clone())
+            .or_insert_with(|| empty_container(next_is_index));
+        node = match slot {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                let index: usize = iter
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(|| format!("{part} is a list: give an index after it"))?;
+                let len = items.len();
+                if index == len {
+                    items.push(toml::Value::Table(toml::Table::new()));
+                }
+                match items.get_mut(index) {
+                    Some(toml::Value::Table(t)) => t,
+                    Some(_) => return Err(format!("{part}[{index}] is not a table")),
+                    None => return Err(format!("{part} has {len} entries")),
+                }
+            }
+            _ => return Err(format!("{part} is not a table")),
+        };
+    }
+    node.insert(last.clone(), value);
+    Ok(())
+}
+
+fn empty_container(array: bool) -> toml::Value {
+    if array {
+        toml::Value::Array(Vec::new())
+    } else {
+        toml::Value::Table(toml::Table::new())
     }
 }
 
@@ -541,6 +770,59 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key, "cors.allow_credentials");
+    }
+
+    fn with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::parse_with_env(
+            text,
+            Path::new("relay.toml"),
+            env.collect::<Vec<_>>().into_iter(),
+        )
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let c = with_env(
+            ROUTE,
+            &[
+                ("SSE_RELAY__SERVER__LISTEN", "0.0.0.0:9443"),
+                ("SSE_RELAY__REPLAY__MAX_EVENTS", "7"),
+                ("SSE_RELAY__ROUTE__0__QUERY_PARAMS", "[\"lang\"]"),
+                ("SSE_RELAY__ROUTE__1__PATH", "/other/{t}"),
+                ("SSE_RELAY__ROUTE__1__UPSTREAM", "http://o/{t}"),
+                ("SSE_RELAY_LOG", "debug"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:9443");
+        assert_eq!(c.replay.max_events, 7);
+        assert_eq!(c.routes[0].query_params, ["lang"]);
+        assert_eq!(c.routes[1].upstream, "http://o/{t}");
+    }
+
+    #[test]
+    fn bad_environment_override_is_named() {
+        let e = with_env(ROUTE, &[("SSE_RELAY__REPLAY__MAX_EVENTS", "many")]).unwrap_err();
+        assert_eq!(e.key, "replay.max_events");
+        assert!(e.reason.contains("environment"), "{e}");
+        let e = with_env(ROUTE, &[("SSE_RELAY__ROUTE__5__PATH", "/x")]).unwrap_err();
+        assert_eq!(e.key, "env SSE_RELAY__ROUTE__5__PATH");
+    }
+
+    #[test]
+    fn drain_timeout_must_cover_delay_and_window() {
+        let e = parse(&format!("{ROUTE}[server]\ndrain_timeout_ms = 1000\n")).unwrap_err();
+        assert_eq!(e.key, "server.drain_timeout_ms");
+    }
+
+    #[test]
+    fn passthrough_upstream_must_be_an_origin() {
+        let e = parse(&format!(
+            "{ROUTE}[passthrough]\nupstream = \"http://o/app\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "passthrough.upstream");
     }
 
     #[test]

@@ -116,7 +116,19 @@ impl Body for EventStreamBody {
             };
             let data = match subscription.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Next::Frame(frame)) => frame,
+                Poll::Ready(Next::Frame(delivery)) => {
+                    let metrics = &this.metrics;
+                    metrics.events_delivered.inc();
+                    metrics.bytes_delivered.inc_by(delivery.frame.len() as u64);
+                    metrics
+                        .fanout_latency
+                        .observe(delivery.received_at.elapsed().as_secs_f64());
+                    metrics.subscriber_lag.observe(delivery.behind as f64);
+                    if let Some(stall) = delivery.stalled_for {
+                        metrics.subscriber_stall.observe(stall.as_secs_f64());
+                    }
+                    delivery.frame
+                }
                 Poll::Ready(Next::Heartbeat) => {
                     this.metrics.heartbeats.inc();
                     this.frames.heartbeat.clone()

@@ -5,6 +5,7 @@
 //! subscriber's HTTP/2 (or HTTP/1.1) stream. Data flows one way: upstream → hub → subscribers.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod config;
@@ -18,4 +19,5 @@ pub mod routing;
 pub mod server;
 pub mod sse;
 pub mod tls;
+pub mod topic;
 pub mod upstream;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sse_relay::app::App;
-use sse_relay::config::Config;
+use sse_relay::config::{Config, LogConfig, LogFormat};
 
 /// Edge relay for Server-Sent Events: one upstream subscription per topic, fanned out over TLS
 /// HTTP/2.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
-    init_logging();
+    init_logging(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -77,6 +77,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(plain) = app.plaintext_addr() {
         tracing::info!(addr = %plain, "listening (plaintext HTTP/1.1 and h2c)");
     }
+    tracing::info!(addr = %app.admin_addr(), "admin listening: /metrics /healthz /readyz /topics /");
     if let Some(cert) = app.dev_cert_path() {
         tracing::warn!(
             "DEV CERTIFICATE: self-signed, generated at start, written to {} — not for production; set server.tls_cert and server.tls_key",
@@ -113,11 +114,38 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received");
+    tracing::info!("shutdown signal received: draining (signal again to exit at once)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::warn!("second signal: exiting without finishing the drain");
+        std::process::exit(130);
+    });
+    #[cfg(unix)]
+    tokio::spawn(async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            tracing::warn!("second signal: exiting without finishing the drain");
+            std::process::exit(143);
+        }
+    });
 }
 
-fn init_logging() {
+/// Logging: filter from `SSE_RELAY_LOG` (else `[log] filter`), format from
+/// `SSE_RELAY_LOG_FORMAT` (else `[log] format`): `text` or `json` (one object per line).
+fn init_logging(config: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SSE_RELAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.filter));
+    let json = match std::env::var("SSE_RELAY_LOG_FORMAT").ok().as_deref() {
+        Some("json") => true,
+        Some("text") => false,
+        _ => config.format == LogFormat::Json,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
 }

@@ -1,13 +1,20 @@
 //! Prometheus metrics: one [`Metrics`] struct owning every series the relay exports, registered
 //! in a registry the caller owns (no global statics), so tests read values directly.
 //!
-//! Names follow Prometheus conventions (`sse_relay_…_total` for counters). Labelled children are
-//! resolved once here, never per event.
+//! Names follow Prometheus conventions (`sse_relay_…_total` for counters, `_seconds`, `_bytes`).
+//! Labelled children are resolved once here (or once per topic), never per event.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Topics beyond this many distinct labels share the label `other` in per-topic series.
+pub const DEFAULT_MAX_TOPIC_LABELS: usize = 100;
 
 /// Every metric of the relay.
-#[derive(Clone)]
 pub struct Metrics {
     /// Subscribers currently attached to a topic (gauge).
     pub subscribers: IntGauge,
@@ -15,10 +22,18 @@ pub struct Metrics {
     pub topics: IntGauge,
     /// Upstream connection attempts (counter).
     pub upstream_connects: IntCounter,
+    /// Upstream connection attempts after the first one of a topic (counter).
+    pub upstream_reconnects: IntCounter,
+    /// Upstream event streams established right now (gauge).
+    pub upstream_open: IntGauge,
     /// Upstream attempts that failed or streams that broke, by reason (counter).
     pub upstream_failures: UpstreamFailures,
     /// Events received from origins and put into a replay buffer (counter).
     pub events_received: IntCounter,
+    /// Event frames written to subscribers' streams (counter; one per subscriber per event).
+    pub events_delivered: IntCounter,
+    /// Bytes of event frames written to subscribers' streams (counter).
+    pub bytes_delivered: IntCounter,
     /// Events dropped because they exceeded `limits.max_event_bytes` (counter).
     pub events_oversized: IntCounter,
     /// Subscribers whose cursor fell out of the replay buffer (lag policy applied) (counter).
@@ -29,18 +44,36 @@ pub struct Metrics {
     pub replay_misses: IntCounter,
     /// Heartbeat comments sent to subscribers (counter).
     pub heartbeats: IntCounter,
-    /// Downstream connections accepted (counter).
-    pub connections_accepted: IntCounter,
-    /// Downstream connections open (gauge).
-    pub connections_open: IntGauge,
+    /// Time from an event's arrival from upstream to its hand-off to a subscriber's stream,
+    /// seconds (histogram; one observation per delivery).
+    pub fanout_latency: Histogram,
+    /// How many events a subscriber was behind the topic's head when it was handed one, count
+    /// (histogram; one observation per delivery).
+    pub subscriber_lag: Histogram,
+    /// How long a subscriber's stream was not polled while events were waiting for it (the
+    /// client's flow-control window was closed), seconds (histogram).
+    pub subscriber_stall: Histogram,
+    /// Downstream connections accepted, by protocol of their first request (`h2`, `http/1.1`,
+    /// or `none` for connections that never sent one) (counter).
+    pub connections_accepted: ProtocolCounters,
+    /// Downstream connections open, by protocol (gauge).
+    pub connections_open: ProtocolGauges,
     /// TLS handshakes that failed or timed out (counter).
     pub tls_handshake_failures: IntCounter,
     /// Connections refused because `limits.max_connections` was reached (counter).
     pub connections_refused: IntCounter,
+    /// 1 while the relay drains (gauge).
+    pub draining: IntGauge,
+    /// Certificate reloads, by result (`ok`, `rejected`) (counter).
+    pub cert_reloads: CertReloads,
+    /// Passthrough requests, by outcome (counter).
+    pub passthrough: PassthroughCounters,
+    topic_subscribers: IntGaugeVec,
+    topic_labels: Mutex<HashMap<String, usize>>,
+    max_topic_labels: usize,
 }
 
 /// `sse_relay_upstream_failures_total{reason}` children, resolved once.
-#[derive(Clone)]
 pub struct UpstreamFailures {
     /// Could not connect or send the request.
     pub connect: IntCounter,
@@ -54,92 +87,242 @@ pub struct UpstreamFailures {
     pub idle_timeout: IntCounter,
 }
 
+/// Children by downstream protocol, counters.
+pub struct ProtocolCounters {
+    /// HTTP/2 (TLS with ALPN h2, or h2c).
+    pub h2: IntCounter,
+    /// HTTP/1.1.
+    pub http1: IntCounter,
+    /// No request was ever made on the connection.
+    pub none: IntCounter,
+}
+
+/// Children by downstream protocol, gauges.
+pub struct ProtocolGauges {
+    /// HTTP/2.
+    pub h2: IntGauge,
+    /// HTTP/1.1.
+    pub http1: IntGauge,
+    /// Not yet known (TLS handshake or first request pending).
+    pub pending: IntGauge,
+}
+
+/// `sse_relay_cert_reloads_total{result}` children.
+pub struct CertReloads {
+    /// A new certificate was loaded.
+    pub ok: IntCounter,
+    /// A changed certificate/key pair was invalid; the old one stays.
+    pub rejected: IntCounter,
+}
+
+/// `sse_relay_passthrough_requests_total{outcome}` children.
+pub struct PassthroughCounters {
+    /// Answered by the origin.
+    pub ok: IntCounter,
+    /// The origin could not be reached (502).
+    pub connect_error: IntCounter,
+    /// The origin's response headers did not come in time (504).
+    pub timeout: IntCounter,
+}
+
 impl Metrics {
-    /// Creates the metrics and registers them in `registry`.
+    /// Creates the metrics and registers them in `registry`; at most `max_topic_labels`
+    /// distinct topic labels are used in per-topic series.
     ///
     /// # Errors
     /// A `prometheus::Error` if a name is already registered there.
-    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "sse_relay_upstream_failures_total",
-                "Upstream attempts that failed or streams that broke, by reason.",
-            ),
-            &["reason"],
+    pub fn new(registry: &Registry, max_topic_labels: usize) -> prometheus::Result<Self> {
+        let r = registry;
+        let failures = counter_vec(
+            r,
+            "sse_relay_upstream_failures_total",
+            "Upstream attempts that failed or streams that broke, by reason.",
+            "reason",
         )?;
-        registry.register(Box::new(failures.clone()))?;
-        let child = |reason: &str| failures.with_label_values(&[reason]);
-        let metrics = Self {
-            subscribers: gauge(registry, "sse_relay_subscribers", "Subscribers attached.")?,
-            topics: gauge(
-                registry,
-                "sse_relay_topics",
-                "Open topics (one upstream each).",
-            )?,
+        let f = |v: &str| failures.with_label_values(&[v]);
+        let accepted = counter_vec(
+            r,
+            "sse_relay_connections_accepted_total",
+            "Downstream connections accepted, by protocol of their first request.",
+            "protocol",
+        )?;
+        let open = IntGaugeVec::new(
+            Opts::new(
+                "sse_relay_connections_open",
+                "Downstream connections open, by protocol.",
+            ),
+            &["protocol"],
+        )?;
+        r.register(Box::new(open.clone()))?;
+        let reloads = counter_vec(
+            r,
+            "sse_relay_cert_reloads_total",
+            "Certificate reloads, by result.",
+            "result",
+        )?;
+        let passthrough = counter_vec(
+            r,
+            "sse_relay_passthrough_requests_total",
+            "Passthrough requests, by outcome.",
+            "outcome",
+        )?;
+        let topic_subscribers = IntGaugeVec::new(
+            Opts::new(
+                "sse_relay_topic_subscribers",
+                "Subscribers per topic (topics past the label cap share topic=\"other\").",
+            ),
+            &["topic"],
+        )?;
+        r.register(Box::new(topic_subscribers.clone()))?;
+        Ok(Self {
+            subscribers: gauge(r, "sse_relay_subscribers", "Subscribers attached.")?,
+            topics: gauge(r, "sse_relay_topics", "Open topics (one upstream each).")?,
             upstream_connects: counter(
-                registry,
+                r,
                 "sse_relay_upstream_connects_total",
                 "Upstream connection attempts.",
             )?,
+            upstream_reconnects: counter(
+                r,
+                "sse_relay_upstream_reconnects_total",
+                "Upstream connection attempts after a topic's first.",
+            )?,
+            upstream_open: gauge(
+                r,
+                "sse_relay_upstream_subscriptions_open",
+                "Upstream event streams established.",
+            )?,
             upstream_failures: UpstreamFailures {
-                connect: child("connect"),
-                status: child("status"),
-                content_type: child("content_type"),
-                stream: child("stream"),
-                idle_timeout: child("idle_timeout"),
+                connect: f("connect"),
+                status: f("status"),
+                content_type: f("content_type"),
+                stream: f("stream"),
+                idle_timeout: f("idle_timeout"),
             },
             events_received: counter(
-                registry,
+                r,
                 "sse_relay_events_received_total",
                 "Events received from origins.",
             )?,
+            events_delivered: counter(
+                r,
+                "sse_relay_events_delivered_total",
+                "Event frames written to subscriber streams.",
+            )?,
+            bytes_delivered: counter(
+                r,
+                "sse_relay_delivered_bytes_total",
+                "Bytes of event frames written to subscriber streams.",
+            )?,
             events_oversized: counter(
-                registry,
+                r,
                 "sse_relay_events_oversized_total",
                 "Events dropped for exceeding limits.max_event_bytes.",
             )?,
             subscribers_lagged: counter(
-                registry,
+                r,
                 "sse_relay_subscribers_lagged_total",
                 "Subscribers that fell out of the replay buffer.",
             )?,
             replay_hits: counter(
-                registry,
+                r,
                 "sse_relay_replay_hits_total",
                 "Resumes whose Last-Event-ID was in the replay buffer.",
             )?,
             replay_misses: counter(
-                registry,
+                r,
                 "sse_relay_replay_misses_total",
                 "Resumes whose Last-Event-ID was not in the replay buffer.",
             )?,
             heartbeats: counter(
-                registry,
+                r,
                 "sse_relay_heartbeats_total",
                 "Heartbeat comments sent to subscribers.",
             )?,
-            connections_accepted: counter(
-                registry,
-                "sse_relay_connections_accepted_total",
-                "Downstream connections accepted.",
+            fanout_latency: histogram(
+                r,
+                "sse_relay_fanout_latency_seconds",
+                "Event arrival from upstream to hand-off to a subscriber stream.",
+                prometheus::exponential_buckets(0.0001, 2.0, 18)?,
             )?,
-            connections_open: gauge(
-                registry,
-                "sse_relay_connections_open",
-                "Downstream connections open.",
+            subscriber_lag: histogram(
+                r,
+                "sse_relay_subscriber_lag_events",
+                "Events a subscriber was behind the head at each delivery.",
+                [
+                    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ]
+                .to_vec(),
             )?,
+            subscriber_stall: histogram(
+                r,
+                "sse_relay_subscriber_stall_seconds",
+                "Time a subscriber stream was not polled while events waited (flow control).",
+                prometheus::exponential_buckets(0.001, 4.0, 10)?,
+            )?,
+            connections_accepted: ProtocolCounters {
+                h2: accepted.with_label_values(&["h2"]),
+                http1: accepted.with_label_values(&["http/1.1"]),
+                none: accepted.with_label_values(&["none"]),
+            },
+            connections_open: ProtocolGauges {
+                h2: open.with_label_values(&["h2"]),
+                http1: open.with_label_values(&["http/1.1"]),
+                pending: open.with_label_values(&["pending"]),
+            },
             tls_handshake_failures: counter(
-                registry,
+                r,
                 "sse_relay_tls_handshake_failures_total",
                 "TLS handshakes that failed or timed out.",
             )?,
             connections_refused: counter(
-                registry,
+                r,
                 "sse_relay_connections_refused_total",
                 "Connections refused at limits.max_connections.",
             )?,
+            draining: gauge(r, "sse_relay_draining", "1 while the relay drains.")?,
+            cert_reloads: CertReloads {
+                ok: reloads.with_label_values(&["ok"]),
+                rejected: reloads.with_label_values(&["rejected"]),
+            },
+            passthrough: PassthroughCounters {
+                ok: passthrough.with_label_values(&["ok"]),
+                connect_error: passthrough.with_label_values(&["connect_error"]),
+                timeout: passthrough.with_label_values(&["timeout"]),
+            },
+            topic_subscribers,
+            topic_labels: Mutex::new(HashMap::new()),
+            max_topic_labels,
+        })
+    }
+
+    /// The per-topic subscriber gauge for a topic labelled `label`, resolved once per topic.
+    /// Past `max_topic_labels` distinct labels, new topics share `other`. Pair every call with
+    /// [`Metrics::release_topic_label`].
+    pub fn topic_label(&self, label: &str) -> (String, IntGauge) {
+        let mut labels = self.topic_labels.lock().unwrap_or_else(|p| p.into_inner());
+        let named = labels.len() - usize::from(labels.contains_key("other"));
+        let label = if labels.contains_key(label) || named < self.max_topic_labels {
+            label.to_string()
+        } else {
+            "other".to_string()
         };
-        Ok(metrics)
+        *labels.entry(label.clone()).or_insert(0) += 1;
+        let gauge = self.topic_subscribers.with_label_values(&[&label]);
+        (label, gauge)
+    }
+
+    /// Releases a label taken by [`Metrics::topic_label`]; the series disappears with its last
+    /// topic.
+    pub fn release_topic_label(&self, label: &str) {
+        let mut labels = self.topic_labels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = labels.get_mut(label) {
+            *count -= 1;
+            if *count == 0 {
+                labels.remove(label);
+                let _ = self.topic_subscribers.remove_label_values(&[label]);
+            }
+        }
     }
 }
 
@@ -149,8 +332,51 @@ fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<In
     Ok(c)
 }
 
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     let g = IntGauge::new(name, help)?;
     registry.register(Box::new(g.clone()))?;
     Ok(g)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> prometheus::Result<Histogram> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_labels_are_capped_and_released() {
+        let m = Metrics::new(&Registry::new(), 2).unwrap();
+        let (a, _) = m.topic_label("/events/a");
+        let (b, _) = m.topic_label("/events/b");
+        let (c, gauge_c) = m.topic_label("/events/c");
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("/events/a", "/events/b", "other")
+        );
+        gauge_c.inc();
+        m.release_topic_label(&a);
+        let (d, _) = m.topic_label("/events/d");
+        assert_eq!(d, "/events/d", "a released label frees a slot");
+    }
 }

@@ -90,7 +90,7 @@ impl Relay {
         let upstream = target.upstream.to_string();
         let body = match inner
             .hub
-            .subscribe(&target.key, &upstream, last_event_id.as_deref())
+            .subscribe(&target.key, path, &upstream, last_event_id.as_deref())
         {
             Ok(subscription) => EventStreamBody::live(
                 subscription,

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub struct ServerSettings {
     pub max_streams_per_connection: u32,
     /// TLS handshake deadline.
     pub tls_handshake_timeout: Duration,
-    /// How long [`serve`] waits for connections after GOAWAY before dropping them.
+    /// How long [`Server::serve`] waits for connections after GOAWAY before dropping them.
     pub drain_timeout: Duration,
 }
 
@@ -109,8 +110,7 @@ impl Server {
             return;
         };
         let _ = tcp.set_nodelay(true);
-        self.metrics.connections_accepted.inc();
-        self.metrics.connections_open.inc();
+        let protocol = ConnectionProtocol::new(self.metrics.clone());
         let server = self.clone();
         let span = tracing::debug_span!("connection", client.addr = %peer);
         tokio::spawn(
@@ -122,7 +122,9 @@ impl Server {
                             acceptor.accept(tcp),
                         );
                         match handshake.await {
-                            Ok(Ok(stream)) => server.serve_connection(stream, watcher).await,
+                            Ok(Ok(stream)) => {
+                                server.serve_connection(stream, watcher, protocol).await
+                            }
                             Ok(Err(e)) => {
                                 server.metrics.tls_handshake_failures.inc();
                                 debug!(error = %e, "TLS handshake failed");
@@ -133,27 +135,85 @@ impl Server {
                             }
                         }
                     }
-                    None => server.serve_connection(tcp, watcher).await,
+                    None => server.serve_connection(tcp, watcher, protocol).await,
                 }
-                server.metrics.connections_open.dec();
                 drop(permit);
             }
             .instrument(span),
         );
     }
 
-    async fn serve_connection<IO>(&self, io: IO, watcher: Watcher)
+    async fn serve_connection<IO>(&self, io: IO, watcher: Watcher, protocol: ConnectionProtocol)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let relay = self.relay.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            protocol.first_request(request.version());
             let response = relay.handle(request);
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service);
         if let Err(e) = watcher.watch(connection).await {
             debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Counts a connection by the protocol of its first request (`h2` or `http/1.1`), or as
+/// `none` when it closes without one. Dropped with the connection's service.
+struct ConnectionProtocol {
+    metrics: Arc<Metrics>,
+    state: AtomicU8,
+}
+
+const PENDING: u8 = 0;
+const HTTP1: u8 = 1;
+const H2: u8 = 2;
+
+impl ConnectionProtocol {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.connections_open.pending.inc();
+        Self {
+            metrics,
+            state: AtomicU8::new(PENDING),
+        }
+    }
+
+    fn first_request(&self, version: http::Version) {
+        let protocol = if version == http::Version::HTTP_2 {
+            H2
+        } else {
+            HTTP1
+        };
+        if self
+            .state
+            .compare_exchange(PENDING, protocol, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let m = &self.metrics;
+            m.connections_open.pending.dec();
+            if protocol == H2 {
+                m.connections_open.h2.inc();
+                m.connections_accepted.h2.inc();
+            } else {
+                m.connections_open.http1.inc();
+                m.connections_accepted.http1.inc();
+            }
+        }
+    }
+}
+
+impl Drop for ConnectionProtocol {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        match self.state.load(Ordering::Acquire) {
+            PENDING => {
+                m.connections_open.pending.dec();
+                m.connections_accepted.none.inc();
+            }
+            H2 => m.connections_open.h2.dec(),
+            _ => m.connections_open.http1.dec(),
         }
     }
 }

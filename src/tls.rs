@@ -1,13 +1,15 @@
 //! TLS: the rustls server configuration (ring provider, TLS 1.2 and 1.3 only, ALPN `h2` then
-//! `http/1.1`), certificate loading, the generated development certificate, and the client
-//! configuration used for https origins (system roots plus an optional extra CA file).
+//! `http/1.1`), certificate loading and hot reload, the generated development certificate, and
+//! the client configuration used for https origins (system roots plus an optional extra CA).
 //!
 //! This module owns certificates and rustls settings; it never accepts connections.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// A TLS setup error, naming the file involved.
@@ -36,21 +38,123 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds the server configuration from a PEM certificate chain and private key.
-///
-/// # Errors
-/// [`TlsError::File`] for unreadable or empty files, [`TlsError::Rustls`] if the key does not
-/// match the certificate.
-pub fn server_config_from_files(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
-    let chain = read_certs(cert)?;
-    let key = read_key(key)?;
-    server_config(chain, key)
+/// The server's certificate, swappable at run time: new handshakes use the newest valid pair,
+/// live connections keep theirs. Implements rustls' [`ResolvesServerCert`].
+#[derive(Debug)]
+pub struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+    files: Option<(PathBuf, PathBuf)>,
+    /// The file contents last looked at (valid or not), so a change is handled once.
+    seen: Mutex<(Vec<u8>, Vec<u8>)>,
+}
+
+impl CertStore {
+    /// Loads a PEM certificate chain and private key, to be watched with
+    /// [`CertStore::reload_if_changed`].
+    ///
+    /// # Errors
+    /// [`TlsError::File`] for unreadable or empty files, [`TlsError::Rustls`] when the key does
+    /// not match the certificate.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        let certified = certified_key(&cert_pem, cert, &key_pem, key)?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(certified)),
+            files: Some((cert.to_owned(), key.to_owned())),
+            seen: Mutex::new((cert_pem, key_pem)),
+        })
+    }
+
+    fn fixed(certified: CertifiedKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(certified)),
+            files: None,
+            seen: Mutex::new((Vec::new(), Vec::new())),
+        }
+    }
+
+    /// Re-reads the certificate and key files (following symlinks, so Kubernetes' atomic
+    /// `..data` swap of a mounted Secret is seen) and, when they changed and form a valid pair,
+    /// makes them current. Returns `Ok(true)` after a swap, `Ok(false)` when nothing changed.
+    ///
+    /// # Errors
+    /// The reason a changed pair was rejected (once per change); the old certificate stays.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let Some((cert, key)) = &self.files else {
+            return Ok(false);
+        };
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.0 == cert_pem && seen.1 == key_pem {
+                return Ok(false);
+            }
+            *seen = (cert_pem.clone(), key_pem.clone());
+        }
+        let certified = certified_key(&cert_pem, cert, &key_pem, key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certified);
+        Ok(true)
+    }
+
+    /// The certificate chain served to new handshakes.
+    pub fn current_chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .cert
+            .clone()
+    }
+
+    /// The rustls server configuration serving this store's certificate (TLS 1.3 and 1.2,
+    /// ALPN `h2` then `http/1.1`).
+    ///
+    /// # Errors
+    /// [`TlsError::Rustls`] if the provider rejects the protocol versions.
+    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::File {
+        path: path.to_owned(),
+        reason: format!("cannot read: {e}"),
+    })
+}
+
+fn certified_key(
+    cert_pem: &[u8],
+    cert: &Path,
+    key_pem: &[u8],
+    key: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = parse_certs(cert_pem, cert)?;
+    let key = parse_key(key_pem, key)?;
+    Ok(CertifiedKey::from_der(chain, key, &provider())?)
 }
 
 /// A generated self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
 pub struct DevCertificate {
     /// Where the certificate (PEM) was written, for `curl --cacert`.
     pub cert_path: PathBuf,
+    /// The certificate store serving it.
+    pub store: Arc<CertStore>,
     /// The server configuration using it.
     pub config: ServerConfig,
 }
@@ -71,20 +175,18 @@ pub fn dev_certificate(dir: &Path) -> Result<DevCertificate, TlsError> {
     std::fs::create_dir_all(dir).map_err(write_err)?;
     std::fs::write(&cert_path, certified.cert.pem()).map_err(write_err)?;
     let key = PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-    let config = server_config(vec![certified.cert.der().clone()], key)?;
-    Ok(DevCertificate { cert_path, config })
-}
-
-fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<ServerConfig, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
+    let chain = vec![certified.cert.der().clone()];
+    let store = Arc::new(CertStore::fixed(CertifiedKey::from_der(
+        chain,
+        key,
+        &provider(),
+    )?));
+    let config = store.server_config()?;
+    Ok(DevCertificate {
+        cert_path,
+        store,
+        config,
+    })
 }
 
 /// Builds the client configuration for https origins: the system's root certificates plus those
@@ -115,12 +217,15 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> 
 /// # Errors
 /// [`TlsError::File`] when unreadable, malformed or empty.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    parse_certs(&read(path)?, path)
+}
+
+fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let file_err = |reason: String| TlsError::File {
         path: path.to_owned(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_err(format!("bad PEM: {e}")))?;
     if certs.is_empty() {
@@ -129,13 +234,12 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let file_err = |reason: String| TlsError::File {
         path: path.to_owned(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
+    rustls_pemfile::private_key(&mut &pem[..])
         .map_err(|e| file_err(format!("bad PEM: {e}")))?
         .ok_or_else(|| file_err("no PRIVATE KEY block found".into()))
 }

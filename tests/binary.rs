@@ -36,6 +36,7 @@ async fn demo_relay_serves_h2_events_and_drains_on_sigterm() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{relay_port}\"\ndev_cert_dir = {:?}\n\
+             drain_delay_ms = 0\ndrain_window_ms = 200\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"http://127.0.0.1:{demo_port}/sub/{{topic}}\"\n\
              [demo_origin]\nenabled = true\nlisten = \"127.0.0.1:{demo_port}\"\n",
             dir.display().to_string()

@@ -34,6 +34,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct TestRelay {
     pub addr: SocketAddr,
     pub plain_addr: Option<SocketAddr>,
+    pub admin_addr: SocketAddr,
     pub cert: PathBuf,
     pub metrics: Arc<Metrics>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -56,7 +57,9 @@ impl TestRelay {
     pub async fn start_with(upstream: &str, server_lines: &str, sections: &str) -> TestRelay {
         let dir = temp_dir("relay");
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndev_cert_dir = {dir:?}\n{server_lines}\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\ndev_cert_dir = {dir:?}\n\
+             drain_delay_ms = 0\ndrain_window_ms = 100\n{server_lines}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
              [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"{upstream}\"\n{sections}\n",
             dir = dir.display().to_string()
         );
@@ -64,6 +67,7 @@ impl TestRelay {
         let app = App::bind(config).await.expect("relay binds");
         let addr = app.tls_addr();
         let plain_addr = app.plaintext_addr();
+        let admin_addr = app.admin_addr();
         let cert = app.dev_cert_path().expect("dev cert").to_owned();
         let metrics = app.metrics().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -73,6 +77,7 @@ impl TestRelay {
         TestRelay {
             addr,
             plain_addr,
+            admin_addr,
             cert,
             metrics,
             shutdown: Some(tx),

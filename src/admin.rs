@@ -1,0 +1,206 @@
+//! The admin listener: `/metrics` (Prometheus text format), `/healthz` (liveness), `/readyz`
+//! (readiness: fails while starting or draining, never because an origin is down), `/topics`
+//! (JSON), `/` (a live status page) and `/stats` (the SSE stream of stats that feeds it).
+//!
+//! This module only reads the relay's state; it never changes a topic or a subscriber.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::hub::{Hub, TopicSnapshot};
+use crate::metrics::Metrics;
+
+/// The status page, self-contained (no build step, no CDN).
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// Interval of `/stats` events.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The readiness latch: not ready until the listeners are bound, not ready once draining.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Sets readiness.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// True when the relay takes new traffic.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the admin endpoints read.
+#[derive(Clone)]
+pub struct Admin {
+    /// The metrics registry served at `/metrics`.
+    pub registry: Registry,
+    /// The relay's metrics (totals for `/stats`).
+    pub metrics: Arc<Metrics>,
+    /// The topics.
+    pub hub: Hub,
+    /// The readiness latch.
+    pub readiness: Readiness,
+}
+
+/// The JSON document of `/topics` and of each `/stats` event.
+#[derive(serde::Serialize)]
+struct Stats {
+    /// Wall-clock time of the snapshot, ms since the Unix epoch.
+    unix_ms: u128,
+    ready: bool,
+    draining: bool,
+    subscribers: i64,
+    connections: i64,
+    events_received_total: u64,
+    events_delivered_total: u64,
+    topics: Vec<TopicSnapshot>,
+}
+
+impl Admin {
+    /// Serves the admin endpoints on `listener` until `stop` turns true.
+    pub async fn serve(self, listener: TcpListener, stop: watch::Receiver<bool>) {
+        let mut stopped = stop.clone();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, _)) = accepted else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let admin = self.clone();
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request| {
+                            let response = admin.respond(&request, stop.clone());
+                            async move { Ok::<_, Infallible>(response) }
+                        });
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                    });
+                }
+                _ = until_stopped(&mut stopped) => return,
+            }
+        }
+    }
+
+    fn respond<B>(
+        &self,
+        request: &Request<B>,
+        stop: watch::Receiver<bool>,
+    ) -> Response<BoxBody<Bytes, Infallible>> {
+        match request.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" if self.readiness.is_ready() => text(StatusCode::OK, "ready\n"),
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/metrics" => self.metrics_text(),
+            "/topics" => json(&self.stats()),
+            "/stats" => self.stats_stream(stop),
+            "/" => {
+                let mut r = text(StatusCode::OK, STATUS_PAGE);
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn metrics_text(&self) -> Response<BoxBody<Bytes, Infallible>> {
+        let encoder = TextEncoder::new();
+        let mut out = Vec::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            warn!(error = %e, "cannot encode metrics");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
+        }
+        let mut r = Response::new(Full::new(Bytes::from(out)).boxed());
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    }
+
+    fn stats(&self) -> Stats {
+        let m = &self.metrics;
+        let open = &m.connections_open;
+        Stats {
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+            ready: self.readiness.is_ready(),
+            draining: self.hub.is_draining(),
+            subscribers: m.subscribers.get(),
+            connections: open.h2.get() + open.http1.get() + open.pending.get(),
+            events_received_total: m.events_received.get(),
+            events_delivered_total: m.events_delivered.get(),
+            topics: self.hub.snapshot(),
+        }
+    }
+
+    /// An SSE stream with one `stats` event per second, ending when the admin server stops.
+    fn stats_stream(&self, stop: watch::Receiver<bool>) -> Response<BoxBody<Bytes, Infallible>> {
+        let admin = self.clone();
+        let stream = futures_util::stream::unfold(
+            (admin, stop, true),
+            |(admin, mut stop, first)| async move {
+                if !first {
+                    tokio::select! {
+                        _ = tokio::time::sleep(STATS_INTERVAL) => {}
+                        _ = until_stopped(&mut stop) => return None,
+                    }
+                }
+                let json = serde_json::to_string(&admin.stats()).unwrap_or_default();
+                let frame = Frame::data(Bytes::from(format!("event: stats\ndata: {json}\n\n")));
+                Some((Ok::<_, Infallible>(frame), (admin, stop, false)))
+            },
+        );
+        let mut r = Response::new(StreamBody::new(stream).boxed());
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+}
+
+async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json(value: &impl serde::Serialize) -> Response<BoxBody<Bytes, Infallible>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
