@@ -20,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::backoff::Backoff;
-use crate::hub::{CloseReason, Topic, TopicOpener};
+use crate::hub::{CloseReason, Topic, TopicOpener, UpstreamState};
 use crate::metrics::Metrics;
 use crate::sse::{self, Item, Parser};
 
@@ -117,7 +117,11 @@ impl Upstream {
                 Backoff::try_new(Duration::from_millis(100), Duration::from_secs(30))
                     .expect("valid")
             });
-        loop {
+        for attempt in 0u64.. {
+            if attempt > 0 {
+                self.metrics.upstream_reconnects.inc();
+            }
+            topic.set_upstream_state(UpstreamState::Connecting);
             let outcome = self
                 .stream_once(&uri, topic, &mut parser, last_id.as_deref(), &mut retry)
                 .await;
@@ -134,6 +138,7 @@ impl Upstream {
                 Outcome::StreamEnded { delivered: true } => backoff.reset(),
                 Outcome::StreamEnded { delivered: false } | Outcome::Failed => {}
             }
+            topic.set_upstream_state(UpstreamState::Backoff);
             let delay = backoff.next_delay(retry);
             debug!(?delay, last_event_id = ?last_id, "reconnecting");
             tokio::time::sleep(delay).await;
@@ -190,6 +195,8 @@ impl Upstream {
             return Outcome::Failed;
         }
         debug!(%status, "upstream stream open");
+        topic.set_upstream_state(UpstreamState::Streaming);
+        let _open = OpenStream::new(&self.metrics);
         let mut body = response.into_body();
         let mut items = Vec::new();
         let mut delivered = false;
@@ -238,6 +245,23 @@ impl Upstream {
             }
         }
         Outcome::StreamEnded { delivered }
+    }
+}
+
+/// Counts an established upstream stream in `sse_relay_upstream_subscriptions_open` while it
+/// lives.
+struct OpenStream<'a>(&'a Metrics);
+
+impl<'a> OpenStream<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.upstream_open.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.upstream_open.dec();
     }
 }
 

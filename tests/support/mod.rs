@@ -58,10 +58,15 @@ impl TestRelay {
         let dir = temp_dir("relay");
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ndev_cert_dir = {dir:?}\n\
-             drain_delay_ms = 0\ndrain_window_ms = 100\n{server_lines}\n\
+             {drain}\n{server_lines}\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n\
              [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"{upstream}\"\n{sections}\n",
-            dir = dir.display().to_string()
+            dir = dir.display().to_string(),
+            drain = if server_lines.contains("drain_") {
+                ""
+            } else {
+                "drain_delay_ms = 0\ndrain_window_ms = 100"
+            },
         );
         let config = Config::parse(&toml, Path::new("test.toml")).expect("test config is valid");
         let app = App::bind(config).await.expect("relay binds");
@@ -90,11 +95,16 @@ impl TestRelay {
         Self::start_with(&origin.template(), "", sections).await
     }
 
-    /// Sends the shutdown signal and waits for the drain to finish.
-    pub async fn stop(mut self) {
+    /// Sends the shutdown signal (SIGTERM's equivalent) without waiting.
+    pub fn signal_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Sends the shutdown signal and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        self.signal_shutdown();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(WAIT, task)
                 .await
@@ -337,4 +347,39 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A plain HTTP/1.1 GET (for the admin listener); returns status and body text.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (http::StatusCode, String) {
+    let tcp = TcpStream::connect(addr).await.expect("connect admin");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = send.send_request(request).await.expect("admin response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of an unlabelled sample (or the first sample of `name{...}`) in Prometheus text.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let rest = if rest.starts_with('{') {
+            &rest[rest.find('}')? + 1..]
+        } else {
+            rest
+        };
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
 }

@@ -1,0 +1,122 @@
+//! Drain, don't drop: on shutdown readiness fails at once while streams keep flowing for the
+//! drain delay; then streams end spread over the drain window, each after a `retry:` hint, and
+//! their clients resume on another replica without losing an event.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{eventually, http_get, TestOrigin, TestRelay};
+use tokio::time::Instant;
+
+const DRAIN: &str = "drain_delay_ms = 300\ndrain_window_ms = 600\ndrain_timeout_ms = 5000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
+    let origin = TestOrigin::start().await;
+    let mut relay = TestRelay::start_with(&origin.template(), DRAIN, "").await;
+    let mut conn = relay.h2().await;
+    let mut readers = Vec::new();
+    for _ in 0..20 {
+        readers.push(conn.subscribe("/events/a", &[]).await);
+    }
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    relay.signal_shutdown();
+    eventually("readiness off", || relay.metrics.draining.get() == 1).await;
+    assert_eq!(http_get(relay.admin_addr, "/readyz").await.0, 503);
+    // Still serving during the drain delay.
+    origin.publish("a", "1", "during delay");
+    let ends: Vec<_> = readers
+        .into_iter()
+        .map(|mut r| {
+            tokio::spawn(async move {
+                assert_eq!(r.data(1).await, ["during delay"]);
+                r.until_end().await;
+                assert!(String::from_utf8_lossy(&r.raw).ends_with("retry: 2000\n\n"));
+                Instant::now()
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for end in ends {
+        times.push(end.await.unwrap());
+    }
+    let first = *times.iter().min().unwrap();
+    let last = *times.iter().max().unwrap();
+    assert!(
+        last - first >= Duration::from_millis(100),
+        "ends are spread over the window, not all at once: {:?}",
+        last - first
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_clients_resume_on_another_relay_without_loss() {
+    let origin = TestOrigin::start().await;
+    let mut draining = TestRelay::start_with(&origin.template(), DRAIN, "").await;
+    let other = TestRelay::start(&origin, "").await;
+    // The other replica already serves the topic (as in a fleet), so its ring covers resumes.
+    let _warm = other.h2().await.subscribe("/events/a", &[]).await;
+    let mut conn = draining.h2().await;
+    let mut readers = Vec::new();
+    for _ in 0..10 {
+        readers.push(conn.subscribe("/events/a", &[]).await);
+    }
+    eventually("both relays subscribed", || origin.open("a") == 2).await;
+
+    const TOTAL: u32 = 60;
+    let publisher = {
+        let origin = origin.clone();
+        tokio::spawn(async move {
+            for i in 1..=TOTAL {
+                origin.publish("a", &i.to_string(), &format!("e{i}"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    draining.signal_shutdown();
+
+    let clients: Vec<_> = readers
+        .into_iter()
+        .map(|mut first| {
+            let (addr, cert) = (other.addr, other.cert.clone());
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut last_id = None;
+                while let Some(e) = first.next_event().await {
+                    last_id = e.id.clone().or(last_id);
+                    got.push(e.data.unwrap());
+                }
+                let mut conn = support::H2Client::connect(addr, &cert, None).await;
+                let header = last_id.expect("saw events before the drain");
+                let mut resumed = conn
+                    .subscribe("/events/a", &[("last-event-id", &header)])
+                    .await;
+                while got.len() < TOTAL as usize {
+                    got.push(
+                        resumed
+                            .next_event()
+                            .await
+                            .expect("stream open")
+                            .data
+                            .unwrap(),
+                    );
+                }
+                got
+            })
+        })
+        .collect();
+    let expected: Vec<String> = (1..=TOTAL).map(|i| format!("e{i}")).collect();
+    for client in clients {
+        assert_eq!(
+            client.await.unwrap(),
+            expected,
+            "no gap, no duplicate across replicas"
+        );
+    }
+    publisher.await.unwrap();
+    draining.stop().await;
+    other.stop().await;
+}
