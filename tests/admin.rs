@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::{eventually, http_get, sample, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
