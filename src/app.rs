@@ -26,6 +26,7 @@ use crate::cors::Cors;
 use crate::downstream::DownstreamFrames;
 use crate::hub::{Hub, HubSettings, RingLimits};
 use crate::metrics::Metrics;
+use crate::proxy::Passthrough;
 use crate::relay::{Relay, RelayParts};
 use crate::routing::Router;
 use crate::server::{Server, ServerSettings};
@@ -109,6 +110,7 @@ impl App {
             lag_policy: config.downstream.lag_policy,
             cors: Cors::new(&config.cors),
             metrics: metrics.clone(),
+            passthrough: passthrough(&config, client_tls, metrics.clone())?,
         });
         let s = &config.server;
         let settings = ServerSettings {
@@ -291,6 +293,22 @@ fn cert_store(config: &Config) -> Result<(Arc<CertStore>, Option<PathBuf>), Star
         .unwrap_or_else(|| std::env::temp_dir().join("sse-relay-dev"));
     let dev = tls::dev_certificate(&dir)?;
     Ok((dev.store, Some(dev.cert_path)))
+}
+
+fn passthrough(
+    config: &Config,
+    tls: rustls::ClientConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Passthrough>, StartError> {
+    let p = &config.passthrough;
+    let Some(origin) = &p.upstream else {
+        return Ok(None);
+    };
+    let connect = ms(p.connect_timeout_ms);
+    let response = ms(p.response_timeout_ms);
+    Passthrough::new(origin, connect, response, tls, metrics)
+        .map(Some)
+        .map_err(StartError::Internal)
 }
 
 fn upstream_settings(config: &Config) -> UpstreamSettings {

@@ -14,6 +14,7 @@ pub mod demo_origin;
 pub mod downstream;
 pub mod hub;
 pub mod metrics;
+pub mod proxy;
 pub mod relay;
 pub mod routing;
 pub mod server;

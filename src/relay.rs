@@ -6,20 +6,22 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
+use hyper::body::Incoming;
 
 use crate::config::LagPolicy;
 use crate::cors::Cors;
 use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::proxy::{self, BoxBody, Passthrough, Peer};
 use crate::routing::{RouteMiss, Router};
 
-/// The body of every response the relay sends.
-pub type ResponseBody = Either<EventStreamBody, Full<Bytes>>;
+/// The body of every response the relay sends: an event stream, or a boxed body (passthrough
+/// responses and small plain answers).
+pub type ResponseBody = Either<EventStreamBody, BoxBody>;
 
 /// The shared request handler (cheap to clone).
 #[derive(Clone)]
@@ -41,6 +43,8 @@ pub struct RelayParts {
     pub cors: Cors,
     /// The relay's metrics.
     pub metrics: Arc<Metrics>,
+    /// Where requests that match no SSE route go (none: 404).
+    pub passthrough: Option<Passthrough>,
 }
 
 impl Relay {
@@ -56,15 +60,25 @@ impl Relay {
         &self.inner.hub
     }
 
-    /// Answers one request. Identical for HTTP/1.1 and h2. SSE answers are always
-    /// `200 text/event-stream`, even while the origin is down (a browser's EventSource stops
-    /// reconnecting for good after any other status, WHATWG HTML §9.2.3).
-    pub fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+    /// Answers one request: SSE routes are subscriptions (identical over HTTP/1.1 and h2),
+    /// anything else goes to the passthrough origin (or gets 404 without one).
+    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+        let path = request.uri().path();
+        if !self.inner.router.is_sse_path(path) {
+            return match &self.inner.passthrough {
+                Some(proxy) => proxy.forward(request, peer).await.map(Either::Right),
+                None => plain(StatusCode::NOT_FOUND, "no route for this path\n"),
+            };
+        }
+        self.subscribe(request)
+    }
+
+    /// Answers a request on an SSE route. SSE answers are always `200 text/event-stream`, even
+    /// while the origin is down (a browser's EventSource stops reconnecting for good after any
+    /// other status, WHATWG HTML §9.2.3).
+    fn subscribe<B>(&self, request: Request<B>) -> Response<ResponseBody> {
         let inner = &self.inner;
         let path = request.uri().path();
-        if !inner.router.is_sse_path(path) {
-            return plain(StatusCode::NOT_FOUND, "no route for this path\n");
-        }
         if request.method() == Method::OPTIONS {
             let mut response = plain(StatusCode::NO_CONTENT, "");
             inner
@@ -128,12 +142,5 @@ fn last_event_id<B>(request: &Request<B>) -> Option<String> {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-        text.as_bytes(),
-    ))));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
+    proxy::error(status, text).map(Either::Right)
 }

@@ -22,6 +22,7 @@ use tracing::{debug, warn, Instrument};
 
 use crate::config::H2Config;
 use crate::metrics::Metrics;
+use crate::proxy::Peer;
 use crate::relay::Relay;
 
 /// Connection handling settings.
@@ -123,7 +124,13 @@ impl Server {
                         );
                         match handshake.await {
                             Ok(Ok(stream)) => {
-                                server.serve_connection(stream, watcher, protocol).await
+                                let peer = Peer {
+                                    addr: peer,
+                                    tls: true,
+                                };
+                                server
+                                    .serve_connection(stream, peer, watcher, protocol)
+                                    .await
                             }
                             Ok(Err(e)) => {
                                 server.metrics.tls_handshake_failures.inc();
@@ -135,7 +142,13 @@ impl Server {
                             }
                         }
                     }
-                    None => server.serve_connection(tcp, watcher, protocol).await,
+                    None => {
+                        let peer = Peer {
+                            addr: peer,
+                            tls: false,
+                        };
+                        server.serve_connection(tcp, peer, watcher, protocol).await
+                    }
                 }
                 drop(permit);
             }
@@ -143,15 +156,21 @@ impl Server {
         );
     }
 
-    async fn serve_connection<IO>(&self, io: IO, watcher: Watcher, protocol: ConnectionProtocol)
-    where
+    async fn serve_connection<IO>(
+        &self,
+        io: IO,
+        peer: Peer,
+        watcher: Watcher,
+        protocol: ConnectionProtocol,
+    ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let relay = self.relay.clone();
+        let protocol = Arc::new(protocol);
         let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
             protocol.first_request(request.version());
-            let response = relay.handle(request);
-            async move { Ok::<_, Infallible>(response) }
+            let relay = relay.clone();
+            async move { Ok::<_, Infallible>(relay.handle(request, peer).await) }
         });
         let connection = self.builder.serve_connection(TokioIo::new(io), service);
         if let Err(e) = watcher.watch(connection).await {

@@ -92,13 +92,28 @@ async fn swapped_secret_is_served_to_new_handshakes_and_a_bad_pair_is_rejected()
 
     publish(&dir, "..v2", &b.cert_pem, &b.key_pem);
     eventually("reloaded", || relay.metrics.cert_reloads.ok.get() == 1).await;
-    assert_eq!(served(relay.addr, &all).await, b.der, "new handshakes get B");
+    assert_eq!(
+        served(relay.addr, &all).await,
+        b.der,
+        "new handshakes get B"
+    );
     origin.publish("t", "1", "still here");
-    assert_eq!(stream.data(1).await, ["still here"], "the live connection is untouched");
+    assert_eq!(
+        stream.data(1).await,
+        ["still here"],
+        "the live connection is untouched"
+    );
 
     // C's certificate with B's key: rejected, B stays.
     publish(&dir, "..v3", &c.cert_pem, &b.key_pem);
-    eventually("rejected", || relay.metrics.cert_reloads.rejected.get() == 1).await;
-    assert_eq!(served(relay.addr, &all).await, b.der, "the old certificate stays");
+    eventually("rejected", || {
+        relay.metrics.cert_reloads.rejected.get() == 1
+    })
+    .await;
+    assert_eq!(
+        served(relay.addr, &all).await,
+        b.der,
+        "the old certificate stays"
+    );
     relay.stop().await;
 }
