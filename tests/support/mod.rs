@@ -154,10 +154,13 @@ async fn tls_connect(
     stream
 }
 
+/// A boxed request body for streaming uploads.
+pub type UploadBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 /// One TLS connection speaking h2; every `get` is a new stream on it.
 #[derive(Clone)]
 pub struct H2Client {
-    send: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    send: hyper::client::conn::http2::SendRequest<UploadBody>,
 }
 
 impl H2Client {
@@ -194,11 +197,14 @@ impl H2Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        self.send.ready().await.expect("h2 ready");
-        self.send
-            .send_request(req.body(Empty::new()).unwrap())
+        self.send_streaming(req.body(Empty::new().boxed()).unwrap())
             .await
-            .expect("h2 response")
+    }
+
+    /// Sends a request with a (streaming) body.
+    pub async fn send_streaming(&mut self, request: Request<UploadBody>) -> Response<Incoming> {
+        self.send.ready().await.expect("h2 ready");
+        self.send.send_request(request).await.expect("h2 response")
     }
 
     /// Opens an event stream.
