@@ -1,6 +1,6 @@
 //! The binary end to end, as README command 1 runs it: the built-in demo origin behind the
 //! relay with a generated dev certificate, an h2 client over TLS trusting that certificate, and
-//! SIGTERM draining to exit code 0.
+//! SIGTERM draining to exit code 0; also an environment override and JSON logs.
 
 mod support;
 
@@ -35,7 +35,7 @@ async fn demo_relay_serves_h2_events_and_drains_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{relay_port}\"\ndev_cert_dir = {:?}\n\
+            "[server]\nlisten = \"127.0.0.1:1\"\ndev_cert_dir = {:?}\n\
              drain_delay_ms = 0\ndrain_window_ms = 200\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"http://127.0.0.1:{demo_port}/sub/{{topic}}\"\n\
              [demo_origin]\nenabled = true\nlisten = \"127.0.0.1:{demo_port}\"\n",
@@ -47,7 +47,12 @@ async fn demo_relay_serves_h2_events_and_drains_on_sigterm() {
         Command::new(env!("CARGO_BIN_EXE_sse-relay"))
             .args(["--config", config.to_str().unwrap()])
             .env("SSE_RELAY_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env("SSE_RELAY_LOG_FORMAT", "json")
+            // The config says port 1; the environment override wins.
+            .env(
+                "SSE_RELAY__SERVER__LISTEN",
+                format!("127.0.0.1:{relay_port}"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -67,6 +72,15 @@ async fn demo_relay_serves_h2_events_and_drains_on_sigterm() {
         printed.push(rx.recv_timeout(WAIT).expect("prints the curl commands"));
     }
     let all = printed.join("\n");
+    let logs: Vec<serde_json::Value> = printed
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["fields"]["message"] == "listening (TLS; ALPN h2, http/1.1)"),
+        "JSON log lines: {all}"
+    );
     assert!(all.contains("DEV CERTIFICATE"), "{all}");
     assert!(
         all.contains(&format!("--cacert {}", cert.display())),
