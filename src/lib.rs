@@ -22,3 +22,4 @@ pub mod sse;
 pub mod tls;
 pub mod topic;
 pub mod upstream;
+pub mod warn_limit;

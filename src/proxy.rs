@@ -24,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
 use crate::metrics::Metrics;
+use crate::warn_limit::WarnLimit;
 
 /// The body type of passthrough responses (and of the relay's small plain answers). The error
 /// is hyper's (a concrete type: a boxed `dyn Error` here defeats the compiler's `Send` proof
@@ -46,6 +47,7 @@ pub struct Passthrough {
     authority: Authority,
     response_timeout: Duration,
     metrics: Arc<Metrics>,
+    unreachable: WarnLimit,
 }
 
 /// Hop-by-hop fields that are never forwarded (RFC 9110 §7.6.1), besides those `Connection`
@@ -94,6 +96,7 @@ impl Passthrough {
             authority,
             response_timeout,
             metrics,
+            unreachable: WarnLimit::default(),
         })
     }
 
@@ -139,7 +142,9 @@ impl Passthrough {
                 Response::from_parts(parts, body.boxed())
             }
             Ok(Err(e)) => {
-                warn!(error = %e, "passthrough: origin unreachable");
+                if let Some(suppressed) = self.unreachable.check() {
+                    warn!(error = %e, suppressed, "passthrough: origin unreachable");
+                }
                 self.metrics.passthrough.connect_error.inc();
                 error(
                     StatusCode::BAD_GATEWAY,

@@ -24,6 +24,7 @@ use crate::config::H2Config;
 use crate::metrics::Metrics;
 use crate::proxy::Peer;
 use crate::relay::Relay;
+use crate::warn_limit::WarnLimit;
 
 /// Connection handling settings.
 #[derive(Debug, Clone)]
@@ -46,6 +47,7 @@ pub struct Server {
     connections: Arc<Semaphore>,
     settings: ServerSettings,
     metrics: Arc<Metrics>,
+    accept_errors: Arc<WarnLimit>,
 }
 
 impl Server {
@@ -62,6 +64,7 @@ impl Server {
             connections: Arc::new(Semaphore::new(max_connections)),
             settings,
             metrics,
+            accept_errors: Arc::default(),
         }
     }
 
@@ -82,7 +85,9 @@ impl Server {
                     Ok((tcp, peer)) => self.accepted(tcp, peer, tls.clone(), graceful.watcher()),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed; backing off");
+                        if let Some(suppressed) = self.accept_errors.check() {
+                            warn!(error = %e, suppressed, "accept failed; backing off");
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },

@@ -23,6 +23,7 @@ use crate::backoff::Backoff;
 use crate::hub::{CloseReason, Topic, TopicOpener, UpstreamState};
 use crate::metrics::Metrics;
 use crate::sse::{self, Item, Parser};
+use crate::warn_limit::WarnLimit;
 
 /// Settings of upstream subscriptions.
 #[derive(Debug, Clone)]
@@ -109,6 +110,7 @@ impl Upstream {
                 return;
             }
         };
+        let warnings = TopicWarnings::default();
         let mut parser = Parser::new(self.settings.max_event_bytes);
         let mut last_id = topic.initial_last_event_id().map(str::to_string);
         let mut retry: Option<Duration> = None;
@@ -123,7 +125,14 @@ impl Upstream {
             }
             topic.set_upstream_state(UpstreamState::Connecting);
             let outcome = self
-                .stream_once(&uri, topic, &mut parser, last_id.as_deref(), &mut retry)
+                .stream_once(
+                    &uri,
+                    topic,
+                    &mut parser,
+                    last_id.as_deref(),
+                    &mut retry,
+                    &warnings,
+                )
                 .await;
             parser.finish();
             if let Some(id) = parser.last_event_id() {
@@ -152,7 +161,13 @@ impl Upstream {
         parser: &mut Parser,
         last_id: Option<&str>,
         retry: &mut Option<Duration>,
+        warnings: &TopicWarnings,
     ) -> Outcome {
+        let failing = |what: &str, detail: String| {
+            if let Some(suppressed) = warnings.failing.check() {
+                warn!(suppressed, detail, "upstream {what}");
+            }
+        };
         let failures = &self.metrics.upstream_failures;
         let mut request = Request::get(uri.clone())
             .header(ACCEPT, "text/event-stream")
@@ -161,7 +176,10 @@ impl Upstream {
             request = request.header("last-event-id", id);
         }
         let Ok(request) = request.body(Empty::new()) else {
-            warn!("cannot build the upstream request (bad Last-Event-ID?)");
+            failing(
+                "request cannot be built (bad Last-Event-ID?)",
+                String::new(),
+            );
             failures.connect.inc();
             return Outcome::Failed;
         };
@@ -170,12 +188,12 @@ impl Upstream {
         let response = match tokio::time::timeout(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                warn!(error = %e, "upstream connect failed");
+                failing("connect failed", e.to_string());
                 failures.connect.inc();
                 return Outcome::Failed;
             }
             Err(_) => {
-                warn!("upstream response headers timed out");
+                failing("response headers timed out", String::new());
                 failures.connect.inc();
                 return Outcome::Failed;
             }
@@ -185,12 +203,13 @@ impl Upstream {
             return Outcome::TopicClosed;
         }
         if !status.is_success() {
-            warn!(%status, "upstream answered an error status");
+            failing("answered an error status", status.to_string());
             failures.status.inc();
             return Outcome::Failed;
         }
         if !is_event_stream(response.headers().get(CONTENT_TYPE)) {
-            warn!(content_type = ?response.headers().get(CONTENT_TYPE), "upstream is not text/event-stream");
+            let content_type = format!("{:?}", response.headers().get(CONTENT_TYPE));
+            failing("is not text/event-stream", content_type);
             failures.content_type.inc();
             return Outcome::Failed;
         }
@@ -205,7 +224,7 @@ impl Upstream {
                 Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
                     Ok(frame) => frame,
                     Err(_) => {
-                        warn!("upstream idle timeout: reconnecting");
+                        failing("idle timeout: reconnecting", String::new());
                         failures.idle_timeout.inc();
                         break;
                     }
@@ -218,7 +237,7 @@ impl Upstream {
                     Err(_) => continue,
                 },
                 Some(Err(e)) => {
-                    warn!(error = %e, "upstream stream broke");
+                    failing("stream broke", e.to_string());
                     failures.stream.inc();
                     break;
                 }
@@ -238,7 +257,12 @@ impl Upstream {
                     }
                     Item::Retry(ms) => *retry = Some(Duration::from_millis(ms)),
                     Item::Oversized { bytes } => {
-                        warn!(bytes, "dropped an event over limits.max_event_bytes");
+                        if let Some(suppressed) = warnings.oversized.check() {
+                            warn!(
+                                bytes,
+                                suppressed, "dropped an event over limits.max_event_bytes"
+                            );
+                        }
                         self.metrics.events_oversized.inc();
                     }
                 }
@@ -246,6 +270,15 @@ impl Upstream {
         }
         Outcome::StreamEnded { delivered }
     }
+}
+
+/// The rate-limited warning conditions of one topic's upstream.
+#[derive(Default)]
+struct TopicWarnings {
+    /// Connect errors, bad answers, broken streams.
+    failing: WarnLimit,
+    /// Events over `limits.max_event_bytes`.
+    oversized: WarnLimit,
 }
 
 /// Counts an established upstream stream in `sse_relay_upstream_subscriptions_open` while it
