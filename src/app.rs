@@ -22,6 +22,7 @@ use crate::admin::{Admin, Readiness};
 use crate::tls::CertStore;
 
 use crate::config::{ms, Config};
+use crate::connection::ConnectionLimits;
 use crate::cors::Cors;
 use crate::downstream::DownstreamFrames;
 use crate::hub::{Hub, HubSettings, RingLimits};
@@ -117,6 +118,13 @@ impl App {
             h2: s.h2.clone(),
             max_streams_per_connection: config.limits.max_streams_per_connection,
             tls_handshake_timeout: ms(config.limits.tls_handshake_timeout_ms),
+            max_connections_per_ip: config.limits.max_connections_per_ip,
+            connection: ConnectionLimits {
+                first_request_timeout: ms(config.limits.first_request_timeout_ms),
+                idle_timeout: ms(config.limits.idle_connection_timeout_ms),
+                max_streams_lifetime: config.limits.max_streams_per_connection_lifetime,
+                close_grace: Duration::from_secs(5),
+            },
             drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
         };
         let server = Server::new(
@@ -331,5 +339,6 @@ fn hub_settings(config: &Config) -> HubSettings {
         },
         idle_grace: ms(config.topics.idle_grace_ms),
         heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
+        max_buffered_bytes: config.limits.max_buffered_bytes,
     }
 }

@@ -274,8 +274,21 @@ pub struct LimitsConfig {
     /// Largest event accepted from an origin (raw field bytes); larger ones are dropped and
     /// counted, bytes. Default 65536.
     pub max_event_bytes: usize,
-    /// TLS handshake deadline, ms. Default 10000.
+    /// TLS handshake deadline, ms. Default 5000.
     pub tls_handshake_timeout_ms: u64,
+    /// Deadline for the first request after TLS (h2 preface and HEADERS included), ms.
+    /// Default 5000.
+    pub first_request_timeout_ms: u64,
+    /// Close a connection with no open stream after this long, ms. Default 30000.
+    pub idle_connection_timeout_ms: u64,
+    /// Streams one connection may open over its life; then it gets GOAWAY and the client opens
+    /// a new one, count. Default 10000.
+    pub max_streams_per_connection_lifetime: u64,
+    /// Open connections from one client IP address, count. Default 512.
+    pub max_connections_per_ip: usize,
+    /// Budget of bytes held in all replay rings together; past it new subscribers are shed (a
+    /// 200 stream with a `retry:` hint that ends at once), bytes. Default 268435456 (256 MiB).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -284,7 +297,12 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             max_streams_per_connection: 256,
             max_event_bytes: 64 * 1024,
-            tls_handshake_timeout_ms: 10_000,
+            tls_handshake_timeout_ms: 5_000,
+            first_request_timeout_ms: 5_000,
+            idle_connection_timeout_ms: 30_000,
+            max_streams_per_connection_lifetime: 10_000,
+            max_connections_per_ip: 512,
+            max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct HubSettings {
     pub idle_grace: Duration,
     /// Interval of heartbeat ticks (and of age-based eviction).
     pub heartbeat_interval: Duration,
+    /// Budget of bytes in all rings together; past it new subscribers are refused.
+    pub max_buffered_bytes: usize,
 }
 
 /// Starts the upstream subscription of a newly created topic (called once per topic).
@@ -47,10 +49,17 @@ pub struct HubShared {
     drain_progress: Arc<AtomicU32>,
 }
 
-/// Returned by [`Hub::subscribe`] while the relay drains.
+/// Why [`Hub::subscribe`] refused a subscriber. Either way the client should be told to
+/// retry later (with a 200 stream, so a browser's EventSource does retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the relay is draining")]
-pub struct Draining;
+pub enum Refused {
+    /// The relay is draining.
+    #[error("the relay is draining")]
+    Draining,
+    /// The replay rings hold more than `limits.max_buffered_bytes`.
+    #[error("over the buffer budget")]
+    OverBudget,
+}
 
 /// Steps in which the drain window ends streams.
 const DRAIN_STEPS: u32 = 64;
@@ -80,19 +89,25 @@ impl Hub {
     /// [`Subscription`]); a new topic also passes it upstream, so the origin can replay.
     ///
     /// # Errors
-    /// [`Draining`] once [`Hub::drain`] was called.
+    /// [`Refused::Draining`] once [`Hub::drain`] was called; [`Refused::OverBudget`] while the
+    /// rings hold more than the buffer budget (counted in `sse_relay_subscribers_shed_total`).
     pub fn subscribe(
         &self,
         key: &str,
         label: &str,
         upstream: &str,
         last_event_id: Option<&str>,
-    ) -> Result<Subscription, Draining> {
+    ) -> Result<Subscription, Refused> {
         let shared = &self.shared;
+        let over = shared.metrics.buffered_bytes.get() > shared.settings.max_buffered_bytes as i64;
+        if over {
+            shared.metrics.subscribers_shed.inc();
+            return Err(Refused::OverBudget);
+        }
         let (topic, created) = {
             let mut topics = lock(&shared.topics);
             if shared.draining.load(Ordering::Acquire) {
-                return Err(Draining);
+                return Err(Refused::Draining);
             }
             let (topic, created) = match topics.get(key) {
                 Some(t) => (t.clone(), false),
@@ -240,6 +255,7 @@ mod tests {
             },
             idle_grace: Duration::from_millis(50),
             heartbeat_interval: Duration::from_secs(3600),
+            max_buffered_bytes: 512 * 1024,
         };
         let opener: TopicOpener = Arc::new(move |_| {
             opened.fetch_add(1, Ordering::SeqCst);
@@ -331,13 +347,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_subscribers_are_shed_over_the_buffer_budget() {
+        let hub = hub(1000, Arc::default());
+        let first = hub.subscribe("k", "/k", "u", None).unwrap();
+        for _ in 0..5 {
+            first
+                .topic()
+                .publish(None, Bytes::from(vec![b'x'; 300 * 1024]));
+        }
+        assert_eq!(
+            hub.subscribe("k2", "/k2", "u", None).err(),
+            Some(Refused::OverBudget)
+        );
+        drop(first);
+    }
+
+    #[tokio::test]
     async fn drain_ends_every_stream_and_refuses_new_ones() {
         let hub = hub(8, Arc::default());
         let mut subs: Vec<_> = (0..50)
             .map(|_| hub.subscribe("k", "/k", "u", None).unwrap())
             .collect();
         hub.drain(Duration::from_millis(64)).await;
-        assert_eq!(hub.subscribe("k", "/k", "u", None).err(), Some(Draining));
+        assert_eq!(
+            hub.subscribe("k", "/k", "u", None).err(),
+            Some(Refused::Draining)
+        );
         for s in &mut subs {
             assert_eq!(next(s).await, Next::Closed(CloseReason::Draining));
         }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod config;
+pub mod connection;
 pub mod cors;
 pub mod demo_origin;
 pub mod downstream;

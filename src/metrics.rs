@@ -60,8 +60,17 @@ pub struct Metrics {
     pub connections_open: ProtocolGauges,
     /// TLS handshakes that failed or timed out (counter).
     pub tls_handshake_failures: IntCounter,
-    /// Connections refused because `limits.max_connections` was reached (counter).
-    pub connections_refused: IntCounter,
+    /// Connections refused at a cap, by cap (`global`, `per_ip`) (counter).
+    pub connections_refused: RefusedCounters,
+    /// Connections closed by a watchdog, by cause (counter).
+    pub connections_closed: ClosedCounters,
+    /// New subscribers shed (200 + `retry:` + end) because the buffer budget was exceeded
+    /// (counter).
+    pub subscribers_shed: IntCounter,
+    /// Bytes held in all replay rings (gauge).
+    pub buffered_bytes: IntGauge,
+    /// Subscriptions refused by authorization, by status (counter).
+    pub auth_denied: AuthDenied,
     /// 1 while the relay drains (gauge).
     pub draining: IntGauge,
     /// Certificate reloads, by result (`ok`, `rejected`) (counter).
@@ -105,6 +114,34 @@ pub struct ProtocolGauges {
     pub http1: IntGauge,
     /// Not yet known (TLS handshake or first request pending).
     pub pending: IntGauge,
+}
+
+/// `sse_relay_connections_refused_total{cap}` children.
+pub struct RefusedCounters {
+    /// `limits.max_connections`.
+    pub global: IntCounter,
+    /// `limits.max_connections_per_ip`.
+    pub per_ip: IntCounter,
+}
+
+/// `sse_relay_connections_closed_total{cause}` children.
+pub struct ClosedCounters {
+    /// No request within `limits.first_request_timeout_ms`.
+    pub first_request_timeout: IntCounter,
+    /// No open stream for `limits.idle_connection_timeout_ms`.
+    pub idle: IntCounter,
+    /// `limits.max_streams_per_connection_lifetime` reached (GOAWAY).
+    pub stream_lifetime: IntCounter,
+}
+
+/// `sse_relay_auth_denied_total{status}` children.
+pub struct AuthDenied {
+    /// 401: no or invalid credentials.
+    pub unauthorized: IntCounter,
+    /// 403: valid credentials without access to the topic.
+    pub forbidden: IntCounter,
+    /// The authorization server could not answer.
+    pub unavailable: IntCounter,
 }
 
 /// `sse_relay_cert_reloads_total{result}` children.
@@ -165,6 +202,24 @@ impl Metrics {
             "sse_relay_passthrough_requests_total",
             "Passthrough requests, by outcome.",
             "outcome",
+        )?;
+        let refused = counter_vec(
+            r,
+            "sse_relay_connections_refused_total",
+            "Connections refused at a cap.",
+            "cap",
+        )?;
+        let closed = counter_vec(
+            r,
+            "sse_relay_connections_closed_total",
+            "Connections closed by a watchdog, by cause.",
+            "cause",
+        )?;
+        let denied = counter_vec(
+            r,
+            "sse_relay_auth_denied_total",
+            "Subscriptions refused by authorization, by status.",
+            "status",
         )?;
         let topic_subscribers = IntGaugeVec::new(
             Opts::new(
@@ -275,11 +330,30 @@ impl Metrics {
                 "sse_relay_tls_handshake_failures_total",
                 "TLS handshakes that failed or timed out.",
             )?,
-            connections_refused: counter(
+            connections_refused: RefusedCounters {
+                global: refused.with_label_values(&["global"]),
+                per_ip: refused.with_label_values(&["per_ip"]),
+            },
+            connections_closed: ClosedCounters {
+                first_request_timeout: closed.with_label_values(&["first_request_timeout"]),
+                idle: closed.with_label_values(&["idle"]),
+                stream_lifetime: closed.with_label_values(&["stream_lifetime"]),
+            },
+            subscribers_shed: counter(
                 r,
-                "sse_relay_connections_refused_total",
-                "Connections refused at limits.max_connections.",
+                "sse_relay_subscribers_shed_total",
+                "New subscribers shed because the buffer budget was exceeded.",
             )?,
+            buffered_bytes: gauge(
+                r,
+                "sse_relay_buffered_bytes",
+                "Bytes held in all replay rings.",
+            )?,
+            auth_denied: AuthDenied {
+                unauthorized: denied.with_label_values(&["401"]),
+                forbidden: denied.with_label_values(&["403"]),
+                unavailable: denied.with_label_values(&["unavailable"]),
+            },
             draining: gauge(r, "sse_relay_draining", "1 while the relay drains.")?,
             cert_reloads: CertReloads {
                 ok: reloads.with_label_values(&["ok"]),
@@ -294,6 +368,17 @@ impl Metrics {
             topic_labels: Mutex::new(HashMap::new()),
             max_topic_labels,
         })
+    }
+
+    /// Counts a connection closed by a watchdog.
+    pub fn connection_closed(&self, cause: crate::connection::CloseCause) {
+        use crate::connection::CloseCause;
+        let c = &self.connections_closed;
+        match cause {
+            CloseCause::FirstRequestTimeout => c.first_request_timeout.inc(),
+            CloseCause::Idle => c.idle.inc(),
+            CloseCause::StreamLifetime => c.stream_lifetime.inc(),
+        }
     }
 
     /// The per-topic subscriber gauge for a topic labelled `label`, resolved once per topic.

@@ -112,7 +112,7 @@ impl Relay {
                 inner.lag_policy,
                 inner.metrics.clone(),
             ),
-            Err(_draining) => {
+            Err(_refused) => {
                 EventStreamBody::retry_later(inner.frames.clone(), inner.metrics.clone())
             }
         };

@@ -1,26 +1,25 @@
-//! The downstream server: accept loop, TLS handshake under a deadline, hyper-util's auto
-//! builder serving HTTP/1.1 and h2 on one listener with explicit h2 settings, a connection cap,
-//! and graceful shutdown (GOAWAY on h2, close after the current request on HTTP/1.1).
+//! The downstream server: accept loop (backing off on accept errors), global and per-IP
+//! connection caps, TLS handshake under a deadline inside the connection task, hyper-util's
+//! auto builder serving HTTP/1.1 and h2 on one listener with explicit h2 settings, and the
+//! drain (GOAWAY on h2, close after the current request on HTTP/1.1, wait under a deadline).
 //!
 //! This module knows nothing of SSE: it hands every request to the [`Relay`] handler.
 
-use std::convert::Infallible;
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 use crate::config::H2Config;
+use crate::connection::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::proxy::Peer;
 use crate::relay::Relay;
@@ -35,16 +34,21 @@ pub struct ServerSettings {
     pub max_streams_per_connection: u32,
     /// TLS handshake deadline.
     pub tls_handshake_timeout: Duration,
+    /// Open connections from one client IP address, count.
+    pub max_connections_per_ip: usize,
+    /// Watchdogs of each connection.
+    pub connection: ConnectionLimits,
     /// How long [`Server::serve`] waits for connections after GOAWAY before dropping them.
     pub drain_timeout: Duration,
 }
 
-/// Shared by every listener: the handler, the connection cap and the metrics.
+/// Shared by every listener: the handler, the connection caps and the metrics.
 #[derive(Clone)]
 pub struct Server {
     relay: Relay,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
     settings: ServerSettings,
     metrics: Arc<Metrics>,
     accept_errors: Arc<WarnLimit>,
@@ -62,6 +66,7 @@ impl Server {
             relay,
             builder: Arc::new(builder(&settings)),
             connections: Arc::new(Semaphore::new(max_connections)),
+            per_ip: Arc::new(PerIp::new(settings.max_connections_per_ip)),
             settings,
             metrics,
             accept_errors: Arc::default(),
@@ -70,19 +75,21 @@ impl Server {
 
     /// Accepts connections on `listener` (TLS when `tls` is set, else plaintext HTTP/1.1 and
     /// h2c with prior knowledge) until `shutdown` resolves; then stops accepting, asks every
-    /// connection to finish (GOAWAY), and waits for them up to the drain timeout.
+    /// connection to finish (GOAWAY on h2), and waits for them up to the drain timeout.
     pub async fn serve(
         &self,
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
         shutdown: impl Future<Output = ()>,
     ) {
-        let graceful = GracefulShutdown::new();
+        // Each connection task holds a receiver: the signal to drain, and (when all are
+        // dropped) the sign that every connection has ended.
+        let (drain, _) = watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => self.accepted(tcp, peer, tls.clone(), graceful.watcher()),
+                    Ok((tcp, peer)) => self.accepted(tcp, peer, tls.clone(), drain.subscribe()),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         if let Some(suppressed) = self.accept_errors.check() {
@@ -95,7 +102,8 @@ impl Server {
             }
         }
         drop(listener);
-        if tokio::time::timeout(self.settings.drain_timeout, graceful.shutdown())
+        let _ = drain.send(true);
+        if tokio::time::timeout(self.settings.drain_timeout, drain.closed())
             .await
             .is_err()
         {
@@ -108,19 +116,27 @@ impl Server {
         tcp: TcpStream,
         peer: SocketAddr,
         tls: Option<TlsAcceptor>,
-        watcher: Watcher,
+        drain: watch::Receiver<bool>,
     ) {
         let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-            self.metrics.connections_refused.inc();
+            self.metrics.connections_refused.global.inc();
             debug!(%peer, "connection refused: limits.max_connections reached");
             return;
         };
+        let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
+            self.metrics.connections_refused.per_ip.inc();
+            debug!(%peer, "connection refused: limits.max_connections_per_ip reached");
+            return;
+        };
         let _ = tcp.set_nodelay(true);
-        let protocol = ConnectionProtocol::new(self.metrics.clone());
         let server = self.clone();
         let span = tracing::debug_span!("connection", client.addr = %peer);
         tokio::spawn(
             async move {
+                let peer = Peer {
+                    addr: peer,
+                    tls: tls.is_some(),
+                };
                 match tls {
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(
@@ -128,15 +144,7 @@ impl Server {
                             acceptor.accept(tcp),
                         );
                         match handshake.await {
-                            Ok(Ok(stream)) => {
-                                let peer = Peer {
-                                    addr: peer,
-                                    tls: true,
-                                };
-                                server
-                                    .serve_connection(stream, peer, watcher, protocol)
-                                    .await
-                            }
+                            Ok(Ok(stream)) => server.serve_connection(stream, peer, drain).await,
                             Ok(Err(e)) => {
                                 server.metrics.tls_handshake_failures.inc();
                                 debug!(error = %e, "TLS handshake failed");
@@ -147,97 +155,73 @@ impl Server {
                             }
                         }
                     }
-                    None => {
-                        let peer = Peer {
-                            addr: peer,
-                            tls: false,
-                        };
-                        server.serve_connection(tcp, peer, watcher, protocol).await
-                    }
+                    None => server.serve_connection(tcp, peer, drain).await,
                 }
-                drop(permit);
+                drop((permit, ip_slot));
             }
             .instrument(span),
         );
     }
 
-    async fn serve_connection<IO>(
-        &self,
-        io: IO,
-        peer: Peer,
-        watcher: Watcher,
-        protocol: ConnectionProtocol,
-    ) where
+    async fn serve_connection<IO>(&self, io: IO, peer: Peer, drain: watch::Receiver<bool>)
+    where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let relay = self.relay.clone();
-        let protocol = Arc::new(protocol);
-        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            protocol.first_request(request.version());
-            let relay = relay.clone();
-            async move { Ok::<_, Infallible>(relay.handle(request, peer).await) }
-        });
-        let connection = self.builder.serve_connection(TokioIo::new(io), service);
-        if let Err(e) = watcher.watch(connection).await {
-            debug!(error = %e, "connection ended with an error");
-        }
+        connection::serve(
+            io,
+            peer,
+            self.relay.clone(),
+            self.builder.clone(),
+            self.settings.connection,
+            drain,
+            self.metrics.clone(),
+        )
+        .await;
     }
 }
 
-/// Counts a connection by the protocol of its first request (`h2` or `http/1.1`), or as
-/// `none` when it closes without one. Dropped with the connection's service.
-struct ConnectionProtocol {
-    metrics: Arc<Metrics>,
-    state: AtomicU8,
+/// Open connections per client IP address.
+struct PerIp {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
 }
 
-const PENDING: u8 = 0;
-const HTTP1: u8 = 1;
-const H2: u8 = 2;
+/// One connection's place in [`PerIp`]; released on drop.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
 
-impl ConnectionProtocol {
-    fn new(metrics: Arc<Metrics>) -> Self {
-        metrics.connections_open.pending.inc();
+impl PerIp {
+    fn new(max: usize) -> Self {
         Self {
-            metrics,
-            state: AtomicU8::new(PENDING),
+            max,
+            open: Mutex::new(HashMap::new()),
         }
     }
 
-    fn first_request(&self, version: http::Version) {
-        let protocol = if version == http::Version::HTTP_2 {
-            H2
-        } else {
-            HTTP1
-        };
-        if self
-            .state
-            .compare_exchange(PENDING, protocol, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let m = &self.metrics;
-            m.connections_open.pending.dec();
-            if protocol == H2 {
-                m.connections_open.h2.inc();
-                m.connections_accepted.h2.inc();
-            } else {
-                m.connections_open.http1.inc();
-                m.connections_accepted.http1.inc();
-            }
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
         }
+        *count += 1;
+        Some(IpSlot {
+            per_ip: self.clone(),
+            ip,
+        })
     }
 }
 
-impl Drop for ConnectionProtocol {
+impl Drop for IpSlot {
     fn drop(&mut self) {
-        let m = &self.metrics;
-        match self.state.load(Ordering::Acquire) {
-            PENDING => {
-                m.connections_open.pending.dec();
-                m.connections_accepted.none.inc();
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
             }
-            H2 => m.connections_open.h2.dec(),
-            _ => m.connections_open.http1.dec(),
         }
     }
 }
@@ -248,7 +232,7 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(settings.connection.first_request_timeout);
     let keep_alive =
         (h2.keep_alive_interval_ms > 0).then(|| Duration::from_millis(h2.keep_alive_interval_ms));
     builder

@@ -213,6 +213,7 @@ impl Topic {
                 return;
             }
             let now = Instant::now();
+            self.metrics.buffered_bytes.add(frame.len() as i64);
             state.bytes += frame.len();
             state.received += 1;
             state.entries.push_back(Entry {
@@ -220,7 +221,8 @@ impl Topic {
                 frame,
                 at: now,
             });
-            state.evict(now);
+            let evicted = state.evict(now);
+            self.metrics.buffered_bytes.sub(evicted as i64);
             state.take_waiters()
         };
         wakers.into_iter().for_each(Waker::wake);
@@ -283,7 +285,8 @@ impl Topic {
         let wakers = {
             let mut state = lock(&self.state);
             state.heartbeat_generation += 1;
-            state.evict(Instant::now());
+            let evicted = state.evict(Instant::now());
+            self.metrics.buffered_bytes.sub(evicted as i64);
             state.take_waiters()
         };
         wakers.into_iter().for_each(Waker::wake);
@@ -367,7 +370,9 @@ impl RingState {
         self.first_seq + self.entries.len() as u64
     }
 
-    fn evict(&mut self, now: Instant) {
+    /// Drops what exceeds the bounds; returns the bytes freed.
+    fn evict(&mut self, now: Instant) -> usize {
+        let before = self.bytes;
         while let Some(front) = self.entries.front() {
             let too_old = now.saturating_duration_since(front.at) > self.limits.max_age;
             let over = self.entries.len() > self.limits.max_events
@@ -380,6 +385,7 @@ impl RingState {
                 self.first_seq += 1;
             }
         }
+        before - self.bytes
     }
 
     fn take_waiters(&mut self) -> Vec<Waker> {
@@ -497,6 +503,13 @@ impl Drop for Subscription {
         if self.topic.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.topic.unused.notify_one();
         }
+    }
+}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        let state = lock(&self.state);
+        self.metrics.buffered_bytes.sub(state.bytes as i64);
     }
 }
 

@@ -1,0 +1,236 @@
+//! One downstream connection after TLS: hyper-util's auto builder (HTTP/1.1 or h2) driven
+//! together with its watchdogs, since hyper has no h2 header-read timeout of its own: a deadline
+//! for the first request (h2 preface included), an idle timeout while no stream is open, a
+//! lifetime cap on streams followed by GOAWAY, and the drain signal (GOAWAY, then wait).
+//!
+//! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::sync::{watch, Notify};
+use tracing::debug;
+
+use crate::metrics::Metrics;
+use crate::proxy::Peer;
+use crate::relay::{Relay, ResponseBody};
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// The first request (after TLS, h2 preface included) must arrive within this.
+    pub first_request_timeout: Duration,
+    /// Close a connection that has had no open stream for this long.
+    pub idle_timeout: Duration,
+    /// Streams a connection may open over its life before it gets GOAWAY, count.
+    pub max_streams_lifetime: u64,
+    /// After GOAWAY for a watchdog reason, close the connection at the latest after this.
+    pub close_grace: Duration,
+}
+
+/// Why a watchdog ended a connection (a label of `sse_relay_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// No request within the first-request deadline.
+    FirstRequestTimeout,
+    /// No open stream for the idle timeout.
+    Idle,
+    /// The stream lifetime cap was reached.
+    StreamLifetime,
+}
+
+/// Serves one connection until it ends, the drain signal turns true (then GOAWAY and wait), or a
+/// watchdog fires (then GOAWAY and close within the close grace).
+pub async fn serve<IO>(
+    io: IO,
+    peer: Peer,
+    relay: Relay,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: ConnectionLimits,
+    mut drain: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let state = Arc::new(ConnectionState::new(metrics.clone()));
+    let service_state = state.clone();
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let guard = service_state.stream_started(request.version());
+        let relay = relay.clone();
+        async move {
+            let response = relay.handle(request, peer).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let cause = tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = drain.wait_for(|d| *d) => None,
+        cause = state.watchdog(limits) => Some(cause),
+    };
+    connection.as_mut().graceful_shutdown();
+    match cause {
+        None => {
+            // Draining: the server waits for us (under its own deadline).
+            let _ = connection.await;
+        }
+        Some(cause) => {
+            debug!(?cause, "closing the connection");
+            metrics.connection_closed(cause);
+            let _ = tokio::time::timeout(limits.close_grace, connection).await;
+        }
+    }
+}
+
+const PENDING: u8 = 0;
+const HTTP1: u8 = 1;
+const H2: u8 = 2;
+
+/// What the service and the watchdogs share about one connection.
+struct ConnectionState {
+    metrics: Arc<Metrics>,
+    /// `PENDING` until the first request, then its protocol.
+    protocol: AtomicU8,
+    open_streams: AtomicUsize,
+    total_streams: AtomicU64,
+    changed: Notify,
+}
+
+impl ConnectionState {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.connections_open.pending.inc();
+        Self {
+            metrics,
+            protocol: AtomicU8::new(PENDING),
+            open_streams: AtomicUsize::new(0),
+            total_streams: AtomicU64::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    /// A request arrived: counts the connection by its first request's protocol, and the
+    /// stream until the returned guard (moved into the response body) drops.
+    fn stream_started(self: &Arc<Self>, version: http::Version) -> StreamGuard {
+        let protocol = if version == http::Version::HTTP_2 {
+            H2
+        } else {
+            HTTP1
+        };
+        let first = self
+            .protocol
+            .compare_exchange(PENDING, protocol, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            let m = &self.metrics;
+            m.connections_open.pending.dec();
+            if protocol == H2 {
+                m.connections_open.h2.inc();
+                m.connections_accepted.h2.inc();
+            } else {
+                m.connections_open.http1.inc();
+                m.connections_accepted.http1.inc();
+            }
+        }
+        self.open_streams.fetch_add(1, Ordering::AcqRel);
+        self.total_streams.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        StreamGuard(self.clone())
+    }
+
+    /// Resolves when a watchdog condition holds.
+    async fn watchdog(&self, limits: ConnectionLimits) -> CloseCause {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.total_streams.load(Ordering::Acquire) >= limits.max_streams_lifetime {
+                return CloseCause::StreamLifetime;
+            }
+            if self.open_streams.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            let (wait, cause) = if self.protocol.load(Ordering::Acquire) == PENDING {
+                (
+                    limits.first_request_timeout,
+                    CloseCause::FirstRequestTimeout,
+                )
+            } else {
+                (limits.idle_timeout, CloseCause::Idle)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => return cause,
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+impl Drop for ConnectionState {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        match self.protocol.load(Ordering::Acquire) {
+            PENDING => {
+                m.connections_open.pending.dec();
+                m.connections_accepted.none.inc();
+            }
+            H2 => m.connections_open.h2.dec(),
+            _ => m.connections_open.http1.dec(),
+        }
+    }
+}
+
+/// Counts one open stream of a connection while it lives.
+struct StreamGuard(Arc<ConnectionState>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.0.open_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
+/// A response body that keeps its stream counted until hyper drops it.
+pub struct TrackedBody {
+    body: ResponseBody,
+    _guard: StreamGuard,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = <ResponseBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
