@@ -1,0 +1,142 @@
+//! Limits for hostile or careless clients: silent TCP and TLS connections are closed, idle
+//! connections too, a connection's stream lifetime is capped with GOAWAY, connections per IP
+//! are capped, and past the buffer budget new subscribers are shed with a retry stream.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use support::{eventually, TestOrigin, TestRelay, WAIT};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+const TIGHT: &str = "[limits]\ntls_handshake_timeout_ms = 300\nfirst_request_timeout_ms = 300\n\
+                     idle_connection_timeout_ms = 300\nmax_streams_per_connection_lifetime = 3\n\
+                     max_connections_per_ip = 4\n";
+
+/// Reads until the peer closes; panics if it stays open past [`WAIT`].
+async fn until_closed<R: AsyncReadExt + Unpin>(mut stream: R) {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the relay closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tcp_and_tls_connections_are_closed() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, TIGHT).await;
+    // TCP only, no ClientHello.
+    until_closed(TcpStream::connect(relay.addr).await.unwrap()).await;
+    eventually("handshake timeout counted", || {
+        relay.metrics.tls_handshake_failures.get() == 1
+    })
+    .await;
+    // TLS done, but never the h2 preface.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sse_relay::tls::read_certs(&relay.cert).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(relay.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    until_closed(tls).await;
+    eventually("first-request timeout counted", || {
+        relay.metrics.connections_closed.first_request_timeout.get() == 1
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, TIGHT).await;
+    let mut busy = relay.h2().await;
+    let mut stream = busy.subscribe("/events/a", &[]).await;
+    let mut idle = relay.h2().await;
+    let response = idle.request(http::Method::GET, "/nowhere", &[]).await;
+    assert_eq!(response.status(), 404);
+    drop(response);
+    eventually("idle connection closed", || {
+        relay.metrics.connections_closed.idle.get() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    origin.publish("a", "1", "still open");
+    assert_eq!(stream.data(1).await, ["still open"], "a connection with a stream stays");
+    assert_eq!(relay.metrics.connections_closed.idle.get(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_lifetime_cap_sends_goaway() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, TIGHT).await;
+    let mut conn = relay.h2().await;
+    for _ in 0..3 {
+        assert_eq!(conn.request(http::Method::GET, "/x", &[]).await.status(), 404);
+    }
+    eventually("GOAWAY after the lifetime cap", || {
+        relay.metrics.connections_closed.stream_lifetime.get() == 1
+    })
+    .await;
+    // A fresh connection works.
+    let mut fresh = relay.h2().await;
+    assert_eq!(fresh.request(http::Method::GET, "/x", &[]).await.status(), 404);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_ip_are_capped() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, TIGHT).await;
+    let mut kept = Vec::new();
+    for _ in 0..4 {
+        let mut c = relay.h2().await;
+        kept.push(c.subscribe("/events/a", &[]).await);
+    }
+    let refused = TcpStream::connect(relay.addr).await.unwrap();
+    until_closed(refused).await;
+    assert_eq!(relay.metrics.connections_refused.per_ip.get(), 1);
+    drop(kept);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_buffer_budget_new_subscribers_get_a_retry_stream() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, "[limits]\nmax_buffered_bytes = 4096\n").await;
+    let mut conn = relay.h2().await;
+    let mut first = conn.subscribe("/events/a", &[]).await;
+    eventually("subscribed", || origin.open("a") == 1).await;
+    for i in 1..=10 {
+        origin.publish("a", &i.to_string(), &"x".repeat(1000));
+    }
+    first.data(10).await;
+    let mut shed = conn.subscribe("/events/b", &[]).await;
+    assert_eq!(shed.status, 200, "never a non-200 for an EventSource");
+    shed.until_end().await;
+    assert!(String::from_utf8_lossy(&shed.raw).ends_with("retry: 2000\n\n"));
+    assert_eq!(relay.metrics.subscribers_shed.get(), 1);
+    assert_eq!(origin.requests("b").len(), 0, "no upstream work for a shed subscriber");
+    relay.stop().await;
+}
