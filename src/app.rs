@@ -21,7 +21,8 @@ use tracing::{info, warn};
 use crate::admin::{Admin, Readiness};
 use crate::tls::CertStore;
 
-use crate::config::{ms, Config};
+use crate::auth::Authorizer;
+use crate::config::{ms, AuthMode, Config};
 use crate::connection::ConnectionLimits;
 use crate::cors::Cors;
 use crate::downstream::DownstreamFrames;
@@ -111,8 +112,11 @@ impl App {
             lag_policy: config.downstream.lag_policy,
             cors: Cors::new(&config.cors),
             metrics: metrics.clone(),
-            passthrough: passthrough(&config, client_tls, metrics.clone())?,
+            passthrough: passthrough(&config, client_tls.clone(), metrics.clone())?,
+            auth: Authorizer::new(&config.auth, client_tls, metrics.clone())
+                .map_err(StartError::Internal)?,
         });
+        warn_if_open(&config);
         let s = &config.server;
         let settings = ServerSettings {
             h2: s.h2.clone(),
@@ -301,6 +305,22 @@ fn cert_store(config: &Config) -> Result<(Arc<CertStore>, Option<PathBuf>), Star
         .unwrap_or_else(|| std::env::temp_dir().join("sse-relay-dev"));
     let dev = tls::dev_certificate(&dir)?;
     Ok((dev.store, Some(dev.cert_path)))
+}
+
+/// Warns when a route lets anyone subscribe on a listener that is not loopback.
+fn warn_if_open(config: &Config) {
+    let s = &config.server;
+    let exposed = std::iter::once(s.listen)
+        .chain(s.plaintext_listen)
+        .any(|addr| !addr.ip().is_loopback());
+    for route in config.routes.iter().filter(|r| r.auth == AuthMode::None) {
+        if exposed {
+            warn!(
+                route = %route.path,
+                "auth = \"none\" on a non-loopback listener: anyone can subscribe"
+            );
+        }
+    }
 }
 
 fn passthrough(

@@ -65,6 +65,98 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Authorization backends used by routes with `auth = "jwt"` or `"forward"`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: the authorization backends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `[auth.jwt]`: JSON Web Tokens (RFC 7519).
+    pub jwt: Option<JwtConfig>,
+    /// `[auth.forward]`: an authorization server asked per subscription.
+    pub forward: Option<ForwardAuthConfig>,
+}
+
+/// `[auth.jwt]`: how tokens are verified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms, pinned (e.g. `["HS256"]`, `["RS256"]`, `["ES256"]`); one key type.
+    pub algorithms: Vec<String>,
+    /// Raw secret bytes for HS256/HS384/HS512.
+    pub secret_file: Option<PathBuf>,
+    /// PEM public key for RS*/PS*/ES*/EdDSA.
+    pub public_key_file: Option<PathBuf>,
+    /// Required `iss`, checked when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, checked when set.
+    pub audience: Option<String>,
+    /// Cookie that may carry the token (EventSource cannot set headers). Default `sse_token`.
+    #[serde(default = "default_cookie")]
+    pub cookie: String,
+    /// Allowed clock skew for `exp`/`nbf`, ms. Default 30000.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_ms: u64,
+}
+
+fn default_cookie() -> String {
+    "sse_token".into()
+}
+
+fn default_clock_skew() -> u64 {
+    30_000
+}
+
+/// What a forward-auth failure (timeout, error, 5xx) means for an EventSource request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthUnavailable {
+    /// A 200 stream with a `retry:` hint that ends at once: the browser retries later and
+    /// recovers by itself when the authorization server is back (default).
+    Retry,
+    /// 401: the browser gives up for good (the literal rule).
+    Deny,
+}
+
+/// `[auth.forward]`: nginx `auth_request`-style authorization.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// GET here with the client's `Authorization` and `Cookie`, `X-Original-URI`,
+    /// `X-Forwarded-For` and `X-SSE-Topic`; 2xx allows, 401/403 deny with that status.
+    pub url: String,
+    /// How long an allow is cached per (credential hash, topic), ms. Default 30000.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl_ms: u64,
+    /// How long a deny is cached, ms. Default 5000.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_cache_ttl_ms: u64,
+    /// Deadline for the authorization server's answer, ms. Default 2000.
+    #[serde(default = "default_auth_timeout")]
+    pub timeout_ms: u64,
+    /// EventSource requests when the server fails: `"retry"` (default) or `"deny"` (401).
+    /// Other requests get 503 either way.
+    #[serde(default = "default_unavailable")]
+    pub unavailable: AuthUnavailable,
+}
+
+fn default_cache_ttl() -> u64 {
+    30_000
+}
+
+fn default_negative_ttl() -> u64 {
+    5_000
+}
+
+fn default_auth_timeout() -> u64 {
+    2_000
+}
+
+fn default_unavailable() -> AuthUnavailable {
+    AuthUnavailable::Retry
 }
 
 /// `[server]`: listeners, TLS and drain.
@@ -161,6 +253,23 @@ pub struct RouteConfig {
     /// ignored. Default: none.
     #[serde(default)]
     pub query_params: Vec<String>,
+    /// Who may subscribe: `"none"` (default; warned about on a non-loopback listener), `"jwt"`
+    /// (`[auth.jwt]`) or `"forward"` (`[auth.forward]`).
+    #[serde(default)]
+    pub auth: AuthMode,
+}
+
+/// How a route's subscriptions are authorized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Anyone may subscribe.
+    #[default]
+    None,
+    /// A JWT (bearer header or cookie) whose `subscribe` claim matches the path.
+    Jwt,
+    /// An authorization server decides (as nginx `auth_request`).
+    Forward,
 }
 
 /// `[upstream]`: origin connections.
@@ -554,6 +663,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_auth()?;
         let u = &self.upstream;
         positive("upstream.connect_timeout_ms", u.connect_timeout_ms)?;
         positive("upstream.backoff_min_ms", u.backoff_min_ms)?;
@@ -603,6 +713,37 @@ impl Config {
                     format!("{origin:?} is not an origin like \"https://app.example\""),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_auth(&self) -> Result<(), (String, String)> {
+        for (i, route) in self.routes.iter().enumerate() {
+            let missing = match route.auth {
+                AuthMode::Jwt if self.auth.jwt.is_none() => Some("[auth.jwt]"),
+                AuthMode::Forward if self.auth.forward.is_none() => Some("[auth.forward]"),
+                _ => None,
+            };
+            if let Some(section) = missing {
+                return Err((
+                    format!("route[{i}].auth"),
+                    format!("needs a {section} section"),
+                ));
+            }
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            crate::auth::jwt_validation(jwt).map_err(|(k, r)| (format!("auth.jwt.{k}"), r))?;
+        }
+        if let Some(forward) = &self.auth.forward {
+            let ok = forward.url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !ok {
+                return Err(key("auth.forward.url", "must be an http(s) URL"));
+            }
+            positive("auth.forward.timeout_ms", forward.timeout_ms)?;
         }
         Ok(())
     }

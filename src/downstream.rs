@@ -6,9 +6,11 @@
 //! copies an event: every frame is the topic's shared [`Bytes`].
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -53,6 +55,8 @@ enum State {
 /// The `text/event-stream` body of one subscriber.
 pub struct EventStreamBody {
     preamble: Option<Bytes>,
+    /// Set for streams authorized by an expiring credential: end (after a `retry:` hint) then.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     state: State,
     frames: Arc<DownstreamFrames>,
     lag_policy: LagPolicy,
@@ -69,6 +73,7 @@ impl EventStreamBody {
     ) -> Self {
         Self {
             preamble: Some(frames.preamble.clone()),
+            deadline: None,
             state: State::Live(subscription),
             frames,
             lag_policy,
@@ -82,11 +87,31 @@ impl EventStreamBody {
     pub fn retry_later(frames: Arc<DownstreamFrames>, metrics: Arc<Metrics>) -> Self {
         Self {
             preamble: Some(frames.preamble.clone()),
+            deadline: None,
             state: State::Ending(frames.farewell.clone()),
             frames,
             lag_policy: LagPolicy::Disconnect,
             metrics,
         }
+    }
+}
+
+impl EventStreamBody {
+    /// Ends the stream (after a `retry:` hint) before `expires`, the credential's expiry, so
+    /// a revoked or expired credential stops receiving: at a random moment in the last tenth
+    /// of its remaining life (at most 30 s before it), which spreads the reconnects.
+    pub fn ending_by(mut self, expires: Option<SystemTime>) -> Self {
+        let Some(expires) = expires else {
+            return self;
+        };
+        let left = expires
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let spread = (left / 10).min(Duration::from_secs(30));
+        let early = spread.mul_f64(rand::random::<f64>());
+        let at = tokio::time::Instant::now() + (left - early);
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+        self
     }
 }
 
@@ -101,6 +126,14 @@ impl Body for EventStreamBody {
         let this = self.get_mut();
         if let Some(preamble) = this.preamble.take() {
             return Poll::Ready(Some(Ok(Frame::data(preamble))));
+        }
+        let expired = this
+            .deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+        if expired && matches!(this.state, State::Live(_)) {
+            this.deadline = None;
+            this.state = State::Ending(this.frames.farewell.clone());
         }
         loop {
             let subscription = match &mut this.state {

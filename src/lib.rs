@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod connection;

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::config::LagPolicy;
+use crate::auth::{self, AuthRequest, Authorizer, Denial};
+use crate::config::{AuthUnavailable, LagPolicy};
 use crate::cors::Cors;
 use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::hub::Hub;
@@ -45,6 +46,8 @@ pub struct RelayParts {
     pub metrics: Arc<Metrics>,
     /// Where requests that match no SSE route go (none: 404).
     pub passthrough: Option<Passthrough>,
+    /// Who may subscribe.
+    pub auth: Authorizer,
 }
 
 impl Relay {
@@ -70,13 +73,13 @@ impl Relay {
                 None => plain(StatusCode::NOT_FOUND, "no route for this path\n"),
             };
         }
-        self.subscribe(request)
+        self.subscribe(request, peer).await
     }
 
     /// Answers a request on an SSE route. SSE answers are always `200 text/event-stream`, even
     /// while the origin is down (a browser's EventSource stops reconnecting for good after any
     /// other status, WHATWG HTML §9.2.3).
-    fn subscribe<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+    async fn subscribe<B>(&self, request: Request<B>, peer: Peer) -> Response<ResponseBody> {
         let inner = &self.inner;
         let path = request.uri().path();
         if request.method() == Method::OPTIONS {
@@ -100,28 +103,89 @@ impl Relay {
                 return plain(StatusCode::BAD_REQUEST, "query parameter not usable\n")
             }
         };
+        let auth_request = AuthRequest {
+            headers: request.headers(),
+            raw_query: request.uri().query(),
+            path: &target.path,
+            query: &target.query,
+            client: peer.addr.ip(),
+        };
+        let grant = match inner.auth.authorize(target.auth, &auth_request).await {
+            Ok(grant) => grant,
+            Err(denial) => return self.denied(denial, &request),
+        };
         let last_event_id = last_event_id(&request);
         let upstream = target.upstream.to_string();
-        let body = match inner
-            .hub
-            .subscribe(&target.key, path, &upstream, last_event_id.as_deref())
-        {
+        let subscribed = inner.hub.subscribe(
+            &target.key,
+            &target.path,
+            &upstream,
+            last_event_id.as_deref(),
+        );
+        let body = match subscribed {
             Ok(subscription) => EventStreamBody::live(
                 subscription,
                 inner.frames.clone(),
                 inner.lag_policy,
                 inner.metrics.clone(),
-            ),
-            Err(_refused) => {
-                EventStreamBody::retry_later(inner.frames.clone(), inner.metrics.clone())
-            }
+            )
+            .ending_by(grant.expires),
+            Err(_refused) => self.retry_later(),
         };
+        self.event_stream(body, &request)
+    }
+
+    fn retry_later(&self) -> EventStreamBody {
+        EventStreamBody::retry_later(self.inner.frames.clone(), self.inner.metrics.clone())
+    }
+
+    /// Answers a refused subscription: 401 (with `WWW-Authenticate`) or 403, which make a
+    /// browser's EventSource stop; an authorization server outage is answered, for EventSource
+    /// requests (`Accept: text/event-stream`), per `[auth.forward] unavailable`: by default a
+    /// 200 stream with a `retry:` hint that ends at once, so browsers recover by themselves once
+    /// the server is back; other requests get 503.
+    fn denied<B>(&self, denial: Denial, request: &Request<B>) -> Response<ResponseBody> {
+        let event_source = request
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        let mut response = match &denial {
+            Denial::Unauthorized(reason) => {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, auth::www_authenticate(reason));
+                r
+            }
+            Denial::Forbidden(_) => plain(StatusCode::FORBIDDEN, "forbidden\n"),
+            Denial::Unavailable(_) if !event_source => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "authorization unavailable, retry later\n",
+            ),
+            Denial::Unavailable(_) => match self.inner.auth.unavailable_policy() {
+                AuthUnavailable::Retry => return self.event_stream(self.retry_later(), request),
+                AuthUnavailable::Deny => {
+                    plain(StatusCode::UNAUTHORIZED, "authorization unavailable\n")
+                }
+            },
+        };
+        self.inner
+            .cors
+            .apply(request.headers(), response.headers_mut());
+        response
+    }
+
+    fn event_stream<B>(
+        &self,
+        body: EventStreamBody,
+        request: &Request<B>,
+    ) -> Response<ResponseBody> {
         let mut response = Response::new(Either::Left(body));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        inner.cors.apply(request.headers(), headers);
+        self.inner.cors.apply(request.headers(), headers);
         response
     }
 }

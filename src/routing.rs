@@ -5,8 +5,9 @@
 //! topics' state or of HTTP bodies.
 
 use http::Uri;
+use percent_encoding::percent_decode_str;
 
-use crate::config::RouteConfig;
+use crate::config::{AuthMode, RouteConfig};
 
 /// A downstream path template such as `/events/{topic}`: literal segments and `{name}`
 /// variables, each variable matching exactly one non-empty path segment.
@@ -63,10 +64,12 @@ impl PathTemplate {
         })
     }
 
-    /// Matches a request path; returns `(name, value)` pairs. A variable value must be a
-    /// non-empty segment of RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) other than
-    /// `.` and `..`, so no encoding trick can change which topic is meant.
-    pub fn matches<'a>(&'a self, path: &'a str) -> Option<Vec<(&'a str, &'a str)>> {
+    /// Matches a request path; returns `(name, value)` pairs with each value percent-decoded
+    /// (its canonical form). A value must be a non-empty segment that decodes to RFC 3986
+    /// unreserved characters (`A-Z a-z 0-9 - . _ ~`) other than `.` and `..`; literal segments
+    /// compare exactly (paths are case-sensitive). So `%2e%2e`, `%2F`, `//`, `/./` and the like
+    /// never match, and `%61` is the same topic as `a`.
+    pub fn matches<'a>(&'a self, path: &str) -> Option<Vec<(&'a str, String)>> {
         let rest = path.strip_prefix('/')?;
         let mut parts = rest.split('/');
         let mut bound = Vec::new();
@@ -76,14 +79,31 @@ impl PathTemplate {
                 Segment::Literal(l) if l == part => {}
                 Segment::Literal(_) => return None,
                 Segment::Variable(name) => {
-                    if !is_topic_segment(part) {
+                    let value = percent_decode_str(part).decode_utf8().ok()?;
+                    if !is_topic_segment(&value) {
                         return None;
                     }
-                    bound.push((name.as_str(), part));
+                    bound.push((name.as_str(), value.into_owned()));
                 }
             }
         }
         parts.next().is_none().then_some(bound)
+    }
+
+    /// The canonical path for bound values: the template with each variable replaced.
+    fn render(&self, bound: &[(&str, String)]) -> String {
+        let mut path = String::new();
+        for segment in &self.segments {
+            path.push('/');
+            match segment {
+                Segment::Literal(l) => path.push_str(l),
+                Segment::Variable(name) => {
+                    let value = bound.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                    path.push_str(value.map_or("", String::as_str));
+                }
+            }
+        }
+        path
     }
 }
 
@@ -127,7 +147,7 @@ impl UpstreamTemplate {
         })
     }
 
-    fn render(&self, bound: &[(&str, &str)]) -> String {
+    fn render(&self, bound: &[(&str, String)]) -> String {
         let mut url = self.template.clone();
         for (name, value) in bound {
             url = url.replace(&format!("{{{name}}}"), value);
@@ -144,6 +164,14 @@ pub struct TopicTarget {
     pub key: String,
     /// The upstream URL to subscribe to.
     pub upstream: Uri,
+    /// The canonical request path (decoded variables rendered into the route's template):
+    /// what authorization checks and what labels the topic.
+    pub path: String,
+    /// The canonical query: the route's declared parameters, sorted, first value each,
+    /// re-encoded (`application/x-www-form-urlencoded`); empty when none.
+    pub query: String,
+    /// How subscriptions on this route are authorized.
+    pub auth: AuthMode,
 }
 
 /// The compiled route table.
@@ -157,6 +185,7 @@ struct CompiledRoute {
     path: PathTemplate,
     upstream: UpstreamTemplate,
     query_params: Vec<String>,
+    auth: AuthMode,
 }
 
 /// Why a request did not resolve to a topic.
@@ -186,6 +215,7 @@ impl Router {
                     path,
                     upstream,
                     query_params,
+                    auth: r.auth,
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -197,9 +227,10 @@ impl Router {
         self.routes.iter().any(|r| r.path.matches(path).is_some())
     }
 
-    /// Resolves a request path and query to a topic. Only the route's declared query
-    /// parameters are kept (sorted by name, first value of each), so parameter order and
-    /// unknown parameters do not split a topic.
+    /// Resolves a request path and query to a topic, in canonical form (see
+    /// [`PathTemplate::matches`]). Only the route's declared query parameters are kept (sorted
+    /// by name, first value of each, decoded and re-encoded), so parameter order, duplicates,
+    /// encodings and unknown parameters do not split a topic or dodge an access check.
     ///
     /// # Errors
     /// [`RouteMiss`] saying why.
@@ -208,36 +239,36 @@ impl Router {
             let Some(bound) = route.path.matches(path) else {
                 continue;
             };
-            let mut url = route.upstream.render(&bound);
-            let mut first = !url.contains('?');
+            let mut canonical_query = form_urlencoded::Serializer::new(String::new());
             for name in &route.query_params {
                 if let Some(value) = query_value(query, name) {
-                    if !value.bytes().all(is_query_byte) {
-                        return Err(RouteMiss::BadQuery);
-                    }
-                    url.push(if first { '?' } else { '&' });
-                    first = false;
-                    url.push_str(name);
-                    url.push('=');
-                    url.push_str(value);
+                    canonical_query.append_pair(name, &value);
                 }
+            }
+            let canonical_query = canonical_query.finish();
+            let mut url = route.upstream.render(&bound);
+            if !canonical_query.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&canonical_query);
             }
             let upstream: Uri = url.parse().map_err(|_| RouteMiss::BadQuery)?;
             return Ok(TopicTarget {
                 key: format!("{index} {upstream}"),
                 upstream,
+                path: route.path.render(&bound),
+                query: canonical_query,
+                auth: route.auth,
             });
         }
         Err(RouteMiss::NoRoute)
     }
 }
 
-/// The first value of query parameter `name` (raw, still percent-encoded).
-pub fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
+/// The first value of query parameter `name`, decoded (`application/x-www-form-urlencoded`).
+pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -253,10 +284,6 @@ fn is_topic_segment(segment: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-fn is_query_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'+')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +293,7 @@ mod tests {
             path: "/events/{topic}".into(),
             upstream: "http://127.0.0.1:8081/sub/{topic}".into(),
             query_params: query_params.iter().map(|s| s.to_string()).collect(),
+            auth: AuthMode::None,
         }])
         .unwrap()
     }
@@ -282,12 +310,31 @@ mod tests {
         for path in [
             "/events/..",
             "/events/.",
+            "/events/%2e%2e",
+            "/events/%2E",
             "/events/a%2Fb",
+            "/events/a%2fb",
             "/events/",
+            "/events//a",
+            "/events/a/",
             "/events/a/b",
+            "/events/./a",
+            "/events/a%00",
+            "/events/a%zz",
+            "/EVENTS/a",
+            "//events/a",
         ] {
             assert_eq!(r.resolve(path, None), Err(RouteMiss::NoRoute), "{path}");
         }
+    }
+
+    #[test]
+    fn encoded_unreserved_characters_are_the_same_topic() {
+        let r = router(&[]);
+        let plain = r.resolve("/events/abc", None).unwrap();
+        let encoded = r.resolve("/events/%61b%63", None).unwrap();
+        assert_eq!(plain, encoded);
+        assert_eq!(encoded.path, "/events/abc");
     }
 
     #[test]
@@ -299,6 +346,11 @@ mod tests {
         assert_eq!(a.upstream, "http://127.0.0.1:8081/sub/x?area=eu&lang=en");
         let c = r.resolve("/events/x", Some("lang=de&area=eu")).unwrap();
         assert_ne!(a.key, c.key);
+        let dup = r
+            .resolve("/events/x", Some("lang=en&lang=de&area=%65u"))
+            .unwrap();
+        assert_eq!(dup, a, "first value wins; encodings are canonicalised");
+        assert_eq!(a.query, "area=eu&lang=en");
     }
 
     #[test]
