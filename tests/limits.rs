@@ -82,7 +82,11 @@ async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     origin.publish("a", "1", "still open");
-    assert_eq!(stream.data(1).await, ["still open"], "a connection with a stream stays");
+    assert_eq!(
+        stream.data(1).await,
+        ["still open"],
+        "a connection with a stream stays"
+    );
     assert_eq!(relay.metrics.connections_closed.idle.get(), 1);
     relay.stop().await;
 }
@@ -93,7 +97,10 @@ async fn stream_lifetime_cap_sends_goaway() {
     let relay = TestRelay::start(&origin, TIGHT).await;
     let mut conn = relay.h2().await;
     for _ in 0..3 {
-        assert_eq!(conn.request(http::Method::GET, "/x", &[]).await.status(), 404);
+        assert_eq!(
+            conn.request(http::Method::GET, "/x", &[]).await.status(),
+            404
+        );
     }
     eventually("GOAWAY after the lifetime cap", || {
         relay.metrics.connections_closed.stream_lifetime.get() == 1
@@ -101,7 +108,10 @@ async fn stream_lifetime_cap_sends_goaway() {
     .await;
     // A fresh connection works.
     let mut fresh = relay.h2().await;
-    assert_eq!(fresh.request(http::Method::GET, "/x", &[]).await.status(), 404);
+    assert_eq!(
+        fresh.request(http::Method::GET, "/x", &[]).await.status(),
+        404
+    );
     relay.stop().await;
 }
 
@@ -137,6 +147,10 @@ async fn over_the_buffer_budget_new_subscribers_get_a_retry_stream() {
     shed.until_end().await;
     assert!(String::from_utf8_lossy(&shed.raw).ends_with("retry: 2000\n\n"));
     assert_eq!(relay.metrics.subscribers_shed.get(), 1);
-    assert_eq!(origin.requests("b").len(), 0, "no upstream work for a shed subscriber");
+    assert_eq!(
+        origin.requests("b").len(),
+        0,
+        "no upstream work for a shed subscriber"
+    );
     relay.stop().await;
 }
