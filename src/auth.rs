@@ -353,6 +353,7 @@ impl ForwardAuth {
     async fn authorize(&self, request: &AuthRequest<'_>) -> Result<Grant, Denial> {
         refuse_query_tokens(request.raw_query)?;
         let key = cache_key(request);
+        let asked = Instant::now();
         loop {
             let cell = self.cell(key);
             let cached = cell
@@ -363,10 +364,12 @@ impl ForwardAuth {
                     }
                 })
                 .await;
-            if self.fresh(cached) {
+            // An answer given since we asked is ours (never cached or not: an outage answer
+            // is not cached, but it still answers the requests that waited on it).
+            if self.fresh(cached) || cached.at >= asked {
                 return cached.decision.clone();
             }
-            // Expired while we waited on it: start over with a fresh cell.
+            // A stale answer from before: start over with a fresh cell.
             self.evict(key, &cell);
         }
     }

@@ -1,0 +1,160 @@
+//! Forward auth (as nginx `auth_request`): the authorization server sees the client's
+//! credentials and the topic, 2xx allows and 401/403 deny, answers are cached per credential
+//! and topic, identical concurrent checks are coalesced into one request, and an outage keeps
+//! browsers retrying instead of failing them for good.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use support::{eventually, TestOrigin, TestRelay};
+use tokio::net::TcpListener;
+
+/// An authorization server: allows `Bearer good` on `/events/a`, 403 for other topics, 401
+/// otherwise; answers after 200 ms (so checks overlap); records what it saw.
+async fn auth_server(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().push(req.headers().clone());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let h = req.headers();
+                        let status = match (
+                            h.get("authorization").map(|v| v.to_str().unwrap()),
+                            h.get("x-sse-topic").map(|v| v.to_str().unwrap()),
+                        ) {
+                            (Some("Bearer good"), Some("/events/a")) => StatusCode::NO_CONTENT,
+                            (Some("Bearer good"), _) => StatusCode::FORBIDDEN,
+                            _ => StatusCode::UNAUTHORIZED,
+                        };
+                        let mut r = Response::new(Empty::<Bytes>::new());
+                        *r.status_mut() = status;
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn relay(origin: &TestOrigin, auth: SocketAddr, extra: &str) -> TestRelay {
+    TestRelay::start(
+        origin,
+        &format!("auth = \"forward\"\n[auth.forward]\nurl = \"http://{auth}/auth\"\n{extra}"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allows_denies_caches_and_coalesces() {
+    let origin = TestOrigin::start().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let relay = relay(&origin, auth_server(seen.clone()).await, "").await;
+    let mut conn = relay.h2().await;
+    let good = [("authorization", "Bearer good"), ("cookie", "session=s1")];
+
+    // Ten identical subscriptions at once: one authorization request.
+    let mut opening = Vec::new();
+    for _ in 0..10 {
+        let mut c = conn.clone();
+        opening.push(tokio::spawn(async move {
+            c.subscribe("/events/a", &good).await
+        }));
+    }
+    let mut streams = Vec::new();
+    for o in opening {
+        let r = o.await.unwrap();
+        assert_eq!(r.status, 200);
+        streams.push(r);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "coalesced into one check");
+    // Within the cache TTL: no new request.
+    assert_eq!(conn.subscribe("/events/a", &good).await.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), 1, "cached");
+
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(first["x-original-uri"], "/events/a");
+    assert_eq!(first["x-sse-topic"], "/events/a");
+    assert_eq!(first["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(first["cookie"], "session=s1");
+
+    assert_eq!(conn.subscribe("/events/b", &good).await.status, 403);
+    assert_eq!(
+        conn.subscribe("/events/a", &[("authorization", "Bearer bad")])
+            .await
+            .status,
+        401
+    );
+    // Negative answers are cached too.
+    let before = seen.lock().unwrap().len();
+    assert_eq!(conn.subscribe("/events/b", &good).await.status, 403);
+    assert_eq!(seen.lock().unwrap().len(), before);
+
+    eventually("subscribed", || origin.open("a") == 1).await;
+    let upstream = &origin.requests("a")[0].headers;
+    assert!(upstream.get("authorization").is_none() && upstream.get("cookie").is_none());
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_outage_keeps_event_sources_retrying() {
+    let origin = TestOrigin::start().await;
+    let down = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let relay = relay(&origin, down, "timeout_ms = 300\n").await;
+    let mut conn = relay.h2().await;
+    let mut es = conn
+        .subscribe(
+            "/events/a",
+            &[
+                ("accept", "text/event-stream"),
+                ("authorization", "Bearer good"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        es.status, 200,
+        "an EventSource gets a stream that tells it to retry"
+    );
+    es.until_end().await;
+    assert!(String::from_utf8_lossy(&es.raw).ends_with("retry: 2000\n\n"));
+    let other = conn
+        .subscribe("/events/a", &[("authorization", "Bearer good")])
+        .await;
+    assert_eq!(other.status, 503, "other clients get 503");
+    assert!(origin.requests("a").is_empty());
+    assert_eq!(relay.metrics.auth_denied.unavailable.get(), 2);
+    relay.stop().await;
+
+    let relay = self::relay(&origin, down, "timeout_ms = 300\nunavailable = \"deny\"\n").await;
+    let es = relay
+        .h2()
+        .await
+        .subscribe("/events/a", &[("accept", "text/event-stream")])
+        .await;
+    assert_eq!(es.status, 401, "unavailable = \"deny\" answers 401");
+    relay.stop().await;
+}
