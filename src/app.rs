@@ -115,6 +115,10 @@ impl App {
             passthrough: passthrough(&config, client_tls.clone(), metrics.clone())?,
             auth: Authorizer::new(&config.auth, client_tls, metrics.clone())
                 .map_err(StartError::Internal)?,
+            hsts: (config.server.hsts_max_age_s > 0).then(|| {
+                http::HeaderValue::from_str(&format!("max-age={}", config.server.hsts_max_age_s))
+                    .expect("digits are a valid header value")
+            }),
         });
         warn_if_open(&config);
         let s = &config.server;

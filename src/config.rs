@@ -186,6 +186,9 @@ pub struct ServerConfig {
     /// How often the certificate and key files are checked for changes (hot reload), ms
     /// (0 disables). Default 2000.
     pub tls_reload_interval_ms: u64,
+    /// `Strict-Transport-Security: max-age=…` on TLS responses (RFC 6797), seconds; 0 sends
+    /// none. Default 0.
+    pub hsts_max_age_s: u64,
     /// HTTP/2 settings sent to clients.
     pub h2: H2Config,
 }
@@ -202,6 +205,7 @@ impl Default for ServerConfig {
             drain_window_ms: 10_000,
             drain_timeout_ms: 30_000,
             tls_reload_interval_ms: 2_000,
+            hsts_max_age_s: 0,
             h2: H2Config::default(),
         }
     }

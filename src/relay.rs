@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -48,6 +50,8 @@ pub struct RelayParts {
     pub passthrough: Option<Passthrough>,
     /// Who may subscribe.
     pub auth: Authorizer,
+    /// The `Strict-Transport-Security` value for TLS responses, if configured.
+    pub hsts: Option<HeaderValue>,
 }
 
 impl Relay {
@@ -66,6 +70,16 @@ impl Relay {
     /// Answers one request: SSE routes are subscriptions (identical over HTTP/1.1 and h2),
     /// anything else goes to the passthrough origin (or gets 404 without one).
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+        let mut response = self.route(request, peer).await;
+        if let (true, Some(hsts)) = (peer.tls, &self.inner.hsts) {
+            response
+                .headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
         let path = request.uri().path();
         if !self.inner.router.is_sse_path(path) {
             return match &self.inner.passthrough {

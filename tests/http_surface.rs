@@ -129,6 +129,22 @@ async fn plaintext_listener_serves_http1_and_h2c() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_is_sent_on_tls_when_configured() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start_with(&origin.template(), "hsts_max_age_s = 31536000", "").await;
+    let r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.headers["strict-transport-security"], "max-age=31536000");
+    relay.stop().await;
+    let relay = TestRelay::start(&origin, "").await;
+    let r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert!(
+        r.headers.get("strict-transport-security").is_none(),
+        "off by default"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_subscription_requests_get_clear_statuses() {
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, "").await;
