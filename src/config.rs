@@ -989,6 +989,40 @@ mod tests {
     }
 
     #[test]
+    fn auth_backends_are_validated() {
+        let jwt_route =
+            "[[route]]\npath = \"/e/{t}\"\nupstream = \"http://o/{t}\"\nauth = \"jwt\"\n";
+        let e = parse(jwt_route).unwrap_err();
+        assert_eq!(e.key, "route[0].auth");
+        assert_eq!(e.reason, "needs a [auth.jwt] section");
+        let e = parse(&format!(
+            "{jwt_route}[auth.jwt]\nalgorithms = [\"HS999\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "auth.jwt.algorithms");
+        let e = parse(&format!(
+            "{jwt_route}[auth.jwt]\nalgorithms = [\"HS256\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "auth.jwt.secret_file");
+        let short =
+            std::env::temp_dir().join(format!("sse-relay-short-{}.key", std::process::id()));
+        std::fs::write(&short, b"short").unwrap();
+        let e = parse(&format!(
+            "{jwt_route}[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret_file = {:?}\n",
+            short.display().to_string()
+        ))
+        .unwrap_err();
+        assert!(e.reason.contains("32 bytes"), "{e}");
+        let mixed = format!("{jwt_route}[auth.jwt]\nalgorithms = [\"HS256\", \"RS256\"]\n");
+        let e = parse(&mixed).unwrap_err();
+        assert!(e.reason.contains("mixes"), "{e}");
+        let fwd = jwt_route.replace("\"jwt\"", "\"forward\"");
+        let e = parse(&format!("{fwd}[auth.forward]\nurl = \"ftp://x\"\n")).unwrap_err();
+        assert_eq!(e.key, "auth.forward.url");
+    }
+
+    #[test]
     fn no_route_is_rejected() {
         let e = parse("").unwrap_err();
         assert_eq!(e.key, "route");
