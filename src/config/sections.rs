@@ -1,0 +1,459 @@
+//! The config sections: one serde struct per TOML table, every field documented with its unit
+//! and default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[auth]`: the authorization backends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `[auth.jwt]`: JSON Web Tokens (RFC 7519).
+    pub jwt: Option<JwtConfig>,
+    /// `[auth.forward]`: an authorization server asked per subscription.
+    pub forward: Option<ForwardAuthConfig>,
+}
+
+/// `[auth.jwt]`: how tokens are verified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms, pinned (e.g. `["HS256"]`, `["RS256"]`, `["ES256"]`); one key type.
+    pub algorithms: Vec<String>,
+    /// Raw secret bytes for HS256/HS384/HS512.
+    pub secret_file: Option<PathBuf>,
+    /// PEM public key for RS*/PS*/ES*/EdDSA.
+    pub public_key_file: Option<PathBuf>,
+    /// Required `iss`, checked when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, checked when set.
+    pub audience: Option<String>,
+    /// Cookie that may carry the token (EventSource cannot set headers). Default `sse_token`.
+    #[serde(default = "default_cookie")]
+    pub cookie: String,
+    /// Allowed clock skew for `exp`/`nbf`, ms. Default 30000.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_ms: u64,
+}
+
+fn default_cookie() -> String {
+    "sse_token".into()
+}
+
+fn default_clock_skew() -> u64 {
+    30_000
+}
+
+/// What a forward-auth failure (timeout, error, 5xx) means for an EventSource request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthUnavailable {
+    /// A 200 stream with a `retry:` hint that ends at once: the browser retries later and
+    /// recovers by itself when the authorization server is back (default).
+    Retry,
+    /// 401: the browser gives up for good (the literal rule).
+    Deny,
+}
+
+/// `[auth.forward]`: nginx `auth_request`-style authorization.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// GET here with the client's `Authorization` and `Cookie`, `X-Original-URI`,
+    /// `X-Forwarded-For` and `X-SSE-Topic`; 2xx allows, 401/403 deny with that status.
+    pub url: String,
+    /// How long an allow is cached per (credential hash, topic), ms. Default 30000.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl_ms: u64,
+    /// How long a deny is cached, ms. Default 5000.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_cache_ttl_ms: u64,
+    /// Deadline for the authorization server's answer, ms. Default 2000.
+    #[serde(default = "default_auth_timeout")]
+    pub timeout_ms: u64,
+    /// EventSource requests when the server fails: `"retry"` (default) or `"deny"` (401).
+    /// Other requests get 503 either way.
+    #[serde(default = "default_unavailable")]
+    pub unavailable: AuthUnavailable,
+}
+
+fn default_cache_ttl() -> u64 {
+    30_000
+}
+
+fn default_negative_ttl() -> u64 {
+    5_000
+}
+
+fn default_auth_timeout() -> u64 {
+    2_000
+}
+
+fn default_unavailable() -> AuthUnavailable {
+    AuthUnavailable::Retry
+}
+
+/// `[server]`: listeners, TLS and drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// TLS listener address (HTTP/2 and HTTP/1.1 by ALPN). Default `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// PEM certificate chain. With `tls_key`; both absent → a generated dev certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Directory the generated dev certificate is written to. Default: `<temp dir>/sse-relay-dev`.
+    pub dev_cert_dir: Option<PathBuf>,
+    /// Optional plaintext listener (HTTP/1.1 and h2c with prior knowledge), for use behind a
+    /// mesh that terminates TLS. Default: none.
+    pub plaintext_listen: Option<SocketAddr>,
+    /// After SIGTERM, keep serving this long with `/readyz` failing, so load balancers and
+    /// Kubernetes endpoints stop sending new clients, ms. Default 5000.
+    pub drain_delay_ms: u64,
+    /// Then end the SSE streams spread over this window (jittered), so clients reconnect to
+    /// other replicas without a stampede, ms. Default 10000.
+    pub drain_window_ms: u64,
+    /// Exit at the latest this long after SIGTERM, whatever is still open, ms. Must exceed
+    /// `drain_delay_ms + drain_window_ms`. Default 30000.
+    pub drain_timeout_ms: u64,
+    /// How often the certificate and key files are checked for changes (hot reload), ms
+    /// (0 disables). Default 2000.
+    pub tls_reload_interval_ms: u64,
+    /// `Strict-Transport-Security: max-age=…` on TLS responses (RFC 6797), seconds; 0 sends
+    /// none. Default 0.
+    pub hsts_max_age_s: u64,
+    /// HTTP/2 settings sent to clients.
+    pub h2: H2Config,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            dev_cert_dir: None,
+            plaintext_listen: None,
+            drain_delay_ms: 5_000,
+            drain_window_ms: 10_000,
+            drain_timeout_ms: 30_000,
+            tls_reload_interval_ms: 2_000,
+            hsts_max_age_s: 0,
+            h2: H2Config::default(),
+        }
+    }
+}
+
+/// `[server.h2]`: HTTP/2 server settings (RFC 9113 §6.5.2), all set explicitly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct H2Config {
+    /// Streams a client may have reset before we accept them (Rapid Reset guard), count.
+    /// Default 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams we may reset for protocol errors before the connection is closed
+    /// (CVE-2025-8671 guard), count. Default 1024.
+    pub max_local_error_reset_streams: usize,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, bytes. Default 16384.
+    pub max_header_list_size: u32,
+    /// Interval between keep-alive PINGs, ms (0 disables). Default 20000.
+    pub keep_alive_interval_ms: u64,
+    /// Time to wait for a PING ack before closing the connection, ms. Default 20000.
+    pub keep_alive_timeout_ms: u64,
+    /// Bytes buffered per stream for sending before the body stops being polled. Default 65536.
+    pub max_send_buf_size: usize,
+}
+
+impl Default for H2Config {
+    fn default() -> Self {
+        Self {
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            max_header_list_size: 16 * 1024,
+            keep_alive_interval_ms: 20_000,
+            keep_alive_timeout_ms: 20_000,
+            max_send_buf_size: 64 * 1024,
+        }
+    }
+}
+
+/// `[[route]]`: one SSE route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Downstream path template, e.g. `/events/{topic}`: each `{name}` matches one segment.
+    pub path: String,
+    /// Upstream URL template (http or https), e.g. `http://127.0.0.1:8081/sub/{topic}`; every
+    /// variable must appear in `path`.
+    pub upstream: String,
+    /// Query parameters forwarded upstream and made part of the topic key (sorted). Others are
+    /// ignored. Default: none.
+    #[serde(default)]
+    pub query_params: Vec<String>,
+    /// Who may subscribe: `"none"` (default; warned about on a non-loopback listener), `"jwt"`
+    /// (`[auth.jwt]`) or `"forward"` (`[auth.forward]`).
+    #[serde(default)]
+    pub auth: AuthMode,
+}
+
+/// How a route's subscriptions are authorized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Anyone may subscribe.
+    #[default]
+    None,
+    /// A JWT (bearer header or cookie) whose `subscribe` claim matches the path.
+    Jwt,
+    /// An authorization server decides (as nginx `auth_request`).
+    Forward,
+}
+
+/// `[upstream]`: origin connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP (and TLS) connect timeout, ms. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Reconnect when the origin sends nothing (not even a comment) for this long, ms
+    /// (0 disables). Default 90000.
+    pub read_idle_timeout_ms: u64,
+    /// Extra PEM CA certificates trusted for https origins, besides the system roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Smallest reconnect delay, ms. Default 100.
+    pub backoff_min_ms: u64,
+    /// Largest reconnect delay, ms. Default 30000.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            read_idle_timeout_ms: 90_000,
+            extra_ca_file: None,
+            backoff_min_ms: 100,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+/// `[replay]`: the per-topic replay buffer; an event leaves it when any bound is exceeded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// Events kept per topic, count. Default 1024.
+    pub max_events: usize,
+    /// Encoded bytes kept per topic. Default 1048576 (1 MiB).
+    pub max_bytes: usize,
+    /// Age after which an event is dropped, ms. Default 300000 (5 min).
+    pub max_age_ms: u64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 1024,
+            max_bytes: 1024 * 1024,
+            max_age_ms: 300_000,
+        }
+    }
+}
+
+/// What happens to a subscriber whose cursor fell out of the replay buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagPolicy {
+    /// End its stream; the client reconnects with `Last-Event-ID` (default).
+    Disconnect,
+    /// Skip to the oldest buffered event and go on (the client misses events).
+    Skip,
+}
+
+/// `[downstream]`: subscriber streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownstreamConfig {
+    /// A comment is sent when a subscriber got nothing for this long, ms. Default 15000.
+    pub heartbeat_interval_ms: u64,
+    /// `retry:` hint sent at stream start and before the relay ends a stream, ms. Default 2000.
+    pub retry_hint_ms: u64,
+    /// Lag policy: `"disconnect"` (default) or `"skip"`.
+    pub lag_policy: LagPolicy,
+}
+
+impl Default for DownstreamConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 15_000,
+            retry_hint_ms: 2_000,
+            lag_policy: LagPolicy::Disconnect,
+        }
+    }
+}
+
+/// `[topics]`: topic lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// How long a topic's upstream subscription stays open after its last subscriber left, ms.
+    /// Default 5000.
+    pub idle_grace_ms: u64,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            idle_grace_ms: 5_000,
+        }
+    }
+}
+
+/// `[limits]`: resource bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open downstream connections (all listeners), count. Default 10000.
+    pub max_connections: usize,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per h2 connection, count. Default 256.
+    pub max_streams_per_connection: u32,
+    /// Largest event accepted from an origin (raw field bytes); larger ones are dropped and
+    /// counted, bytes. Default 65536.
+    pub max_event_bytes: usize,
+    /// TLS handshake deadline, ms. Default 5000.
+    pub tls_handshake_timeout_ms: u64,
+    /// Deadline for the first request after TLS (h2 preface and HEADERS included), ms.
+    /// Default 5000.
+    pub first_request_timeout_ms: u64,
+    /// Close a connection with no open stream after this long, ms. Default 30000.
+    pub idle_connection_timeout_ms: u64,
+    /// Streams one connection may open over its life; then it gets GOAWAY and the client opens
+    /// a new one, count. Default 10000.
+    pub max_streams_per_connection_lifetime: u64,
+    /// Open connections from one client IP address, count. Default 512.
+    pub max_connections_per_ip: usize,
+    /// Budget of bytes held in all replay rings together; past it new subscribers are shed (a
+    /// 200 stream with a `retry:` hint that ends at once), bytes. Default 268435456 (256 MiB).
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_streams_per_connection: 256,
+            max_event_bytes: 64 * 1024,
+            tls_handshake_timeout_ms: 5_000,
+            first_request_timeout_ms: 5_000,
+            idle_connection_timeout_ms: 30_000,
+            max_streams_per_connection_lifetime: 10_000,
+            max_connections_per_ip: 512,
+            max_buffered_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[cors]`: which other origins' pages may open streams (Fetch standard, CORS protocol).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Allowed `Origin` values (e.g. `https://app.example`), or `"*"` for any. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (EventSource `withCredentials`). Not
+    /// allowed with `"*"`. Default false.
+    pub allow_credentials: bool,
+}
+
+/// `[demo_origin]`: the built-in demo SSE origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoOriginConfig {
+    /// Start it. Default false.
+    pub enabled: bool,
+    /// Its listen address. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+}
+
+impl Default for DemoOriginConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+/// `[admin]`: the admin listener (plain HTTP, keep it on loopback or a private port).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Its address. Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+    /// Distinct topic labels in per-topic metrics before further topics share `other`, count.
+    /// Default 100.
+    pub max_topic_labels: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_topic_labels: crate::metrics::DEFAULT_MAX_TOPIC_LABELS,
+        }
+    }
+}
+
+/// `[passthrough]`: where requests that match no SSE route go (a streaming reverse proxy).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassthroughConfig {
+    /// The default origin, e.g. `http://127.0.0.1:8080`. Default: none (such requests get 404).
+    pub upstream: Option<String>,
+    /// TCP (and TLS) connect timeout, ms; a failure answers 502. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Deadline for the origin's response headers, ms; past it the answer is 504. Default 30000.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for PassthroughConfig {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            connect_timeout_ms: 5_000,
+            response_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: logging (the `SSE_RELAY_LOG` environment variable sets the filter, e.g.
+/// `info,sse_relay=debug`; `SSE_RELAY_LOG_FORMAT` overrides `format`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `"text"` (default) or `"json"`.
+    pub format: LogFormat,
+    /// Default filter when `SSE_RELAY_LOG` is unset. Default `"info"`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Tests of loading, validation and overrides.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("relay.toml"))
+}
+
+const ROUTE: &str =
+    "[[route]]\npath = \"/events/{topic}\"\nupstream = \"http://127.0.0.1:8081/sub/{topic}\"\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(ROUTE).expect("valid");
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8443");
+    assert_eq!(c.replay.max_events, 1024);
+    assert_eq!(c.downstream.lag_policy, LagPolicy::Disconnect);
+    assert!(!c.demo_origin.enabled);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = parse(&format!("{ROUTE}[server]\nlisten_addr = \"x\"\n")).unwrap_err();
+    assert_eq!(e.key, "server.listen_addr");
+    assert!(e.reason.contains("listen_addr"), "{e}");
+}
+
+#[test]
+fn bad_address_is_named() {
+    let e = parse(&format!("{ROUTE}[server]\nlisten = \"nowhere\"\n")).unwrap_err();
+    assert_eq!(e.key, "server.listen");
+}
+
+#[test]
+fn template_variable_must_be_in_path() {
+    let e =
+        parse("[[route]]\npath = \"/e/{topic}\"\nupstream = \"http://o/{room}\"\n").unwrap_err();
+    assert_eq!(e.key, "route[0].upstream");
+    assert!(e.reason.contains("room"), "{e}");
+}
+
+#[test]
+fn cert_without_key_is_rejected() {
+    let e = parse(&format!("{ROUTE}[server]\ntls_cert = \"/nonexistent\"\n")).unwrap_err();
+    assert_eq!(e.key, "server.tls_key");
+}
+
+#[test]
+fn missing_cert_file_is_rejected() {
+    let e = parse(&format!(
+        "{ROUTE}[server]\ntls_cert = \"/nonexistent.crt\"\ntls_key = \"/nonexistent.key\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "server.tls_cert");
+}
+
+#[test]
+fn zero_and_inverted_ranges_are_rejected() {
+    let e = parse(&format!("{ROUTE}[replay]\nmax_events = 0\n")).unwrap_err();
+    assert_eq!(e.key, "replay.max_events");
+    let e = parse(&format!(
+        "{ROUTE}[upstream]\nbackoff_min_ms = 500\nbackoff_max_ms = 10\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "upstream.backoff_max_ms");
+}
+
+#[test]
+fn bad_lag_policy_is_named() {
+    let e = parse(&format!("{ROUTE}[downstream]\nlag_policy = \"queue\"\n")).unwrap_err();
+    assert_eq!(e.key, "downstream.lag_policy");
+}
+
+#[test]
+fn cors_wildcard_with_credentials_is_rejected() {
+    let e = parse(&format!(
+        "{ROUTE}[cors]\nallowed_origins = [\"*\"]\nallow_credentials = true\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "cors.allow_credentials");
+}
+
+fn with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::parse_with_env(
+        text,
+        Path::new("relay.toml"),
+        env.collect::<Vec<_>>().into_iter(),
+    )
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    let c = with_env(
+        ROUTE,
+        &[
+            ("SSE_RELAY__SERVER__LISTEN", "0.0.0.0:9443"),
+            ("SSE_RELAY__REPLAY__MAX_EVENTS", "7"),
+            ("SSE_RELAY__ROUTE__0__QUERY_PARAMS", "[\"lang\"]"),
+            ("SSE_RELAY__ROUTE__1__PATH", "/other/{t}"),
+            ("SSE_RELAY__ROUTE__1__UPSTREAM", "http://o/{t}"),
+            ("SSE_RELAY_LOG", "debug"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9443");
+    assert_eq!(c.replay.max_events, 7);
+    assert_eq!(c.routes[0].query_params, ["lang"]);
+    assert_eq!(c.routes[1].upstream, "http://o/{t}");
+}
+
+#[test]
+fn bad_environment_override_is_named() {
+    let e = with_env(ROUTE, &[("SSE_RELAY__REPLAY__MAX_EVENTS", "many")]).unwrap_err();
+    assert_eq!(e.key, "replay.max_events");
+    assert!(e.reason.contains("environment"), "{e}");
+    let e = with_env(ROUTE, &[("SSE_RELAY__ROUTE__5__PATH", "/x")]).unwrap_err();
+    assert_eq!(e.key, "env SSE_RELAY__ROUTE__5__PATH");
+}
+
+#[test]
+fn drain_timeout_must_cover_delay_and_window() {
+    let e = parse(&format!("{ROUTE}[server]\ndrain_timeout_ms = 1000\n")).unwrap_err();
+    assert_eq!(e.key, "server.drain_timeout_ms");
+}
+
+#[test]
+fn passthrough_upstream_must_be_an_origin() {
+    let e = parse(&format!(
+        "{ROUTE}[passthrough]\nupstream = \"http://o/app\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "passthrough.upstream");
+}
+
+#[test]
+fn auth_backends_are_validated() {
+    let jwt_route = "[[route]]\npath = \"/e/{t}\"\nupstream = \"http://o/{t}\"\nauth = \"jwt\"\n";
+    let e = parse(jwt_route).unwrap_err();
+    assert_eq!(e.key, "route[0].auth");
+    assert_eq!(e.reason, "needs a [auth.jwt] section");
+    let e = parse(&format!(
+        "{jwt_route}[auth.jwt]\nalgorithms = [\"HS999\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "auth.jwt.algorithms");
+    let e = parse(&format!(
+        "{jwt_route}[auth.jwt]\nalgorithms = [\"HS256\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "auth.jwt.secret_file");
+    let short = std::env::temp_dir().join(format!("sse-relay-short-{}.key", std::process::id()));
+    std::fs::write(&short, b"short").unwrap();
+    let e = parse(&format!(
+        "{jwt_route}[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret_file = {:?}\n",
+        short.display().to_string()
+    ))
+    .unwrap_err();
+    assert!(e.reason.contains("32 bytes"), "{e}");
+    let mixed = format!("{jwt_route}[auth.jwt]\nalgorithms = [\"HS256\", \"RS256\"]\n");
+    let e = parse(&mixed).unwrap_err();
+    assert!(e.reason.contains("mixes"), "{e}");
+    let fwd = jwt_route.replace("\"jwt\"", "\"forward\"");
+    let e = parse(&format!("{fwd}[auth.forward]\nurl = \"ftp://x\"\n")).unwrap_err();
+    assert_eq!(e.key, "auth.forward.url");
+}
+
+#[test]
+fn no_route_is_rejected() {
+    let e = parse("").unwrap_err();
+    assert_eq!(e.key, "route");
+}
