@@ -364,5 +364,6 @@ fn hub_settings(config: &Config) -> HubSettings {
         idle_grace: ms(config.topics.idle_grace_ms),
         heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
         max_buffered_bytes: config.limits.max_buffered_bytes,
+        max_topics: config.limits.max_topics,
     }
 }

@@ -27,6 +27,9 @@ pub struct HubSettings {
     pub heartbeat_interval: Duration,
     /// Budget of bytes in all rings together; past it new subscribers are refused.
     pub max_buffered_bytes: usize,
+    /// Topics open at once; past it subscribers of new topics are refused (each topic holds an
+    /// upstream connection and a ring), count.
+    pub max_topics: usize,
 }
 
 /// Starts the upstream subscription of a newly created topic (called once per topic).
@@ -59,6 +62,9 @@ pub enum Refused {
     /// The replay rings hold more than `limits.max_buffered_bytes`.
     #[error("over the buffer budget")]
     OverBudget,
+    /// A new topic would exceed `limits.max_topics`.
+    #[error("too many topics")]
+    TooManyTopics,
 }
 
 /// Steps in which the drain window ends streams.
@@ -90,7 +96,8 @@ impl Hub {
     ///
     /// # Errors
     /// [`Refused::Draining`] once [`Hub::drain`] was called; [`Refused::OverBudget`] while the
-    /// rings hold more than the buffer budget (counted in `sse_relay_subscribers_shed_total`).
+    /// rings hold more than the buffer budget, [`Refused::TooManyTopics`] for a new topic past
+    /// the topic cap (both counted in `sse_relay_subscribers_shed_total`).
     pub fn subscribe(
         &self,
         key: &str,
@@ -111,6 +118,10 @@ impl Hub {
             }
             let (topic, created) = match topics.get(key) {
                 Some(t) => (t.clone(), false),
+                None if topics.len() >= shared.settings.max_topics => {
+                    shared.metrics.subscribers_shed.inc();
+                    return Err(Refused::TooManyTopics);
+                }
                 None => {
                     let (label, subscribers_gauge) = shared.metrics.topic_label(label);
                     let t = Arc::new(Topic::new(TopicInit {
@@ -256,6 +267,7 @@ mod tests {
             idle_grace: Duration::from_millis(50),
             heartbeat_interval: Duration::from_secs(3600),
             max_buffered_bytes: 512 * 1024,
+            max_topics: 3,
         };
         let opener: TopicOpener = Arc::new(move |_| {
             opened.fetch_add(1, Ordering::SeqCst);
@@ -360,6 +372,23 @@ mod tests {
             Some(Refused::OverBudget)
         );
         drop(first);
+    }
+
+    #[tokio::test]
+    async fn new_topics_past_the_cap_are_refused_existing_ones_still_join() {
+        let hub = hub(8, Arc::default());
+        let _held: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|k| hub.subscribe(k, k, "u", None).unwrap())
+            .collect();
+        assert_eq!(
+            hub.subscribe("d", "d", "u", None).err(),
+            Some(Refused::TooManyTopics)
+        );
+        assert!(
+            hub.subscribe("a", "a", "u", None).is_ok(),
+            "existing topics still join"
+        );
     }
 
     #[tokio::test]

@@ -135,8 +135,16 @@ async fn shutdown_signal() {
 /// Logging: filter from `SSE_RELAY_LOG` (else `[log] filter`), format from
 /// `SSE_RELAY_LOG_FORMAT` (else `[log] format`): `text` or `json` (one object per line).
 fn init_logging(config: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SSE_RELAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.filter));
+    let directives = std::env::var("SSE_RELAY_LOG").unwrap_or_else(|_| config.filter.clone());
+    // The h2 crate warns once per misbehaving connection, outside our rate limits: an attacker
+    // could flood the log. Its errors still show; say `h2=…` in the filter to see more.
+    let directives = if directives.contains("h2") {
+        directives
+    } else {
+        format!("{directives},h2=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=error"));
     let json = match std::env::var("SSE_RELAY_LOG_FORMAT").ok().as_deref() {
         Some("json") => true,
         Some("text") => false,

@@ -338,6 +338,9 @@ pub struct LimitsConfig {
     /// Budget of bytes held in all replay rings together; past it new subscribers are shed (a
     /// 200 stream with a `retry:` hint that ends at once), bytes. Default 268435456 (256 MiB).
     pub max_buffered_bytes: usize,
+    /// Topics open at once (each holds an upstream connection and a ring); past it subscribers
+    /// of new topics are shed like over the buffer budget, count. Default 10000.
+    pub max_topics: usize,
 }
 
 impl Default for LimitsConfig {
@@ -352,6 +355,7 @@ impl Default for LimitsConfig {
             max_streams_per_connection_lifetime: 10_000,
             max_connections_per_ip: 512,
             max_buffered_bytes: 256 * 1024 * 1024,
+            max_topics: 10_000,
         }
     }
 }
