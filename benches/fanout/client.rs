@@ -1,0 +1,563 @@
+//! The subscribing side: C TLS connections (rustls) × S/C streams each, over h2 (hyper's
+//! client) or HTTP/1.1 (one stream per connection). Each stream reads its event stream, checks
+//! that sequence numbers arrive complete and in order, and records receive − publish time per
+//! delivery into a sharded HDR histogram. A counting shim under TLS counts the TLS
+//! application-data records received, so events per record can be reported.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::header::{ACCEPT, HOST};
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+use tokio_rustls::TlsConnector;
+
+/// Nanoseconds since the benchmark started (monotonic; publisher and subscribers share it).
+pub fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// HTTP version spoken to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Proto {
+    /// HTTP/2: many streams per connection.
+    H2,
+    /// HTTP/1.1: one stream per connection.
+    H1,
+}
+
+/// Where subscribers connect.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// TLS address.
+    pub addr: SocketAddr,
+    /// Path before the channel name (`/sub/` for nchan, `/events/` for the relay).
+    pub prefix: &'static str,
+}
+
+impl Endpoint {
+    fn uri(&self, channel: &str, proto: Proto) -> String {
+        match proto {
+            Proto::H2 => format!(
+                "https://localhost:{}{}{channel}",
+                self.addr.port(),
+                self.prefix
+            ),
+            Proto::H1 => format!("{}{channel}", self.prefix),
+        }
+    }
+}
+
+/// A client TLS config per protocol, trusting only the benchmark's certificate.
+#[derive(Clone)]
+pub struct ClientTls {
+    h2: TlsConnector,
+    h1: TlsConnector,
+}
+
+impl ClientTls {
+    /// Builds both configs (ALPN `h2`, resp. `http/1.1`).
+    pub fn new(cert_der: &[u8]) -> Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(cert_der.to_vec()))?;
+        let make = |alpn: &[u8]| -> Result<TlsConnector> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(TlsConnector::from(Arc::new(config)))
+        };
+        Ok(Self {
+            h2: make(b"h2")?,
+            h1: make(b"http/1.1")?,
+        })
+    }
+}
+
+const SHARDS: usize = 64;
+
+/// Counters and latencies of one measurement, shared by every stream.
+pub struct Tally {
+    /// Events received (all streams).
+    pub delivered: AtomicU64,
+    /// Events out of sequence (lost, duplicated or reordered), count.
+    pub order_errors: AtomicU64,
+    /// Streams that ended or failed while subscribed.
+    pub ended: AtomicU64,
+    /// Body frames (h2 DATA frames / h1 chunks) that carried at least one event.
+    pub event_frames: AtomicU64,
+    /// TLS application-data records received (all connections).
+    pub records: AtomicU64,
+    /// Receive time of the latest delivery, [`now_ns`].
+    pub last_delivery_ns: AtomicU64,
+    /// Record latencies only while set.
+    pub recording: AtomicBool,
+    /// The negotiated protocol and cipher suite (first connection).
+    pub tls_params: OnceLock<String>,
+    latency: Vec<Mutex<Histogram<u64>>>,
+}
+
+/// Latency quantiles of a histogram, µs.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Quantiles {
+    /// Samples, count.
+    pub count: u64,
+    /// Median, µs.
+    pub p50: u64,
+    /// 99th percentile, µs.
+    pub p99: u64,
+    /// Largest, µs.
+    pub max: u64,
+}
+
+/// A latency histogram in µs from 1 µs to 10 min, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The quantiles of `h`.
+pub fn quantiles(h: &Histogram<u64>) -> Quantiles {
+    Quantiles {
+        count: h.len(),
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+        max: h.max(),
+    }
+}
+
+impl Tally {
+    /// A fresh tally.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            delivered: AtomicU64::new(0),
+            order_errors: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            event_frames: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            last_delivery_ns: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+            tls_params: OnceLock::new(),
+            latency: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+        })
+    }
+
+    /// Clears the latency histograms.
+    pub fn reset_latency(&self) {
+        for shard in &self.latency {
+            if let Ok(mut h) = shard.lock() {
+                h.reset();
+            }
+        }
+    }
+
+    /// The merged latency histogram.
+    pub fn latency(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for shard in &self.latency {
+            if let Ok(h) = shard.lock() {
+                let _ = all.add(&*h);
+            }
+        }
+        all
+    }
+
+    /// Waits until `target` events were delivered in total; fails after `timeout` or as soon
+    /// as a stream ended or an event came out of order.
+    pub async fn wait_delivered(&self, target: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check()?;
+            let got = self.delivered.load(Ordering::Acquire);
+            if got >= target {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("missing deliveries: {got} of {target} arrived within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Fails if a stream ended or an event was lost, duplicated or reordered.
+    pub fn check(&self) -> Result<()> {
+        let errors = self.order_errors.load(Ordering::Acquire);
+        if errors > 0 {
+            bail!("{errors} events arrived out of sequence (lost, duplicated or reordered)");
+        }
+        let ended = self.ended.load(Ordering::Acquire);
+        if ended > 0 {
+            bail!("{ended} subscriber streams ended while subscribed");
+        }
+        Ok(())
+    }
+}
+
+/// Every connection and stream task of a set of subscribers; dropping it closes them all.
+#[derive(Default)]
+pub struct Fleet {
+    tasks: Vec<AbortHandle>,
+    /// Subscribers opened, count.
+    pub subscribers: u64,
+    /// Connections opened, count.
+    pub connections: u64,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Fleet {
+    /// Moves `other`'s tasks into this fleet.
+    pub fn absorb(&mut self, mut other: Fleet) {
+        self.tasks.append(&mut other.tasks);
+        self.subscribers += other.subscribers;
+        self.connections += other.connections;
+    }
+}
+
+/// What subscribing needs: where, how, which channel, and the shared tally.
+#[derive(Clone)]
+pub struct Subscribe {
+    /// The target.
+    pub endpoint: Endpoint,
+    /// Client TLS configs.
+    pub tls: ClientTls,
+    /// HTTP version.
+    pub proto: Proto,
+    /// Channel (topic) name.
+    pub channel: String,
+    /// Where deliveries are counted.
+    pub tally: Arc<Tally>,
+}
+
+/// One open connection that can take more streams (h2 only).
+pub struct Conn {
+    send: ConnSend,
+    index: usize,
+}
+
+enum ConnSend {
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H1(Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>),
+}
+
+/// Opens `connections` connections with `streams` subscriber streams each, at most
+/// `concurrency` connection setups at a time; returns once every stream got its response
+/// headers. The connections are returned too, for adding streams later (h2).
+pub async fn open(
+    sub: &Subscribe,
+    connections: usize,
+    streams: usize,
+    concurrency: usize,
+    timeout: Duration,
+) -> Result<(Fleet, Vec<Conn>)> {
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let mut setups = tokio::task::JoinSet::new();
+    for index in 0..connections {
+        let (sub, gate) = (sub.clone(), gate.clone());
+        setups.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let mut fleet = Fleet::default();
+            let mut conn = connect(&sub, index, &mut fleet).await?;
+            add_streams(&sub, &mut conn, streams, &mut fleet).await?;
+            anyhow::Ok((fleet, conn))
+        });
+    }
+    let mut fleet = Fleet::default();
+    let mut conns = Vec::with_capacity(connections);
+    let collect = async {
+        while let Some(done) = setups.join_next().await {
+            let (f, c) = done??;
+            fleet.absorb(f);
+            conns.push(c);
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(result) => result?,
+        Err(_) => bail!(
+            "subscribing timed out after {timeout:?} ({} of {connections} connections ready)",
+            conns.len()
+        ),
+    }
+    Ok((fleet, conns))
+}
+
+/// Opens one TLS connection and completes the HTTP handshake (no stream yet).
+pub async fn connect(sub: &Subscribe, index: usize, fleet: &mut Fleet) -> Result<Conn> {
+    let tcp = TcpStream::connect(sub.endpoint.addr)
+        .await
+        .with_context(|| format!("connect to {}", sub.endpoint.addr))?;
+    tcp.set_nodelay(true)?;
+    let counted = RecordCounter::new(tcp, sub.tally.clone());
+    let connector = match sub.proto {
+        Proto::H2 => &sub.tls.h2,
+        Proto::H1 => &sub.tls.h1,
+    };
+    let tls = connector
+        .connect(ServerName::try_from("localhost")?, counted)
+        .await
+        .context("TLS handshake")?;
+    let (_, session) = tls.get_ref();
+    let _ = sub.tally.tls_params.set(format!(
+        "{:?}, {:?}, ALPN {}",
+        session.protocol_version().context("no TLS version")?,
+        session
+            .negotiated_cipher_suite()
+            .context("no cipher suite")?
+            .suite(),
+        String::from_utf8_lossy(session.alpn_protocol().unwrap_or(b"none")),
+    ));
+    let io = TokioIo::new(tls);
+    let send = match sub.proto {
+        Proto::H2 => {
+            let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .context("h2 handshake")?;
+            fleet.tasks.push(tokio::spawn(connection).abort_handle());
+            ConnSend::H2(send)
+        }
+        Proto::H1 => {
+            let (send, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .context("HTTP/1.1 handshake")?;
+            fleet.tasks.push(tokio::spawn(connection).abort_handle());
+            ConnSend::H1(Some(send))
+        }
+    };
+    fleet.connections += 1;
+    Ok(Conn { send, index })
+}
+
+/// Opens `streams` more subscriber streams on `conn` (concurrently on h2; HTTP/1.1 takes
+/// exactly one) and waits for their response headers.
+pub async fn add_streams(
+    sub: &Subscribe,
+    conn: &mut Conn,
+    streams: usize,
+    fleet: &mut Fleet,
+) -> Result<()> {
+    let uri = sub.endpoint.uri(&sub.channel, sub.proto);
+    let request = || {
+        Request::get(uri.as_str())
+            .header(ACCEPT, "text/event-stream")
+            .header(HOST, format!("localhost:{}", sub.endpoint.addr.port()))
+            .body(Empty::<Bytes>::new())
+    };
+    let responses = match &mut conn.send {
+        ConnSend::H2(send) => {
+            let pending: Vec<_> = (0..streams)
+                .map(|_| {
+                    let mut send = send.clone();
+                    let mut req = request();
+                    if let Ok(r) = &mut req {
+                        // h2 carries the authority in :authority.
+                        r.headers_mut().remove(HOST);
+                    }
+                    async move {
+                        send.ready().await?;
+                        anyhow::Ok(send.send_request(req?).await?)
+                    }
+                })
+                .collect();
+            futures_util::future::try_join_all(pending).await?
+        }
+        ConnSend::H1(slot) => {
+            if streams != 1 {
+                bail!("HTTP/1.1 carries one stream per connection");
+            }
+            let mut send = slot.take().context("HTTP/1.1 connection already in use")?;
+            send.ready().await?;
+            vec![send.send_request(request()?).await?]
+        }
+    };
+    for (i, response) in responses.into_iter().enumerate() {
+        if response.status() != http::StatusCode::OK {
+            bail!("subscribe answered {}", response.status());
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !content_type.starts_with("text/event-stream") {
+            bail!("subscribe answered content-type {content_type:?}");
+        }
+        let shard = (conn.index * 131 + i) % SHARDS;
+        let tally = sub.tally.clone();
+        let body = response.into_body();
+        fleet
+            .tasks
+            .push(tokio::spawn(read_events(body, tally, shard)).abort_handle());
+        fleet.subscribers += 1;
+    }
+    Ok(())
+}
+
+/// Reads one subscriber's event stream until it ends (which counts as a failure).
+async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    let mut next_seq = 0u64;
+    let mut latencies: Vec<u64> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let now = now_ns();
+        buf.extend_from_slice(&data);
+        let (mut events, mut errors, mut consumed) = (0u64, 0u64, 0usize);
+        while let Some(end) = find_blank_line(&buf[consumed..]) {
+            let block = &buf[consumed..consumed + end];
+            consumed += end + 2;
+            let Some((seq, sent)) = parse_event(block) else {
+                continue; // a comment, a retry hint
+            };
+            if seq != next_seq {
+                errors += 1;
+            }
+            next_seq = seq + 1;
+            events += 1;
+            latencies.push(now.saturating_sub(sent) / 1_000);
+        }
+        buf.drain(..consumed);
+        if events == 0 {
+            continue;
+        }
+        if tally.recording.load(Ordering::Relaxed) {
+            if let Ok(mut h) = tally.latency[shard].lock() {
+                for &l in &latencies {
+                    h.saturating_record(l.max(1));
+                }
+            }
+        }
+        latencies.clear();
+        if errors > 0 {
+            tally.order_errors.fetch_add(errors, Ordering::AcqRel);
+        }
+        tally.event_frames.fetch_add(1, Ordering::Relaxed);
+        tally.last_delivery_ns.fetch_max(now, Ordering::AcqRel);
+        tally.delivered.fetch_add(events, Ordering::AcqRel);
+    }
+    tally.ended.fetch_add(1, Ordering::AcqRel);
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\n\n")
+}
+
+/// `data: <seq> <publish ns> [padding]` → (seq, publish ns).
+fn parse_event(block: &[u8]) -> Option<(u64, u64)> {
+    let line = block
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"data:"))?;
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.split_whitespace();
+    let seq = parts.next()?.parse().ok()?;
+    let sent = parts.next()?.parse().ok()?;
+    Some((seq, sent))
+}
+
+/// Passes bytes through, counting the TLS application-data records (content type 23) it reads.
+struct RecordCounter {
+    inner: TcpStream,
+    tally: Arc<Tally>,
+    header: [u8; 5],
+    header_len: usize,
+    remaining: usize,
+}
+
+impl RecordCounter {
+    fn new(inner: TcpStream, tally: Arc<Tally>) -> Self {
+        Self {
+            inner,
+            tally,
+            header: [0; 5],
+            header_len: 0,
+            remaining: 0,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut records = 0;
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(bytes.len());
+                self.remaining -= take;
+                bytes = &bytes[take..];
+                continue;
+            }
+            self.header[self.header_len] = bytes[0];
+            self.header_len += 1;
+            bytes = &bytes[1..];
+            if self.header_len == 5 {
+                self.header_len = 0;
+                self.remaining = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                if self.header[0] == 23 {
+                    records += 1;
+                }
+            }
+        }
+        records
+    }
+}
+
+impl AsyncRead for RecordCounter {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            let records = this.feed(&buf.filled()[before..]);
+            if records > 0 {
+                this.tally.records.fetch_add(records, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+impl AsyncWrite for RecordCounter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
