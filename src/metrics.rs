@@ -77,6 +77,8 @@ pub struct Metrics {
     pub cert_reloads: CertReloads,
     /// Passthrough requests, by outcome (counter).
     pub passthrough: PassthroughCounters,
+    /// Requests or request parts refused as malformed, by reason (counter).
+    pub rejected: RejectedCounters,
     topic_subscribers: IntGaugeVec,
     topic_labels: Mutex<HashMap<String, usize>>,
     max_topic_labels: usize,
@@ -94,6 +96,15 @@ pub struct UpstreamFailures {
     pub stream: IntCounter,
     /// Nothing arrived for `upstream.read_idle_timeout_ms`.
     pub idle_timeout: IntCounter,
+}
+
+/// `sse_relay_requests_rejected_total{reason}` children.
+pub struct RejectedCounters {
+    /// A path that is an SSE route's only in non-canonical spelling (`//`, trailing `/`, case,
+    /// `;params`, dot segments): answered 404, never passed through.
+    pub noncanonical_path: IntCounter,
+    /// A `Last-Event-ID` (header or `lastEventId` query) that no origin can have sent: ignored.
+    pub last_event_id: IntCounter,
 }
 
 /// Children by downstream protocol, counters.
@@ -214,6 +225,12 @@ impl Metrics {
             "sse_relay_connections_closed_total",
             "Connections closed by a watchdog, by cause.",
             "cause",
+        )?;
+        let rejected = counter_vec(
+            r,
+            "sse_relay_requests_rejected_total",
+            "Malformed requests or request parts refused, by reason.",
+            "reason",
         )?;
         let denied = counter_vec(
             r,
@@ -363,6 +380,10 @@ impl Metrics {
                 ok: passthrough.with_label_values(&["ok"]),
                 connect_error: passthrough.with_label_values(&["connect_error"]),
                 timeout: passthrough.with_label_values(&["timeout"]),
+            },
+            rejected: RejectedCounters {
+                noncanonical_path: rejected.with_label_values(&["noncanonical_path"]),
+                last_event_id: rejected.with_label_values(&["last_event_id"]),
             },
             topic_subscribers,
             topic_labels: Mutex::new(HashMap::new()),

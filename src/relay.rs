@@ -81,6 +81,13 @@ impl Relay {
 
     async fn route(&self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
         let path = request.uri().path();
+        if self.inner.router.shadows_sse_path(path) {
+            self.inner.metrics.rejected.noncanonical_path.inc();
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no route for this path (SSE routes answer only their canonical spelling)\n",
+            );
+        }
         if !self.inner.router.is_sse_path(path) {
             return match &self.inner.passthrough {
                 Some(proxy) => proxy.forward(request, peer).await.map(Either::Right),

@@ -90,6 +90,31 @@ impl PathTemplate {
         parts.next().is_none().then_some(bound)
     }
 
+    /// True when `path`, read the lenient way many origins and frameworks read paths, would
+    /// match: each segment cut at `;`, percent-decoded, empty and `.` segments dropped, `..`
+    /// popping one, literals compared without case. Such a path names an SSE route in another
+    /// spelling, so it must not reach a passthrough origin, which might serve it without the
+    /// route's authorization.
+    pub fn matches_leniently(&self, path: &str) -> bool {
+        let mut parts: Vec<String> = Vec::new();
+        for raw in path.split('/') {
+            let raw = raw.split(';').next().unwrap_or_default();
+            let part = percent_decode_str(raw).decode_utf8_lossy();
+            match &*part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                _ => parts.push(part.into_owned()),
+            }
+        }
+        parts.len() == self.segments.len()
+            && self.segments.iter().zip(&parts).all(|(s, p)| match s {
+                Segment::Literal(l) => l.eq_ignore_ascii_case(p),
+                Segment::Variable(_) => true,
+            })
+    }
+
     /// The canonical path for bound values: the template with each variable replaced.
     fn render(&self, bound: &[(&str, String)]) -> String {
         let mut path = String::new();
@@ -227,6 +252,12 @@ impl Router {
         self.routes.iter().any(|r| r.path.matches(path).is_some())
     }
 
+    /// True when `path` is not an SSE route's canonical spelling but matches one leniently (see
+    /// [`PathTemplate::matches_leniently`]): the relay answers 404 rather than pass it through.
+    pub fn shadows_sse_path(&self, path: &str) -> bool {
+        !self.is_sse_path(path) && self.routes.iter().any(|r| r.path.matches_leniently(path))
+    }
+
     /// Resolves a request path and query to a topic, in canonical form (see
     /// [`PathTemplate::matches`]). Only the route's declared query parameters are kept (sorted
     /// by name, first value of each, decoded and re-encoded), so parameter order, duplicates,
@@ -325,6 +356,37 @@ mod tests {
             "//events/a",
         ] {
             assert_eq!(r.resolve(path, None), Err(RouteMiss::NoRoute), "{path}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_of_sse_paths_are_shadowed_but_other_paths_are_not() {
+        let r = router(&[]);
+        for path in [
+            "/events/a/",
+            "/events//a",
+            "//events/a",
+            "/EVENTS/a",
+            "/Events/a",
+            "/events/a;x=1",
+            "/events;x/a",
+            "/events/./a",
+            "/events/b/../a",
+            "/%65vents/a",
+            "/events/a%2f",
+            "/events/%2e%2e%2fx",
+        ] {
+            assert!(r.shadows_sse_path(path), "{path}");
+        }
+        for path in [
+            "/events/a",
+            "/events",
+            "/events/a/b",
+            "/other/a",
+            "/",
+            "/eventsx/a",
+        ] {
+            assert!(!r.shadows_sse_path(path), "{path}");
         }
     }
 

@@ -332,3 +332,32 @@ async fn sse_routes_are_not_proxied() {
     assert_eq!(text(other).await, "nope");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_spellings_of_sse_paths_are_refused_not_proxied() {
+    let seen = Arc::new(Seen::default());
+    let addr = origin(seen, mpsc::channel(1).1).await;
+    let relay = relay_for(addr, "").await;
+    let mut conn = relay.h2().await;
+    for path in [
+        "/events/a/",
+        "/events//a",
+        "/EVENTS/a",
+        "/events/a;jsessionid=1",
+        "/events/b/../a",
+    ] {
+        let r = conn.request(http::Method::GET, path, &[]).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let body = text(r).await;
+        assert!(
+            body.contains("canonical spelling"),
+            "{path}: answered by {body:?}"
+        );
+    }
+    assert_eq!(relay.metrics.rejected.noncanonical_path.get(), 5);
+    let other = conn
+        .request(http::Method::GET, "/events/a/history", &[])
+        .await;
+    assert_eq!(text(other).await, "nope", "other paths still pass through");
+    relay.stop().await;
+}
