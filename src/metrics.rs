@@ -96,6 +96,8 @@ pub struct UpstreamFailures {
     pub stream: IntCounter,
     /// Nothing arrived for `upstream.read_idle_timeout_ms`.
     pub idle_timeout: IntCounter,
+    /// The `Last-Event-ID` to resume from cannot be sent as a header; resumed without it.
+    pub last_event_id: IntCounter,
 }
 
 /// `sse_relay_requests_rejected_total{reason}` children.
@@ -270,6 +272,7 @@ impl Metrics {
                 content_type: f("content_type"),
                 stream: f("stream"),
                 idle_timeout: f("idle_timeout"),
+                last_event_id: f("last_event_id"),
             },
             events_received: counter(
                 r,

@@ -135,7 +135,7 @@ impl Relay {
             Ok(grant) => grant,
             Err(denial) => return self.denied(denial, &request),
         };
-        let last_event_id = last_event_id(&request);
+        let last_event_id = last_event_id(&request, &inner.metrics);
         let upstream = target.upstream.to_string();
         let subscribed = inner.hub.subscribe(
             &target.key,
@@ -211,9 +211,16 @@ impl Relay {
     }
 }
 
+/// Longest `Last-Event-ID` accepted from a client, bytes. Longer ones are ignored (counted in
+/// `sse_relay_requests_rejected_total{reason="last_event_id"}`): no origin we would resume
+/// against issues such ids, and each one would be held per topic and sent upstream.
+pub const MAX_LAST_EVENT_ID_BYTES: usize = 1024;
+
 /// The client's resume point: the `Last-Event-ID` header, else the `lastEventId` query
-/// parameter (as EventSource polyfills send it), percent-decoded. Empty means none.
-fn last_event_id<B>(request: &Request<B>) -> Option<String> {
+/// parameter (as EventSource polyfills send it), percent-decoded. Empty means none. An id no
+/// SSE stream can have carried (NUL, CR or LF, WHATWG HTML §9.2.6), one that is not a valid
+/// header value, or one over [`MAX_LAST_EVENT_ID_BYTES`] is ignored and counted.
+fn last_event_id<B>(request: &Request<B>, metrics: &Metrics) -> Option<String> {
     let from_header = request
         .headers()
         .get("last-event-id")
@@ -223,6 +230,13 @@ fn last_event_id<B>(request: &Request<B>) -> Option<String> {
             .find(|(k, _)| k == "lastEventId")
             .map(|(_, v)| v.into_owned())
     })?;
+    let usable = id.len() <= MAX_LAST_EVENT_ID_BYTES
+        && !id.contains(['\0', '\r', '\n'])
+        && HeaderValue::from_str(&id).is_ok();
+    if !usable {
+        metrics.rejected.last_event_id.inc();
+        return None;
+    }
     (!id.is_empty()).then_some(id)
 }
 

@@ -55,8 +55,12 @@ enum Outcome {
     TopicClosed,
     /// The stream ran (events may have arrived) and then ended or broke.
     StreamEnded { delivered: bool },
-    /// No usable stream (connect error, bad status, bad content type).
+    /// No usable stream: connect error, timeout.
     Failed,
+    /// The origin answered, but not with an event stream (error status, wrong content type).
+    Refused,
+    /// The `Last-Event-ID` cannot be sent in a header (an origin's id with control bytes).
+    UnsendableId,
 }
 
 impl Upstream {
@@ -112,7 +116,9 @@ impl Upstream {
         };
         let warnings = TopicWarnings::default();
         let mut parser = Parser::new(self.settings.max_event_bytes);
-        let mut last_id = topic.initial_last_event_id().map(str::to_string);
+        // The first subscriber's resume point, until the origin has opened a stream once.
+        let mut client_id = topic.initial_last_event_id().map(str::to_string);
+        let mut last_id = client_id.clone();
         let mut retry: Option<Duration> = None;
         let mut backoff = Backoff::try_new(self.settings.backoff_min, self.settings.backoff_max)
             .unwrap_or_else(|_| {
@@ -146,6 +152,23 @@ impl Upstream {
                 }
                 Outcome::StreamEnded { delivered: true } => backoff.reset(),
                 Outcome::StreamEnded { delivered: false } | Outcome::Failed => {}
+                Outcome::Refused if client_id.is_some() && last_id == client_id => {
+                    // An origin may refuse an id it does not know; a client's id must not keep
+                    // everyone else's topic from ever opening.
+                    warn!(
+                        last_event_id = ?client_id,
+                        "origin refused the client's Last-Event-ID: subscribing without it"
+                    );
+                    last_id = None;
+                }
+                Outcome::Refused => {}
+                Outcome::UnsendableId => {
+                    warn!(last_event_id = ?last_id, "Last-Event-ID is not a valid header value: subscribing without it");
+                    last_id = None;
+                }
+            }
+            if matches!(outcome, Outcome::StreamEnded { .. }) {
+                client_id = None;
             }
             topic.set_upstream_state(UpstreamState::Backoff);
             let delay = backoff.next_delay(retry);
@@ -176,12 +199,8 @@ impl Upstream {
             request = request.header("last-event-id", id);
         }
         let Ok(request) = request.body(Empty::new()) else {
-            failing(
-                "request cannot be built (bad Last-Event-ID?)",
-                String::new(),
-            );
-            failures.connect.inc();
-            return Outcome::Failed;
+            failures.last_event_id.inc();
+            return Outcome::UnsendableId;
         };
         self.metrics.upstream_connects.inc();
         let deadline = self.settings.connect_timeout * 2;
@@ -205,13 +224,13 @@ impl Upstream {
         if !status.is_success() {
             failing("answered an error status", status.to_string());
             failures.status.inc();
-            return Outcome::Failed;
+            return Outcome::Refused;
         }
         if !is_event_stream(response.headers().get(CONTENT_TYPE)) {
             let content_type = format!("{:?}", response.headers().get(CONTENT_TYPE));
             failing("is not text/event-stream", content_type);
             failures.content_type.inc();
-            return Outcome::Failed;
+            return Outcome::Refused;
         }
         debug!(%status, "upstream stream open");
         topic.set_upstream_state(UpstreamState::Streaming);

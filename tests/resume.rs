@@ -171,3 +171,68 @@ async fn oversized_event_is_dropped_counted_and_the_stream_goes_on() {
     assert_eq!(origin.requests("a").len(), 1, "no reconnect needed");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_id_the_origin_refuses_does_not_keep_the_topic_shut() {
+    let origin = TestOrigin::start().await;
+    origin.set_strict_ids(true);
+    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let mut r = relay
+        .h2()
+        .await
+        .subscribe("/events/a", &[("last-event-id", "never-issued")])
+        .await;
+    eventually("the relay subscribes without the refused id", || {
+        origin.open("a") == 1
+    })
+    .await;
+    assert_eq!(origin.requests("a")[0].last_event_id, None);
+    assert!(relay.metrics.upstream_failures.status.get() >= 1);
+    origin.publish("a", "1", "e1");
+    assert_eq!(r.data(1).await, ["e1"], "the subscriber gets live events");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ids_no_stream_can_carry_are_ignored_and_counted() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let mut conn = relay.h2().await;
+    let long = "x".repeat(2000);
+    let mut first = conn.subscribe("/events/a?lastEventId=a%0Ab", &[]).await;
+    let _second = conn
+        .subscribe("/events/b", &[("last-event-id", long.as_str())])
+        .await;
+    let _third = conn.subscribe("/events/c?lastEventId=a%00b", &[]).await;
+    eventually("all three topics open upstream", || {
+        origin.open("a") + origin.open("b") + origin.open("c") == 3
+    })
+    .await;
+    for topic in ["a", "b", "c"] {
+        assert_eq!(origin.requests(topic)[0].last_event_id, None, "{topic}");
+    }
+    assert_eq!(relay.metrics.rejected.last_event_id.get(), 3);
+    origin.publish("a", "1", "e1");
+    assert_eq!(first.data(1).await, ["e1"]);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_id_that_cannot_be_a_header_is_dropped_on_reconnect() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    origin.publish_raw("a", None, "id: x\u{1}y\ndata: e1\n\n".into());
+    assert_eq!(r.data(1).await, ["e1"]);
+    origin.cut("a", "");
+    eventually("the relay reconnects without the id", || {
+        origin.requests("a").len() == 2 && origin.open("a") == 1
+    })
+    .await;
+    assert_eq!(origin.requests("a")[1].last_event_id, None);
+    assert_eq!(relay.metrics.upstream_failures.last_event_id.get(), 1);
+    origin.publish("a", "2", "e2");
+    assert_eq!(r.data(1).await, ["e2"]);
+    relay.stop().await;
+}

@@ -51,6 +51,7 @@ struct Inner {
     live: broadcast::Sender<(String, Live)>,
     down: AtomicBool,
     wrong_type: AtomicBool,
+    strict_ids: AtomicBool,
 }
 
 impl Clone for Live {
@@ -103,6 +104,7 @@ impl TestOrigin {
             live: broadcast::channel(4096).0,
             down: AtomicBool::new(false),
             wrong_type: AtomicBool::new(false),
+            strict_ids: AtomicBool::new(false),
         });
         let served = inner.clone();
         tokio::spawn(async move {
@@ -181,6 +183,11 @@ impl TestOrigin {
         format!("https://localhost:{}/sub/{{topic}}", self.addr.port())
     }
 
+    /// While set, a `Last-Event-ID` this origin never issued gets `400 Bad Request`.
+    pub fn set_strict_ids(&self, strict: bool) {
+        self.inner.strict_ids.store(strict, Ordering::SeqCst);
+    }
+
     /// While down, subscription requests get 503.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
@@ -223,6 +230,15 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
         .headers()
         .get("last-event-id")
         .map(|v| v.to_str().unwrap().to_string());
+    if let (true, Some(id)) = (inner.strict_ids.load(Ordering::SeqCst), &last_event_id) {
+        let topics = inner.topics.lock().unwrap();
+        let known = topics
+            .get(&topic)
+            .is_some_and(|t| t.history.iter().any(|(i, _)| i == id));
+        if !known {
+            return status(StatusCode::BAD_REQUEST);
+        }
+    }
     inner.requests.lock().unwrap().push(SeenRequest {
         topic: topic.clone(),
         version: req.version(),
