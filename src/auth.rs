@@ -206,6 +206,7 @@ pub fn jwt_validation(config: &JwtConfig) -> Result<JwtVerifier, (String, String
     validation.algorithms = algorithms;
     validation.leeway = config.clock_skew_ms.div_ceil(1000);
     validation.set_required_spec_claims(&["exp"]);
+    validation.validate_nbf = true;
     if let Some(issuer) = &config.issuer {
         validation.set_issuer(&[issuer]);
     }
@@ -237,17 +238,35 @@ impl JwtVerifier {
         if !claims
             .subscribe
             .iter()
-            .any(|p| path_matches(p, request.path))
+            .any(|p| grant_matches(p, request.path, request.query))
         {
+            let mut what = request.path.to_string();
+            if !request.query.is_empty() {
+                what = format!("{what}?{}", request.query);
+            }
             return Err(Denial::Forbidden(format!(
-                "the token's subscribe claim does not grant {}",
-                request.path
+                "the token's subscribe claim does not grant {what}"
             )));
         }
-        Ok(Grant {
-            expires: Some(UNIX_EPOCH + Duration::from_secs(claims.exp)),
-        })
+        // An `exp` past what the clock can hold never ends the stream.
+        let expires = UNIX_EPOCH.checked_add(Duration::from_secs(claims.exp));
+        Ok(Grant { expires })
     }
+}
+
+/// True when a `subscribe` pattern grants the canonical `path` and `query` (see
+/// [`crate::routing::TopicTarget`]). A pattern is `PATH[?QUERY]`: `PATH` as in
+/// [`path_matches`]; on a request with a query (a route's `query_params`), the pattern must
+/// name it, `*` matching within one parameter (never `&`), e.g. `/events/room?id=team-*`.
+/// A pattern without `?` grants only query-less requests, so a token for `/events/x` cannot
+/// open `/events/x?room=private`.
+pub fn grant_matches(pattern: &str, path: &str, query: &str) -> bool {
+    let (path_pattern, query_pattern) = match pattern.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (pattern, ""),
+    };
+    path_matches(path_pattern, path)
+        && glob_matches(query_pattern.as_bytes(), query.as_bytes(), b'&')
 }
 
 /// True when `pattern` matches `path` segment by segment; `*` matches any run of characters
@@ -265,11 +284,31 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 }
 
 fn segment_matches(pattern: &[u8], segment: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => segment.is_empty(),
-        Some((b'*', rest)) => (0..=segment.len()).any(|i| segment_matches(rest, &segment[i..])),
-        Some((c, rest)) => segment.first() == Some(c) && segment_matches(rest, &segment[1..]),
+    glob_matches(pattern, segment, b'/')
+}
+
+/// Wildcard match where `*` matches any run of bytes other than `stop`. Greedy with one
+/// backtrack point, so it takes O(pattern × text) steps at worst, never exponential.
+fn glob_matches(pattern: &[u8], text: &[u8], stop: u8) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star.filter(|&(_, st)| text[st] != stop) {
+            // Let the last `*` swallow one more byte and retry after it.
+            star = Some((sp, st + 1));
+            p = sp + 1;
+            t = st + 1;
+        } else {
+            return false;
+        }
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 fn refuse_query_tokens(raw_query: Option<&str>) -> Result<(), Denial> {
@@ -456,10 +495,13 @@ impl ForwardAuth {
     }
 }
 
-/// SHA-256 over the credentials (`Authorization`, `Cookie`) and the canonical topic path, so
-/// the cache holds no credential and one client's answer never serves another's.
+/// SHA-256 over the client's IP, the credentials (`Authorization`, `Cookie`) and the canonical
+/// topic path and query, so the cache holds no credential and one client's answer never serves
+/// another's (an authorization server may decide on `X-Forwarded-For`).
 fn cache_key(request: &AuthRequest<'_>) -> [u8; 32] {
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    hash.update(request.client.to_string().as_bytes());
+    hash.update(b"\0");
     for name in [AUTHORIZATION, COOKIE] {
         for value in request.headers.get_all(&name) {
             hash.update(value.as_bytes());
@@ -501,6 +543,39 @@ mod tests {
         assert!(!path_matches("/events/*", "/other/a"));
         assert!(!path_matches("/events/a", "/events/ab"));
         assert!(!path_matches("/*", "/events/a"));
+    }
+
+    #[test]
+    fn a_query_is_granted_only_by_a_pattern_naming_it() {
+        assert!(grant_matches("/events/x", "/events/x", ""));
+        assert!(!grant_matches("/events/x", "/events/x", "room=private"));
+        assert!(grant_matches(
+            "/events/x?room=team-*",
+            "/events/x",
+            "room=team-a"
+        ));
+        assert!(!grant_matches(
+            "/events/x?room=team-*",
+            "/events/x",
+            "room=team-a&x=1"
+        ));
+        assert!(!grant_matches(
+            "/events/x?room=team-*",
+            "/events/x",
+            "room=other"
+        ));
+        assert!(grant_matches("/events/*?*", "/events/y", "lang=en"));
+        assert!(grant_matches("/events/*?*", "/events/y", ""));
+    }
+
+    #[test]
+    fn many_stars_do_not_backtrack_exponentially() {
+        let text = "a".repeat(20_000);
+        assert!(!path_matches(
+            "/*a*a*a*a*a*a*a*a*a*a*b",
+            &format!("/{text}")
+        ));
+        assert!(path_matches("/*a*a*a*a*a*a*a*a*a*a*", &format!("/{text}")));
     }
 
     #[test]

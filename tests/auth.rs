@@ -127,6 +127,12 @@ async fn jwt_from_bearer_or_cookie_grants_matching_topics_only() {
                 grant(&["/events/*"], 60),
             ),
         ),
+        (
+            "not yet valid",
+            hs256(
+                serde_json::json!({"exp": now() + 7200, "nbf": now() + 3600, "subscribe": ["/events/*"], "iss": "https://auth.example", "aud": "sse-relay"}),
+            ),
+        ),
         ("garbage", "not.a.jwt".to_string()),
     ];
     for (what, bad) in rejected {
@@ -139,7 +145,7 @@ async fn jwt_from_bearer_or_cookie_grants_matching_topics_only() {
         assert_eq!(status(&r), 401, "{what}");
     }
     assert_eq!(origin.requests("bond-x").len(), 0);
-    assert!(relay.metrics.auth_denied.unauthorized.get() >= 9);
+    assert!(relay.metrics.auth_denied.unauthorized.get() >= 10);
     relay.stop().await;
 }
 
@@ -270,5 +276,43 @@ async fn credentials_of_authorized_clients_never_reach_the_origin() {
     let seen = &origin.requests("a")[0].headers;
     assert!(seen.get("authorization").is_none() && seen.get("cookie").is_none());
     assert!(!format!("{seen:?}").contains(&jwt));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_route_with_query_params_the_token_must_name_the_query() {
+    let origin = TestOrigin::start().await;
+    let dir = support::temp_dir("jwt-query");
+    let secret = dir.join("jwt.key");
+    std::fs::write(&secret, SECRET).unwrap();
+    let relay = TestRelay::start(
+        &origin,
+        &format!(
+            "query_params = [\"room\"]\nauth = \"jwt\"\n[auth.jwt]\nalgorithms = [\"HS256\"]\n\
+             secret_file = {:?}\nissuer = \"https://auth.example\"\naudience = \"sse-relay\"\n",
+            secret.display().to_string()
+        ),
+    )
+    .await;
+    let conn = relay.h2().await;
+    let status = |token: String, path: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            conn.subscribe(path, &[("authorization", &format!("Bearer {token}"))])
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    let path_only = hs256(grant(&["/events/x"], 60));
+    assert_eq!(status(path_only.clone(), "/events/x").await, 200);
+    assert_eq!(
+        status(path_only, "/events/x?room=private").await,
+        403,
+        "a grant of the path alone does not open a query-keyed topic"
+    );
+    let team = hs256(grant(&["/events/x?room=team-*"], 60));
+    assert_eq!(status(team.clone(), "/events/x?room=team-a").await, 200);
+    assert_eq!(status(team, "/events/x?room=private").await, 403);
     relay.stop().await;
 }

@@ -110,6 +110,21 @@ async fn allows_denies_caches_and_coalesces() {
     assert_eq!(conn.subscribe("/events/b", &good).await.status, 403);
     assert_eq!(seen.lock().unwrap().len(), before);
 
+    // Another client with the same credentials is checked on its own (the answer may depend
+    // on X-Forwarded-For).
+    let before = seen.lock().unwrap().len();
+    let mut elsewhere =
+        support::H2Client::connect_from(relay.addr, "127.0.0.2".parse().unwrap(), &relay.cert)
+            .await;
+    assert_eq!(elsewhere.subscribe("/events/a", &good).await.status, 200);
+    let seen_now = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen_now.len(),
+        before + 1,
+        "not served from 127.0.0.1's cache"
+    );
+    assert_eq!(seen_now[before]["x-forwarded-for"], "127.0.0.2");
+
     eventually("subscribed", || origin.open("a") == 1).await;
     let upstream = &origin.requests("a")[0].headers;
     assert!(upstream.get("authorization").is_none() && upstream.get("cookie").is_none());

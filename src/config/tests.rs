@@ -170,3 +170,14 @@ fn no_route_is_rejected() {
     let e = parse("").unwrap_err();
     assert_eq!(e.key, "route");
 }
+
+#[test]
+fn a_query_param_fixed_in_the_upstream_cannot_come_from_clients() {
+    let e = parse(
+        "[[route]]\npath = \"/e/{topic}\"\nupstream = \"http://o/{topic}?lang=en\"\n\
+         query_params = [\"lang\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "route[0].query_params");
+    assert!(e.reason.contains("lang"), "{e}");
+}

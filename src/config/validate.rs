@@ -67,6 +67,16 @@ impl Config {
                 PathTemplate::parse(&route.path).map_err(|r| (format!("route[{i}].path"), r))?;
             UpstreamTemplate::parse(&route.upstream, &path)
                 .map_err(|r| (format!("route[{i}].upstream"), r))?;
+            let fixed_query = route.upstream.split_once('?').map_or("", |(_, q)| q);
+            for name in &route.query_params {
+                let clash = form_urlencoded::parse(fixed_query.as_bytes()).any(|(k, _)| k == *name);
+                if clash {
+                    return Err((
+                        format!("route[{i}].query_params"),
+                        format!("{name:?} is already fixed in route[{i}].upstream's query"),
+                    ));
+                }
+            }
             if let Some(j) = self.routes[..i].iter().position(|r| r.path == route.path) {
                 return Err((
                     format!("route[{i}].path"),

@@ -146,6 +146,14 @@ async fn tls_connect(
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
+    tls_handshake(tcp, cert, alpn).await
+}
+
+async fn tls_handshake(
+    tcp: TcpStream,
+    cert: &Path,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let stream = tls_connector(cert, alpn)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -166,7 +174,22 @@ pub struct H2Client {
 impl H2Client {
     /// Connects; `stream_window` sets the client's initial stream window (bytes).
     pub async fn connect(addr: SocketAddr, cert: &Path, stream_window: Option<u32>) -> H2Client {
-        let tls = tls_connect(addr, cert, b"h2").await;
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        Self::over(tcp, cert, stream_window).await
+    }
+
+    /// Connects from a given local address (e.g. `127.0.0.2`: another loopback client).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr, cert: &Path) -> H2Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .expect("bind the client address");
+        let tcp = socket.connect(addr).await.expect("connect");
+        Self::over(tcp, cert, None).await
+    }
+
+    async fn over(tcp: TcpStream, cert: &Path, stream_window: Option<u32>) -> H2Client {
+        let tls = tls_handshake(tcp, cert, b"h2").await;
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         if let Some(window) = stream_window {
             builder.initial_stream_window_size(window);
