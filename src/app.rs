@@ -362,6 +362,7 @@ fn hub_settings(config: &Config) -> HubSettings {
             max_age: ms(config.replay.max_age_ms),
         },
         idle_grace: ms(config.topics.idle_grace_ms),
+        origin_closed_ttl: ms(config.topics.origin_closed_ttl_ms),
         heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
         max_buffered_bytes: config.limits.max_buffered_bytes,
         max_topics: config.limits.max_topics,

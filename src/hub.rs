@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
 use crate::topic::{lock, TopicInit, DRAIN_DONE};
@@ -23,6 +23,9 @@ pub struct HubSettings {
     pub ring: RingLimits,
     /// How long a topic outlives its last subscriber.
     pub idle_grace: Duration,
+    /// How long a topic key the origin closed (204) refuses new subscribers with
+    /// [`Refused::OriginClosed`] (zero: not at all).
+    pub origin_closed_ttl: Duration,
     /// Interval of heartbeat ticks (and of age-based eviction).
     pub heartbeat_interval: Duration,
     /// Budget of bytes in all rings together; past it new subscribers are refused.
@@ -48,6 +51,8 @@ pub struct HubShared {
     opener: TopicOpener,
     pub(crate) metrics: Arc<Metrics>,
     draining: AtomicBool,
+    /// Topic keys the origin closed with 204, and when (bounded by [`MAX_CLOSED_KEYS`]).
+    origin_closed: Mutex<HashMap<String, Instant>>,
     /// 0 normally; rises to [`DRAIN_DONE`] over the drain window.
     drain_progress: Arc<AtomicU32>,
 }
@@ -65,7 +70,15 @@ pub enum Refused {
     /// A new topic would exceed `limits.max_topics`.
     #[error("too many topics")]
     TooManyTopics,
+    /// The origin closed this topic (204) less than `topics.origin_closed_ttl_ms` ago: the
+    /// client should be told 204 too, so it stops reconnecting.
+    #[error("the origin closed this topic")]
+    OriginClosed,
 }
+
+/// Topic keys remembered as closed by their origin, at most, count (older ones are forgotten
+/// first when full).
+pub const MAX_CLOSED_KEYS: usize = 4096;
 
 /// Steps in which the drain window ends streams.
 const DRAIN_STEPS: u32 = 64;
@@ -80,6 +93,7 @@ impl Hub {
             opener,
             metrics,
             draining: AtomicBool::new(false),
+            origin_closed: Mutex::new(HashMap::new()),
             drain_progress: Arc::new(AtomicU32::new(0)),
         });
         tokio::spawn(run_ticker(
@@ -110,6 +124,9 @@ impl Hub {
         if over {
             shared.metrics.subscribers_shed.inc();
             return Err(Refused::OverBudget);
+        }
+        if shared.recently_closed(key) {
+            return Err(Refused::OriginClosed);
         }
         let (topic, created) = {
             let mut topics = lock(&shared.topics);
@@ -206,6 +223,38 @@ impl HubShared {
         self.unregister_locked(&mut topics, topic);
     }
 
+    /// Remembers that the origin closed `topic` (see [`HubSettings::origin_closed_ttl`]).
+    pub(crate) fn origin_closed(&self, topic: &Topic) {
+        if self.settings.origin_closed_ttl.is_zero() {
+            return;
+        }
+        let mut closed = lock(&self.origin_closed);
+        if closed.len() >= MAX_CLOSED_KEYS {
+            let ttl = self.settings.origin_closed_ttl;
+            closed.retain(|_, at| at.elapsed() < ttl);
+            if closed.len() >= MAX_CLOSED_KEYS {
+                closed.clear();
+            }
+        }
+        closed.insert(topic.key().to_string(), Instant::now());
+    }
+
+    fn recently_closed(&self, key: &str) -> bool {
+        let ttl = self.settings.origin_closed_ttl;
+        if ttl.is_zero() {
+            return false;
+        }
+        let mut closed = lock(&self.origin_closed);
+        match closed.get(key) {
+            Some(at) if at.elapsed() < ttl => true,
+            Some(_) => {
+                closed.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Removes `topic` if it still has no subscriber; true if it did (the caller ends the
     /// upstream subscription). Checked under the registry lock, so a subscriber arriving
     /// concurrently either finds the topic alive or creates a fresh one.
@@ -265,6 +314,7 @@ mod tests {
                 max_age: Duration::from_secs(60),
             },
             idle_grace: Duration::from_millis(50),
+            origin_closed_ttl: Duration::ZERO,
             heartbeat_interval: Duration::from_secs(3600),
             max_buffered_bytes: 512 * 1024,
             max_topics: 3,

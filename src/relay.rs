@@ -17,7 +17,7 @@ use crate::auth::{self, AuthRequest, Authorizer, Denial};
 use crate::config::{AuthUnavailable, LagPolicy};
 use crate::cors::Cors;
 use crate::downstream::{DownstreamFrames, EventStreamBody};
-use crate::hub::Hub;
+use crate::hub::{Hub, Refused};
 use crate::metrics::Metrics;
 use crate::proxy::{self, BoxBody, Passthrough, Peer};
 use crate::routing::{RouteMiss, Router};
@@ -151,6 +151,12 @@ impl Relay {
                 inner.metrics.clone(),
             )
             .ending_by(grant.expires),
+            Err(Refused::OriginClosed) => {
+                // As the origin said: 204 makes a browser's EventSource stop reconnecting.
+                let mut response = plain(StatusCode::NO_CONTENT, "");
+                inner.cors.apply(request.headers(), response.headers_mut());
+                return response;
+            }
             Err(_refused) => self.retry_later(),
         };
         self.event_stream(body, &request)

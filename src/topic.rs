@@ -233,6 +233,9 @@ impl Topic {
     pub fn close(&self, reason: CloseReason) {
         if let Some(hub) = self.hub.upgrade() {
             hub.unregister(self);
+            if reason == CloseReason::OriginClosed {
+                hub.origin_closed(self);
+            }
         }
         self.mark_closed(reason);
     }

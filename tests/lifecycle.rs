@@ -3,7 +3,11 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use support::{eventually, TestOrigin, TestRelay};
 
@@ -38,19 +42,24 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
-    // An origin that answers 204 No Content: the topic is over.
+/// An origin that answers every subscription `204 No Content` (the topic is over); counts them.
+async fn no_content_origin() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
-                    *r.status_mut() = http::StatusCode::NO_CONTENT;
-                    Ok::<_, std::convert::Infallible>(r)
+                let service = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        let mut r = http::Response::new(http_body_util::Empty::<Bytes>::new());
+                        *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
@@ -58,12 +67,42 @@ async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
             });
         }
     });
-    let relay = TestRelay::start_with(&format!("http://{addr}/sub/{{topic}}"), "", "").await;
+    (format!("http://{addr}/sub/{{topic}}"), asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
+    let (upstream, asked) = no_content_origin().await;
+    let relay = TestRelay::start_with(&upstream, "", "").await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200);
     r.until_end().await;
     assert!(r.ended);
     eventually("topic removed", || relay.metrics.topics.get() == 0).await;
+    // A browser reconnecting is told 204 as well (so it stops), without asking the origin again.
+    let mut conn = relay.h2().await;
+    let again = conn.get("/events/a", &[]).await;
+    assert_eq!(again.status(), 204);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    // Another topic is unaffected.
+    let _b = conn.subscribe("/events/b", &[]).await;
+    eventually("b asked", || asked.load(Ordering::SeqCst) == 2).await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_closed_topic_is_asked_again_after_the_ttl() {
+    let (upstream, asked) = no_content_origin().await;
+    let relay =
+        TestRelay::start_with(&upstream, "", "[topics]\norigin_closed_ttl_ms = 300\n").await;
+    let mut conn = relay.h2().await;
+    conn.subscribe("/events/a", &[]).await.until_end().await;
+    assert_eq!(conn.get("/events/a", &[]).await.status(), 204);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut later = conn.subscribe("/events/a", &[]).await;
+    assert_eq!(later.status, 200);
+    later.until_end().await;
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
     relay.stop().await;
 }
 

@@ -302,12 +302,17 @@ pub struct TopicsConfig {
     /// How long a topic's upstream subscription stays open after its last subscriber left, ms.
     /// Default 5000.
     pub idle_grace_ms: u64,
+    /// After an origin ends a topic with `204 No Content`, new subscribers of that topic are
+    /// answered 204 for this long (so browsers stop reconnecting, WHATWG HTML §9.2.3) instead of
+    /// reopening the upstream each time, ms; 0 turns it off. Default 10000.
+    pub origin_closed_ttl_ms: u64,
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
         Self {
             idle_grace_ms: 5_000,
+            origin_closed_ttl_ms: 10_000,
         }
     }
 }
