@@ -7,7 +7,7 @@
 //! waits for a subscriber. This module knows nothing of HTTP.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -95,6 +95,8 @@ pub struct Topic {
     initial_last_event_id: Option<String>,
     state: Mutex<RingState>,
     subscribers: AtomicUsize,
+    /// Bumped each time the last subscriber leaves, so the idle grace counts from the last leave.
+    emptied: AtomicU64,
     subscribers_gauge: IntGauge,
     upstream_state: AtomicU8,
     unused: Notify,
@@ -162,6 +164,7 @@ impl Topic {
                 received: 0,
             }),
             subscribers: AtomicUsize::new(0),
+            emptied: AtomicU64::new(0),
             subscribers_gauge: init.subscribers_gauge,
             upstream_state: AtomicU8::new(UpstreamState::Connecting as u8),
             unused: Notify::new(),
@@ -271,7 +274,12 @@ impl Topic {
             while self.subscriber_count() > 0 {
                 self.unused.notified().await;
             }
+            let emptied = self.emptied.load(Ordering::Acquire);
             tokio::time::sleep(self.idle_grace).await;
+            if self.emptied.load(Ordering::Acquire) != emptied {
+                // Someone came and left meanwhile: the grace counts from that leave.
+                continue;
+            }
             let Some(hub) = self.hub.upgrade() else {
                 return;
             };
@@ -504,6 +512,7 @@ impl Drop for Subscription {
         self.topic.subscribers_gauge.dec();
         self.topic.metrics.subscribers.dec();
         if self.topic.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.topic.emptied.fetch_add(1, Ordering::AcqRel);
             self.topic.unused.notify_one();
         }
     }

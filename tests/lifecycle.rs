@@ -42,6 +42,33 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     relay.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_grace_counts_from_the_last_leave() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, "[topics]\nidle_grace_ms = 2000\n").await;
+    let mut conn = relay.h2().await;
+    let first = conn.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    drop(first);
+    eventually("detached", || relay.metrics.subscribers.get() == 0).await;
+    // A visitor comes and goes 1.2 s into the grace period.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let visitor = conn.subscribe("/events/a", &[]).await;
+    eventually("visitor attached", || relay.metrics.subscribers.get() == 1).await;
+    drop(visitor);
+    eventually("visitor detached", || relay.metrics.subscribers.get() == 0).await;
+    // 2.2 s after the first leave, 1 s after the visitor's: still within the visitor's grace.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        origin.open("a"),
+        1,
+        "the grace restarted at the visitor's leave"
+    );
+    assert_eq!(origin.requests("a").len(), 1);
+    eventually("closed after the visitor's grace", || origin.open("a") == 0).await;
+    relay.stop().await;
+}
+
 /// An origin that answers every subscription `204 No Content` (the topic is over); counts them.
 async fn no_content_origin() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
