@@ -172,8 +172,18 @@ pub fn dev_certificate(dir: &Path) -> Result<DevCertificate, TlsError> {
         path: cert_path.clone(),
         reason: format!("cannot write: {e}"),
     };
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    std::fs::write(&cert_path, certified.cert.pem()).map_err(write_err)?;
+    private_dir(dir).map_err(write_err)?;
+    // Written beside and renamed into place: a symlink planted at `cert.pem` is replaced, never
+    // followed.
+    let staging = dir.join(format!(".cert.pem.{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&staging)
+        .map_err(write_err)?;
+    std::io::Write::write_all(&mut file, certified.cert.pem().as_bytes()).map_err(write_err)?;
+    std::fs::rename(&staging, &cert_path).map_err(write_err)?;
     let key = PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
     let chain = vec![certified.cert.der().clone()];
     let store = Arc::new(CertStore::fixed(CertifiedKey::from_der(
@@ -187,6 +197,34 @@ pub fn dev_certificate(dir: &Path) -> Result<DevCertificate, TlsError> {
         store,
         config,
     })
+}
+
+/// Makes sure `dir` is a directory of this process's user that is not a symlink, creating it
+/// (mode 0700) if missing: the shared temp dir must not let another user choose or swap the
+/// certificate that the printed `curl --cacert` commands trust.
+///
+/// # Errors
+/// An I/O error saying why `dir` cannot be used.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let refuse = |why: &str| Err(std::io::Error::other(format!("{}: {why}", dir.display())));
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => refuse("is a symlink"),
+        Ok(m) if !m.is_dir() => refuse("is not a directory"),
+        Ok(m) => {
+            // The owner of /proc/self is this process's effective user.
+            let me = std::fs::metadata("/proc/self")?.uid();
+            if m.uid() != me {
+                return refuse("is owned by another user");
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir),
+        Err(e) => Err(e),
+    }
 }
 
 /// Builds the client configuration for https origins: the system's root certificates plus those
@@ -242,4 +280,49 @@ fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError
     rustls_pemfile::private_key(&mut &pem[..])
         .map_err(|e| file_err(format!("bad PEM: {e}")))?
         .ok_or_else(|| file_err("no PRIVATE KEY block found".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sse-relay-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn dev_cert_dir_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("new").join("dev");
+        let dev = dev_certificate(&dir).unwrap();
+        assert!(dev.cert_path.exists());
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_symlinked_dev_cert_dir_is_refused() {
+        let base = scratch("link");
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("dev")).unwrap();
+        let err = dev_certificate(&base.join("dev")).err().expect("refused");
+        assert!(err.to_string().contains("symlink"), "{err}");
+    }
+
+    #[test]
+    fn a_symlink_planted_at_cert_pem_is_replaced_not_followed() {
+        let base = scratch("planted");
+        let dir = base.join("dev");
+        std::fs::create_dir(&dir).unwrap();
+        let victim = base.join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("cert.pem")).unwrap();
+        dev_certificate(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        let written = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+        assert!(written.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
 }
