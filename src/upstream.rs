@@ -101,7 +101,10 @@ impl Upstream {
         tokio::select! {
             _ = topic.retired() => info!("last subscriber gone: upstream subscription closed"),
             _ = topic.closed() => debug!("topic closed"),
-            _ = self.follow(&topic) => {}
+            _ = self.follow(&topic) => {
+                // follow only returns when the topic cannot go on: end its streams too.
+                topic.close(CloseReason::OriginClosed);
+            }
         }
     }
 
@@ -147,7 +150,6 @@ impl Upstream {
             match outcome {
                 Outcome::TopicClosed => {
                     info!("origin answered 204: topic closed");
-                    topic.close(CloseReason::OriginClosed);
                     return;
                 }
                 Outcome::StreamEnded { delivered: true } => backoff.reset(),
