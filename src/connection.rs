@@ -66,13 +66,16 @@ pub async fn serve<IO>(
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let guard = service_state.stream_started(request.version());
         let relay = relay.clone();
-        async move {
+        // Boxed: hyper keeps each h2 stream's task sized for its largest state, and the
+        // handler's future (auth, passthrough) is kilobytes larger than the streaming body that
+        // outlives it, so an inline future would cost every long-lived SSE stream that much.
+        Box::pin(async move {
             let response = relay.handle(request, peer).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 body,
                 _guard: guard,
             }))
-        }
+        })
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
