@@ -139,12 +139,16 @@ impl Server {
                 };
                 match tls {
                     Some(acceptor) => {
-                        let handshake = tokio::time::timeout(
+                        // Boxed, here and below: the task is then sized for neither the
+                        // handshake nor the connection, and each lives only as long as needed.
+                        let handshake = Box::pin(tokio::time::timeout(
                             server.settings.tls_handshake_timeout,
                             acceptor.accept(tcp),
-                        );
+                        ));
                         match handshake.await {
-                            Ok(Ok(stream)) => server.serve_connection(stream, peer, drain).await,
+                            Ok(Ok(stream)) => {
+                                Box::pin(server.serve_connection(stream, peer, drain)).await
+                            }
                             Ok(Err(e)) => {
                                 server.metrics.tls_handshake_failures.inc();
                                 debug!(error = %e, "TLS handshake failed");
@@ -155,7 +159,7 @@ impl Server {
                             }
                         }
                     }
-                    None => server.serve_connection(tcp, peer, drain).await,
+                    None => Box::pin(server.serve_connection(tcp, peer, drain)).await,
                 }
                 drop((permit, ip_slot));
             }
