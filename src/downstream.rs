@@ -151,7 +151,7 @@ impl Body for EventStreamBody {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Next::Frame(delivery)) => {
                     let metrics = &this.metrics;
-                    metrics.events_delivered.inc();
+                    metrics.events_delivered.inc_by(delivery.events);
                     metrics.bytes_delivered.inc_by(delivery.frame.len() as u64);
                     metrics
                         .fanout_latency

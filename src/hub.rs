@@ -372,12 +372,43 @@ mod tests {
                 .publish(Some(&i.to_string()), Bytes::from(format!("{i}")));
         }
         let mut resumed = hub.subscribe("k", "/k", "u", Some("2")).unwrap();
-        assert_eq!(frame(next(&mut resumed).await), "3");
         let d = next(&mut resumed).await;
         assert!(
-            matches!(&d, Next::Frame(d) if d.frame == "4" && d.behind == 0),
+            matches!(&d, Next::Frame(d) if d.frame == "34" && d.events == 2 && d.behind == 0),
             "{d:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn waiting_events_go_out_joined_up_to_the_batch_size() {
+        let hub = hub(64, Arc::default());
+        let mut sub = hub.subscribe("k", "/k", "u", None).unwrap();
+        let event = |c: u8| Bytes::from(vec![c; crate::topic::BATCH_BYTES / 3]);
+        for c in [b'a', b'b', b'c', b'd'] {
+            sub.topic().publish(None, event(c));
+        }
+        // Three fit one batch, in order; the fourth comes next, alone and shared (no copy).
+        let Next::Frame(first) = next(&mut sub).await else {
+            panic!("expected a batch")
+        };
+        assert_eq!((first.events, first.behind), (3, 1));
+        assert_eq!(
+            first.frame,
+            [event(b'a'), event(b'b'), event(b'c')].concat()
+        );
+        let Next::Frame(second) = next(&mut sub).await else {
+            panic!("expected the last event")
+        };
+        assert_eq!((second.events, second.behind), (1, 0));
+        assert_eq!(second.frame, event(b'd'));
+        let big = Bytes::from(vec![b'z'; crate::topic::BATCH_BYTES * 2]);
+        sub.topic().publish(None, big.clone());
+        sub.topic().publish(None, event(b'e'));
+        let Next::Frame(alone) = next(&mut sub).await else {
+            panic!("expected the big event")
+        };
+        assert_eq!(alone.events, 1, "an event over the batch size goes alone");
+        assert_eq!(alone.frame.as_ptr(), big.as_ptr(), "shared, not copied");
     }
 
     #[tokio::test]

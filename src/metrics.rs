@@ -45,10 +45,11 @@ pub struct Metrics {
     /// Heartbeat comments sent to subscribers (counter).
     pub heartbeats: IntCounter,
     /// Time from an event's arrival from upstream to its hand-off to a subscriber's stream,
-    /// seconds (histogram; one observation per delivery).
+    /// seconds (histogram; one observation per hand-off: when several waiting events go out as
+    /// one batch, the oldest one's time).
     pub fanout_latency: Histogram,
-    /// How many events a subscriber was behind the topic's head when it was handed one, count
-    /// (histogram; one observation per delivery).
+    /// How many events a subscriber was still behind the topic's head after a hand-off, count
+    /// (histogram; one observation per hand-off).
     pub subscriber_lag: Histogram,
     /// How long a subscriber's stream was not polled while events were waiting for it (the
     /// client's flow-control window was closed), seconds (histogram).
@@ -317,13 +318,13 @@ impl Metrics {
             fanout_latency: histogram(
                 r,
                 "sse_relay_fanout_latency_seconds",
-                "Event arrival from upstream to hand-off to a subscriber stream.",
+                "Event arrival from upstream to hand-off to a subscriber stream (per hand-off; a batch counts its oldest event).",
                 prometheus::exponential_buckets(0.0001, 2.0, 18)?,
             )?,
             subscriber_lag: histogram(
                 r,
                 "sse_relay_subscriber_lag_events",
-                "Events a subscriber was behind the head at each delivery.",
+                "Events a subscriber was still behind the head after each hand-off.",
                 [
                     0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
                 ]

@@ -424,19 +424,27 @@ pub enum Next {
     Closed(CloseReason),
 }
 
-/// One event handed to one subscriber.
+/// Ready events handed to one subscriber in one piece: a single event's shared frame, or,
+/// when several are waiting, their frames joined (up to [`BATCH_BYTES`]), so a subscriber that
+/// is behind costs one h2 DATA frame per batch rather than one per event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// The shared encoded frame.
+    /// The encoded frames: the topic's shared one for a single event, else a joined copy.
     pub frame: Bytes,
-    /// When the event arrived from upstream.
+    /// Events in `frame`, count (at least 1).
+    pub events: u64,
+    /// When the first (oldest) event in `frame` arrived from upstream.
     pub received_at: Instant,
-    /// Events still ahead of this one for this subscriber (its lag), count.
+    /// Events still ahead of this batch for this subscriber (its lag), count.
     pub behind: u64,
     /// Set when the subscriber was not polled for a while although this event was waiting (the
     /// client's flow-control window was closed): how long, from the previous hand-off.
     pub stalled_for: Option<Duration>,
 }
+
+/// Largest batch of waiting events joined into one [`Delivery`], bytes (a single larger event is
+/// handed over alone). One h2 DATA frame's default maximum size (RFC 9113 §6.5.2).
+pub const BATCH_BYTES: usize = 16_384;
 
 /// Stalls shorter than this are scheduling noise, not flow control.
 const MIN_STALL: Duration = Duration::from_millis(1);
@@ -478,16 +486,38 @@ impl Subscription {
                 .filter(|&handoff| entry.at <= handoff)
                 .map(|handoff| now.saturating_duration_since(handoff))
                 .filter(|&stall| stall >= MIN_STALL);
-            let delivery = Delivery {
-                frame: entry.frame.clone(),
-                received_at: entry.at,
-                behind: (state.entries.len() - offset - 1) as u64,
-                stalled_for,
-            };
-            self.cursor += 1;
+            let received_at = entry.at;
+            // Take handles to the waiting frames that fit one batch; join them after unlocking.
+            let mut batch: Vec<Bytes> = Vec::new();
+            let mut bytes = 0;
+            for e in state.entries.range(offset..) {
+                if !batch.is_empty() && bytes + e.frame.len() > BATCH_BYTES {
+                    break;
+                }
+                bytes += e.frame.len();
+                batch.push(e.frame.clone());
+            }
+            let events = batch.len();
+            let behind = (state.entries.len() - offset - events) as u64;
+            self.cursor += events as u64;
             self.heartbeat_seen = state.heartbeat_generation;
             self.last_handoff = Some(now);
-            return Poll::Ready(Next::Frame(delivery));
+            drop(state);
+            let frame = match batch.len() {
+                1 => batch.pop().unwrap_or_default(),
+                _ => {
+                    let mut joined = bytes::BytesMut::with_capacity(bytes);
+                    batch.iter().for_each(|f| joined.extend_from_slice(f));
+                    joined.freeze()
+                }
+            };
+            return Poll::Ready(Next::Frame(Delivery {
+                frame,
+                events: events as u64,
+                received_at,
+                behind,
+                stalled_for,
+            }));
         }
         self.last_handoff = None;
         if let Some(reason) = state.closed {

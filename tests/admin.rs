@@ -17,10 +17,13 @@ async fn probes_metrics_and_topics_reflect_live_traffic() {
     let mut a = conn.subscribe("/events/a", &[]).await;
     let mut b = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
+    // One event at a time, so each is its own hand-off (waiting events would share one).
     origin.publish("a", "41", "x");
+    a.data(1).await;
+    b.data(1).await;
     origin.publish("a", "42", "y");
-    a.data(2).await;
-    b.data(2).await;
+    a.data(1).await;
+    b.data(1).await;
 
     let (status, text) = http_get(admin, "/metrics").await;
     assert_eq!(status, 200);
