@@ -80,6 +80,8 @@ pub struct Metrics {
     pub passthrough: PassthroughCounters,
     /// Requests or request parts refused as malformed, by reason (counter).
     pub rejected: RejectedCounters,
+    /// Defects in upstream event streams, by kind (counter).
+    pub upstream_malformed: MalformedCounters,
     topic_subscribers: IntGaugeVec,
     topic_labels: Mutex<HashMap<String, usize>>,
     max_topic_labels: usize,
@@ -99,6 +101,31 @@ pub struct UpstreamFailures {
     pub idle_timeout: IntCounter,
     /// The `Last-Event-ID` to resume from cannot be sent as a header; resumed without it.
     pub last_event_id: IntCounter,
+}
+
+/// `sse_relay_upstream_malformed_total{kind}` children: what the SSE parsing rules tolerate
+/// (WHATWG HTML §9.2.6) but an operator should hear about.
+pub struct MalformedCounters {
+    /// A field value that was not valid UTF-8 (decoded with U+FFFD).
+    pub invalid_utf8: IntCounter,
+    /// A `retry` value that was not all digits (ignored).
+    pub bad_retry: IntCounter,
+    /// An `id` containing U+0000 (ignored).
+    pub nul_in_id: IntCounter,
+    /// The stream ended in the middle of an event (discarded; resumed with `Last-Event-ID`).
+    pub truncated: IntCounter,
+}
+
+impl MalformedCounters {
+    /// Counts one defect reported by the parser.
+    pub fn count(&self, kind: crate::sse::Malformed) {
+        use crate::sse::Malformed;
+        match kind {
+            Malformed::InvalidUtf8 => self.invalid_utf8.inc(),
+            Malformed::BadRetry => self.bad_retry.inc(),
+            Malformed::NulInId => self.nul_in_id.inc(),
+        }
+    }
 }
 
 /// `sse_relay_requests_rejected_total{reason}` children.
@@ -234,6 +261,12 @@ impl Metrics {
             "sse_relay_requests_rejected_total",
             "Malformed requests or request parts refused, by reason.",
             "reason",
+        )?;
+        let malformed = counter_vec(
+            r,
+            "sse_relay_upstream_malformed_total",
+            "Defects in upstream event streams (tolerated by the parsing rules), by kind.",
+            "kind",
         )?;
         let denied = counter_vec(
             r,
@@ -384,6 +417,12 @@ impl Metrics {
                 ok: passthrough.with_label_values(&["ok"]),
                 connect_error: passthrough.with_label_values(&["connect_error"]),
                 timeout: passthrough.with_label_values(&["timeout"]),
+            },
+            upstream_malformed: MalformedCounters {
+                invalid_utf8: malformed.with_label_values(&["invalid_utf8"]),
+                bad_retry: malformed.with_label_values(&["bad_retry"]),
+                nul_in_id: malformed.with_label_values(&["nul_in_id"]),
+                truncated: malformed.with_label_values(&["truncated"]),
             },
             rejected: RejectedCounters {
                 noncanonical_path: rejected.with_label_values(&["noncanonical_path"]),

@@ -41,6 +41,20 @@ pub enum Item {
         /// Raw bytes of the dropped block's lines, terminators and comment lines excluded.
         bytes: usize,
     },
+    /// A defect the parsing rules tolerate (WHATWG parsing never fails), reported for metrics
+    /// when its field line is processed; parsing goes on as the rules say.
+    Malformed(Malformed),
+}
+
+/// What was wrong with a field line (see [`Item::Malformed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// A field value that is not valid UTF-8: decoded with U+FFFD replacements (§9.2.6 step 1).
+    InvalidUtf8,
+    /// A `retry` value that is not all ASCII digits: ignored.
+    BadRetry,
+    /// An `id` value containing U+0000: ignored.
+    NulInId,
 }
 
 /// Where the parser is in matching the optional leading byte order mark.
@@ -147,12 +161,18 @@ impl Parser {
     /// incomplete event is not dispatched). The parser can then be reused for a new connection:
     /// line, block and BOM state are reset, but the last event ID is kept, and the id buffer
     /// goes back to it so an id field of the discarded block never leaks into a later dispatch.
-    pub fn finish(&mut self) {
+    /// Returns true when something was discarded (the stream was cut mid-event).
+    pub fn finish(&mut self) -> bool {
+        let truncated = (self.line_len > 0 && !self.line_is_comment)
+            || self.block.bytes > 0
+            || self.block.has_id
+            || self.block.oversized;
         self.bom = BomState::Matching(0);
         self.pending_cr = false;
         self.clear_line();
         self.block.reset();
         self.id_buffer.clone_from(&self.last_event_id);
+        truncated
     }
 
     /// The "last event ID string" as of the last dispatch (set at dispatch step 1, so id-only
@@ -243,6 +263,10 @@ impl Parser {
             }
             None => (line, &[][..]),
         };
+        let known = matches!(name, b"event" | b"data" | b"id" | b"retry");
+        if known && std::str::from_utf8(value).is_err() {
+            out.push(Item::Malformed(Malformed::InvalidUtf8));
+        }
         let block = &mut self.block;
         match name {
             b"event" if !block.oversized => {
@@ -259,12 +283,14 @@ impl Parser {
                 id.push_str(&String::from_utf8_lossy(value));
                 block.has_id = true;
             }
+            b"id" => out.push(Item::Malformed(Malformed::NulInId)),
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 let ms = value.iter().fold(0u64, |acc, &d| {
                     acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
                 });
                 out.push(Item::Retry(ms));
             }
+            b"retry" => out.push(Item::Malformed(Malformed::BadRetry)),
             _ => {}
         }
     }
@@ -465,7 +491,8 @@ mod tests {
         let (items, _) = parse_chunks(64, &[b"\xEF\xBB", b"data: a\n\n"]);
         assert_eq!(items, []);
         let (items, _) = parse_chunks(64, &[b"data: \xEF\xBB\n\n"]);
-        assert_eq!(items, [data("\u{FFFD}")]);
+        let bad = Item::Malformed(Malformed::InvalidUtf8);
+        assert_eq!(items, [bad, data("\u{FFFD}")]);
     }
 
     #[test]
@@ -485,13 +512,15 @@ mod tests {
     #[test]
     fn invalid_utf8_split_mid_sequence_decodes_lossily() {
         let (items, _) = parse_chunks(64, &[b"data: \xE2\x82", b"\xAC \xFF\n\n"]);
-        assert_eq!(items, [data("\u{20AC} \u{FFFD}")]);
+        let bad = Item::Malformed(Malformed::InvalidUtf8);
+        assert_eq!(items, [bad, data("\u{20AC} \u{FFFD}")]);
     }
 
     #[test]
     fn id_with_nul_is_ignored() {
         let (items, parser) = parse_chunks(64, &[b"id: 7\n\nid: a\0b\ndata: x\n\n"]);
-        assert_eq!(items, [event(Some("7"), None, None), data("x")]);
+        let bad = Item::Malformed(Malformed::NulInId);
+        assert_eq!(items, [event(Some("7"), None, None), bad, data("x")]);
         assert_eq!(parser.last_event_id(), Some("7"));
     }
 
@@ -499,8 +528,26 @@ mod tests {
     fn retry_must_be_all_digits() {
         assert_eq!(
             parse("retry: 1500\nretry: 15x\nretry:\nretry: -1\nretry: 99999999999999999999999\n"),
-            [Item::Retry(1500), Item::Retry(u64::MAX)]
+            [
+                Item::Retry(1500),
+                Item::Malformed(Malformed::BadRetry),
+                Item::Malformed(Malformed::BadRetry),
+                Item::Malformed(Malformed::BadRetry),
+                Item::Retry(u64::MAX)
+            ]
         );
+    }
+
+    #[test]
+    fn finish_reports_whether_an_event_was_cut() {
+        let mut parser = Parser::new(64);
+        let mut out = Vec::new();
+        parser.feed(b"data: a\n\n: comment", &mut out);
+        assert!(!parser.finish(), "a clean end (a cut comment is no event)");
+        parser.feed(b"data: a\n\ndata: b", &mut out);
+        assert!(parser.finish(), "cut mid-line");
+        parser.feed(b"id: 3\ndata: b\n", &mut out);
+        assert!(parser.finish(), "cut before the blank line");
     }
 
     #[test]

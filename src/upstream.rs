@@ -143,7 +143,9 @@ impl Upstream {
                     &warnings,
                 )
                 .await;
-            parser.finish();
+            if parser.finish() {
+                self.metrics.upstream_malformed.truncated.inc();
+            }
             if let Some(id) = parser.last_event_id() {
                 last_id = (!id.is_empty()).then(|| id.to_string());
             }
@@ -286,6 +288,12 @@ impl Upstream {
                         }
                         self.metrics.events_oversized.inc();
                     }
+                    Item::Malformed(kind) => {
+                        if let Some(suppressed) = warnings.malformed.check() {
+                            warn!(?kind, suppressed, "malformed field in the upstream stream");
+                        }
+                        self.metrics.upstream_malformed.count(kind);
+                    }
                 }
             }
         }
@@ -300,6 +308,8 @@ struct TopicWarnings {
     failing: WarnLimit,
     /// Events over `limits.max_event_bytes`.
     oversized: WarnLimit,
+    /// Malformed field lines.
+    malformed: WarnLimit,
 }
 
 /// Counts an established upstream stream in `sse_relay_upstream_subscriptions_open` while it

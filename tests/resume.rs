@@ -236,3 +236,60 @@ async fn an_origin_id_that_cannot_be_a_header_is_dropped_on_reconnect() {
     assert_eq!(r.data(1).await, ["e2"]);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_fields_are_counted_and_the_stream_goes_on() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    origin.publish_raw("a", None, "retry: soon\n\n".into());
+    origin.publish_raw("a", None, "id: a\0b\ndata: e1\n\n".into());
+    origin.publish_raw("a", None, bytes::Bytes::from_static(b"data: e\xff2\n\n"));
+    origin.publish("a", "3", "e3");
+    assert_eq!(r.data(3).await, ["e1", "e\u{fffd}2", "e3"]);
+    let m = &relay.metrics.upstream_malformed;
+    assert_eq!(
+        (m.bad_retry.get(), m.nul_in_id.get(), m.invalid_utf8.get()),
+        (1, 1, 1)
+    );
+    assert_eq!(m.truncated.get(), 0);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_ends_mid_event_is_counted_as_truncated() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A raw HTTP/1.1 origin: one whole event, then half of one, then it closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = tcp.read(&mut request).await;
+                let _ = tcp
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                          connection: close\r\n\r\nid: 1\ndata: whole\n\nid: 2\ndata: cu",
+                    )
+                    .await;
+            });
+        }
+    });
+    let relay = TestRelay::start_with(
+        &format!("http://{addr}/sub/{{topic}}"),
+        "",
+        "[upstream]\nbackoff_min_ms = 50\nbackoff_max_ms = 100\n",
+    )
+    .await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.data(1).await, ["whole"]);
+    eventually("the cut event is counted", || {
+        relay.metrics.upstream_malformed.truncated.get() >= 1
+    })
+    .await;
+    assert!(!String::from_utf8_lossy(&r.raw).contains("cu\n"));
+    relay.stop().await;
+}

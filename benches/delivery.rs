@@ -1,0 +1,99 @@
+//! Hot-path costs of the hub: handing one event to many subscribers, and a subscriber that is
+//! behind catching up (waiting events joined into batches, `topic::BATCH_BYTES`). Guards the
+//! per-delivery work measured end to end by `benches/fanout.rs` (see RESULTS.md).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sse_relay::hub::{Hub, HubSettings, Next, RingLimits, Subscription, TopicOpener};
+use sse_relay::metrics::Metrics;
+
+/// A typical encoded event: an id and a ~200-byte JSON payload.
+fn event(seq: u64) -> Bytes {
+    Bytes::from(format!(
+        "id: {seq}\ndata: {{\"seq\":{seq},\"symbol\":\"ACME\",\"price\":101.25,\"pad\":\"{}\"}}\n\n",
+        "x".repeat(140)
+    ))
+}
+
+fn hub() -> Hub {
+    let metrics = Arc::new(Metrics::new(&prometheus::Registry::new(), 10).expect("metrics"));
+    let settings = HubSettings {
+        ring: RingLimits {
+            max_events: 1024,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(300),
+        },
+        idle_grace: Duration::from_secs(5),
+        origin_closed_ttl: Duration::ZERO,
+        heartbeat_interval: Duration::from_secs(3600),
+        max_buffered_bytes: 1 << 30,
+        max_topics: 10,
+    };
+    let opener: TopicOpener = Arc::new(|_| {});
+    Hub::new(settings, metrics, opener)
+}
+
+/// Polls until nothing is ready; returns the events handed over.
+fn drain(sub: &mut Subscription, cx: &mut Context<'_>) -> u64 {
+    let mut events = 0;
+    while let Poll::Ready(Next::Frame(d)) = sub.poll_next(cx) {
+        events += d.events;
+        black_box(d.frame);
+    }
+    events
+}
+
+fn delivery(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _entered = runtime.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut group = c.benchmark_group("delivery");
+
+    let hub = hub();
+    let mut subs: Vec<_> = (0..1000)
+        .map(|_| {
+            hub.subscribe("t", "/t", "http://o/t", None)
+                .expect("subscribe")
+        })
+        .collect();
+    let topic = subs[0].topic().clone();
+    let mut seq = 0;
+    group.throughput(Throughput::Elements(subs.len() as u64));
+    group.bench_function("one_event_to_1000_subscribers", |b| {
+        b.iter(|| {
+            seq += 1;
+            topic.publish(Some(&seq.to_string()), event(seq));
+            let handed: u64 = subs.iter_mut().map(|s| drain(s, &mut cx)).sum();
+            assert_eq!(handed, 1000);
+        })
+    });
+    drop(subs);
+
+    let hub = self::hub();
+    let mut sub = hub
+        .subscribe("t", "/t", "http://o/t", None)
+        .expect("subscribe");
+    let topic = sub.topic().clone();
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("catch_up_256_waiting_events", |b| {
+        b.iter(|| {
+            for _ in 0..256 {
+                seq += 1;
+                topic.publish(Some(&seq.to_string()), event(seq));
+            }
+            assert_eq!(drain(&mut sub, &mut cx), 256);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, delivery);
+criterion_main!(benches);
