@@ -254,20 +254,48 @@ fn failure(r: Option<&Record>) -> Option<String> {
     }
 }
 
-/// A scenario table: one row per figure, columns sse-relay, nchan, ratio.
-fn table(
-    out: &mut String,
-    relay: Option<&Record>,
-    nchan: Option<&Record>,
-    rows: &[(&str, &str, Unit)],
-) {
+/// One row of a scenario table: label, record key, unit.
+type Row = (&'static str, &'static str, Unit);
+
+/// The CPU rows every scenario that measures deliveries shows.
+const CPU_ROWS: &[Row] = &[
+    (
+        "server CPU per delivery",
+        "cpu_per_delivery_us",
+        Unit::MicrosCpu,
+    ),
+    (
+        "… of which user",
+        "cpu_user_per_delivery_us",
+        Unit::MicrosCpu,
+    ),
+    (
+        "… of which system",
+        "cpu_sys_per_delivery_us",
+        Unit::MicrosCpu,
+    ),
+    (
+        "client CPU per delivery (load generator + publisher)",
+        "client_cpu_per_delivery_us",
+        Unit::MicrosCpu,
+    ),
+    (
+        "other processes\' share of the 2 cores meanwhile",
+        "other_cpu_share",
+        Unit::Percent,
+    ),
+];
+
+/// A scenario table: one row per figure (groups of rows, in order), columns sse-relay, nchan,
+/// ratio.
+fn table(out: &mut String, relay: Option<&Record>, nchan: Option<&Record>, rows: &[&[Row]]) {
     let shape = relay.or(nchan).map(|r| r.shape.clone()).unwrap_or_default();
     let _ = writeln!(out, "Load: {shape}.\n");
     let _ = writeln!(
         out,
         "| figure | sse-relay | nchan | sse-relay / nchan |\n| --- | ---: | ---: | ---: |"
     );
-    for (label, key, unit) in rows {
+    for (label, key, unit) in rows.iter().copied().flatten() {
         let _ = writeln!(
             out,
             "| {label} | {} | {} | {} |",
@@ -556,42 +584,22 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
             relay,
             nchan,
             &[
-                ("idle RSS per subscriber", "rss_per_sub_bytes", Unit::Bytes),
-                ("RSS with subscribers", "rss_loaded_bytes", Unit::Bytes),
-                ("fan-out p50", "p50_us", Unit::Micros),
-                ("fan-out p99", "p99_us", Unit::Micros),
-                ("fan-out max", "max_us", Unit::Micros),
-                (
-                    "server CPU per delivery",
-                    "cpu_per_delivery_us",
-                    Unit::MicrosCpu,
-                ),
-                (
-                    "… of which user",
-                    "cpu_user_per_delivery_us",
-                    Unit::MicrosCpu,
-                ),
-                (
-                    "… of which system",
-                    "cpu_sys_per_delivery_us",
-                    Unit::MicrosCpu,
-                ),
-                (
-                    "client CPU per delivery (load generator + publisher)",
-                    "client_cpu_per_delivery_us",
-                    Unit::MicrosCpu,
-                ),
-                (
-                    "other processes\' share of the 2 cores meanwhile",
-                    "other_cpu_share",
-                    Unit::Percent,
-                ),
-                ("events per h2 DATA frame", "events_per_frame", Unit::Plain),
-                (
-                    "origin subscriptions (nchan's count)",
-                    "origin_subscribers",
-                    Unit::Plain,
-                ),
+                &[
+                    ("idle RSS per subscriber", "rss_per_sub_bytes", Unit::Bytes),
+                    ("RSS with subscribers", "rss_loaded_bytes", Unit::Bytes),
+                    ("fan-out p50", "p50_us", Unit::Micros),
+                    ("fan-out p99", "p99_us", Unit::Micros),
+                    ("fan-out max", "max_us", Unit::Micros),
+                ],
+                CPU_ROWS,
+                &[
+                    ("events per h2 DATA frame", "events_per_frame", Unit::Plain),
+                    (
+                        "origin subscriptions (nchan's count)",
+                        "origin_subscribers",
+                        Unit::Plain,
+                    ),
+                ],
             ],
         );
     }
@@ -602,45 +610,23 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         relay,
         nchan,
         &[
-            (
-                "RSS per extra multiplexed stream",
-                "rss_per_extra_stream_bytes",
-                Unit::Bytes,
-            ),
-            ("RSS per subscriber (all)", "rss_per_sub_bytes", Unit::Bytes),
-            ("fan-out p50", "p50_us", Unit::Micros),
-            ("fan-out p99", "p99_us", Unit::Micros),
-            ("fan-out max", "max_us", Unit::Micros),
-            (
-                "server CPU per delivery",
-                "cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which user",
-                "cpu_user_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which system",
-                "cpu_sys_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "client CPU per delivery (load generator + publisher)",
-                "client_cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "other processes\' share of the 2 cores meanwhile",
-                "other_cpu_share",
-                Unit::Percent,
-            ),
-            (
+            &[
+                (
+                    "RSS per extra multiplexed stream",
+                    "rss_per_extra_stream_bytes",
+                    Unit::Bytes,
+                ),
+                ("RSS per subscriber (all)", "rss_per_sub_bytes", Unit::Bytes),
+                ("fan-out p50", "p50_us", Unit::Micros),
+                ("fan-out p99", "p99_us", Unit::Micros),
+                ("fan-out max", "max_us", Unit::Micros),
+            ],
+            CPU_ROWS,
+            &[(
                 "origin subscriptions (nchan's count)",
                 "origin_subscribers",
                 Unit::Plain,
-            ),
+            )],
         ],
     );
     let _ = writeln!(out, "### HTTP/1.1, one connection per subscriber\n");
@@ -650,35 +636,14 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         relay,
         nchan,
         &[
-            ("idle RSS per subscriber", "rss_per_sub_bytes", Unit::Bytes),
-            ("fan-out p50", "p50_us", Unit::Micros),
-            ("fan-out p99", "p99_us", Unit::Micros),
-            ("fan-out max", "max_us", Unit::Micros),
-            (
-                "server CPU per delivery",
-                "cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which user",
-                "cpu_user_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which system",
-                "cpu_sys_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "client CPU per delivery (load generator + publisher)",
-                "client_cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "other processes\' share of the 2 cores meanwhile",
-                "other_cpu_share",
-                Unit::Percent,
-            ),
+            &[
+                ("idle RSS per subscriber", "rss_per_sub_bytes", Unit::Bytes),
+                ("fan-out p50", "p50_us", Unit::Micros),
+                ("fan-out p99", "p99_us", Unit::Micros),
+                ("fan-out max", "max_us", Unit::Micros),
+            ],
+            CPU_ROWS,
+            &[],
         ],
     );
     let _ = writeln!(out, "### Sustained rate\n");
@@ -688,40 +653,18 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         relay,
         nchan,
         &[
-            (
-                "events published per second (achieved)",
-                "published_per_s",
-                Unit::Plain,
-            ),
-            ("latency p50", "p50_us", Unit::Micros),
-            ("latency p99", "p99_us", Unit::Micros),
-            ("latency max", "max_us", Unit::Micros),
-            (
-                "server CPU per delivery",
-                "cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which user",
-                "cpu_user_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which system",
-                "cpu_sys_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "client CPU per delivery (load generator + publisher)",
-                "client_cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "other processes\' share of the 2 cores meanwhile",
-                "other_cpu_share",
-                Unit::Percent,
-            ),
-            ("lost", "lost", Unit::Plain),
+            &[
+                (
+                    "events published per second (achieved)",
+                    "published_per_s",
+                    Unit::Plain,
+                ),
+                ("latency p50", "p50_us", Unit::Micros),
+                ("latency p99", "p99_us", Unit::Micros),
+                ("latency max", "max_us", Unit::Micros),
+            ],
+            CPU_ROWS,
+            &[("lost", "lost", Unit::Plain)],
         ],
     );
     let _ = writeln!(out, "### Burst\n");
@@ -731,49 +674,29 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         relay,
         nchan,
         &[
-            (
-                "publish requests answered by nchan per second",
-                "published_per_s",
-                Unit::Plain,
-            ),
-            (
-                "deliveries per second (first publish → last delivery)",
-                "deliveries_per_s",
-                Unit::Rate,
-            ),
-            ("events per TLS record", "events_per_record", Unit::Plain),
-            ("events per h2 DATA frame", "events_per_frame", Unit::Plain),
-            ("latency p99", "p99_us", Unit::Micros),
-            ("latency max", "max_us", Unit::Micros),
-            (
-                "server CPU per delivery",
-                "cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which user",
-                "cpu_user_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which system",
-                "cpu_sys_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "client CPU per delivery (load generator + publisher)",
-                "client_cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "other processes\' share of the 2 cores meanwhile",
-                "other_cpu_share",
-                Unit::Percent,
-            ),
-            ("RSS idle (subscribed)", "rss_idle_bytes", Unit::Bytes),
-            ("RSS right after the burst", "rss_peak_bytes", Unit::Bytes),
-            ("RSS 10 s later", "rss_after_bytes", Unit::Bytes),
-            ("RSS 10 s later ÷ idle", "rss_after_over_idle", Unit::Plain),
+            &[
+                (
+                    "publish requests answered by nchan per second",
+                    "published_per_s",
+                    Unit::Plain,
+                ),
+                (
+                    "deliveries per second (first publish → last delivery)",
+                    "deliveries_per_s",
+                    Unit::Rate,
+                ),
+                ("events per TLS record", "events_per_record", Unit::Plain),
+                ("events per h2 DATA frame", "events_per_frame", Unit::Plain),
+                ("latency p99", "p99_us", Unit::Micros),
+                ("latency max", "max_us", Unit::Micros),
+            ],
+            CPU_ROWS,
+            &[
+                ("RSS idle (subscribed)", "rss_idle_bytes", Unit::Bytes),
+                ("RSS right after the burst", "rss_peak_bytes", Unit::Bytes),
+                ("RSS 10 s later", "rss_after_bytes", Unit::Bytes),
+                ("RSS 10 s later ÷ idle", "rss_after_over_idle", Unit::Plain),
+            ],
         ],
     );
     let _ = writeln!(out, "### Connection ramp\n");
@@ -782,7 +705,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         out,
         relay,
         nchan,
-        &[
+        &[&[
             ("subscribers set up", "subscribers", Unit::Plain),
             (
                 "new TLS + h2 + subscribe per second",
@@ -792,7 +715,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
             ("setup time p50", "setup_p50_us", Unit::Micros),
             ("setup time p99", "setup_p99_us", Unit::Micros),
             ("server CPU per setup", "cpu_per_setup_us", Unit::MicrosCpu),
-        ],
+        ]],
     );
     let _ = writeln!(out, "### The big one\n");
     let (relay, nchan) = pair(records, "big", None);
@@ -801,50 +724,30 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         relay,
         nchan,
         &[
-            (
-                "RSS total with subscribers",
-                "rss_loaded_bytes",
-                Unit::Bytes,
-            ),
-            ("RSS per subscriber", "rss_per_sub_bytes", Unit::Bytes),
-            ("fan-out p50", "p50_us", Unit::Micros),
-            ("fan-out p99", "p99_us", Unit::Micros),
-            ("fan-out max", "max_us", Unit::Micros),
-            (
-                "server CPU per delivery",
-                "cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which user",
-                "cpu_user_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "… of which system",
-                "cpu_sys_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "client CPU per delivery (load generator + publisher)",
-                "client_cpu_per_delivery_us",
-                Unit::MicrosCpu,
-            ),
-            (
-                "other processes\' share of the 2 cores meanwhile",
-                "other_cpu_share",
-                Unit::Percent,
-            ),
-            (
-                "RSS after the fan-out",
-                "rss_after_fanout_bytes",
-                Unit::Bytes,
-            ),
-            (
-                "origin subscriptions (nchan's count)",
-                "origin_subscribers",
-                Unit::Plain,
-            ),
+            &[
+                (
+                    "RSS total with subscribers",
+                    "rss_loaded_bytes",
+                    Unit::Bytes,
+                ),
+                ("RSS per subscriber", "rss_per_sub_bytes", Unit::Bytes),
+                ("fan-out p50", "p50_us", Unit::Micros),
+                ("fan-out p99", "p99_us", Unit::Micros),
+                ("fan-out max", "max_us", Unit::Micros),
+            ],
+            CPU_ROWS,
+            &[
+                (
+                    "RSS after the fan-out",
+                    "rss_after_fanout_bytes",
+                    Unit::Bytes,
+                ),
+                (
+                    "origin subscriptions (nchan's count)",
+                    "origin_subscribers",
+                    Unit::Plain,
+                ),
+            ],
         ],
     );
 }
