@@ -105,6 +105,7 @@ impl App {
         ));
         let hub = Hub::new(hub_settings(&config), metrics.clone(), upstream.opener());
         let router = Router::new(&config.routes).map_err(StartError::Internal)?;
+        open_always_on(&config, &router, &hub)?;
         let relay = Relay::new(RelayParts {
             router,
             hub: hub.clone(),
@@ -352,6 +353,22 @@ fn upstream_settings(config: &Config) -> UpstreamSettings {
         backoff_max: ms(u.backoff_max_ms),
         max_event_bytes: config.limits.max_event_bytes,
     }
+}
+
+/// Opens the `topics.always_on` topics (paths already checked against the routes).
+fn open_always_on(config: &Config, router: &Router, hub: &Hub) -> Result<(), StartError> {
+    for entry in &config.topics.always_on {
+        let (path, query) = match entry.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (entry.as_str(), None),
+        };
+        let target = router.resolve(path, query).map_err(|_| {
+            StartError::Internal(format!("topics.always_on: {entry:?} has no route"))
+        })?;
+        hub.open_always_on(&target.key, &target.path, &target.upstream.to_string())
+            .map_err(|e| StartError::Internal(format!("topics.always_on: {entry:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn hub_settings(config: &Config) -> HubSettings {

@@ -80,6 +80,15 @@ pub enum Refused {
 /// first when full).
 pub const MAX_CLOSED_KEYS: usize = 4096;
 
+/// What [`Hub::open`] does to the topic it gets.
+#[derive(Clone, Copy)]
+enum Attach {
+    /// Counts one more subscriber.
+    Subscriber,
+    /// Keeps it open without subscribers.
+    Pin,
+}
+
 /// Steps in which the drain window ends streams.
 const DRAIN_STEPS: u32 = 64;
 
@@ -128,6 +137,31 @@ impl Hub {
         if shared.recently_closed(key) {
             return Err(Refused::OriginClosed);
         }
+        let topic = self.open(key, label, upstream, last_event_id, Attach::Subscriber)?;
+        Ok(topic.attach(last_event_id))
+    }
+
+    /// Opens the topic `key` now and keeps it open, with or without subscribers, until the
+    /// origin closes it (204) or the relay drains: `topics.always_on`, so its replay buffer
+    /// fills before the first client comes (DESIGN.md invariant 1).
+    ///
+    /// # Errors
+    /// [`Refused::Draining`] or [`Refused::TooManyTopics`], as for [`Hub::subscribe`].
+    pub fn open_always_on(&self, key: &str, label: &str, upstream: &str) -> Result<(), Refused> {
+        self.open(key, label, upstream, None, Attach::Pin).map(drop)
+    }
+
+    /// Gets or creates the topic `key` and, under the registry lock (so retirement cannot slip
+    /// in between), counts a subscriber or pins it; starts the upstream of a new topic.
+    fn open(
+        &self,
+        key: &str,
+        label: &str,
+        upstream: &str,
+        last_event_id: Option<&str>,
+        attach: Attach,
+    ) -> Result<Arc<Topic>, Refused> {
+        let shared = &self.shared;
         let (topic, created) = {
             let mut topics = lock(&shared.topics);
             if shared.draining.load(Ordering::Acquire) {
@@ -158,13 +192,16 @@ impl Hub {
                     (t, true)
                 }
             };
-            topic.add_subscriber();
+            match attach {
+                Attach::Subscriber => topic.add_subscriber(),
+                Attach::Pin => topic.pin(),
+            }
             (topic, created)
         };
         if created {
             (shared.opener)(topic.clone());
         }
-        Ok(topic.attach(last_event_id))
+        Ok(topic)
     }
 
     /// Drains over `window`: refuses new subscriptions at once, then ends existing streams in
@@ -260,7 +297,7 @@ impl HubShared {
     /// concurrently either finds the topic alive or creates a fresh one.
     pub(crate) fn retire_if_unused(&self, topic: &Topic) -> bool {
         let mut topics = lock(&self.topics);
-        if topic.subscriber_count() > 0 {
+        if topic.subscriber_count() > 0 || topic.is_pinned() {
             return false;
         }
         self.unregister_locked(&mut topics, topic);

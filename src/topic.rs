@@ -7,7 +7,7 @@
 //! waits for a subscriber. This module knows nothing of HTTP.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -85,6 +85,8 @@ pub struct TopicSnapshot {
     pub ring_bytes: usize,
     /// Events received since the topic opened, count.
     pub events_received: u64,
+    /// Kept open without subscribers (`topics.always_on`).
+    pub always_on: bool,
 }
 
 /// One topic: its replay ring, its subscribers' wakers and its lifecycle signals.
@@ -97,6 +99,8 @@ pub struct Topic {
     subscribers: AtomicUsize,
     /// Bumped each time the last subscriber leaves, so the idle grace counts from the last leave.
     emptied: AtomicU64,
+    /// Kept open without subscribers (`topics.always_on`).
+    pinned: AtomicBool,
     subscribers_gauge: IntGauge,
     upstream_state: AtomicU8,
     unused: Notify,
@@ -165,6 +169,7 @@ impl Topic {
             }),
             subscribers: AtomicUsize::new(0),
             emptied: AtomicU64::new(0),
+            pinned: AtomicBool::new(false),
             subscribers_gauge: init.subscribers_gauge,
             upstream_state: AtomicU8::new(UpstreamState::Connecting as u8),
             unused: Notify::new(),
@@ -269,8 +274,12 @@ impl Topic {
     /// Resolves when the topic has had no subscriber for the idle grace period, after removing
     /// it from the hub (atomically with the check, so a subscriber arriving meanwhile keeps
     /// it). The caller then ends the upstream subscription.
+    /// An always-on topic never retires.
     pub async fn retired(&self) {
         loop {
+            if self.is_pinned() {
+                std::future::pending::<()>().await;
+            }
             while self.subscriber_count() > 0 {
                 self.unused.notified().await;
             }
@@ -331,6 +340,7 @@ impl Topic {
             ring_events: state.entries.len(),
             ring_bytes: state.bytes,
             events_received: state.received,
+            always_on: self.is_pinned(),
         }
     }
 
@@ -369,6 +379,16 @@ impl Topic {
             last_handoff: None,
             drain_slot: rand::random::<u16>(),
         }
+    }
+
+    /// Keeps the topic open without subscribers (see [`Topic::retired`]).
+    pub(crate) fn pin(&self) {
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    /// True for an always-on topic.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
     }
 
     pub(crate) fn add_subscriber(&self) {

@@ -69,6 +69,36 @@ async fn idle_grace_counts_from_the_last_leave() {
     relay.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(
+        &origin,
+        "[topics]\nalways_on = [\"/events/a\"]\nidle_grace_ms = 100\n",
+    )
+    .await;
+    eventually("opened without a subscriber", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "e1");
+    origin.publish("a", "2", "e2");
+    eventually("buffered", || relay.metrics.events_received.get() == 2).await;
+    let mut r = relay
+        .h2()
+        .await
+        .subscribe("/events/a", &[("last-event-id", "1")])
+        .await;
+    assert_eq!(
+        r.data(1).await,
+        ["e2"],
+        "served from the warm replay buffer"
+    );
+    drop(r);
+    eventually("detached", || relay.metrics.subscribers.get() == 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(origin.open("a"), 1, "still open five idle graces later");
+    assert_eq!(origin.requests("a").len(), 1);
+    relay.stop().await;
+}
+
 /// An origin that answers every subscription `204 No Content` (the topic is over); counts them.
 async fn no_content_origin() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

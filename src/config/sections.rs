@@ -306,6 +306,11 @@ pub struct TopicsConfig {
     /// answered 204 for this long (so browsers stop reconnecting, WHATWG HTML §9.2.3) instead of
     /// reopening the upstream each time, ms; 0 turns it off. Default 10000.
     pub origin_closed_ttl_ms: u64,
+    /// Request paths (with the route's query parameters, if any) of topics opened at start and
+    /// kept open without subscribers until the origin closes them (204) or the relay drains, so
+    /// their replay buffers are warm when the first client comes, e.g. `["/events/clock"]`. Each
+    /// must match a `[[route]]`. Default: none.
+    pub always_on: Vec<String>,
 }
 
 impl Default for TopicsConfig {
@@ -313,6 +318,7 @@ impl Default for TopicsConfig {
         Self {
             idle_grace_ms: 5_000,
             origin_closed_ttl_ms: 10_000,
+            always_on: Vec::new(),
         }
     }
 }

@@ -181,3 +181,18 @@ fn a_query_param_fixed_in_the_upstream_cannot_come_from_clients() {
     assert_eq!(e.key, "route[0].query_params");
     assert!(e.reason.contains("lang"), "{e}");
 }
+
+#[test]
+fn always_on_topics_must_match_a_route() {
+    let ok = parse(&format!(
+        "{ROUTE}[topics]\nalways_on = [\"/events/clock\"]\n"
+    ))
+    .expect("valid");
+    assert_eq!(ok.topics.always_on, ["/events/clock"]);
+    let e = parse(&format!(
+        "{ROUTE}[topics]\nalways_on = [\"/events/clock\", \"/nope/x\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "topics.always_on[1]");
+    assert!(e.reason.contains("/nope/x"), "{e}");
+}

@@ -85,6 +85,19 @@ impl Config {
             }
         }
         self.validate_auth()?;
+        let router = crate::routing::Router::new(&self.routes).map_err(|r| key("route", &r))?;
+        for (i, entry) in self.topics.always_on.iter().enumerate() {
+            let (path, query) = match entry.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (entry.as_str(), None),
+            };
+            if router.resolve(path, query).is_err() {
+                return Err((
+                    format!("topics.always_on[{i}]"),
+                    format!("{entry:?} matches no [[route]] (give a request path, e.g. \"/events/clock\")"),
+                ));
+            }
+        }
         let u = &self.upstream;
         positive("upstream.connect_timeout_ms", u.connect_timeout_ms)?;
         positive("upstream.backoff_min_ms", u.backoff_min_ms)?;
