@@ -358,10 +358,7 @@ fn upstream_settings(config: &Config) -> UpstreamSettings {
 /// Opens the `topics.always_on` topics (paths already checked against the routes).
 fn open_always_on(config: &Config, router: &Router, hub: &Hub) -> Result<(), StartError> {
     for entry in &config.topics.always_on {
-        let (path, query) = match entry.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (entry.as_str(), None),
-        };
+        let (path, query) = crate::routing::split_target(entry);
         let target = router.resolve(path, query).map_err(|_| {
             StartError::Internal(format!("topics.always_on: {entry:?} has no route"))
         })?;

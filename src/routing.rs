@@ -295,6 +295,15 @@ impl Router {
     }
 }
 
+/// Splits a request target such as `/events/clock?lang=en` into path and query, the shape
+/// [`Router::resolve`] takes.
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
 /// The first value of query parameter `name`, decoded (`application/x-www-form-urlencoded`).
 pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())

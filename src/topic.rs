@@ -507,27 +507,32 @@ impl Subscription {
                 .map(|handoff| now.saturating_duration_since(handoff))
                 .filter(|&stall| stall >= MIN_STALL);
             let received_at = entry.at;
-            // Take handles to the waiting frames that fit one batch; join them after unlocking.
-            let mut batch: Vec<Bytes> = Vec::new();
-            let mut bytes = 0;
+            // How many waiting frames fit one batch (at least one).
+            let (mut events, mut bytes) = (0, 0);
             for e in state.entries.range(offset..) {
-                if !batch.is_empty() && bytes + e.frame.len() > BATCH_BYTES {
+                if events > 0 && bytes + e.frame.len() > BATCH_BYTES {
                     break;
                 }
+                events += 1;
                 bytes += e.frame.len();
-                batch.push(e.frame.clone());
             }
-            let events = batch.len();
+            // A single event is the shared frame (no allocation); several are joined after
+            // unlocking, from handles taken under the lock.
+            let batch: Option<Vec<Bytes>> = (events > 1).then(|| {
+                let waiting = state.entries.range(offset..offset + events);
+                waiting.map(|e| e.frame.clone()).collect()
+            });
+            let single = entry.frame.clone();
             let behind = (state.entries.len() - offset - events) as u64;
             self.cursor += events as u64;
             self.heartbeat_seen = state.heartbeat_generation;
             self.last_handoff = Some(now);
             drop(state);
-            let frame = match batch.len() {
-                1 => batch.pop().unwrap_or_default(),
-                _ => {
+            let frame = match batch {
+                None => single,
+                Some(frames) => {
                     let mut joined = bytes::BytesMut::with_capacity(bytes);
-                    batch.iter().for_each(|f| joined.extend_from_slice(f));
+                    frames.iter().for_each(|f| joined.extend_from_slice(f));
                     joined.freeze()
                 }
             };

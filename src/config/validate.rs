@@ -87,10 +87,7 @@ impl Config {
         self.validate_auth()?;
         let router = crate::routing::Router::new(&self.routes).map_err(|r| key("route", &r))?;
         for (i, entry) in self.topics.always_on.iter().enumerate() {
-            let (path, query) = match entry.split_once('?') {
-                Some((path, query)) => (path, Some(query)),
-                None => (entry.as_str(), None),
-            };
+            let (path, query) = crate::routing::split_target(entry);
             if router.resolve(path, query).is_err() {
                 return Err((
                     format!("topics.always_on[{i}]"),
