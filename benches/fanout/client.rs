@@ -419,8 +419,7 @@ pub async fn add_streams(
 
 /// Reads one subscriber's event stream until it ends (which counts as a failure).
 async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
-    let mut buf: Vec<u8> = Vec::with_capacity(256);
-    let mut next_seq = 0u64;
+    let mut check = SequenceCheck::default();
     let mut latencies: Vec<u64> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
@@ -428,23 +427,8 @@ async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
             continue;
         };
         let now = now_ns();
-        buf.extend_from_slice(&data);
-        let (mut events, mut errors, mut consumed) = (0u64, 0u64, 0usize);
-        while let Some(end) = find_blank_line(&buf[consumed..]) {
-            let block = &buf[consumed..consumed + end];
-            consumed += end + 2;
-            let Some((seq, sent)) = parse_event(block) else {
-                continue; // a comment, a retry hint
-            };
-            if seq != next_seq {
-                errors += 1;
-            }
-            next_seq = seq + 1;
-            events += 1;
-            latencies.push(now.saturating_sub(sent) / 1_000);
-        }
-        buf.drain(..consumed);
-        if events == 0 {
+        let fed = check.feed(&data, now, &mut latencies);
+        if fed.events == 0 {
             continue;
         }
         if tally.recording.load(Ordering::Relaxed) {
@@ -455,14 +439,64 @@ async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
             }
         }
         latencies.clear();
-        if errors > 0 {
-            tally.order_errors.fetch_add(errors, Ordering::AcqRel);
+        if fed.out_of_sequence > 0 {
+            tally
+                .order_errors
+                .fetch_add(fed.out_of_sequence, Ordering::AcqRel);
         }
         tally.event_frames.fetch_add(1, Ordering::Relaxed);
         tally.last_delivery_ns.fetch_max(now, Ordering::AcqRel);
-        tally.delivered.fetch_add(events, Ordering::AcqRel);
+        tally.delivered.fetch_add(fed.events, Ordering::AcqRel);
     }
     tally.ended.fetch_add(1, Ordering::AcqRel);
+}
+
+/// One stream's events and their order: splits the body at blank lines, reads `<seq> <publish
+/// ns>` from each event's `data:` line (comments and `retry:` hints carry none and are skipped)
+/// and counts every event whose sequence number is not the one after the previous event's
+/// (the first must be 0): a lost, duplicated or reordered event each counts.
+#[derive(Default)]
+pub struct SequenceCheck {
+    /// Bytes of an event not yet complete.
+    buf: Vec<u8>,
+    next_seq: u64,
+}
+
+/// What one body frame held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    /// Events completed by this frame, count.
+    pub events: u64,
+    /// Of those, events out of sequence, count.
+    pub out_of_sequence: u64,
+}
+
+impl SequenceCheck {
+    /// Feeds one body frame received at `now` (ns, [`now_ns`]); pushes each completed event's
+    /// latency (µs: `now` − its publish time) to `latencies`.
+    pub fn feed(&mut self, data: &[u8], now: u64, latencies: &mut Vec<u64>) -> Fed {
+        self.buf.extend_from_slice(data);
+        let mut fed = Fed {
+            events: 0,
+            out_of_sequence: 0,
+        };
+        let mut consumed = 0;
+        while let Some(end) = find_blank_line(&self.buf[consumed..]) {
+            let block = &self.buf[consumed..consumed + end];
+            consumed += end + 2;
+            let Some((seq, sent)) = parse_event(block) else {
+                continue; // a comment, a retry hint
+            };
+            if seq != self.next_seq {
+                fed.out_of_sequence += 1;
+            }
+            self.next_seq = seq + 1;
+            fed.events += 1;
+            latencies.push(now.saturating_sub(sent) / 1_000);
+        }
+        self.buf.drain(..consumed);
+        fed
+    }
 }
 
 fn find_blank_line(buf: &[u8]) -> Option<usize> {
@@ -481,27 +515,19 @@ fn parse_event(block: &[u8]) -> Option<(u64, u64)> {
     Some((seq, sent))
 }
 
-/// Passes bytes through, counting the TLS application-data records (content type 23) it reads.
-struct RecordCounter {
-    inner: TcpStream,
-    tally: Arc<Tally>,
+/// TLS record boundaries in a byte stream read in arbitrary pieces (RFC 8446 §5.1: a 5-byte
+/// header of content type, version and length, then `length` bytes): counts the
+/// application-data records (content type 23).
+#[derive(Default)]
+pub struct RecordParser {
     header: [u8; 5],
     header_len: usize,
     remaining: usize,
 }
 
-impl RecordCounter {
-    fn new(inner: TcpStream, tally: Arc<Tally>) -> Self {
-        Self {
-            inner,
-            tally,
-            header: [0; 5],
-            header_len: 0,
-            remaining: 0,
-        }
-    }
-
-    fn feed(&mut self, mut bytes: &[u8]) -> u64 {
+impl RecordParser {
+    /// Feeds the next bytes; returns the application-data records whose header they completed.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> u64 {
         let mut records = 0;
         while !bytes.is_empty() {
             if self.remaining > 0 {
@@ -525,6 +551,23 @@ impl RecordCounter {
     }
 }
 
+/// Passes bytes through, counting the TLS application-data records (content type 23) it reads.
+struct RecordCounter {
+    inner: TcpStream,
+    tally: Arc<Tally>,
+    records: RecordParser,
+}
+
+impl RecordCounter {
+    fn new(inner: TcpStream, tally: Arc<Tally>) -> Self {
+        Self {
+            inner,
+            tally,
+            records: RecordParser::default(),
+        }
+    }
+}
+
 impl AsyncRead for RecordCounter {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -535,7 +578,7 @@ impl AsyncRead for RecordCounter {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            let records = this.feed(&buf.filled()[before..]);
+            let records = this.records.feed(&buf.filled()[before..]);
             if records > 0 {
                 this.tally.records.fetch_add(records, Ordering::Relaxed);
             }
@@ -559,5 +602,122 @@ impl AsyncWrite for RecordCounter {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Run by `tests/fanout_instrument.rs`; the bench target itself (`harness = false`) compiles
+/// them without a test runner, hence `dead_code` there.
+#[cfg(test)]
+#[allow(dead_code)]
+mod tests {
+    use super::*;
+
+    /// An event as both targets send it: `data: <seq> <publish ns> <padding>`.
+    fn event(seq: u64, sent_ns: u64) -> String {
+        format!("id: {seq}\ndata: {seq} {sent_ns} xxxxxxxx\n\n")
+    }
+
+    fn feed_all(check: &mut SequenceCheck, body: &str, piece: usize) -> (Fed, Vec<u64>) {
+        let mut latencies = Vec::new();
+        let mut total = Fed {
+            events: 0,
+            out_of_sequence: 0,
+        };
+        for chunk in body.as_bytes().chunks(piece) {
+            let fed = check.feed(chunk, 10_000_000, &mut latencies);
+            total.events += fed.events;
+            total.out_of_sequence += fed.out_of_sequence;
+        }
+        (total, latencies)
+    }
+
+    #[test]
+    fn in_order_events_pass_in_any_split_and_preamble_is_skipped() {
+        let body = format!(
+            ": sse-relay\nretry: 2000\n\n{}{}:\n\n{}",
+            event(0, 1_000_000),
+            event(1, 2_000_000),
+            event(2, 9_000_000)
+        );
+        for piece in [1, 2, 7, body.len()] {
+            let (fed, latencies) = feed_all(&mut SequenceCheck::default(), &body, piece);
+            assert_eq!(
+                fed,
+                Fed {
+                    events: 3,
+                    out_of_sequence: 0
+                },
+                "piece {piece}"
+            );
+            // Received at 10 ms: latencies in µs.
+            assert_eq!(latencies, vec![9_000, 8_000, 1_000], "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn a_lost_event_is_out_of_sequence() {
+        let body = format!("{}{}{}", event(0, 1), event(2, 1), event(3, 1));
+        let (fed, _) = feed_all(&mut SequenceCheck::default(), &body, 5);
+        assert_eq!(fed.events, 3);
+        assert_eq!(fed.out_of_sequence, 1);
+    }
+
+    #[test]
+    fn a_duplicated_or_reordered_event_is_out_of_sequence() {
+        let duplicated = format!("{}{}{}", event(0, 1), event(1, 1), event(1, 1));
+        let (fed, _) = feed_all(&mut SequenceCheck::default(), &duplicated, 64);
+        assert_eq!(fed.out_of_sequence, 1);
+        let reordered = format!("{}{}{}", event(0, 1), event(2, 1), event(1, 1));
+        let (fed, _) = feed_all(&mut SequenceCheck::default(), &reordered, 64);
+        assert_eq!(fed.out_of_sequence, 2);
+    }
+
+    #[test]
+    fn a_stream_that_starts_late_is_out_of_sequence() {
+        let (fed, _) = feed_all(&mut SequenceCheck::default(), &event(1, 1), 64);
+        assert_eq!(fed.out_of_sequence, 1);
+    }
+
+    #[test]
+    fn an_incomplete_event_waits_for_its_blank_line() {
+        let mut check = SequenceCheck::default();
+        let mut latencies = Vec::new();
+        let whole = event(0, 1);
+        let (head, tail) = whole.split_at(whole.len() - 1);
+        assert_eq!(check.feed(head.as_bytes(), 5_000, &mut latencies).events, 0);
+        assert_eq!(check.feed(tail.as_bytes(), 5_000, &mut latencies).events, 1);
+    }
+
+    #[test]
+    fn tally_check_fails_on_order_errors_and_ended_streams() {
+        let tally = Tally::new();
+        assert!(tally.check().is_ok());
+        tally.order_errors.fetch_add(1, Ordering::AcqRel);
+        assert!(tally.check().is_err());
+        let tally = Tally::new();
+        tally.ended.fetch_add(1, Ordering::AcqRel);
+        assert!(tally.check().is_err());
+    }
+
+    /// A TLS record: type, version 3.3, length, payload.
+    fn record(kind: u8, len: usize) -> Vec<u8> {
+        let mut r = vec![kind, 3, 3];
+        r.extend_from_slice(&(len as u16).to_be_bytes());
+        r.extend(std::iter::repeat_n(0xAB, len));
+        r
+    }
+
+    #[test]
+    fn only_application_data_records_are_counted_in_any_split() {
+        let mut wire = record(22, 90); // handshake
+        wire.extend(record(23, 300));
+        wire.extend(record(21, 2)); // alert
+        wire.extend(record(23, 0));
+        wire.extend(record(23, 16_401));
+        for piece in [1, 3, 5, 6, 4096, wire.len()] {
+            let mut parser = RecordParser::default();
+            let counted: u64 = wire.chunks(piece).map(|c| parser.feed(c)).sum();
+            assert_eq!(counted, 3, "piece {piece}");
+        }
     }
 }

@@ -843,3 +843,161 @@ pub fn write(
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
+
+/// Run by `tests/fanout_instrument.rs`; the bench target itself (`harness = false`) compiles
+/// them without a test runner, hence `dead_code` there.
+#[cfg(test)]
+#[allow(dead_code)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn record(
+        scenario: &str,
+        target: TargetKind,
+        subscribers: u64,
+        values: &[(&str, f64)],
+    ) -> Record {
+        Record {
+            scenario: scenario.into(),
+            target,
+            shape: String::new(),
+            subscribers,
+            failure: None,
+            values: values
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v))
+                .collect::<BTreeMap<_, _>>(),
+            tls: None,
+        }
+    }
+
+    /// Records of every scenario, each relay figure exactly at its target (nchan 4× worse).
+    fn at_targets() -> Vec<Record> {
+        use TargetKind::{Nchan, Relay};
+        vec![
+            record(
+                "sweep",
+                Nchan,
+                9000,
+                &[
+                    ("rss_per_sub_bytes", 40_000.0),
+                    ("p99_us", 300_000.0),
+                    ("cpu_per_delivery_us", 16.0),
+                ],
+            ),
+            record(
+                "sweep",
+                Relay,
+                9000,
+                &[
+                    ("rss_per_sub_bytes", 10_000.0),
+                    ("p99_us", 99_000.0),
+                    ("cpu_per_delivery_us", 8.0),
+                    ("origin_subscribers", 1.0),
+                ],
+            ),
+            record(
+                "multiplexed",
+                Nchan,
+                10_000,
+                &[
+                    ("rss_per_extra_stream_bytes", 10_000.0),
+                    ("p99_us", 100_000.0),
+                ],
+            ),
+            record(
+                "multiplexed",
+                Relay,
+                10_000,
+                &[("rss_per_extra_stream_bytes", 800.0), ("p99_us", 20_000.0)],
+            ),
+            record("sustained", Relay, 1000, &[("p99_us", 20_000.0)]),
+            record(
+                "burst",
+                Relay,
+                1000,
+                &[
+                    ("deliveries_per_s", 2e6),
+                    ("events_per_record", 3.0),
+                    ("rss_after_over_idle", 1.5),
+                ],
+            ),
+            record(
+                "big",
+                Relay,
+                100_000,
+                &[
+                    ("rss_loaded_bytes", 150e6),
+                    ("p99_us", 250_000.0),
+                    ("origin_subscribers", 1.0),
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn figures_at_their_targets_are_met() {
+        let v = verdicts(&at_targets(), &Sizes::full());
+        assert_eq!(v.len(), 9);
+        for verdict in &v {
+            assert_eq!(
+                verdict.met,
+                Some(true),
+                "{}: {}",
+                verdict.scenario,
+                verdict.figure
+            );
+        }
+    }
+
+    #[test]
+    fn a_figure_past_its_target_is_not_met() {
+        let mut records = at_targets();
+        records[1].values.insert("cpu_per_delivery_us".into(), 8.01);
+        let v = verdicts(&records, &Sizes::full());
+        let cpu = v
+            .iter()
+            .find(|v| v.scenario.contains("CPU per delivery"))
+            .unwrap();
+        assert_eq!(cpu.met, Some(false));
+        assert_eq!(mark(cpu.met), "**NOT met**");
+        assert_eq!(v.iter().filter(|v| v.met == Some(true)).count(), 8);
+    }
+
+    /// A benchmark that loses events reports failure, not a number (issue 4).
+    #[test]
+    fn a_failed_scenario_gives_no_figure_and_is_not_met() {
+        let mut records = at_targets();
+        let sustained = records
+            .iter_mut()
+            .find(|r| r.scenario == "sustained")
+            .unwrap();
+        sustained.failure =
+            Some("1 events arrived out of sequence (lost, duplicated or reordered)".into());
+        let v = verdicts(&records, &Sizes::full());
+        let s = v
+            .iter()
+            .find(|v| v.scenario.starts_with("sustained"))
+            .unwrap();
+        assert_eq!(s.met, None);
+        assert_eq!(mark(s.met), "**NOT met** (no figure)");
+        assert!(s.figure.starts_with("p99 –"), "{}", s.figure);
+        assert!(
+            s.figure
+                .contains("FAILED: 1 events arrived out of sequence"),
+            "{}",
+            s.figure
+        );
+    }
+
+    #[test]
+    fn more_than_one_origin_subscription_is_not_met() {
+        let mut records = at_targets();
+        records[6].values.insert("origin_subscribers".into(), 2.0);
+        let v = verdicts(&records, &Sizes::full());
+        let origin = v.iter().find(|v| v.scenario.starts_with("origin")).unwrap();
+        assert_eq!(origin.met, Some(false));
+    }
+}
