@@ -36,7 +36,7 @@ use crate::scenarios::{Bench, Record, Scenario, Sizes, TargetKind};
     about = "Fan-out benchmark: sse-relay vs nginx + nchan, same client, same publisher (issue 4)"
 )]
 struct Args {
-    /// Smaller sizes for a smoke run (under 3 minutes); the default is the full run (~30 min).
+    /// Smaller sizes for a smoke run (under 3 minutes); the default is the full run (5–6 min of scenarios on 2 cores).
     #[arg(long)]
     quick: bool,
     /// Scenarios to run (comma-separated); default: all.

@@ -73,7 +73,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The full run (about 30 minutes on 2 cores).
+    /// The full run (5–6 minutes of scenarios on 2 cores).
     pub fn full() -> Self {
         Self {
             sweep: vec![1000, 3000, 9000],
