@@ -356,6 +356,8 @@ struct ForwardAuth {
     deny_ttl: Duration,
     timeout: Duration,
     unavailable: AuthUnavailable,
+    /// How long an allowed stream may run before it must be authorized again.
+    reauthorize_after: Option<Duration>,
     cache: Mutex<HashMap<[u8; 32], Arc<OnceCell<Cached>>>>,
     failing: WarnLimit,
 }
@@ -384,6 +386,8 @@ impl ForwardAuth {
             deny_ttl: Duration::from_millis(config.negative_cache_ttl_ms),
             timeout: Duration::from_millis(config.timeout_ms),
             unavailable: config.unavailable,
+            reauthorize_after: (config.reauthorize_after_ms > 0)
+                .then(|| Duration::from_millis(config.reauthorize_after_ms)),
             cache: Mutex::new(HashMap::new()),
             failing: WarnLimit::default(),
         }
@@ -406,7 +410,12 @@ impl ForwardAuth {
             // An answer given since we asked is ours (never cached or not: an outage answer
             // is not cached, but it still answers the requests that waited on it).
             if self.fresh(cached) || cached.at >= asked {
-                return cached.decision.clone();
+                // The stream's deadline counts from now, not from when the answer was cached.
+                return cached.decision.clone().map(|_| Grant {
+                    expires: self
+                        .reauthorize_after
+                        .map(|after| SystemTime::now() + after),
+                });
             }
             // A stale answer from before: start over with a fresh cell.
             self.evict(key, &cell);

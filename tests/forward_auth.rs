@@ -1,12 +1,14 @@
 //! Forward auth (as nginx `auth_request`): the authorization server sees the client's
 //! credentials and the topic, 2xx allows and 401/403 deny, answers are cached per credential
-//! and topic, identical concurrent checks are coalesced into one request, and an outage keeps
-//! browsers retrying instead of failing them for good.
+//! and topic, identical concurrent checks are coalesced into one request, an outage keeps
+//! browsers retrying instead of failing them for good, and with `reauthorize_after_ms` a
+//! revoked credential stops receiving.
 
 mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,5 +173,84 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
         .subscribe("/events/a", &[("accept", "text/event-stream")])
         .await;
     assert_eq!(es.status, 401, "unavailable = \"deny\" answers 401");
+    relay.stop().await;
+}
+
+/// An authorization server that allows while `allowed` is set (204) and forbids (403) after;
+/// counts the checks it answered.
+async fn switch_server(allowed: Arc<AtomicBool>, asked: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (allowed, asked) = (allowed.clone(), asked.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<Incoming>| {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    let mut r = Response::new(Empty::<Bytes>::new());
+                    *r.status_mut() = if allowed.load(Ordering::SeqCst) {
+                        StatusCode::NO_CONTENT
+                    } else {
+                        StatusCode::FORBIDDEN
+                    };
+                    async move { Ok::<_, Infallible>(r) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reauthorize_after_ms_ends_streams_so_a_revoked_credential_stops_receiving() {
+    let origin = TestOrigin::start().await;
+    let allowed = Arc::new(AtomicBool::new(true));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let auth = switch_server(allowed.clone(), asked.clone()).await;
+    let relay = relay(
+        &origin,
+        auth,
+        "cache_ttl_ms = 100\nreauthorize_after_ms = 1000\n",
+    )
+    .await;
+    let mut conn = relay.h2().await;
+    let good = ("authorization", "Bearer good");
+
+    let mut first = conn.subscribe("/events/a", &[good]).await;
+    assert_eq!(first.status, 200);
+    eventually("subscribed", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "one");
+    assert_eq!(first.data(1).await, ["one"]);
+    // The stream ends by itself (within the second), telling the client when to come back.
+    first.until_end().await;
+    assert!(String::from_utf8_lossy(&first.raw).ends_with("retry: 2000\n\n"));
+
+    // Still allowed: the reconnect is authorized again and resumes where it left off.
+    origin.publish("a", "2", "missed while away");
+    eventually("the relay has event 2", || {
+        relay.metrics.events_received.get() >= 2
+    })
+    .await;
+    let checks = asked.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await; // past cache_ttl_ms
+    let mut second = conn
+        .subscribe("/events/a", &[good, ("last-event-id", "1")])
+        .await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.data(1).await, ["missed while away"]);
+    assert_eq!(asked.load(Ordering::SeqCst), checks + 1, "authorized again");
+
+    // Revoked: the open stream ends and its reconnect is refused.
+    allowed.store(false, Ordering::SeqCst);
+    second.until_end().await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let refused = conn
+        .subscribe("/events/a", &[good, ("last-event-id", "2")])
+        .await;
+    assert_eq!(refused.status, 403);
     relay.stop().await;
 }

@@ -77,6 +77,12 @@ pub struct ForwardAuthConfig {
     /// Other requests get 503 either way.
     #[serde(default = "default_unavailable")]
     pub unavailable: AuthUnavailable,
+    /// End a forward-authorized stream (after a `retry:` hint) this long after it was allowed,
+    /// so the client reconnects, is authorized again and resumes by `Last-Event-ID`: a revoked
+    /// credential then stops receiving within this plus `cache_ttl_ms`, ms. 0 (default): a
+    /// stream is authorized once, at subscribe. Otherwise at least 1000.
+    #[serde(default)]
+    pub reauthorize_after_ms: u64,
 }
 
 fn default_cache_ttl() -> u64 {

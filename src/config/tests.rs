@@ -163,6 +163,11 @@ fn auth_backends_are_validated() {
     let fwd = jwt_route.replace("\"jwt\"", "\"forward\"");
     let e = parse(&format!("{fwd}[auth.forward]\nurl = \"ftp://x\"\n")).unwrap_err();
     assert_eq!(e.key, "auth.forward.url");
+    let forward = format!("{fwd}[auth.forward]\nurl = \"http://127.0.0.1:1/auth\"\n");
+    let e = parse(&format!("{forward}reauthorize_after_ms = 999\n")).unwrap_err();
+    assert_eq!(e.key, "auth.forward.reauthorize_after_ms");
+    assert!(parse(&format!("{forward}reauthorize_after_ms = 1000\n")).is_ok());
+    assert!(parse(&format!("{forward}reauthorize_after_ms = 0\n")).is_ok());
 }
 
 #[test]

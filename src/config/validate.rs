@@ -175,6 +175,12 @@ impl Config {
                 return Err(key("auth.forward.url", "must be an http(s) URL"));
             }
             positive("auth.forward.timeout_ms", forward.timeout_ms)?;
+            if (1..1000).contains(&forward.reauthorize_after_ms) {
+                return Err(key(
+                    "auth.forward.reauthorize_after_ms",
+                    "must be 0 (off) or at least 1000: every stream reconnects this often",
+                ));
+            }
         }
         Ok(())
     }
