@@ -211,7 +211,8 @@ impl Upstream {
         let response = match tokio::time::timeout(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                failing("connect failed", e.to_string());
+                // `{:#}`: the error with its causes (the socket error under hyper's wrapper).
+                failing("connect failed", format!("{:#}", anyhow::Error::from(e)));
                 failures.connect.inc();
                 return Outcome::Failed;
             }
@@ -260,7 +261,7 @@ impl Upstream {
                     Err(_) => continue,
                 },
                 Some(Err(e)) => {
-                    failing("stream broke", e.to_string());
+                    failing("stream broke", format!("{:#}", anyhow::Error::from(e)));
                     failures.stream.inc();
                     break;
                 }
