@@ -516,25 +516,26 @@ impl Subscription {
                 events += 1;
                 bytes += e.frame.len();
             }
-            // A single event is the shared frame (no allocation); several are joined after
-            // unlocking, from handles taken under the lock.
-            let batch: Option<Vec<Bytes>> = (events > 1).then(|| {
-                let waiting = state.entries.range(offset..offset + events);
-                waiting.map(|e| e.frame.clone()).collect()
-            });
-            let single = entry.frame.clone();
             let behind = (state.entries.len() - offset - events) as u64;
             self.cursor += events as u64;
             self.heartbeat_seen = state.heartbeat_generation;
             self.last_handoff = Some(now);
-            drop(state);
-            let frame = match batch {
-                None => single,
-                Some(frames) => {
-                    let mut joined = bytes::BytesMut::with_capacity(bytes);
-                    frames.iter().for_each(|f| joined.extend_from_slice(f));
-                    joined.freeze()
-                }
+            // One event is the topic's shared frame itself (no allocation); several are joined
+            // after unlocking, from handles taken under the lock.
+            let frame = if events == 1 {
+                let frame = entry.frame.clone();
+                drop(state);
+                frame
+            } else {
+                let waiting: Vec<Bytes> = state
+                    .entries
+                    .range(offset..offset + events)
+                    .map(|e| e.frame.clone())
+                    .collect();
+                drop(state);
+                let mut joined = bytes::BytesMut::with_capacity(bytes);
+                waiting.iter().for_each(|f| joined.extend_from_slice(f));
+                joined.freeze()
             };
             return Poll::Ready(Next::Frame(Delivery {
                 frame,

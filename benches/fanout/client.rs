@@ -463,7 +463,7 @@ pub struct SequenceCheck {
 }
 
 /// What one body frame held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fed {
     /// Events completed by this frame, count.
     pub events: u64,
@@ -476,10 +476,7 @@ impl SequenceCheck {
     /// latency (µs: `now` − its publish time) to `latencies`.
     pub fn feed(&mut self, data: &[u8], now: u64, latencies: &mut Vec<u64>) -> Fed {
         self.buf.extend_from_slice(data);
-        let mut fed = Fed {
-            events: 0,
-            out_of_sequence: 0,
-        };
+        let mut fed = Fed::default();
         let mut consumed = 0;
         while let Some(end) = find_blank_line(&self.buf[consumed..]) {
             let block = &self.buf[consumed..consumed + end];
@@ -619,10 +616,7 @@ mod tests {
 
     fn feed_all(check: &mut SequenceCheck, body: &str, piece: usize) -> (Fed, Vec<u64>) {
         let mut latencies = Vec::new();
-        let mut total = Fed {
-            events: 0,
-            out_of_sequence: 0,
-        };
+        let mut total = Fed::default();
         for chunk in body.as_bytes().chunks(piece) {
             let fed = check.feed(chunk, 10_000_000, &mut latencies);
             total.events += fed.events;
