@@ -32,8 +32,9 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// The whole relay configuration (the `config/relay.toml` shape).
-#[derive(Debug, Clone, Deserialize)]
+/// The whole relay configuration (the `config/relay.toml` shape). `Default` is the embedded
+/// default of every section with no route (a route must be added before it validates).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Downstream listeners, TLS and connection handling.

@@ -186,8 +186,8 @@ impl Default for H2Config {
     }
 }
 
-/// `[[route]]`: one SSE route.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[route]]`: one SSE route (`Default`: empty templates, to be filled in).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Downstream path template, e.g. `/events/{topic}`: each `{name}` matches one segment.
