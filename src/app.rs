@@ -1,9 +1,10 @@
-//! The assembled relay: builds every component from a validated [`Config`], binds the
-//! listeners, serves until a shutdown signal, and drains (stop accepting → GOAWAY → end SSE
-//! streams with a `retry:` hint → wait for connections under the drain deadline).
+//! The composition root: builds every component from the validated [`Settings`], binds the
+//! listeners, serves until a shutdown signal, and runs the drain sequence (readiness off →
+//! drain delay → stop accepting and GOAWAY → end SSE streams spread over the window with a
+//! `retry:` hint → wait for connections under the drain deadline).
 //!
 //! Tests drive this directly with their own shutdown future; `main` only adds CLI, logging and
-//! signals.
+//! signals. Nothing here decides how a request or an event is handled.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,29 +12,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use prometheus::Registry;
-use std::time::Duration;
-
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::admin::{Admin, Readiness};
-use crate::tls::CertStore;
-
-use crate::auth::Authorizer;
-use crate::config::{ms, AuthMode, Config};
-use crate::connection::ConnectionLimits;
-use crate::cors::Cors;
-use crate::downstream::DownstreamFrames;
-use crate::hub::{Hub, HubSettings, RingLimits};
-use crate::metrics::Metrics;
-use crate::proxy::Passthrough;
-use crate::relay::{Relay, RelayParts};
-use crate::routing::Router;
-use crate::server::{Server, ServerSettings};
-use crate::upstream::{Upstream, UpstreamSettings};
-use crate::{demo_origin, tls};
+use crate::config::{DrainSettings, Settings, TlsSource};
+use crate::demo_origin;
+use crate::downstream::{DownstreamFrames, DownstreamMetrics};
+use crate::edge::auth::Authorizer;
+use crate::edge::passthrough::Passthrough;
+use crate::edge::{Edge, EdgeMetrics, EdgeParts};
+use crate::hub::{Hub, HubMetrics, Refused};
+use crate::server::tls::{self, CertStore};
+use crate::server::{Server, ServerMetrics};
+use crate::upstream::{Upstream, UpstreamMetrics};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,129 +43,147 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Internal wiring failed (routes, metrics registration).
-    #[error("{0}")]
-    Internal(String),
+    /// The metrics could not be registered.
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A `topics.always_on` topic could not be opened.
+    #[error("topics.always_on: {path}: {source}")]
+    AlwaysOn {
+        /// The topic's request path.
+        path: String,
+        /// Why the hub refused it.
+        source: Refused,
+    },
+}
+
+/// Every metric of the relay, by component (all registered in [`App::registry`]).
+pub struct Metrics {
+    /// Subscribers, topics, replay buffers.
+    pub hub: Arc<HubMetrics>,
+    /// Origin subscriptions.
+    pub upstream: Arc<UpstreamMetrics>,
+    /// Subscribers' streams.
+    pub downstream: Arc<DownstreamMetrics>,
+    /// Authorization, passthrough, malformed requests.
+    pub edge: Arc<EdgeMetrics>,
+    /// Connections of the relay's listeners.
+    pub server: Arc<ServerMetrics>,
+}
+
+impl Metrics {
+    fn new(registry: &Registry, max_topic_labels: usize) -> prometheus::Result<Self> {
+        Ok(Self {
+            hub: Arc::new(HubMetrics::new(registry, max_topic_labels)?),
+            upstream: Arc::new(UpstreamMetrics::new(registry)?),
+            downstream: Arc::new(DownstreamMetrics::new(registry)?),
+            edge: Arc::new(EdgeMetrics::new(registry)?),
+            server: Arc::new(ServerMetrics::new(registry)?),
+        })
+    }
 }
 
 /// A relay whose listeners are bound, ready to [`App::run`].
 pub struct App {
-    server: Server,
+    server: Server<Edge>,
+    admin: Server<Admin>,
+    admin_stop: watch::Sender<bool>,
     hub: Hub,
     tls_listener: TcpListener,
     tls: TlsAcceptor,
     cert_store: Arc<CertStore>,
     plaintext_listener: Option<TcpListener>,
     admin_listener: TcpListener,
-    admin: Admin,
-    metrics: Arc<Metrics>,
+    registry: Registry,
+    readiness: Readiness,
+    metrics: Metrics,
     dev_cert_path: Option<PathBuf>,
     demo_origin: Option<tokio::task::JoinHandle<()>>,
     drain: DrainSettings,
-    tls_reload_interval: Option<Duration>,
-}
-
-/// The phases of a drain (see `[server]` in the config).
-#[derive(Debug, Clone, Copy)]
-struct DrainSettings {
-    delay: Duration,
-    window: Duration,
+    tls_reload_interval: Option<std::time::Duration>,
 }
 
 impl App {
     /// Builds the relay and binds its listeners (and the demo origin, when enabled).
     ///
     /// # Errors
-    /// [`StartError`] when TLS material cannot be loaded or an address cannot be bound.
-    pub async fn bind(config: Config) -> Result<App, StartError> {
+    /// [`StartError`] when TLS material cannot be loaded, an address cannot be bound, or an
+    /// always-on topic cannot be opened.
+    pub async fn bind(settings: Settings) -> Result<App, StartError> {
         let registry = Registry::new();
-        let metrics = Metrics::new(&registry, config.admin.max_topic_labels)
-            .map_err(|e| StartError::Internal(e.to_string()))?;
-        let metrics = Arc::new(metrics);
-        let (cert_store, dev_cert_path) = cert_store(&config)?;
+        let metrics = Metrics::new(&registry, settings.max_topic_labels)?;
+        let (cert_store, dev_cert_path, tls_reload_interval) = cert_store(&settings.tls)?;
         let server_tls = cert_store.server_config()?;
-        let client_tls = tls::client_config(config.upstream.extra_ca_file.as_deref())?;
-
-        let demo_origin = if config.demo_origin.enabled {
-            let listener = bind(config.demo_origin.listen).await?;
-            Some(tokio::spawn(demo_origin::serve(listener)))
-        } else {
-            None
+        let client_tls = tls::client_config(settings.extra_ca_file.as_deref())?;
+        let demo_origin = match settings.listeners.demo_origin {
+            Some(addr) => {
+                let listener = bind(addr).await?;
+                let demo = demo_origin::serve(listener, settings.server.clone());
+                Some(tokio::spawn(demo))
+            }
+            None => None,
         };
+        let hub = Hub::new(settings.hub, metrics.hub.clone());
         let upstream = Arc::new(Upstream::new(
-            upstream_settings(&config),
+            settings.upstream.clone(),
             client_tls.clone(),
-            metrics.clone(),
+            metrics.upstream.clone(),
         ));
-        let hub = Hub::new(hub_settings(&config), metrics.clone(), upstream.opener());
-        let router = Router::new(&config.routes).map_err(StartError::Internal)?;
-        open_always_on(&config, &router, &hub)?;
-        let relay = Relay::new(RelayParts {
-            router,
+        let edge = Edge::new(EdgeParts {
+            router: settings.router,
             hub: hub.clone(),
-            frames: Arc::new(DownstreamFrames::new(config.downstream.retry_hint_ms)),
-            lag_policy: config.downstream.lag_policy,
-            cors: Cors::new(&config.cors),
-            metrics: metrics.clone(),
-            passthrough: passthrough(&config, client_tls.clone(), metrics.clone())?,
-            auth: Authorizer::new(&config.auth, client_tls, metrics.clone())
-                .map_err(StartError::Internal)?,
-            hsts: (config.server.hsts_max_age_s > 0).then(|| {
-                http::HeaderValue::from_str(&format!("max-age={}", config.server.hsts_max_age_s))
-                    .expect("digits are a valid header value")
-            }),
+            upstream,
+            frames: Arc::new(DownstreamFrames::new(settings.retry_hint_ms)),
+            lag_policy: settings.lag_policy,
+            cors: settings.cors,
+            passthrough: settings
+                .passthrough
+                .map(|p| Passthrough::new(p, client_tls.clone(), metrics.edge.clone())),
+            auth: Authorizer::new(settings.auth, client_tls, metrics.edge.clone()),
+            hsts: settings.hsts,
+            metrics: metrics.edge.clone(),
+            downstream_metrics: metrics.downstream.clone(),
         });
-        warn_if_open(&config);
-        let s = &config.server;
-        let settings = ServerSettings {
-            h2: s.h2.clone(),
-            max_streams_per_connection: config.limits.max_streams_per_connection,
-            tls_handshake_timeout: ms(config.limits.tls_handshake_timeout_ms),
-            max_connections_per_ip: config.limits.max_connections_per_ip,
-            connection: ConnectionLimits {
-                first_request_timeout: ms(config.limits.first_request_timeout_ms),
-                idle_timeout: ms(config.limits.idle_connection_timeout_ms),
-                max_streams_lifetime: config.limits.max_streams_per_connection_lifetime,
-                close_grace: Duration::from_secs(5),
-            },
-            drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
-        };
-        let server = Server::new(
-            relay,
-            settings,
-            config.limits.max_connections,
-            metrics.clone(),
-        );
-        let tls_listener = bind(s.listen).await?;
-        let plaintext_listener = match s.plaintext_listen {
+        edge.open_always_on(&settings.always_on)
+            .map_err(|(path, source)| StartError::AlwaysOn { path, source })?;
+        for route in &settings.open_routes {
+            warn!(%route, "auth = \"none\" on a non-loopback listener: anyone can subscribe");
+        }
+        let listeners = settings.listeners;
+        let tls_listener = bind(listeners.tls).await?;
+        let plaintext_listener = match listeners.plaintext {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let admin_listener = bind(config.admin.listen).await?;
+        let admin_listener = bind(listeners.admin).await?;
+        let readiness = Readiness::default();
+        let (admin_stop, admin_stopped) = watch::channel(false);
         let admin = Admin {
-            registry,
-            metrics: metrics.clone(),
+            registry: registry.clone(),
             hub: hub.clone(),
-            readiness: Readiness::default(),
+            upstream: metrics.upstream.clone(),
+            downstream: metrics.downstream.clone(),
+            server: metrics.server.clone(),
+            readiness: readiness.clone(),
+            stop: admin_stopped,
         };
+        let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ok(App {
-            server,
+            server: Server::new(edge, settings.server.clone(), metrics.server.clone()),
+            admin: Server::new(admin, settings.server, admin_metrics),
+            admin_stop,
             hub,
             tls_listener,
             tls: TlsAcceptor::from(Arc::new(server_tls)),
             cert_store,
             plaintext_listener,
             admin_listener,
-            admin,
+            registry,
+            readiness,
             metrics,
             dev_cert_path,
             demo_origin,
-            drain: DrainSettings {
-                delay: ms(s.drain_delay_ms),
-                window: ms(s.drain_window_ms),
-            },
-            tls_reload_interval: (s.tls_reload_interval_ms > 0)
-                .then(|| ms(s.tls_reload_interval_ms)),
+            drain: settings.drain,
+            tls_reload_interval,
         })
     }
 
@@ -203,17 +215,17 @@ impl App {
 
     /// The Prometheus registry holding the relay's metrics.
     pub fn registry(&self) -> &Registry {
-        &self.admin.registry
+        &self.registry
     }
 
     /// The relay's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// The readiness latch (`/readyz`).
     pub fn readiness(&self) -> &Readiness {
-        &self.admin.readiness
+        &self.readiness
     }
 
     /// Serves until `shutdown` resolves, then drains: `/readyz` fails at once; serving goes on
@@ -241,21 +253,27 @@ impl App {
                 server.serve(listener, None, stop_plain).await
             }));
         }
-        let (admin_stop, admin_stopped) = watch::channel(false);
-        let admin = tokio::spawn(self.admin.clone().serve(self.admin_listener, admin_stopped));
+        let admin_server = self.admin.clone();
+        let admin_stopped = until(&self.admin_stop.subscribe());
+        let admin_listener = self.admin_listener;
+        let admin = tokio::spawn(async move {
+            admin_server
+                .serve(admin_listener, None, admin_stopped)
+                .await
+        });
         let reload = self.tls_reload_interval.map(|every| {
-            tokio::spawn(watch_certificate(
+            tokio::spawn(tls::watch_certificate(
                 self.cert_store.clone(),
                 every,
-                self.metrics.clone(),
+                self.metrics.server.clone(),
             ))
         });
-        self.admin.readiness.set(true);
+        self.readiness.set(true);
 
         shutdown.await;
         info!(delay = ?self.drain.delay, window = ?self.drain.window, "draining: readiness off");
-        self.admin.readiness.set(false);
-        self.metrics.draining.set(1);
+        self.readiness.set(false);
+        self.metrics.hub.draining.set(1);
         tokio::time::sleep(self.drain.delay).await;
         info!("draining: no new connections, GOAWAY, ending streams");
         let _ = stop.send(true);
@@ -263,33 +281,12 @@ impl App {
         for listener in listeners {
             let _ = listener.await;
         }
-        let _ = admin_stop.send(true);
+        let _ = self.admin_stop.send(true);
         let _ = admin.await;
         for task in reload.into_iter().chain(self.demo_origin) {
             task.abort();
         }
         info!("drained");
-    }
-}
-
-/// Polls the certificate files and swaps in a changed, valid pair (see
-/// [`CertStore::reload_if_changed`]); an invalid pair is logged and counted, the old one stays.
-async fn watch_certificate(store: Arc<CertStore>, every: Duration, metrics: Arc<Metrics>) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match store.reload_if_changed() {
-            Ok(true) => {
-                metrics.cert_reloads.ok.inc();
-                info!("TLS certificate reloaded");
-            }
-            Ok(false) => {}
-            Err(e) => {
-                metrics.cert_reloads.rejected.inc();
-                warn!(error = %e, "new TLS certificate rejected; keeping the current one");
-            }
-        }
     }
 }
 
@@ -299,86 +296,24 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-fn cert_store(config: &Config) -> Result<(Arc<CertStore>, Option<PathBuf>), StartError> {
-    let s = &config.server;
-    if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {
-        return Ok((Arc::new(CertStore::from_files(cert, key)?), None));
-    }
-    let dir = s
-        .dev_cert_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("sse-relay-dev"));
-    let dev = tls::dev_certificate(&dir)?;
-    Ok((dev.store, Some(dev.cert_path)))
-}
+/// The certificate store for `source`, the dev certificate's path when one was generated, and
+/// how often to check the files for changes.
+type CertSetup = (Arc<CertStore>, Option<PathBuf>, Option<std::time::Duration>);
 
-/// Warns when a route lets anyone subscribe on a listener that is not loopback.
-fn warn_if_open(config: &Config) {
-    let s = &config.server;
-    let exposed = std::iter::once(s.listen)
-        .chain(s.plaintext_listen)
-        .any(|addr| !addr.ip().is_loopback());
-    for route in config.routes.iter().filter(|r| r.auth == AuthMode::None) {
-        if exposed {
-            warn!(
-                route = %route.path,
-                "auth = \"none\" on a non-loopback listener: anyone can subscribe"
-            );
+fn cert_store(source: &TlsSource) -> Result<CertSetup, StartError> {
+    match source {
+        TlsSource::Files {
+            cert,
+            key,
+            reload_interval,
+        } => Ok((
+            Arc::new(CertStore::from_files(cert, key)?),
+            None,
+            *reload_interval,
+        )),
+        TlsSource::Dev { dir } => {
+            let dev = tls::dev_certificate(dir)?;
+            Ok((dev.store, Some(dev.cert_path), None))
         }
-    }
-}
-
-fn passthrough(
-    config: &Config,
-    tls: rustls::ClientConfig,
-    metrics: Arc<Metrics>,
-) -> Result<Option<Passthrough>, StartError> {
-    let p = &config.passthrough;
-    let Some(origin) = &p.upstream else {
-        return Ok(None);
-    };
-    let connect = ms(p.connect_timeout_ms);
-    let response = ms(p.response_timeout_ms);
-    Passthrough::new(origin, connect, response, tls, metrics)
-        .map(Some)
-        .map_err(StartError::Internal)
-}
-
-fn upstream_settings(config: &Config) -> UpstreamSettings {
-    let u = &config.upstream;
-    UpstreamSettings {
-        connect_timeout: ms(u.connect_timeout_ms),
-        read_idle_timeout: (u.read_idle_timeout_ms > 0).then(|| ms(u.read_idle_timeout_ms)),
-        backoff_min: ms(u.backoff_min_ms),
-        backoff_max: ms(u.backoff_max_ms),
-        max_event_bytes: config.limits.max_event_bytes,
-    }
-}
-
-/// Opens the `topics.always_on` topics (paths already checked against the routes).
-fn open_always_on(config: &Config, router: &Router, hub: &Hub) -> Result<(), StartError> {
-    for entry in &config.topics.always_on {
-        let (path, query) = crate::routing::split_target(entry);
-        let target = router.resolve(path, query).map_err(|_| {
-            StartError::Internal(format!("topics.always_on: {entry:?} has no route"))
-        })?;
-        hub.open_always_on(&target.key, &target.path, &target.upstream.to_string())
-            .map_err(|e| StartError::Internal(format!("topics.always_on: {entry:?}: {e}")))?;
-    }
-    Ok(())
-}
-
-fn hub_settings(config: &Config) -> HubSettings {
-    HubSettings {
-        ring: RingLimits {
-            max_events: config.replay.max_events,
-            max_bytes: config.replay.max_bytes,
-            max_age: ms(config.replay.max_age_ms),
-        },
-        idle_grace: ms(config.topics.idle_grace_ms),
-        origin_closed_ttl: ms(config.topics.origin_closed_ttl_ms),
-        heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
-        max_buffered_bytes: config.limits.max_buffered_bytes,
-        max_topics: config.limits.max_topics,
     }
 }

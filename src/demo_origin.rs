@@ -3,45 +3,54 @@
 //! `ticker` four times a second, any other topic every second. It honours `Last-Event-ID` by
 //! replaying (up to 100) ticks, since every tick's event is a pure function of its number.
 //!
-//! This module owns the demo only; the relay never depends on it.
+//! It runs on the relay's own serving layer ([`crate::server`]). This module owns the demo
+//! only; the relay never depends on it.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::server::{Handler, Peer, Server, ServerMetrics, ServerSettings};
 use crate::sse::{encode, Event};
 
 /// Replayed ticks at most, count.
 const MAX_REPLAY: u64 = 100;
 
-/// Serves the demo origin on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener) {
-    let started = Instant::now();
-    let started_wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = service_fn(move |request| async move {
-                Ok::<_, Infallible>(respond(&request, started, started_wall))
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
+/// Serves the demo origin on `listener` (with the relay's connection settings) until the task
+/// is dropped.
+pub async fn serve(listener: TcpListener, settings: ServerSettings) {
+    let demo = DemoOrigin {
+        started: Instant::now(),
+        started_wall: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    };
+    let server = Server::new(demo, settings, Arc::new(ServerMetrics::unexported()));
+    server
+        .serve(listener, None, std::future::pending::<()>())
+        .await;
+}
+
+/// The demo's clock: ticks count from its start.
+#[derive(Clone, Copy)]
+struct DemoOrigin {
+    started: Instant,
+    started_wall: Duration,
+}
+
+impl Handler for DemoOrigin {
+    type Body = BoxBody<Bytes, Infallible>;
+    type Error = Infallible;
+
+    async fn handle(&self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+        respond(&request, self.started, self.started_wall)
     }
 }
 

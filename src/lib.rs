@@ -3,25 +3,23 @@
 //! For every topic the relay keeps exactly one upstream SSE subscription to the origin, parses
 //! each event once, encodes it once into a shared buffer, and writes that buffer to every
 //! subscriber's HTTP/2 (or HTTP/1.1) stream. Data flows one way: upstream → hub → subscribers.
+//!
+//! The modules, bottom to top: [`sse`] (wire format) and [`ops`] (metrics primitives,
+//! warnings) know no other module; [`hub`] (topics, rings, subscribers, each topic's
+//! supervisor); [`upstream`] (following an origin) and [`downstream`] (a subscriber's body);
+//! [`server`] (listeners and connections, generic over a handler); [`edge`] (the per-request
+//! decision); [`config`] (raw model → validated settings); [`admin`] and [`demo_origin`] on the
+//! server layer; [`app`], the composition root.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod app;
-pub mod auth;
-pub mod backoff;
 pub mod config;
-pub mod connection;
-pub mod cors;
 pub mod demo_origin;
 pub mod downstream;
+pub mod edge;
 pub mod hub;
-pub mod metrics;
-pub mod proxy;
-pub mod relay;
-pub mod routing;
+pub mod ops;
 pub mod server;
 pub mod sse;
-pub mod tls;
-pub mod topic;
 pub mod upstream;
-pub mod warn_limit;

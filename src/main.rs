@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sse_relay::app::App;
-use sse_relay::config::{Config, LogConfig, LogFormat};
+use sse_relay::config::{LogConfig, LogFormat, Settings};
 
 /// Edge relay for Server-Sent Events: one upstream subscription per topic, fanned out over TLS
 /// HTTP/2.
@@ -39,8 +39,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match Config::load(&path) {
-        Ok(config) => config,
+    let settings = match Settings::load(&path) {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("sse-relay: invalid config: {e}");
             return ExitCode::from(2);
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log);
+    init_logging(&settings.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sse-relay: {e:#}");
@@ -67,10 +67,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let demo = config.demo_origin.enabled;
-    let first_route = config.routes[0].path.clone();
-    let app = App::bind(config).await?;
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let demo = settings.listeners.demo_origin.is_some();
+    let first_route = settings
+        .router
+        .routes()
+        .first()
+        .map_or("/", |r| r.path().as_str())
+        .to_string();
+    let app = App::bind(settings).await?;
     let addr = app.tls_addr();
     let port = addr.port();
     tracing::info!(%addr, "listening (TLS; ALPN h2, http/1.1)");

@@ -1,23 +1,26 @@
-//! The relay's configuration: the TOML model with its defaults, and validation that names the
-//! file, the key and the reason for every rejected value.
+//! The relay's configuration: the raw TOML model with its defaults ([`sections`]), environment
+//! overrides, and the validated [`Settings`] built from it once ([`settings`], [`routes`]),
+//! with the file, the key and the reason for every rejected value.
 //!
 //! This module owns reading and checking configuration only; it never binds a socket or opens a
-//! file other than the config file itself and the files it names (to check they exist).
+//! file other than the config file itself and the files it names (to check they exist, and the
+//! JWT key, read once).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 mod overrides;
+mod routes;
 mod sections;
+mod settings;
 #[cfg(test)]
 mod tests;
-mod validate;
 
 pub use overrides::ENV_PREFIX;
 use overrides::{apply_override, path_error, with_position};
 pub use sections::*;
+pub use settings::{ms, ConfigIssue, DrainSettings, Listeners, Settings, TlsSource};
 
 /// A configuration that could not be loaded: which file, which key, and why.
 #[derive(Debug, thiserror::Error)]
@@ -78,44 +81,67 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-/// Milliseconds to a `Duration`.
-pub fn ms(value: u64) -> Duration {
-    Duration::from_millis(value)
-}
-
-impl Config {
+impl Settings {
     /// Reads, parses and validates `path`, applying `SSE_RELAY__…` environment overrides (see
     /// [`Config::parse_with_env`]).
     ///
     /// # Errors
     /// A [`ConfigError`] naming the file, the key and the reason: unreadable file, TOML syntax,
-    /// unknown key, wrong type, bad override, or a value [`Config::validate`] rejects.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// unknown key, wrong type, bad override, or a value the validation rejects.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             key: "(file)".into(),
             reason: format!("cannot read: {e}"),
         })?;
-        Config::parse_with_env(&text, path, std::env::vars())
+        Settings::parse_with_env(&text, path, std::env::vars())
     }
 
     /// Parses and validates TOML text (no environment overrides); `path` is used in error
     /// messages.
     ///
     /// # Errors
-    /// As [`Config::load`].
+    /// As [`Settings::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        Settings::parse_with_env(text, path, std::iter::empty())
+    }
+
+    /// Parses TOML text with overrides from `env` (see [`Config::parse_with_env`]) and
+    /// validates it.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let config = Config::parse_with_env(text, path, env)?;
+        Settings::try_from(config).map_err(|issue| ConfigError {
+            file: path.to_owned(),
+            key: issue.key,
+            reason: issue.reason,
+        })
+    }
+}
+
+impl Config {
+    /// Parses TOML text into the raw model (no validation beyond types and known keys).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for TOML syntax, an unknown key or a wrong type.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Config::parse_with_env(text, path, std::iter::empty())
     }
 
-    /// Parses TOML text, applies overrides from `env`, and validates. Every key can be set by a
+    /// Parses TOML text and applies overrides from `env`. Every key can be set by a
     /// variable named `SSE_RELAY__` + its path with `__` between parts, case-insensitive:
     /// `SSE_RELAY__SERVER__LISTEN=0.0.0.0:8443`, `SSE_RELAY__ROUTE__0__UPSTREAM=http://…`
     /// (a number selects an array element; one past the end appends a table). The value is
     /// read as a TOML value when it is one (`5000`, `true`, `["a"]`), else as a string.
     ///
     /// # Errors
-    /// As [`Config::load`]; a bad override is named by its variable.
+    /// As [`Config::parse`]; a bad override is named by its variable.
     pub fn parse_with_env(
         text: &str,
         path: &Path,
@@ -150,9 +176,6 @@ impl Config {
                 err(key, reason)
             })?
         };
-        config
-            .validate()
-            .map_err(|(key, reason)| err(key, reason))?;
         Ok(config)
     }
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::downstream::LagPolicy;
+pub use crate::edge::auth::{AuthMode, AuthUnavailable};
+
 /// `[auth]`: the authorization backends.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,17 +47,6 @@ fn default_cookie() -> String {
 
 fn default_clock_skew() -> u64 {
     30_000
-}
-
-/// What a forward-auth failure (timeout, error, 5xx) means for an EventSource request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthUnavailable {
-    /// A 200 stream with a `retry:` hint that ends at once: the browser retries later and
-    /// recovers by itself when the authorization server is back (default).
-    Retry,
-    /// 401: the browser gives up for good (the literal rule).
-    Deny,
 }
 
 /// `[auth.forward]`: nginx `auth_request`-style authorization.
@@ -205,19 +197,6 @@ pub struct RouteConfig {
     pub auth: AuthMode,
 }
 
-/// How a route's subscriptions are authorized.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMode {
-    /// Anyone may subscribe.
-    #[default]
-    None,
-    /// A JWT (bearer header or cookie) whose `subscribe` claim matches the path.
-    Jwt,
-    /// An authorization server decides (as nginx `auth_request`).
-    Forward,
-}
-
 /// `[upstream]`: origin connections.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -267,16 +246,6 @@ impl Default for ReplayConfig {
             max_age_ms: 300_000,
         }
     }
-}
-
-/// What happens to a subscriber whose cursor fell out of the replay buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LagPolicy {
-    /// End its stream; the client reconnects with `Last-Event-ID` (default).
-    Disconnect,
-    /// Skip to the oldest buffered event and go on (the client misses events).
-    Skip,
 }
 
 /// `[downstream]`: subscriber streams.
@@ -422,7 +391,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            max_topic_labels: crate::metrics::DEFAULT_MAX_TOPIC_LABELS,
+            max_topic_labels: crate::hub::DEFAULT_MAX_TOPIC_LABELS,
         }
     }
 }

@@ -2,8 +2,20 @@
 
 use super::*;
 
+/// Parses and validates (as `Settings::parse` does); returns the raw model for its values.
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("relay.toml"))
+    let path = Path::new("relay.toml");
+    let config = Config::parse(text, path)?;
+    validated(config, path)
+}
+
+fn validated(config: Config, path: &Path) -> Result<Config, ConfigError> {
+    Settings::try_from(config.clone()).map_err(|issue| ConfigError {
+        file: path.to_owned(),
+        key: issue.key,
+        reason: issue.reason,
+    })?;
+    Ok(config)
 }
 
 const ROUTE: &str =
@@ -82,11 +94,9 @@ fn cors_wildcard_with_credentials_is_rejected() {
 
 fn with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-    Config::parse_with_env(
-        text,
-        Path::new("relay.toml"),
-        env.collect::<Vec<_>>().into_iter(),
-    )
+    let path = Path::new("relay.toml");
+    let config = Config::parse_with_env(text, path, env.collect::<Vec<_>>().into_iter())?;
+    validated(config, path)
 }
 
 #[test]

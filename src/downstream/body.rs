@@ -1,9 +1,6 @@
-//! Downstream: the response body a subscriber reads. It sends a first comment and `retry:` hint
-//! at once (so intermediaries release the headers), then the topic's shared frames from the
-//! subscriber's cursor, heartbeat comments while idle, and applies the lag policy.
-//!
-//! This module owns one subscriber's byte stream; it never touches the upstream and never
-//! copies an event: every frame is the topic's shared [`Bytes`].
+//! The response body a subscriber reads: the preamble at once (so intermediaries release the
+//! headers), then the topic's shared frames from the subscriber's cursor, heartbeat comments
+//! while idle, the lag policy, and a farewell `retry:` hint when the relay ends the stream.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,35 +12,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
-use crate::config::LagPolicy;
+use super::metrics::DownstreamMetrics;
+use super::{DownstreamFrames, LagPolicy};
 use crate::hub::{CloseReason, Next, Subscription};
-use crate::metrics::Metrics;
-use crate::sse;
-
-/// Frames shared by every subscriber, built once from the config.
-#[derive(Clone)]
-pub struct DownstreamFrames {
-    /// Sent first: a comment and the `retry:` hint.
-    pub preamble: Bytes,
-    /// Sent while idle, once per heartbeat interval: the empty comment `:` (3 bytes).
-    pub heartbeat: Bytes,
-    /// Sent before the relay itself ends a stream (drain, lag): the `retry:` hint.
-    pub farewell: Bytes,
-}
-
-impl DownstreamFrames {
-    /// Builds the frames for a `retry:` hint of `retry_ms` milliseconds.
-    pub fn new(retry_ms: u64) -> Self {
-        let retry = sse::encode_retry(retry_ms);
-        let mut preamble = sse::encode_comment("sse-relay").to_vec();
-        preamble.extend_from_slice(&retry);
-        Self {
-            preamble: Bytes::from(preamble),
-            heartbeat: Bytes::from_static(b":\n\n"),
-            farewell: retry,
-        }
-    }
-}
 
 enum State {
     Live(Subscription),
@@ -60,7 +31,7 @@ pub struct EventStreamBody {
     state: State,
     frames: Arc<DownstreamFrames>,
     lag_policy: LagPolicy,
-    metrics: Arc<Metrics>,
+    metrics: Arc<DownstreamMetrics>,
 }
 
 impl EventStreamBody {
@@ -69,7 +40,7 @@ impl EventStreamBody {
         subscription: Subscription,
         frames: Arc<DownstreamFrames>,
         lag_policy: LagPolicy,
-        metrics: Arc<Metrics>,
+        metrics: Arc<DownstreamMetrics>,
     ) -> Self {
         Self {
             preamble: Some(frames.preamble.clone()),
@@ -84,7 +55,7 @@ impl EventStreamBody {
     /// A stream that only says "retry later" and ends (used while draining): still a 200
     /// `text/event-stream`, because a browser's EventSource gives up for good on any other
     /// answer (WHATWG HTML §9.2.3).
-    pub fn retry_later(frames: Arc<DownstreamFrames>, metrics: Arc<Metrics>) -> Self {
+    pub fn retry_later(frames: Arc<DownstreamFrames>, metrics: Arc<DownstreamMetrics>) -> Self {
         Self {
             preamble: Some(frames.preamble.clone()),
             deadline: None,
@@ -184,7 +155,7 @@ impl Body for EventStreamBody {
                     this.state = State::Done;
                     continue;
                 }
-                Poll::Ready(Next::Closed(CloseReason::Draining)) => {
+                Poll::Ready(Next::Closed(CloseReason::Draining | CloseReason::Retired)) => {
                     this.state = State::Ending(this.frames.farewell.clone());
                     continue;
                 }

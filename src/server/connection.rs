@@ -3,7 +3,8 @@
 //! for the first request (h2 preface included), an idle timeout while no stream is open, a
 //! lifetime cap on streams followed by GOAWAY, and the drain signal (GOAWAY, then wait).
 //!
-//! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE.
+//! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE:
+//! requests go to the [`Handler`].
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -20,9 +21,9 @@ use hyper_util::server::conn::auto;
 use tokio::sync::{watch, Notify};
 use tracing::debug;
 
-use crate::metrics::Metrics;
-use crate::proxy::Peer;
-use crate::relay::{Relay, ResponseBody};
+use super::handler::{Handler, Peer};
+use super::metrics::ServerMetrics;
+use crate::ops::metrics::Label;
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -48,29 +49,42 @@ pub enum CloseCause {
     StreamLifetime,
 }
 
+impl Label for CloseCause {
+    const ALL: &'static [Self] = &[Self::FirstRequestTimeout, Self::Idle, Self::StreamLifetime];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::FirstRequestTimeout => "first_request_timeout",
+            Self::Idle => "idle",
+            Self::StreamLifetime => "stream_lifetime",
+        }
+    }
+}
+
 /// Serves one connection until it ends, the drain signal turns true (then GOAWAY and wait), or a
 /// watchdog fires (then GOAWAY and close within the close grace).
-pub async fn serve<IO>(
+pub async fn serve<IO, H>(
     io: IO,
     peer: Peer,
-    relay: Relay,
+    handler: H,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: ConnectionLimits,
     mut drain: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ServerMetrics>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
 {
     let state = Arc::new(ConnectionState::new(metrics.clone()));
     let service_state = state.clone();
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let guard = service_state.stream_started(request.version());
-        let relay = relay.clone();
+        let handler = handler.clone();
         // Boxed: hyper keeps each h2 stream's task sized for its largest state, and the
         // handler's future (auth, passthrough) is kilobytes larger than the streaming body that
         // outlives it, so an inline future would cost every long-lived SSE stream that much.
         Box::pin(async move {
-            let response = relay.handle(request, peer).await;
+            let response = handler.handle(request, peer).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 body,
                 _guard: guard,
@@ -97,7 +111,7 @@ pub async fn serve<IO>(
         }
         Some(cause) => {
             debug!(?cause, "closing the connection");
-            metrics.connection_closed(cause);
+            metrics.connections_closed.inc(cause);
             let _ = tokio::time::timeout(limits.close_grace, connection).await;
         }
     }
@@ -109,7 +123,7 @@ const H2: u8 = 2;
 
 /// What the service and the watchdogs share about one connection.
 struct ConnectionState {
-    metrics: Arc<Metrics>,
+    metrics: Arc<ServerMetrics>,
     /// `PENDING` until the first request, then its protocol.
     protocol: AtomicU8,
     open_streams: AtomicUsize,
@@ -118,7 +132,7 @@ struct ConnectionState {
 }
 
 impl ConnectionState {
-    fn new(metrics: Arc<Metrics>) -> Self {
+    fn new(metrics: Arc<ServerMetrics>) -> Self {
         metrics.connections_open.pending.inc();
         Self {
             metrics,
@@ -213,14 +227,14 @@ impl Drop for StreamGuard {
 }
 
 /// A response body that keeps its stream counted until hyper drops it.
-pub struct TrackedBody {
-    body: ResponseBody,
+pub struct TrackedBody<B> {
+    body: B,
     _guard: StreamGuard,
 }
 
-impl Body for TrackedBody {
+impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
     type Data = Bytes;
-    type Error = <ResponseBody as Body>::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

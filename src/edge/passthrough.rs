@@ -7,46 +7,64 @@
 //!
 //! This module owns the passthrough path only; SSE topics never go through it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HeaderName, CONNECTION, HOST, VIA};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
-use crate::metrics::Metrics;
-use crate::warn_limit::WarnLimit;
+use super::answer::{plain, BoxBody};
+use super::metrics::EdgeMetrics;
+use crate::ops::metrics::Label;
+use crate::ops::WarnLimit;
+use crate::server::Peer;
+use crate::upstream::{http_client, HttpClient};
 
-/// The body type of passthrough responses (and of the relay's small plain answers). The error
-/// is hyper's (a concrete type: a boxed `dyn Error` here defeats the compiler's `Send` proof
-/// of the connection task, rust-lang/rust#102211).
-pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+/// `[passthrough]`, validated: the origin (`scheme://authority`) and its deadlines.
+#[derive(Debug, Clone)]
+pub struct PassthroughSettings {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port of the origin.
+    pub authority: Authority,
+    /// TCP (and TLS) connect timeout; a failure answers 502.
+    pub connect_timeout: Duration,
+    /// Deadline for the origin's response headers; past it the answer is 504.
+    pub response_timeout: Duration,
+}
 
-/// Who sent a request, for the forwarding headers.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    /// The client's address.
-    pub addr: SocketAddr,
-    /// Whether it came over TLS (`X-Forwarded-Proto: https`).
-    pub tls: bool,
+/// How a passthrough request went (`sse_relay_passthrough_requests_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by the origin.
+    Ok,
+    /// The origin could not be reached (502).
+    ConnectError,
+    /// The origin's response headers did not come in time (504).
+    Timeout,
+}
+
+impl Label for Outcome {
+    const ALL: &'static [Self] = &[Self::Ok, Self::ConnectError, Self::Timeout];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ConnectError => "connect_error",
+            Self::Timeout => "timeout",
+        }
+    }
 }
 
 /// The passthrough reverse proxy to one origin.
 pub struct Passthrough {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
-    scheme: Scheme,
-    authority: Authority,
-    response_timeout: Duration,
-    metrics: Arc<Metrics>,
+    client: HttpClient<Incoming>,
+    settings: PassthroughSettings,
+    metrics: Arc<EdgeMetrics>,
     unreachable: WarnLimit,
 }
 
@@ -64,40 +82,18 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 impl Passthrough {
-    /// Creates the proxy to `origin` (`scheme://authority`, validated by the config).
-    ///
-    /// # Errors
-    /// A reason when `origin` has no scheme or authority.
+    /// Creates the proxy; `tls` is for an https origin.
     pub fn new(
-        origin: &str,
-        connect_timeout: Duration,
-        response_timeout: Duration,
+        settings: PassthroughSettings,
         tls: rustls::ClientConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
-        let uri: Uri = origin.parse().map_err(|e| format!("{origin}: {e}"))?;
-        let parts = uri.into_parts();
-        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-            return Err(format!("{origin}: need scheme://host"));
-        };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(https),
-            scheme,
-            authority,
-            response_timeout,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Self {
+        Self {
+            client: http_client(tls, settings.connect_timeout),
+            settings,
             metrics,
             unreachable: WarnLimit::default(),
-        })
+        }
     }
 
     /// Forwards one request and streams the answer back; 502 when the origin cannot be
@@ -117,11 +113,11 @@ impl Passthrough {
             .or_else(|| header_str(&parts.headers, HOST.as_str()));
         let version = parts.version;
         let mut uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone());
+            .scheme(self.settings.scheme.clone())
+            .authority(self.settings.authority.clone());
         uri = uri.path_and_query(path);
         let Ok(uri) = uri.build() else {
-            return error(StatusCode::BAD_REQUEST, "bad request target\n");
+            return plain(StatusCode::BAD_REQUEST, "bad request target\n");
         };
         parts.uri = uri;
         // The client picks the upstream version by ALPN.
@@ -131,10 +127,11 @@ impl Passthrough {
         add_forwarding(&mut parts.headers, peer, original_host.as_deref());
         append_via(&mut parts.headers, version);
         let request = Request::from_parts(parts, body);
-        let response = tokio::time::timeout(self.response_timeout, self.client.request(request));
+        let response =
+            tokio::time::timeout(self.settings.response_timeout, self.client.request(request));
         match response.await {
             Ok(Ok(response)) => {
-                self.metrics.passthrough.ok.inc();
+                self.metrics.passthrough.inc(Outcome::Ok);
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 append_via(&mut parts.headers, parts.version);
@@ -145,15 +142,15 @@ impl Passthrough {
                 if let Some(suppressed) = self.unreachable.check() {
                     warn!(error = %e, suppressed, "passthrough: origin unreachable");
                 }
-                self.metrics.passthrough.connect_error.inc();
-                error(
+                self.metrics.passthrough.inc(Outcome::ConnectError);
+                plain(
                     StatusCode::BAD_GATEWAY,
                     "bad gateway: the origin could not be reached\n",
                 )
             }
             Err(_) => {
-                self.metrics.passthrough.timeout.inc();
-                error(
+                self.metrics.passthrough.inc(Outcome::Timeout);
+                plain(
                     StatusCode::GATEWAY_TIMEOUT,
                     "gateway timeout: the origin's response headers did not come in time\n",
                 )
@@ -226,20 +223,6 @@ fn append_via(headers: &mut HeaderMap, version: Version) {
     if let Ok(v) = HeaderValue::from_str(&format!("{protocol} sse-relay")) {
         headers.append(VIA, v);
     }
-}
-
-/// A small plain-text answer.
-pub fn error(status: StatusCode, text: &'static str) -> Response<BoxBody> {
-    let body = http_body_util::Full::new(Bytes::from_static(text.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]

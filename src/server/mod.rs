@@ -1,14 +1,22 @@
-//! The downstream server: accept loop (backing off on accept errors), global and per-IP
-//! connection caps, TLS handshake under a deadline inside the connection task, hyper-util's
-//! auto builder serving HTTP/1.1 and h2 on one listener with explicit h2 settings, and the
-//! drain (GOAWAY on h2, close after the current request on HTTP/1.1, wait under a deadline).
+//! The serving layer: accept loop (backing off on accept errors such as EMFILE), global and
+//! per-IP connection caps ([`per_ip`]), TLS handshake under a deadline inside the connection
+//! task ([`tls`] holds the rustls side), hyper-util's auto builder serving HTTP/1.1 and h2 on
+//! one listener with explicit h2 settings, the connection driver and its watchdogs
+//! ([`connection`]), and the drain (GOAWAY on h2, close after the current request on
+//! HTTP/1.1, wait under a deadline).
 //!
-//! This module knows nothing of SSE: it hands every request to the [`Relay`] handler.
+//! This module knows nothing of SSE: it is generic over a [`Handler`]. The relay, the admin
+//! listener and the demo origin all run on it.
 
-use std::collections::HashMap;
+pub mod connection;
+mod handler;
+mod metrics;
+mod per_ip;
+pub mod tls;
+
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -18,22 +26,42 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
-use crate::config::H2Config;
-use crate::connection::{self, ConnectionLimits};
-use crate::metrics::Metrics;
-use crate::proxy::Peer;
-use crate::relay::Relay;
-use crate::warn_limit::WarnLimit;
+pub use connection::{CloseCause, ConnectionLimits};
+pub use handler::{Handler, Peer};
+pub use metrics::{Cap, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
+
+use crate::ops::WarnLimit;
+use per_ip::PerIp;
+
+/// HTTP/2 server settings (RFC 9113 §6.5.2), all set explicitly.
+#[derive(Debug, Clone, Copy)]
+pub struct H2Settings {
+    /// Streams a client may have reset before we accept them (Rapid Reset guard), count.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams we may reset for protocol errors before the connection is closed
+    /// (CVE-2025-8671 guard), count.
+    pub max_local_error_reset_streams: usize,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, bytes.
+    pub max_header_list_size: u32,
+    /// Interval between keep-alive PINGs (`None`: no PINGs).
+    pub keep_alive_interval: Option<Duration>,
+    /// Time to wait for a PING ack before closing the connection.
+    pub keep_alive_timeout: Duration,
+    /// Bytes buffered per stream for sending before the body stops being polled.
+    pub max_send_buf_size: usize,
+}
 
 /// Connection handling settings.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// h2 settings.
-    pub h2: H2Config,
+    pub h2: H2Settings,
     /// SETTINGS_MAX_CONCURRENT_STREAMS, count.
     pub max_streams_per_connection: u32,
     /// TLS handshake deadline.
     pub tls_handshake_timeout: Duration,
+    /// Open connections over all listeners of this server, count.
+    pub max_connections: usize,
     /// Open connections from one client IP address, count.
     pub max_connections_per_ip: usize,
     /// Watchdogs of each connection.
@@ -43,29 +71,37 @@ pub struct ServerSettings {
 }
 
 /// Shared by every listener: the handler, the connection caps and the metrics.
-#[derive(Clone)]
-pub struct Server {
-    relay: Relay,
+pub struct Server<H> {
+    handler: H,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     settings: ServerSettings,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ServerMetrics>,
     accept_errors: Arc<WarnLimit>,
 }
 
-impl Server {
-    /// Creates the server; `max_connections` caps open connections over all listeners.
-    pub fn new(
-        relay: Relay,
-        settings: ServerSettings,
-        max_connections: usize,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+impl<H: Clone> Clone for Server<H> {
+    fn clone(&self) -> Self {
         Self {
-            relay,
+            handler: self.handler.clone(),
+            builder: self.builder.clone(),
+            connections: self.connections.clone(),
+            per_ip: self.per_ip.clone(),
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            accept_errors: self.accept_errors.clone(),
+        }
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Creates a server answering with `handler`.
+    pub fn new(handler: H, settings: ServerSettings, metrics: Arc<ServerMetrics>) -> Self {
+        Self {
+            handler,
             builder: Arc::new(builder(&settings)),
-            connections: Arc::new(Semaphore::new(max_connections)),
+            connections: Arc::new(Semaphore::new(settings.max_connections)),
             per_ip: Arc::new(PerIp::new(settings.max_connections_per_ip)),
             settings,
             metrics,
@@ -119,12 +155,12 @@ impl Server {
         drain: watch::Receiver<bool>,
     ) {
         let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-            self.metrics.connections_refused.global.inc();
+            self.metrics.connections_refused.inc(Cap::Global);
             debug!(%peer, "connection refused: limits.max_connections reached");
             return;
         };
         let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
-            self.metrics.connections_refused.per_ip.inc();
+            self.metrics.connections_refused.inc(Cap::PerIp);
             debug!(%peer, "connection refused: limits.max_connections_per_ip reached");
             return;
         };
@@ -174,59 +210,13 @@ impl Server {
         connection::serve(
             io,
             peer,
-            self.relay.clone(),
+            self.handler.clone(),
             self.builder.clone(),
             self.settings.connection,
             drain,
             self.metrics.clone(),
         )
         .await;
-    }
-}
-
-/// Open connections per client IP address.
-struct PerIp {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's place in [`PerIp`]; released on drop.
-struct IpSlot {
-    per_ip: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn new(max: usize) -> Self {
-        Self {
-            max,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            per_ip: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -237,8 +227,6 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.connection.first_request_timeout);
-    let keep_alive =
-        (h2.keep_alive_interval_ms > 0).then(|| Duration::from_millis(h2.keep_alive_interval_ms));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -246,8 +234,8 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2.max_local_error_reset_streams)
         .max_header_list_size(h2.max_header_list_size)
-        .keep_alive_interval(keep_alive)
-        .keep_alive_timeout(Duration::from_millis(h2.keep_alive_timeout_ms))
+        .keep_alive_interval(h2.keep_alive_interval)
+        .keep_alive_timeout(h2.keep_alive_timeout)
         .max_send_buf_size(h2.max_send_buf_size);
     builder
 }

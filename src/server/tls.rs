@@ -131,6 +131,32 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// Polls the certificate files every `every` and swaps in a changed, valid pair (see
+/// [`CertStore::reload_if_changed`]); an invalid pair is logged and counted, the old one stays.
+/// Runs until dropped.
+pub async fn watch_certificate(
+    store: Arc<CertStore>,
+    every: std::time::Duration,
+    metrics: Arc<super::ServerMetrics>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.reload_if_changed() {
+            Ok(true) => {
+                metrics.cert_reloads.inc(super::Reload::Ok);
+                tracing::info!("TLS certificate reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                metrics.cert_reloads.inc(super::Reload::Rejected);
+                tracing::warn!(error = %e, "new TLS certificate rejected; keeping the current one");
+            }
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::File {
         path: path.to_owned(),

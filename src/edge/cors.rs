@@ -10,8 +10,6 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::CorsConfig;
-
 /// The CORS policy.
 #[derive(Debug, Clone)]
 pub struct Cors {
@@ -21,12 +19,13 @@ pub struct Cors {
 }
 
 impl Cors {
-    /// Builds the policy from `[cors]`.
-    pub fn new(config: &CorsConfig) -> Self {
+    /// A policy allowing the `allowed` origins (`"*"`: any), with credentials when
+    /// `credentials` (never together with `"*"`: the config refuses that, Fetch standard).
+    pub fn new(allowed: Vec<String>, credentials: bool) -> Self {
         Self {
-            allowed: config.allowed_origins.clone(),
-            any: config.allowed_origins.iter().any(|o| o == "*"),
-            credentials: config.allow_credentials,
+            any: allowed.iter().any(|o| o == "*"),
+            allowed,
+            credentials,
         }
     }
 
@@ -85,10 +84,7 @@ mod tests {
 
     #[test]
     fn listed_origin_is_echoed_with_credentials() {
-        let cors = Cors::new(&CorsConfig {
-            allowed_origins: vec!["https://app.example".into()],
-            allow_credentials: true,
-        });
+        let cors = Cors::new(vec!["https://app.example".into()], true);
         let mut out = HeaderMap::new();
         assert!(cors.apply(&request("https://app.example"), &mut out));
         assert_eq!(out[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
@@ -97,10 +93,7 @@ mod tests {
 
     #[test]
     fn other_origin_gets_no_cors_headers() {
-        let cors = Cors::new(&CorsConfig {
-            allowed_origins: vec!["https://app.example".into()],
-            allow_credentials: false,
-        });
+        let cors = Cors::new(vec!["https://app.example".into()], false);
         let mut out = HeaderMap::new();
         cors.preflight(&request("https://evil.example"), &mut out);
         assert!(out.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());

@@ -8,6 +8,16 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// Bounds a [`Backoff`] cannot have: `min` must be above zero and at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("need 0 < min ({min:?}) <= max ({max:?})")]
+pub struct BackoffError {
+    /// The smallest delay asked for.
+    pub min: Duration,
+    /// The largest delay asked for.
+    pub max: Duration,
+}
+
 /// Backoff state of one upstream subscription.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -20,10 +30,10 @@ impl Backoff {
     /// Creates a backoff between `min` and `max`.
     ///
     /// # Errors
-    /// A reason when `min` is zero or greater than `max`.
-    pub fn try_new(min: Duration, max: Duration) -> Result<Self, String> {
+    /// [`BackoffError`] when `min` is zero or greater than `max`.
+    pub fn try_new(min: Duration, max: Duration) -> Result<Self, BackoffError> {
         if min.is_zero() || min > max {
-            return Err(format!("need 0 < min ({min:?}) <= max ({max:?})"));
+            return Err(BackoffError { min, max });
         }
         Ok(Self {
             min,
@@ -81,9 +91,30 @@ mod tests {
 
     #[test]
     fn origin_retry_widens_the_window() {
-        let mut b = Backoff::try_new(MS * 10, MS * 10_000).unwrap();
+        // Without `retry:` the first window is [min, min]; the origin's 3 s widens it to
+        // [min, 3 s], and the next one to [min, 6 s].
+        let fresh = || Backoff::try_new(MS * 10, MS * 10_000).unwrap();
+        assert_eq!(fresh().next_delay(None), MS * 10);
+        let firsts: Vec<_> = (0..100)
+            .map(|_| fresh().next_delay(Some(MS * 3000)))
+            .collect();
+        assert!(
+            firsts.iter().all(|d| *d >= MS * 10 && *d <= MS * 3000),
+            "{firsts:?}"
+        );
+        assert!(
+            firsts.iter().any(|d| *d > MS * 1000),
+            "the retry value widens the first window: {firsts:?}"
+        );
+        let mut b = fresh();
         b.next_delay(Some(MS * 3000));
-        let d = b.next_delay(Some(MS * 3000));
-        assert!(d <= MS * 6000 && d >= MS * 10, "{d:?}");
+        let seconds: Vec<_> = (0..100)
+            .map(|_| {
+                let mut b = b.clone();
+                b.next_delay(Some(MS * 3000))
+            })
+            .collect();
+        assert!(seconds.iter().all(|d| *d <= MS * 6000), "{seconds:?}");
+        assert!(seconds.iter().any(|d| *d > MS * 3000), "{seconds:?}");
     }
 }

@@ -2,7 +2,9 @@
 //! (readiness: fails while starting or draining, never because an origin is down), `/topics`
 //! (JSON), `/` (a live status page) and `/stats` (the SSE stream of stats that feeds it).
 //!
-//! This module only reads the relay's state; it never changes a topic or a subscriber.
+//! It runs on the same serving layer as the relay ([`crate::server`]), with its own
+//! connection metrics, unexported. This module only reads the relay's state; it never changes
+//! a topic or a subscriber. It sits above the components it reads, beside the composition root.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,17 +15,15 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::body::{Frame, Incoming};
 use prometheus::{Encoder, Registry, TextEncoder};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::downstream::DownstreamMetrics;
 use crate::hub::{Hub, TopicSnapshot};
-use crate::metrics::Metrics;
+use crate::server::{Handler, Peer, ServerMetrics};
+use crate::upstream::UpstreamMetrics;
 
 /// The status page, self-contained (no build step, no CDN).
 const STATUS_PAGE: &str = include_str!("status.html");
@@ -52,12 +52,18 @@ impl Readiness {
 pub struct Admin {
     /// The metrics registry served at `/metrics`.
     pub registry: Registry,
-    /// The relay's metrics (totals for `/stats`).
-    pub metrics: Arc<Metrics>,
-    /// The topics.
+    /// The topics (and the subscriber count).
     pub hub: Hub,
+    /// Events received, for `/stats`.
+    pub upstream: Arc<UpstreamMetrics>,
+    /// Events delivered, for `/stats`.
+    pub downstream: Arc<DownstreamMetrics>,
+    /// The relay's connections, for `/stats`.
+    pub server: Arc<ServerMetrics>,
     /// The readiness latch.
     pub readiness: Readiness,
+    /// Turns true when the admin listener stops: `/stats` streams end then.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// The JSON document of `/topics` and of each `/stats` event.
@@ -74,45 +80,24 @@ struct Stats {
     topics: Vec<TopicSnapshot>,
 }
 
-impl Admin {
-    /// Serves the admin endpoints on `listener` until `stop` turns true.
-    pub async fn serve(self, listener: TcpListener, stop: watch::Receiver<bool>) {
-        let mut stopped = stop.clone();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((tcp, _)) = accepted else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    let admin = self.clone();
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            let response = admin.respond(&request, stop.clone());
-                            async move { Ok::<_, Infallible>(response) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
-                    });
-                }
-                _ = until_stopped(&mut stopped) => return,
-            }
-        }
-    }
+impl Handler for Admin {
+    type Body = BoxBody<Bytes, Infallible>;
+    type Error = Infallible;
 
-    fn respond<B>(
-        &self,
-        request: &Request<B>,
-        stop: watch::Receiver<bool>,
-    ) -> Response<BoxBody<Bytes, Infallible>> {
+    async fn handle(&self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+        self.respond(&request)
+    }
+}
+
+impl Admin {
+    fn respond<B>(&self, request: &Request<B>) -> Response<BoxBody<Bytes, Infallible>> {
         match request.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if self.readiness.is_ready() => text(StatusCode::OK, "ready\n"),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             "/metrics" => self.metrics_text(),
             "/topics" => json(&self.stats()),
-            "/stats" => self.stats_stream(stop),
+            "/stats" => self.stats_stream(),
             "/" => {
                 let mut r = text(StatusCode::OK, STATUS_PAGE);
                 r.headers_mut().insert(
@@ -141,8 +126,6 @@ impl Admin {
     }
 
     fn stats(&self) -> Stats {
-        let m = &self.metrics;
-        let open = &m.connections_open;
         Stats {
             unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -150,17 +133,18 @@ impl Admin {
                 .as_millis(),
             ready: self.readiness.is_ready(),
             draining: self.hub.is_draining(),
-            subscribers: m.subscribers.get(),
-            connections: open.h2.get() + open.http1.get() + open.pending.get(),
-            events_received_total: m.events_received.get(),
-            events_delivered_total: m.events_delivered.get(),
+            subscribers: self.hub.metrics().subscribers.get(),
+            connections: self.server.connections_open.total(),
+            events_received_total: self.upstream.events_received.get(),
+            events_delivered_total: self.downstream.events_delivered.get(),
             topics: self.hub.snapshot(),
         }
     }
 
     /// An SSE stream with one `stats` event per second, ending when the admin server stops.
-    fn stats_stream(&self, stop: watch::Receiver<bool>) -> Response<BoxBody<Bytes, Infallible>> {
+    fn stats_stream(&self) -> Response<BoxBody<Bytes, Infallible>> {
         let admin = self.clone();
+        let stop = self.stop.clone();
         let stream = futures_util::stream::unfold(
             (admin, stop, true),
             |(admin, mut stop, first)| async move {

@@ -1,0 +1,354 @@
+//! The validated settings: [`Settings`] is built once from the raw [`Config`] (`TryFrom`), and
+//! every check serde cannot make happens here, while building (templates, files, ranges,
+//! combinations), each rejection naming its key. What the components take is built here too
+//! (compiled router, JWT verifier with its key read, backoff, resolved `always_on` topics), so
+//! nothing downstream parses or checks configuration again.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use super::{Config, LogConfig};
+use crate::downstream::LagPolicy;
+use crate::edge::auth::AuthSettings;
+use crate::edge::cors::Cors;
+use crate::edge::passthrough::PassthroughSettings;
+use crate::edge::routing::{Router, TopicTarget};
+use crate::hub::{HubSettings, RingLimits};
+use crate::server::{ConnectionLimits, H2Settings, ServerSettings};
+use crate::upstream::{Backoff, UpstreamSettings};
+
+/// A rejected value: the dotted key (e.g. `route[0].upstream`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigIssue {
+    /// The dotted key path.
+    pub key: String,
+    /// What is wrong with the value.
+    pub reason: String,
+}
+
+impl ConfigIssue {
+    /// An issue with `key`.
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the server's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, watched for changes every `reload_interval` (`None`: never).
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+        /// How often the files are checked.
+        reload_interval: Option<Duration>,
+    },
+    /// A self-signed development certificate generated at start, written into `dir`.
+    Dev {
+        /// Where `cert.pem` is written.
+        dir: PathBuf,
+    },
+}
+
+/// The addresses to bind.
+#[derive(Debug, Clone, Copy)]
+pub struct Listeners {
+    /// The TLS listener (h2 and HTTP/1.1 by ALPN).
+    pub tls: SocketAddr,
+    /// The plaintext listener (HTTP/1.1 and h2c), if any.
+    pub plaintext: Option<SocketAddr>,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    /// The demo origin's listener, when enabled.
+    pub demo_origin: Option<SocketAddr>,
+}
+
+/// The phases of a drain after SIGTERM.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainSettings {
+    /// Keep serving this long with `/readyz` failing.
+    pub delay: Duration,
+    /// Then end SSE streams spread over this window.
+    pub window: Duration,
+}
+
+/// Everything the relay is built from, validated.
+pub struct Settings {
+    /// The addresses to bind.
+    pub listeners: Listeners,
+    /// The server certificate's source.
+    pub tls: TlsSource,
+    /// Extra CA certificates trusted for https origins and authorization servers.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Connection handling of the listeners.
+    pub server: ServerSettings,
+    /// The drain phases.
+    pub drain: DrainSettings,
+    /// Topics and their rings.
+    pub hub: HubSettings,
+    /// Origin subscriptions.
+    pub upstream: UpstreamSettings,
+    /// The compiled routes.
+    pub router: Router,
+    /// `topics.always_on`, resolved against the routes.
+    pub always_on: Vec<TopicTarget>,
+    /// Authorization backends.
+    pub auth: AuthSettings,
+    /// The CORS policy.
+    pub cors: Cors,
+    /// The passthrough origin, if any.
+    pub passthrough: Option<PassthroughSettings>,
+    /// The `retry:` hint sent to subscribers, ms.
+    pub retry_hint_ms: u64,
+    /// What happens to subscribers that fall out of the ring.
+    pub lag_policy: LagPolicy,
+    /// `Strict-Transport-Security` for TLS responses, if configured.
+    pub hsts: Option<HeaderValue>,
+    /// Distinct topic labels in per-topic metrics, count.
+    pub max_topic_labels: usize,
+    /// Logging.
+    pub log: LogConfig,
+    /// Route paths that let anyone subscribe on a listener that is not loopback (warned about
+    /// at start).
+    pub open_routes: Vec<String>,
+}
+
+impl TryFrom<Config> for Settings {
+    type Error = ConfigIssue;
+
+    /// Validates `config` and builds the settings; the first rejected value is the error.
+    fn try_from(config: Config) -> Result<Self, ConfigIssue> {
+        let tls = tls_source(&config)?;
+        file_exists(
+            "upstream.extra_ca_file",
+            config.upstream.extra_ca_file.as_deref(),
+        )?;
+        let drain = drain(&config)?;
+        let passthrough = super::routes::passthrough(&config.passthrough)?;
+        let s = &config.server;
+        if s.plaintext_listen == Some(s.listen) && s.listen.port() != 0 {
+            return Err(ConfigIssue::new(
+                "server.plaintext_listen",
+                "same address as server.listen",
+            ));
+        }
+        let router = super::routes::router(&config.routes)?;
+        let auth = super::routes::auth(&config)?;
+        let always_on = super::routes::always_on(&config.topics.always_on, &router)?;
+        let upstream = upstream(&config)?;
+        let hub = hub(&config)?;
+        let server = server(&config)?;
+        let cors = super::routes::cors(&config.cors)?;
+        let exposed = std::iter::once(s.listen)
+            .chain(s.plaintext_listen)
+            .any(|addr| !addr.ip().is_loopback());
+        let open_routes = config
+            .routes
+            .iter()
+            .filter(|r| exposed && r.auth == crate::edge::auth::AuthMode::None)
+            .map(|r| r.path.clone())
+            .collect();
+        Ok(Settings {
+            listeners: Listeners {
+                tls: s.listen,
+                plaintext: s.plaintext_listen,
+                admin: config.admin.listen,
+                demo_origin: config
+                    .demo_origin
+                    .enabled
+                    .then_some(config.demo_origin.listen),
+            },
+            tls,
+            extra_ca_file: config.upstream.extra_ca_file.clone(),
+            server,
+            drain,
+            hub,
+            upstream,
+            router,
+            always_on,
+            auth,
+            cors,
+            passthrough,
+            retry_hint_ms: config.downstream.retry_hint_ms,
+            lag_policy: config.downstream.lag_policy,
+            hsts: (s.hsts_max_age_s > 0).then(|| {
+                HeaderValue::from_str(&format!("max-age={}", s.hsts_max_age_s))
+                    .expect("digits are a valid header value")
+            }),
+            max_topic_labels: config.admin.max_topic_labels,
+            log: config.log,
+            open_routes,
+        })
+    }
+}
+
+fn tls_source(config: &Config) -> Result<TlsSource, ConfigIssue> {
+    let s = &config.server;
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(_), None) => {
+            return Err(ConfigIssue::new("server.tls_key", "required with tls_cert"))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigIssue::new("server.tls_cert", "required with tls_key"))
+        }
+        _ => {}
+    }
+    file_exists("server.tls_cert", s.tls_cert.as_deref())?;
+    file_exists("server.tls_key", s.tls_key.as_deref())?;
+    Ok(match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_interval: (s.tls_reload_interval_ms > 0).then(|| ms(s.tls_reload_interval_ms)),
+        },
+        _ => TlsSource::Dev {
+            dir: s
+                .dev_cert_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("sse-relay-dev")),
+        },
+    })
+}
+
+fn drain(config: &Config) -> Result<DrainSettings, ConfigIssue> {
+    let s = &config.server;
+    if s.drain_timeout_ms <= s.drain_delay_ms + s.drain_window_ms {
+        return Err(ConfigIssue::new(
+            "server.drain_timeout_ms",
+            "must exceed drain_delay_ms + drain_window_ms",
+        ));
+    }
+    Ok(DrainSettings {
+        delay: ms(s.drain_delay_ms),
+        window: ms(s.drain_window_ms),
+    })
+}
+
+fn upstream(config: &Config) -> Result<UpstreamSettings, ConfigIssue> {
+    let u = &config.upstream;
+    positive("upstream.connect_timeout_ms", u.connect_timeout_ms)?;
+    positive("upstream.backoff_min_ms", u.backoff_min_ms)?;
+    let backoff = Backoff::try_new(ms(u.backoff_min_ms), ms(u.backoff_max_ms))
+        .map_err(|_| ConfigIssue::new("upstream.backoff_max_ms", "must be >= backoff_min_ms"))?;
+    let l = &config.limits;
+    if l.max_event_bytes < 16 {
+        return Err(ConfigIssue::new(
+            "limits.max_event_bytes",
+            "must be at least 16",
+        ));
+    }
+    Ok(UpstreamSettings {
+        connect_timeout: ms(u.connect_timeout_ms),
+        read_idle_timeout: (u.read_idle_timeout_ms > 0).then(|| ms(u.read_idle_timeout_ms)),
+        backoff,
+        max_event_bytes: l.max_event_bytes,
+    })
+}
+
+fn hub(config: &Config) -> Result<HubSettings, ConfigIssue> {
+    let r = &config.replay;
+    positive("replay.max_events", r.max_events as u64)?;
+    positive("replay.max_bytes", r.max_bytes as u64)?;
+    positive("replay.max_age_ms", r.max_age_ms)?;
+    positive(
+        "downstream.heartbeat_interval_ms",
+        config.downstream.heartbeat_interval_ms,
+    )?;
+    Ok(HubSettings {
+        ring: RingLimits {
+            max_events: r.max_events,
+            max_bytes: r.max_bytes,
+            max_age: ms(r.max_age_ms),
+        },
+        idle_grace: ms(config.topics.idle_grace_ms),
+        origin_closed_ttl: ms(config.topics.origin_closed_ttl_ms),
+        heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
+        max_buffered_bytes: config.limits.max_buffered_bytes,
+        max_topics: config.limits.max_topics,
+    })
+}
+
+fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
+    let l = &config.limits;
+    let s = &config.server;
+    positive("limits.max_connections", l.max_connections as u64)?;
+    positive(
+        "limits.max_streams_per_connection",
+        u64::from(l.max_streams_per_connection),
+    )?;
+    positive(
+        "limits.tls_handshake_timeout_ms",
+        l.tls_handshake_timeout_ms,
+    )?;
+    positive(
+        "server.h2.max_header_list_size",
+        u64::from(s.h2.max_header_list_size),
+    )?;
+    if s.h2.max_send_buf_size < 1024 {
+        return Err(ConfigIssue::new(
+            "server.h2.max_send_buf_size",
+            "must be at least 1024",
+        ));
+    }
+    let h2 = &s.h2;
+    Ok(ServerSettings {
+        h2: H2Settings {
+            max_pending_accept_reset_streams: h2.max_pending_accept_reset_streams,
+            max_local_error_reset_streams: h2.max_local_error_reset_streams,
+            max_header_list_size: h2.max_header_list_size,
+            keep_alive_interval: (h2.keep_alive_interval_ms > 0)
+                .then(|| ms(h2.keep_alive_interval_ms)),
+            keep_alive_timeout: ms(h2.keep_alive_timeout_ms),
+            max_send_buf_size: h2.max_send_buf_size,
+        },
+        max_streams_per_connection: l.max_streams_per_connection,
+        tls_handshake_timeout: ms(l.tls_handshake_timeout_ms),
+        max_connections: l.max_connections,
+        max_connections_per_ip: l.max_connections_per_ip,
+        connection: ConnectionLimits {
+            first_request_timeout: ms(l.first_request_timeout_ms),
+            idle_timeout: ms(l.idle_connection_timeout_ms),
+            max_streams_lifetime: l.max_streams_per_connection_lifetime,
+            close_grace: CLOSE_GRACE,
+        },
+        drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
+    })
+}
+
+/// After a watchdog's GOAWAY (idle, stream lifetime cap), a connection is closed at the latest
+/// this long after: enough for a client to finish reading what is in flight and move its
+/// requests to a new connection, short enough that a client ignoring GOAWAY cannot pin it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Milliseconds to a `Duration`.
+pub fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+/// Rejects 0 for `key`.
+pub(super) fn positive(key: &str, value: u64) -> Result<(), ConfigIssue> {
+    if value == 0 {
+        return Err(ConfigIssue::new(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// Rejects a path that is not an existing file for `key`.
+pub(super) fn file_exists(key: &str, path: Option<&Path>) -> Result<(), ConfigIssue> {
+    match path {
+        Some(p) if !p.is_file() => Err(ConfigIssue::new(
+            key,
+            format!("file {} does not exist or is not a file", p.display()),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,217 @@
+//! Every answer of the edge that is not a live stream, in one vocabulary: a [`Rejection`] says
+//! why (whichever step decided it: routing, method, authorization, the hub), and
+//! [`Edge::reject`] turns it into the response a browser's EventSource reacts to as it should
+//! (WHATWG HTML §9.2.3: any status but 200 is final, 204 means "stop"). Also the event-stream
+//! response headers, the small plain-text body, and the client's resume point.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either};
+
+use super::auth::{www_authenticate, AuthUnavailable, Denial};
+use super::metrics::EdgeMetrics;
+use super::routing::RouteMiss;
+use super::Edge;
+use crate::downstream::EventStreamBody;
+use crate::hub::Refused;
+use crate::ops::metrics::Label;
+
+/// The body type of passthrough responses and of the relay's small plain answers. The error
+/// is hyper's (a concrete type: a boxed `dyn Error` here defeats the compiler's `Send` proof
+/// of the connection task, rust-lang/rust#102211).
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// The body of every response the edge sends: an event stream, or a boxed body (passthrough
+/// responses and small plain answers).
+pub type ResponseBody = Either<EventStreamBody, BoxBody>;
+
+/// Why a request is not answered with a live event stream.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// A path that is an SSE route's only in another spelling: 404, never passed through.
+    #[error("no route for this path (SSE routes answer only their canonical spelling)")]
+    NoncanonicalPath,
+    /// No SSE route and no passthrough origin: 404.
+    #[error("no route for this path")]
+    NotFound,
+    /// A CORS preflight (`OPTIONS`): 204 with the CORS headers.
+    #[error("preflight")]
+    Preflight,
+    /// A method other than GET or OPTIONS on an SSE route: 405.
+    #[error("use GET")]
+    Method,
+    /// The SSE route did not resolve to a topic: 404 or 400.
+    #[error(transparent)]
+    Route(#[from] RouteMiss),
+    /// Authorization refused: 401, 403, or (server down) per `[auth.forward] unavailable`.
+    #[error(transparent)]
+    Auth(#[from] Denial),
+    /// The hub refused: 204 when the origin closed the topic, else a 200 stream that says
+    /// "retry later" and ends.
+    #[error(transparent)]
+    Hub(#[from] Refused),
+}
+
+/// Why a request or request part was refused as malformed
+/// (`sse_relay_requests_rejected_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// A path that is an SSE route's only in non-canonical spelling (`//`, trailing `/`, case,
+    /// `;params`, dot segments): answered 404, never passed through.
+    NoncanonicalPath,
+    /// A `Last-Event-ID` (header or `lastEventId` query) that no origin can have sent: ignored.
+    LastEventId,
+}
+
+impl Label for RejectReason {
+    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoncanonicalPath => "noncanonical_path",
+            Self::LastEventId => "last_event_id",
+        }
+    }
+}
+
+impl Edge {
+    /// The answer to `rejection`. Denials and the hub's answers carry CORS headers, so a page
+    /// on an allowed origin can see them.
+    pub(super) fn reject<B>(
+        &self,
+        rejection: Rejection,
+        request: &Request<B>,
+    ) -> Response<ResponseBody> {
+        let cors = &self.inner.cors;
+        let mut response = match rejection {
+            Rejection::NoncanonicalPath
+            | Rejection::NotFound
+            | Rejection::Route(RouteMiss::NoRoute) => {
+                return plain(StatusCode::NOT_FOUND, &format!("{rejection}\n")).map(Either::Right)
+            }
+            Rejection::Route(RouteMiss::BadQuery) => {
+                return plain(StatusCode::BAD_REQUEST, &format!("{rejection}\n")).map(Either::Right)
+            }
+            Rejection::Method => {
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+                return r.map(Either::Right);
+            }
+            Rejection::Preflight => {
+                let mut r = plain(StatusCode::NO_CONTENT, "");
+                cors.preflight(request.headers(), r.headers_mut());
+                return r.map(Either::Right);
+            }
+            Rejection::Auth(denial) => match self.denied(denial, request) {
+                Some(response) => response,
+                None => return self.event_stream(self.retry_later(), request),
+            },
+            // As the origin said: 204 makes a browser's EventSource stop reconnecting.
+            Rejection::Hub(Refused::OriginClosed) => plain(StatusCode::NO_CONTENT, ""),
+            Rejection::Hub(_) => return self.event_stream(self.retry_later(), request),
+        };
+        // Denials and the origin's 204 are answers the page should see.
+        cors.apply(request.headers(), response.headers_mut());
+        response.map(Either::Right)
+    }
+
+    /// A refused subscription: 401 (with `WWW-Authenticate`) or 403, which make a browser's
+    /// EventSource stop; an authorization server outage is answered, for EventSource requests
+    /// (`Accept: text/event-stream`), per `[auth.forward] unavailable`: by default (`None`
+    /// here) a 200 stream with a `retry:` hint that ends at once, so browsers recover by
+    /// themselves once the server is back; other requests get 503.
+    fn denied<B>(&self, denial: Denial, request: &Request<B>) -> Option<Response<BoxBody>> {
+        let event_source = request
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        Some(match &denial {
+            Denial::Unauthorized(reason) => {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, www_authenticate(reason));
+                r
+            }
+            Denial::Forbidden(_) => plain(StatusCode::FORBIDDEN, "forbidden\n"),
+            Denial::Unavailable(_) if !event_source => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "authorization unavailable, retry later\n",
+            ),
+            Denial::Unavailable(_) => match self.inner.auth.unavailable_policy() {
+                AuthUnavailable::Retry => return None,
+                AuthUnavailable::Deny => {
+                    plain(StatusCode::UNAUTHORIZED, "authorization unavailable\n")
+                }
+            },
+        })
+    }
+
+    fn retry_later(&self) -> EventStreamBody {
+        EventStreamBody::retry_later(
+            self.inner.frames.clone(),
+            self.inner.downstream_metrics.clone(),
+        )
+    }
+
+    /// A `200 text/event-stream` response with `body`, uncacheable, unbuffered by nginx-style
+    /// intermediaries (`X-Accel-Buffering: no`), with CORS headers for allowed origins.
+    pub(super) fn event_stream<B>(
+        &self,
+        body: EventStreamBody,
+        request: &Request<B>,
+    ) -> Response<ResponseBody> {
+        let mut response = Response::new(Either::Left(body));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        self.inner.cors.apply(request.headers(), headers);
+        response
+    }
+}
+
+/// Longest `Last-Event-ID` accepted from a client, bytes. Longer ones are ignored (counted in
+/// `sse_relay_requests_rejected_total{reason="last_event_id"}`): no origin we would resume
+/// against issues such ids, and each one would be held per topic and sent upstream.
+pub const MAX_LAST_EVENT_ID_BYTES: usize = 1024;
+
+/// The client's resume point: the `Last-Event-ID` header, else the `lastEventId` query
+/// parameter (as EventSource polyfills send it), percent-decoded. Empty means none. An id no
+/// SSE stream can have carried (NUL, CR or LF, WHATWG HTML §9.2.6), one that is not a valid
+/// header value, or one over [`MAX_LAST_EVENT_ID_BYTES`] is ignored and counted.
+pub(super) fn last_event_id<B>(request: &Request<B>, metrics: &EdgeMetrics) -> Option<String> {
+    let from_header = request
+        .headers()
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let id = from_header.or_else(|| {
+        form_urlencoded::parse(request.uri().query()?.as_bytes())
+            .find(|(k, _)| k == "lastEventId")
+            .map(|(_, v)| v.into_owned())
+    })?;
+    let usable = id.len() <= MAX_LAST_EVENT_ID_BYTES
+        && !id.contains(['\0', '\r', '\n'])
+        && HeaderValue::from_str(&id).is_ok();
+    if !usable {
+        metrics.rejected.inc(RejectReason::LastEventId);
+        return None;
+    }
+    (!id.is_empty()).then_some(id)
+}
+
+/// A small plain-text answer.
+pub fn plain(status: StatusCode, text: &str) -> Response<BoxBody> {
+    let body = http_body_util::Full::new(Bytes::copy_from_slice(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,176 @@
+//! The edge: the per-request decision. A request on an SSE route is routed to its topic
+//! ([`routing`]), authorized ([`auth`]) and subscribed (through the hub, with the upstream
+//! follower for a new topic); CORS preflights are answered ([`cors`]); anything else goes to
+//! the passthrough origin ([`passthrough`]) or gets 404. Every answer that is not a live stream
+//! is built in [`answer`].
+//!
+//! This module ties routing, auth, hub and downstream together for one request; it holds no
+//! state of its own beyond shared handles, and it never forwards a client header upstream.
+
+pub mod answer;
+pub mod auth;
+pub mod cors;
+mod metrics;
+pub mod passthrough;
+pub mod routing;
+
+use std::sync::Arc;
+
+use http::header::STRICT_TRANSPORT_SECURITY;
+use http::{HeaderValue, Method, Request, Response};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
+use crate::hub::{Hub, Refused, TopicSpec};
+use crate::server::{Handler, Peer};
+use crate::upstream::Upstream;
+use answer::{RejectReason, Rejection, ResponseBody};
+use auth::{AuthRequest, Authorizer};
+use cors::Cors;
+pub use metrics::EdgeMetrics;
+use passthrough::Passthrough;
+use routing::{Router, TopicTarget};
+
+/// The request handler of the relay's listeners (cheap to clone).
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<EdgeParts>,
+}
+
+/// What the edge is made of.
+pub struct EdgeParts {
+    /// The compiled routes.
+    pub router: Router,
+    /// The topic registry.
+    pub hub: Hub,
+    /// Follows the origin of each new topic.
+    pub upstream: Arc<Upstream>,
+    /// Preamble, heartbeat and farewell frames, shared by every subscriber.
+    pub frames: Arc<DownstreamFrames>,
+    /// What to do with subscribers that fall out of the replay ring.
+    pub lag_policy: LagPolicy,
+    /// The CORS policy.
+    pub cors: Cors,
+    /// Where requests that match no SSE route go (none: 404).
+    pub passthrough: Option<Passthrough>,
+    /// Who may subscribe.
+    pub auth: Authorizer,
+    /// The `Strict-Transport-Security` value for TLS responses, if configured.
+    pub hsts: Option<HeaderValue>,
+    /// The edge's metrics.
+    pub metrics: Arc<EdgeMetrics>,
+    /// Subscribers' stream metrics.
+    pub downstream_metrics: Arc<DownstreamMetrics>,
+}
+
+impl Edge {
+    /// Creates the handler.
+    pub fn new(parts: EdgeParts) -> Self {
+        Self {
+            inner: Arc::new(parts),
+        }
+    }
+
+    /// Opens the `topics.always_on` topics (resolved by the config), so their replay buffers
+    /// are warm when the first client comes.
+    ///
+    /// # Errors
+    /// The first target the hub refused, with why.
+    pub fn open_always_on(&self, targets: &[TopicTarget]) -> Result<(), (String, Refused)> {
+        for target in targets {
+            let spec = self.topic_spec(target.clone());
+            self.inner
+                .hub
+                .open_always_on(spec)
+                .map_err(|refused| (target.path.clone(), refused))?;
+        }
+        Ok(())
+    }
+
+    /// The hub's view of a resolved target: its key, its label, and how to follow its origin.
+    fn topic_spec(&self, target: TopicTarget) -> TopicSpec {
+        TopicSpec {
+            key: target.key,
+            label: target.path,
+            follow: self.inner.upstream.follower(target.upstream),
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+        let path = request.uri().path();
+        if self.inner.router.shadows_sse_path(path) {
+            self.inner
+                .metrics
+                .rejected
+                .inc(RejectReason::NoncanonicalPath);
+            return self.reject(Rejection::NoncanonicalPath, &request);
+        }
+        if !self.inner.router.is_sse_path(path) {
+            return match &self.inner.passthrough {
+                Some(proxy) => proxy.forward(request, peer).await.map(Either::Right),
+                None => self.reject(Rejection::NotFound, &request),
+            };
+        }
+        match self.subscribe(&request, peer).await {
+            Ok(response) => response,
+            Err(rejection) => self.reject(rejection, &request),
+        }
+    }
+
+    /// Subscribes a request on an SSE route. A live answer is always `200 text/event-stream`,
+    /// even while the origin is down (a browser's EventSource stops reconnecting for good after
+    /// any other status, WHATWG HTML §9.2.3).
+    async fn subscribe<B>(
+        &self,
+        request: &Request<B>,
+        peer: Peer,
+    ) -> Result<Response<ResponseBody>, Rejection> {
+        let inner = &self.inner;
+        if request.method() == Method::OPTIONS {
+            return Err(Rejection::Preflight);
+        }
+        if request.method() != Method::GET {
+            return Err(Rejection::Method);
+        }
+        let target = inner
+            .router
+            .resolve(request.uri().path(), request.uri().query())?;
+        let auth_request = AuthRequest {
+            headers: request.headers(),
+            raw_query: request.uri().query(),
+            path: &target.path,
+            query: &target.query,
+            client: peer.addr.ip(),
+        };
+        let grant = inner.auth.authorize(target.auth, &auth_request).await?;
+        let last_event_id = answer::last_event_id(request, &inner.metrics);
+        let spec = self.topic_spec(target);
+        let subscription = inner.hub.subscribe(spec, last_event_id.as_deref())?;
+        let body = EventStreamBody::live(
+            subscription,
+            inner.frames.clone(),
+            inner.lag_policy,
+            inner.downstream_metrics.clone(),
+        )
+        .ending_by(grant.expires);
+        Ok(self.event_stream(body, request))
+    }
+}
+
+impl Handler for Edge {
+    type Body = ResponseBody;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    /// Answers one request: SSE routes are subscriptions (identical over HTTP/1.1 and h2),
+    /// anything else goes to the passthrough origin (or gets 404 without one).
+    async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+        let mut response = self.route(request, peer).await;
+        if let (true, Some(hsts)) = (peer.tls, &self.inner.hsts) {
+            response
+                .headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        response
+    }
+}

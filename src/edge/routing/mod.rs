@@ -1,0 +1,164 @@
+//! Routing: maps a request's path and query to an SSE topic subscription (topic key and
+//! upstream URL), using the route templates from the config.
+//!
+//! This module owns template parsing and matching only; it does no I/O and knows nothing of
+//! topics' state or of HTTP bodies.
+
+mod template;
+#[cfg(test)]
+mod tests;
+
+use http::Uri;
+
+pub use template::{PathTemplate, TemplateError, UpstreamTemplate};
+
+use super::auth::AuthMode;
+
+/// A request resolved to a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTarget {
+    /// The topic key: route index, rendered upstream URL and the significant query parameters.
+    /// Two requests share an upstream subscription exactly when their keys are equal.
+    pub key: String,
+    /// The upstream URL to subscribe to.
+    pub upstream: Uri,
+    /// The canonical request path (decoded variables rendered into the route's template):
+    /// what authorization checks and what labels the topic.
+    pub path: String,
+    /// The canonical query: the route's declared parameters, sorted, first value each,
+    /// re-encoded (`application/x-www-form-urlencoded`); empty when none.
+    pub query: String,
+    /// How subscriptions on this route are authorized.
+    pub auth: AuthMode,
+}
+
+/// The compiled route table.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+/// One compiled `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    path: PathTemplate,
+    upstream: UpstreamTemplate,
+    query_params: Vec<String>,
+    auth: AuthMode,
+}
+
+impl Route {
+    /// A route from its templates; `query_params` are sorted and deduplicated (they join the
+    /// topic key in that order).
+    pub fn new(
+        path: PathTemplate,
+        upstream: UpstreamTemplate,
+        mut query_params: Vec<String>,
+        auth: AuthMode,
+    ) -> Self {
+        query_params.sort();
+        query_params.dedup();
+        Self {
+            path,
+            upstream,
+            query_params,
+            auth,
+        }
+    }
+
+    /// The path template.
+    pub fn path(&self) -> &PathTemplate {
+        &self.path
+    }
+
+    /// How subscriptions on this route are authorized.
+    pub fn auth(&self) -> AuthMode {
+        self.auth
+    }
+}
+
+/// Why a request did not resolve to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteMiss {
+    /// No route's path matches.
+    #[error("no route")]
+    NoRoute,
+    /// A route matched but the request's query could not be used in the upstream URL.
+    #[error("query parameter not usable")]
+    BadQuery,
+}
+
+impl Router {
+    /// The route table, first match wins.
+    pub fn new(routes: Vec<Route>) -> Self {
+        Self { routes }
+    }
+
+    /// The routes, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// True when some route's path template matches `path`.
+    pub fn is_sse_path(&self, path: &str) -> bool {
+        self.routes.iter().any(|r| r.path.matches(path).is_some())
+    }
+
+    /// True when `path` is not an SSE route's canonical spelling but matches one leniently (see
+    /// [`PathTemplate::matches_leniently`]): the relay answers 404 rather than pass it through.
+    pub fn shadows_sse_path(&self, path: &str) -> bool {
+        !self.is_sse_path(path) && self.routes.iter().any(|r| r.path.matches_leniently(path))
+    }
+
+    /// Resolves a request path and query to a topic, in canonical form (see
+    /// [`PathTemplate::matches`]). Only the route's declared query parameters are kept (sorted
+    /// by name, first value of each, decoded and re-encoded), so parameter order, duplicates,
+    /// encodings and unknown parameters do not split a topic or dodge an access check.
+    ///
+    /// # Errors
+    /// [`RouteMiss`] saying why.
+    pub fn resolve(&self, path: &str, query: Option<&str>) -> Result<TopicTarget, RouteMiss> {
+        for (index, route) in self.routes.iter().enumerate() {
+            let Some(bound) = route.path.matches(path) else {
+                continue;
+            };
+            let mut canonical_query = form_urlencoded::Serializer::new(String::new());
+            for name in &route.query_params {
+                if let Some(value) = query_value(query, name) {
+                    canonical_query.append_pair(name, &value);
+                }
+            }
+            let canonical_query = canonical_query.finish();
+            let mut url = route.upstream.render(&bound);
+            if !canonical_query.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&canonical_query);
+            }
+            let upstream: Uri = url.parse().map_err(|_| RouteMiss::BadQuery)?;
+            return Ok(TopicTarget {
+                key: format!("{index} {upstream}"),
+                upstream,
+                path: route.path.render(&bound),
+                query: canonical_query,
+                auth: route.auth,
+            });
+        }
+        Err(RouteMiss::NoRoute)
+    }
+}
+
+/// Splits a request target such as `/events/clock?lang=en` into path and query, the shape
+/// [`Router::resolve`] takes.
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+/// The first value of query parameter `name`, decoded (`application/x-www-form-urlencoded`).
+pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

@@ -1,0 +1,229 @@
+//! Route templates: downstream path templates (`/events/{topic}`) with their canonical and
+//! lenient matching, and upstream URL templates (`http://origin/sub/{topic}`).
+
+use http::Uri;
+use percent_encoding::percent_decode_str;
+
+/// Why a path or upstream template was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A path template must start with `/`.
+    #[error("{0:?} must start with '/'")]
+    NoLeadingSlash(String),
+    /// A `{}` variable with an empty or malformed name.
+    #[error("bad variable {0:?} (use {{letters_digits_}})")]
+    BadVariable(String),
+    /// A variable named twice in one path.
+    #[error("variable {{{0}}} appears twice")]
+    RepeatedVariable(String),
+    /// A variable that is not a whole path segment.
+    #[error("segment {0:?}: a variable must be a whole segment")]
+    PartialSegment(String),
+    /// An upstream URL that is not http or https.
+    #[error("{0:?} must start with http:// or https://")]
+    Scheme(String),
+    /// A `{` without its `}`.
+    #[error("unclosed '{{' in {0:?}")]
+    Unclosed(String),
+    /// An upstream variable the route's path does not bind.
+    #[error("variable {{{0}}} is not in the route's path template")]
+    UnknownVariable(String),
+    /// The upstream URL does not parse.
+    #[error("not a valid URL: {0}")]
+    Url(String),
+    /// The upstream URL has no host.
+    #[error("URL has no host")]
+    NoHost,
+}
+
+/// A downstream path template such as `/events/{topic}`: literal segments and `{name}`
+/// variables, each variable matching exactly one non-empty path segment.
+#[derive(Debug, Clone)]
+pub struct PathTemplate {
+    template: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Literal(String),
+    Variable(String),
+}
+
+impl PathTemplate {
+    /// Parses a template.
+    ///
+    /// # Errors
+    /// A [`TemplateError`] when it does not start with `/`, has an empty or malformed `{}`
+    /// variable, or names a variable twice.
+    pub fn parse(template: &str) -> Result<Self, TemplateError> {
+        let rest = template
+            .strip_prefix('/')
+            .ok_or_else(|| TemplateError::NoLeadingSlash(template.to_string()))?;
+        let mut segments = Vec::new();
+        for part in rest.split('/') {
+            if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                if !is_variable_name(name) {
+                    return Err(TemplateError::BadVariable(part.to_string()));
+                }
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Variable(v) if v == name))
+                {
+                    return Err(TemplateError::RepeatedVariable(name.to_string()));
+                }
+                segments.push(Segment::Variable(name.to_string()));
+            } else if part.contains(['{', '}']) {
+                return Err(TemplateError::PartialSegment(part.to_string()));
+            } else {
+                segments.push(Segment::Literal(part.to_string()));
+            }
+        }
+        Ok(Self {
+            template: template.to_string(),
+            segments,
+        })
+    }
+
+    /// The template as written, e.g. `/events/{topic}`.
+    pub fn as_str(&self) -> &str {
+        &self.template
+    }
+
+    /// The variable names, in order.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Variable(v) => Some(v.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// Matches a request path; returns `(name, value)` pairs with each value percent-decoded
+    /// (its canonical form). A value must be a non-empty segment that decodes to RFC 3986
+    /// unreserved characters (`A-Z a-z 0-9 - . _ ~`) other than `.` and `..`; literal segments
+    /// compare exactly (paths are case-sensitive). So `%2e%2e`, `%2F`, `//`, `/./` and the like
+    /// never match, and `%61` is the same topic as `a`.
+    pub fn matches<'a>(&'a self, path: &str) -> Option<Vec<(&'a str, String)>> {
+        let rest = path.strip_prefix('/')?;
+        let mut parts = rest.split('/');
+        let mut bound = Vec::new();
+        for segment in &self.segments {
+            let part = parts.next()?;
+            match segment {
+                Segment::Literal(l) if l == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Variable(name) => {
+                    let value = percent_decode_str(part).decode_utf8().ok()?;
+                    if !is_topic_segment(&value) {
+                        return None;
+                    }
+                    bound.push((name.as_str(), value.into_owned()));
+                }
+            }
+        }
+        parts.next().is_none().then_some(bound)
+    }
+
+    /// True when `path`, read the lenient way many origins and frameworks read paths, would
+    /// match: each segment cut at `;`, percent-decoded, empty and `.` segments dropped, `..`
+    /// popping one, literals compared without case. Such a path names an SSE route in another
+    /// spelling, so it must not reach a passthrough origin, which might serve it without the
+    /// route's authorization.
+    pub fn matches_leniently(&self, path: &str) -> bool {
+        let mut parts: Vec<String> = Vec::new();
+        for raw in path.split('/') {
+            let raw = raw.split(';').next().unwrap_or_default();
+            let part = percent_decode_str(raw).decode_utf8_lossy();
+            match &*part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                _ => parts.push(part.into_owned()),
+            }
+        }
+        parts.len() == self.segments.len()
+            && self.segments.iter().zip(&parts).all(|(s, p)| match s {
+                Segment::Literal(l) => l.eq_ignore_ascii_case(p),
+                Segment::Variable(_) => true,
+            })
+    }
+
+    /// The canonical path for bound values: the template with each variable replaced.
+    pub(super) fn render(&self, bound: &[(&str, String)]) -> String {
+        let mut path = String::new();
+        for segment in &self.segments {
+            path.push('/');
+            match segment {
+                Segment::Literal(l) => path.push_str(l),
+                Segment::Variable(name) => {
+                    let value = bound.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                    path.push_str(value.map_or("", String::as_str));
+                }
+            }
+        }
+        path
+    }
+}
+
+/// An upstream URL template such as `http://127.0.0.1:8081/sub/{topic}`.
+#[derive(Debug, Clone)]
+pub struct UpstreamTemplate {
+    template: String,
+}
+
+impl UpstreamTemplate {
+    /// Parses a template and checks it against the route's path template.
+    ///
+    /// # Errors
+    /// A [`TemplateError`] when the scheme is not http/https, the URL is malformed, or a
+    /// variable is not bound by `path`.
+    pub fn parse(template: &str, path: &PathTemplate) -> Result<Self, TemplateError> {
+        if !(template.starts_with("http://") || template.starts_with("https://")) {
+            return Err(TemplateError::Scheme(template.to_string()));
+        }
+        let mut probe = template.to_string();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| TemplateError::Unclosed(template.to_string()))?;
+            let name = &rest[open + 1..open + close];
+            if !path.variables().any(|v| v == name) {
+                return Err(TemplateError::UnknownVariable(name.to_string()));
+            }
+            probe = probe.replace(&format!("{{{name}}}"), "x");
+            rest = &rest[open + close + 1..];
+        }
+        let uri: Uri = probe
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TemplateError::Url(e.to_string()))?;
+        if uri.host().is_none() {
+            return Err(TemplateError::NoHost);
+        }
+        Ok(Self {
+            template: template.to_string(),
+        })
+    }
+
+    pub(super) fn render(&self, bound: &[(&str, String)]) -> String {
+        let mut url = self.template.clone();
+        for (name, value) in bound {
+            url = url.replace(&format!("{{{name}}}"), value);
+        }
+        url
+    }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_topic_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}

@@ -1,0 +1,103 @@
+//! Routing: canonical matching, shadowed spellings, topic keys.
+
+use super::*;
+
+fn router(query_params: &[&str]) -> Router {
+    let path = PathTemplate::parse("/events/{topic}").unwrap();
+    let upstream = UpstreamTemplate::parse("http://127.0.0.1:8081/sub/{topic}", &path).unwrap();
+    let params = query_params.iter().map(|s| s.to_string()).collect();
+    Router::new(vec![Route::new(path, upstream, params, AuthMode::None)])
+}
+
+#[test]
+fn path_variable_renders_into_upstream() {
+    let t = router(&[]).resolve("/events/clock", None).unwrap();
+    assert_eq!(t.upstream, "http://127.0.0.1:8081/sub/clock");
+}
+
+#[test]
+fn traversal_and_encoded_segments_do_not_match() {
+    let r = router(&[]);
+    for path in [
+        "/events/..",
+        "/events/.",
+        "/events/%2e%2e",
+        "/events/%2E",
+        "/events/a%2Fb",
+        "/events/a%2fb",
+        "/events/",
+        "/events//a",
+        "/events/a/",
+        "/events/a/b",
+        "/events/./a",
+        "/events/a%00",
+        "/events/a%zz",
+        "/EVENTS/a",
+        "//events/a",
+    ] {
+        assert_eq!(r.resolve(path, None), Err(RouteMiss::NoRoute), "{path}");
+    }
+}
+
+#[test]
+fn other_spellings_of_sse_paths_are_shadowed_but_other_paths_are_not() {
+    let r = router(&[]);
+    for path in [
+        "/events/a/",
+        "/events//a",
+        "//events/a",
+        "/EVENTS/a",
+        "/Events/a",
+        "/events/a;x=1",
+        "/events;x/a",
+        "/events/./a",
+        "/events/b/../a",
+        "/%65vents/a",
+        "/events/a%2f",
+        "/events/%2e%2e%2fx",
+    ] {
+        assert!(r.shadows_sse_path(path), "{path}");
+    }
+    for path in [
+        "/events/a",
+        "/events",
+        "/events/a/b",
+        "/other/a",
+        "/",
+        "/eventsx/a",
+    ] {
+        assert!(!r.shadows_sse_path(path), "{path}");
+    }
+}
+
+#[test]
+fn encoded_unreserved_characters_are_the_same_topic() {
+    let r = router(&[]);
+    let plain = r.resolve("/events/abc", None).unwrap();
+    let encoded = r.resolve("/events/%61b%63", None).unwrap();
+    assert_eq!(plain, encoded);
+    assert_eq!(encoded.path, "/events/abc");
+}
+
+#[test]
+fn only_declared_query_params_split_topics_in_sorted_order() {
+    let r = router(&["lang", "area"]);
+    let a = r.resolve("/events/x", Some("lang=en&x=1&area=eu")).unwrap();
+    let b = r.resolve("/events/x", Some("area=eu&lang=en")).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.upstream, "http://127.0.0.1:8081/sub/x?area=eu&lang=en");
+    let c = r.resolve("/events/x", Some("lang=de&area=eu")).unwrap();
+    assert_ne!(a.key, c.key);
+    let dup = r
+        .resolve("/events/x", Some("lang=en&lang=de&area=%65u"))
+        .unwrap();
+    assert_eq!(dup, a, "first value wins; encodings are canonicalised");
+    assert_eq!(a.query, "area=eu&lang=en");
+}
+
+#[test]
+fn unknown_variable_in_upstream_is_rejected() {
+    let p = PathTemplate::parse("/e/{topic}").unwrap();
+    assert!(UpstreamTemplate::parse("http://o/{room}", &p).is_err());
+    assert!(UpstreamTemplate::parse("ftp://o/{topic}", &p).is_err());
+}

@@ -1,0 +1,141 @@
+//! The hub's metrics: subscribers and topics (with a capped per-topic label), the replay
+//! buffers' bytes, replay hits and misses, shedding and the drain flag.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::ops::metrics::{counter, gauge};
+
+/// Topics beyond this many distinct labels share the label `other` in per-topic series, by
+/// default: enough to see the busiest routes, few enough that a topic spray cannot blow up
+/// Prometheus' series count.
+pub const DEFAULT_MAX_TOPIC_LABELS: usize = 100;
+
+/// The metrics of the hub and its topics.
+pub struct HubMetrics {
+    /// Subscribers currently attached to a topic (gauge).
+    pub subscribers: IntGauge,
+    /// Topics currently open, each with one upstream subscription (gauge).
+    pub topics: IntGauge,
+    /// Bytes held in all replay rings (gauge).
+    pub buffered_bytes: IntGauge,
+    /// New subscribers shed (200 + `retry:` + end) because the buffer budget or the topic cap
+    /// was reached (counter).
+    pub subscribers_shed: IntCounter,
+    /// Resumes with `Last-Event-ID` found in the replay buffer (counter).
+    pub replay_hits: IntCounter,
+    /// Resumes with a `Last-Event-ID` not in the replay buffer (counter).
+    pub replay_misses: IntCounter,
+    /// 1 while the relay drains (gauge).
+    pub draining: IntGauge,
+    topic_subscribers: IntGaugeVec,
+    topic_labels: Mutex<HashMap<String, usize>>,
+    max_topic_labels: usize,
+}
+
+impl HubMetrics {
+    /// Registers the hub's metrics in `registry`; at most `max_topic_labels` distinct topic
+    /// labels are used in `sse_relay_topic_subscribers`.
+    ///
+    /// # Errors
+    /// A `prometheus::Error` if a name is already registered there.
+    pub fn new(registry: &Registry, max_topic_labels: usize) -> prometheus::Result<Self> {
+        let r = registry;
+        let topic_subscribers = IntGaugeVec::new(
+            Opts::new(
+                "sse_relay_topic_subscribers",
+                "Subscribers per topic (topics past the label cap share topic=\"other\").",
+            ),
+            &["topic"],
+        )?;
+        r.register(Box::new(topic_subscribers.clone()))?;
+        Ok(Self {
+            subscribers: gauge(r, "sse_relay_subscribers", "Subscribers attached.")?,
+            topics: gauge(r, "sse_relay_topics", "Open topics (one upstream each).")?,
+            buffered_bytes: gauge(
+                r,
+                "sse_relay_buffered_bytes",
+                "Bytes held in all replay rings.",
+            )?,
+            subscribers_shed: counter(
+                r,
+                "sse_relay_subscribers_shed_total",
+                "New subscribers shed because the buffer budget was exceeded.",
+            )?,
+            replay_hits: counter(
+                r,
+                "sse_relay_replay_hits_total",
+                "Resumes whose Last-Event-ID was in the replay buffer.",
+            )?,
+            replay_misses: counter(
+                r,
+                "sse_relay_replay_misses_total",
+                "Resumes whose Last-Event-ID was not in the replay buffer.",
+            )?,
+            draining: gauge(r, "sse_relay_draining", "1 while the relay drains.")?,
+            topic_subscribers,
+            topic_labels: Mutex::new(HashMap::new()),
+            max_topic_labels,
+        })
+    }
+
+    /// The per-topic subscriber gauge for a topic labelled `label`, resolved once per topic.
+    /// Past `max_topic_labels` distinct labels, new topics share `other`. Pair every call with
+    /// [`HubMetrics::release_topic_label`].
+    pub fn topic_label(&self, label: &str) -> (String, IntGauge) {
+        let mut labels = self.topic_labels.lock().unwrap_or_else(|p| p.into_inner());
+        let named = labels.len() - usize::from(labels.contains_key("other"));
+        let label = if labels.contains_key(label) || named < self.max_topic_labels {
+            label.to_string()
+        } else {
+            "other".to_string()
+        };
+        *labels.entry(label.clone()).or_insert(0) += 1;
+        let gauge = self.topic_subscribers.with_label_values(&[&label]);
+        (label, gauge)
+    }
+
+    /// Releases a label taken by [`HubMetrics::topic_label`]; the series disappears with its
+    /// last topic.
+    pub fn release_topic_label(&self, label: &str) {
+        let mut labels = self.topic_labels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = labels.get_mut(label) {
+            *count -= 1;
+            if *count == 0 {
+                labels.remove(label);
+                let _ = self.topic_subscribers.remove_label_values(&[label]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_labels_are_capped_and_released() {
+        let registry = Registry::new();
+        let m = HubMetrics::new(&registry, 2).unwrap();
+        let (a, _) = m.topic_label("/events/a");
+        let (b, _) = m.topic_label("/events/b");
+        let (c, gauge_c) = m.topic_label("/events/c");
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("/events/a", "/events/b", "other")
+        );
+        gauge_c.inc();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains("sse_relay_topic_subscribers{topic=\"other\"} 1"),
+            "the capped topic counts under `other`: {text}"
+        );
+        m.release_topic_label(&a);
+        let (d, _) = m.topic_label("/events/d");
+        assert_eq!(d, "/events/d", "a released label frees a slot");
+    }
+}

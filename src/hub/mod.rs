@@ -1,0 +1,217 @@
+//! The hub: topics and their subscribers. The [`registry`] gets or opens a topic by key (one
+//! upstream subscription per topic key, however many subscribers); each topic is a replay ring
+//! with its subscribers' cursors and wakers ([`topic`], [`subscription`]); one
+//! [`supervisor`] per topic owns its life (follow upstream, idle grace, origin closed, drain,
+//! retire). The hub also runs the heartbeat ticker and the spread-out drain.
+//!
+//! The hub knows nothing of HTTP: a topic's upstream is a future handed in with its
+//! [`TopicSpec`], and it never blocks the upstream on a subscriber (DESIGN.md invariant 1).
+
+mod metrics;
+mod registry;
+mod subscription;
+mod supervisor;
+#[cfg(test)]
+mod tests;
+mod topic;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+pub use metrics::{HubMetrics, DEFAULT_MAX_TOPIC_LABELS};
+pub use registry::MAX_CLOSED_KEYS;
+use registry::{Attach, Registry};
+pub use subscription::{Delivery, Next, Subscription, BATCH_BYTES};
+pub use topic::{CloseReason, RingLimits, Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
+
+/// Settings of the hub.
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    /// Replay ring bounds per topic.
+    pub ring: RingLimits,
+    /// How long a topic outlives its last subscriber.
+    pub idle_grace: Duration,
+    /// How long a topic key the origin closed (204) refuses new subscribers with
+    /// [`Refused::OriginClosed`] (zero: not at all).
+    pub origin_closed_ttl: Duration,
+    /// Interval of heartbeat ticks (and of age-based eviction).
+    pub heartbeat_interval: Duration,
+    /// Budget of bytes in all rings together; past it new subscribers are refused, bytes.
+    pub max_buffered_bytes: usize,
+    /// Topics open at once; past it subscribers of new topics are refused (each topic holds an
+    /// upstream connection and a ring), count.
+    pub max_topics: usize,
+}
+
+/// Why a topic's upstream follower gave up (it never returns otherwise: outages, errors and
+/// broken streams are retried inside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamEnd {
+    /// The origin answered 204 No Content: the topic is over.
+    OriginClosed,
+}
+
+/// Starts a new topic's upstream: called once, when the topic opens, with the topic to publish
+/// into; the future runs until the topic ends (the supervisor drops it on retire or drain).
+pub type Follow = Box<dyn FnOnce(Arc<Topic>) -> BoxFuture<'static, UpstreamEnd> + Send>;
+
+/// What a subscriber asks for: a topic key, the label of its per-topic metrics, and how to
+/// follow its origin if the topic has to be opened.
+pub struct TopicSpec {
+    /// The topic key: two subscribers share a topic exactly when their keys are equal.
+    pub key: String,
+    /// Names the topic in per-topic metrics (e.g. the request path).
+    pub label: String,
+    /// Starts the upstream of a new topic (dropped unused when the topic is open already).
+    pub follow: Follow,
+}
+
+/// Why [`Hub::subscribe`] refused a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The relay is draining.
+    #[error("the relay is draining")]
+    Draining,
+    /// The replay rings hold more than `limits.max_buffered_bytes`.
+    #[error("over the buffer budget")]
+    OverBudget,
+    /// A new topic would exceed `limits.max_topics`.
+    #[error("too many topics")]
+    TooManyTopics,
+    /// The origin closed this topic (204) less than `topics.origin_closed_ttl_ms` ago: the
+    /// client should be told 204 too, so it stops reconnecting.
+    #[error("the origin closed this topic")]
+    OriginClosed,
+}
+
+/// The topic registry (cheap to clone).
+#[derive(Clone)]
+pub struct Hub {
+    registry: Arc<Registry>,
+}
+
+/// Steps in which the drain window ends streams.
+const DRAIN_STEPS: u32 = 64;
+
+impl Hub {
+    /// Creates a hub and starts its heartbeat ticker (which stops when the hub is dropped).
+    /// Must be called within a tokio runtime.
+    pub fn new(settings: HubSettings, metrics: Arc<HubMetrics>) -> Self {
+        let registry = Arc::new(Registry::new(settings, metrics));
+        tokio::spawn(run_ticker(
+            Arc::downgrade(&registry),
+            settings.heartbeat_interval,
+        ));
+        Self { registry }
+    }
+
+    /// The hub's metrics.
+    pub fn metrics(&self) -> &Arc<HubMetrics> {
+        &self.registry.metrics
+    }
+
+    /// Subscribes to the topic of `spec`, opening it (and its one upstream subscription) if
+    /// needed. `last_event_id` positions the cursor (see [`Subscription`]); a new topic also
+    /// passes it upstream ([`Topic::initial_last_event_id`]), so the origin can replay.
+    ///
+    /// # Errors
+    /// [`Refused::Draining`] once [`Hub::drain`] was called; [`Refused::OverBudget`] while the
+    /// rings hold more than the buffer budget, [`Refused::TooManyTopics`] for a new topic past
+    /// the topic cap (both counted in `sse_relay_subscribers_shed_total`);
+    /// [`Refused::OriginClosed`] while the origin's 204 for this key is remembered.
+    pub fn subscribe(
+        &self,
+        spec: TopicSpec,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, Refused> {
+        let registry = &self.registry;
+        let over =
+            registry.metrics.buffered_bytes.get() > registry.settings.max_buffered_bytes as i64;
+        if over {
+            registry.metrics.subscribers_shed.inc();
+            return Err(Refused::OverBudget);
+        }
+        if registry.recently_closed(&spec.key) {
+            return Err(Refused::OriginClosed);
+        }
+        let topic = registry.open(spec, last_event_id, Attach::Subscriber)?;
+        Ok(topic.attach(last_event_id))
+    }
+
+    /// Opens the topic of `spec` now and keeps it open, with or without subscribers, until the
+    /// origin closes it (204) or the relay drains: `topics.always_on`, so its replay buffer
+    /// fills before the first client comes (DESIGN.md invariant 1).
+    ///
+    /// # Errors
+    /// [`Refused::Draining`] or [`Refused::TooManyTopics`], as for [`Hub::subscribe`].
+    pub fn open_always_on(&self, spec: TopicSpec) -> Result<(), Refused> {
+        self.registry.open(spec, None, Attach::Pin).map(drop)
+    }
+
+    /// Drains over `window`: refuses new subscriptions at once, then ends existing streams in
+    /// a random order spread evenly over the window (so clients reconnect elsewhere without a
+    /// stampede), then has every supervisor close its topic (ending its upstream subscription),
+    /// and returns once all are closed.
+    pub async fn drain(&self, window: Duration) {
+        let registry = &self.registry;
+        registry.draining.store(true, Ordering::Release);
+        registry.metrics.draining.set(1);
+        let step = window / DRAIN_STEPS;
+        for i in 1..=DRAIN_STEPS {
+            if !step.is_zero() {
+                tokio::time::sleep(step).await;
+            }
+            registry
+                .drain_progress
+                .store(DRAIN_DONE * i / DRAIN_STEPS, Ordering::Relaxed);
+            for topic in registry.topics() {
+                topic.wake_all();
+            }
+        }
+        registry.stop.send_replace(true);
+        let mut open = registry.open.subscribe();
+        let _ = open.wait_for(|open| *open == 0).await;
+    }
+
+    /// True once [`Hub::drain`] started.
+    pub fn is_draining(&self) -> bool {
+        self.registry.draining.load(Ordering::Acquire)
+    }
+
+    /// The open topics.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.registry.topics()
+    }
+
+    /// Snapshots of every open topic, sorted by key.
+    pub fn snapshot(&self) -> Vec<TopicSnapshot> {
+        let mut all: Vec<_> = self.topics().iter().map(|t| t.snapshot()).collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// Number of open topics.
+    pub fn topic_count(&self) -> usize {
+        self.registry.len()
+    }
+}
+
+async fn run_ticker(registry: Weak<Registry>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let topics = registry.topics();
+        drop(registry);
+        for topic in topics {
+            topic.tick();
+        }
+    }
+}

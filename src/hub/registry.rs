@@ -1,0 +1,180 @@
+//! The topic registry: get-or-open under one lock (so a topic is never opened twice, and
+//! retirement cannot slip in between a lookup and a subscriber's arrival), the caps on topics
+//! and buffered bytes, and the memory of topics their origin closed.
+//!
+//! Only the registry adds topics and only a topic's supervisor removes it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::metrics::HubMetrics;
+use super::topic::{lock, Topic};
+use super::{supervisor, HubSettings, Refused, TopicSpec};
+
+/// Topic keys remembered as closed by their origin, at most, count (older ones are forgotten
+/// first when full).
+pub const MAX_CLOSED_KEYS: usize = 4096;
+
+/// What [`Registry::open`] does to the topic it gets.
+#[derive(Clone, Copy)]
+pub(super) enum Attach {
+    /// Counts one more subscriber.
+    Subscriber,
+    /// Keeps it open without subscribers.
+    Pin,
+}
+
+/// What the hub's handles and the topics' supervisors share.
+pub(super) struct Registry {
+    topics: Mutex<HashMap<String, Arc<Topic>>>,
+    pub settings: HubSettings,
+    pub metrics: Arc<HubMetrics>,
+    pub draining: AtomicBool,
+    /// Topic keys the origin closed with 204, and when (bounded by [`MAX_CLOSED_KEYS`]).
+    origin_closed: Mutex<HashMap<String, Instant>>,
+    /// 0 normally; rises to [`super::topic::DRAIN_DONE`] over the drain window.
+    pub drain_progress: Arc<AtomicU32>,
+    /// Turns true at the end of the drain: every supervisor closes its topic.
+    pub stop: watch::Sender<bool>,
+    /// Topics registered, count (the drain waits for 0).
+    pub open: watch::Sender<usize>,
+}
+
+impl Registry {
+    pub fn new(settings: HubSettings, metrics: Arc<HubMetrics>) -> Self {
+        Self {
+            topics: Mutex::new(HashMap::new()),
+            settings,
+            metrics,
+            draining: AtomicBool::new(false),
+            origin_closed: Mutex::new(HashMap::new()),
+            drain_progress: Arc::new(AtomicU32::new(0)),
+            stop: watch::Sender::new(false),
+            open: watch::Sender::new(0),
+        }
+    }
+
+    /// Gets or creates the topic of `spec` and, under the registry lock, counts a subscriber or
+    /// pins it; a new topic gets its supervisor, which starts the upstream.
+    pub fn open(
+        self: &Arc<Self>,
+        spec: TopicSpec,
+        last_event_id: Option<&str>,
+        attach: Attach,
+    ) -> Result<Arc<Topic>, Refused> {
+        let mut topics = lock(&self.topics);
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Refused::Draining);
+        }
+        let topic = match topics.get(&spec.key) {
+            Some(topic) => topic.clone(),
+            None if topics.len() >= self.settings.max_topics => {
+                self.metrics.subscribers_shed.inc();
+                return Err(Refused::TooManyTopics);
+            }
+            None => {
+                let (label, gauge) = self.metrics.topic_label(&spec.label);
+                let topic = Arc::new(Topic::new(
+                    spec.key.clone(),
+                    label,
+                    last_event_id.map(str::to_string),
+                    self.settings.ring,
+                    gauge,
+                    self.drain_progress.clone(),
+                    self.metrics.clone(),
+                ));
+                topics.insert(spec.key, topic.clone());
+                self.metrics.topics.inc();
+                self.open.send_replace(topics.len());
+                let follow = (spec.follow)(topic.clone());
+                let span = tracing::info_span!("topic", topic = %topic.key());
+                let supervised = supervisor::supervise(self.clone(), topic.clone(), follow);
+                tokio::spawn(supervised.instrument(span));
+                topic
+            }
+        };
+        match attach {
+            Attach::Subscriber => topic.add_subscriber(),
+            Attach::Pin => topic.pin(),
+        }
+        Ok(topic)
+    }
+
+    /// The open topics.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        lock(&self.topics).values().cloned().collect()
+    }
+
+    /// Open topics, count.
+    pub fn len(&self) -> usize {
+        lock(&self.topics).len()
+    }
+
+    /// Removes `topic` (not a newer one under the same key).
+    pub fn unregister(&self, topic: &Topic) {
+        let mut topics = lock(&self.topics);
+        self.unregister_locked(&mut topics, topic);
+    }
+
+    /// Removes `topic` if it still has no subscriber and is not pinned; true if it did.
+    /// Checked under the registry lock, so a subscriber arriving concurrently either finds the
+    /// topic alive or creates a fresh one.
+    pub fn retire_if_unused(&self, topic: &Topic) -> bool {
+        let mut topics = lock(&self.topics);
+        if topic.subscriber_count() > 0 || topic.is_pinned() {
+            return false;
+        }
+        self.unregister_locked(&mut topics, topic);
+        true
+    }
+
+    fn unregister_locked(&self, topics: &mut HashMap<String, Arc<Topic>>, topic: &Topic) {
+        let same = topics
+            .get(topic.key())
+            .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), topic));
+        if same {
+            topics.remove(topic.key());
+            self.metrics.topics.dec();
+            self.metrics.release_topic_label(topic.label());
+            self.open.send_replace(topics.len());
+        }
+    }
+
+    /// Remembers that the origin closed the topic `key` (see [`HubSettings::origin_closed_ttl`]).
+    pub fn remember_closed(&self, key: &str) {
+        let ttl = self.settings.origin_closed_ttl;
+        if ttl.is_zero() {
+            return;
+        }
+        let mut closed = lock(&self.origin_closed);
+        if closed.len() >= MAX_CLOSED_KEYS {
+            closed.retain(|_, at| at.elapsed() < ttl);
+            if closed.len() >= MAX_CLOSED_KEYS {
+                closed.clear();
+            }
+        }
+        closed.insert(key.to_string(), Instant::now());
+    }
+
+    /// True while the origin's 204 for `key` is remembered.
+    pub fn recently_closed(&self, key: &str) -> bool {
+        let ttl = self.settings.origin_closed_ttl;
+        if ttl.is_zero() {
+            return false;
+        }
+        let mut closed = lock(&self.origin_closed);
+        match closed.get(key) {
+            Some(at) if at.elapsed() < ttl => true,
+            Some(_) => {
+                closed.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! One subscriber's place in a topic: a cursor into the ring and a waker slot, nothing per
+//! event (DESIGN.md invariant 3). Polling hands over the topic's shared frames (joined into one
+//! [`Delivery`] when several wait), heartbeats, lag and the close; dropping it detaches the
+//! subscriber. This module knows nothing of HTTP.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::topic::{lock, CloseReason, Topic};
+
+/// What a subscriber gets next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// An encoded event frame (shared by all subscribers).
+    Frame(Delivery),
+    /// Nothing was sent since the last heartbeat tick: send a heartbeat.
+    Heartbeat,
+    /// The cursor fell out of the ring (events were evicted before this subscriber read them).
+    Lagged,
+    /// The topic ended, or the drain reached this subscriber.
+    Closed(CloseReason),
+}
+
+/// Ready events handed to one subscriber in one piece: a single event's shared frame, or,
+/// when several are waiting, their frames joined (up to [`BATCH_BYTES`]), so a subscriber that
+/// is behind costs one h2 DATA frame per batch rather than one per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The encoded frames: the topic's shared one for a single event, else a joined copy.
+    pub frame: Bytes,
+    /// Events in `frame`, count (at least 1).
+    pub events: u64,
+    /// When the first (oldest) event in `frame` arrived from upstream.
+    pub received_at: Instant,
+    /// Events still ahead of this batch for this subscriber (its lag), count.
+    pub behind: u64,
+    /// Set when the subscriber was not polled for a while although this event was waiting (the
+    /// client's flow-control window was closed): how long, from the previous hand-off.
+    pub stalled_for: Option<Duration>,
+}
+
+/// Largest batch of waiting events joined into one [`Delivery`], bytes (a single larger event is
+/// handed over alone). One h2 DATA frame's default maximum size (RFC 9113 §6.5.2).
+pub const BATCH_BYTES: usize = 16_384;
+
+/// Stalls shorter than this are scheduling noise, not flow control.
+const MIN_STALL: Duration = Duration::from_millis(1);
+
+/// One subscriber's place in a topic: a cursor and a waker slot, nothing per event.
+/// Dropping it detaches the subscriber (and may start the topic's idle grace period).
+pub struct Subscription {
+    topic: Arc<Topic>,
+    cursor: u64,
+    /// `wake_generation` at which this subscriber's waker was listed, if any.
+    listed_in: Option<u64>,
+    heartbeat_seen: u64,
+    /// When the previous frame was handed off, if the subscriber has not waited since.
+    last_handoff: Option<Instant>,
+    /// Position in the drain order: this stream ends once drain progress passes it.
+    drain_slot: u16,
+}
+
+impl Subscription {
+    pub(super) fn new(topic: Arc<Topic>, cursor: u64, heartbeat_seen: u64) -> Self {
+        Self {
+            topic,
+            cursor,
+            listed_in: None,
+            heartbeat_seen,
+            last_handoff: None,
+            drain_slot: rand::random::<u16>(),
+        }
+    }
+
+    /// The topic subscribed to.
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+
+    /// Polls for the next item; registers the task's waker when nothing is ready.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        if self.topic.drain_progress.load(Ordering::Relaxed) > u32::from(self.drain_slot) {
+            return Poll::Ready(Next::Closed(CloseReason::Draining));
+        }
+        let mut state = lock(&self.topic.state);
+        if self.cursor < state.first_seq {
+            return Poll::Ready(Next::Lagged);
+        }
+        let offset = (self.cursor - state.first_seq) as usize;
+        if let Some(entry) = state.entries.get(offset) {
+            let now = Instant::now();
+            let stalled_for = self
+                .last_handoff
+                .filter(|&handoff| entry.at <= handoff)
+                .map(|handoff| now.saturating_duration_since(handoff))
+                .filter(|&stall| stall >= MIN_STALL);
+            let received_at = entry.at;
+            // How many waiting frames fit one batch (at least one).
+            let (mut events, mut bytes) = (0, 0);
+            for e in state.entries.range(offset..) {
+                if events > 0 && bytes + e.frame.len() > BATCH_BYTES {
+                    break;
+                }
+                events += 1;
+                bytes += e.frame.len();
+            }
+            let behind = (state.entries.len() - offset - events) as u64;
+            self.cursor += events as u64;
+            self.heartbeat_seen = state.heartbeat_generation;
+            self.last_handoff = Some(now);
+            // One event is the topic's shared frame itself (no allocation); several are joined
+            // after unlocking, from handles taken under the lock.
+            let frame = if events == 1 {
+                let frame = entry.frame.clone();
+                drop(state);
+                frame
+            } else {
+                let waiting: Vec<Bytes> = state
+                    .entries
+                    .range(offset..offset + events)
+                    .map(|e| e.frame.clone())
+                    .collect();
+                drop(state);
+                let mut joined = bytes::BytesMut::with_capacity(bytes);
+                waiting.iter().for_each(|f| joined.extend_from_slice(f));
+                joined.freeze()
+            };
+            return Poll::Ready(Next::Frame(Delivery {
+                frame,
+                events: events as u64,
+                received_at,
+                behind,
+                stalled_for,
+            }));
+        }
+        self.last_handoff = None;
+        if let Some(reason) = state.closed {
+            return Poll::Ready(Next::Closed(reason));
+        }
+        if self.heartbeat_seen != state.heartbeat_generation {
+            self.heartbeat_seen = state.heartbeat_generation;
+            return Poll::Ready(Next::Heartbeat);
+        }
+        if self.listed_in != Some(state.wake_generation) {
+            state.waiters.push(cx.waker().clone());
+            self.listed_in = Some(state.wake_generation);
+        }
+        Poll::Pending
+    }
+
+    /// Moves the cursor to the oldest buffered event (the `skip` lag policy).
+    pub fn skip_to_oldest(&mut self) {
+        self.cursor = lock(&self.topic.state).first_seq;
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.topic.remove_subscriber();
+    }
+}

@@ -1,0 +1,278 @@
+//! Unit tests of the hub: no sockets, time paused where timers matter.
+
+use super::*;
+use bytes::Bytes;
+use std::future::poll_fn;
+use std::sync::atomic::AtomicUsize;
+
+fn hub(max_events: usize) -> Hub {
+    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
+    let settings = HubSettings {
+        ring: RingLimits {
+            max_events,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(60),
+        },
+        idle_grace: Duration::from_millis(50),
+        origin_closed_ttl: Duration::ZERO,
+        heartbeat_interval: Duration::from_secs(3600),
+        max_buffered_bytes: 512 * 1024,
+        max_topics: 3,
+    };
+    Hub::new(settings, metrics)
+}
+
+/// A spec for topic `key` whose upstream never ends; `opened` counts upstreams started.
+fn counted(key: &str, opened: &Arc<AtomicUsize>) -> TopicSpec {
+    let opened = opened.clone();
+    TopicSpec {
+        key: key.to_string(),
+        label: format!("/{key}"),
+        follow: Box::new(move |_| {
+            opened.fetch_add(1, Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        }),
+    }
+}
+
+fn spec(key: &str) -> TopicSpec {
+    counted(key, &Arc::default())
+}
+
+async fn next(sub: &mut Subscription) -> Next {
+    poll_fn(|cx| sub.poll_next(cx)).await
+}
+
+fn frame(next: Next) -> Bytes {
+    match next {
+        Next::Frame(d) => d.frame,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn one_topic_opened_for_many_subscribers() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let hub = hub(8);
+    let subs: Vec<_> = (0..10)
+        .map(|_| hub.subscribe(counted("k", &opened), None).unwrap())
+        .collect();
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    assert_eq!(subs[0].topic().subscriber_count(), 10);
+}
+
+#[tokio::test]
+async fn subscribers_share_the_same_frame_buffer() {
+    let hub = hub(8);
+    let mut a = hub.subscribe(spec("k"), None).unwrap();
+    let mut b = hub.subscribe(spec("k"), None).unwrap();
+    a.topic()
+        .publish(Some("1"), Bytes::from_static(b"id: 1\ndata: x\n\n"));
+    let (fa, fb) = (frame(next(&mut a).await), frame(next(&mut b).await));
+    assert_eq!(
+        fa.as_ptr(),
+        fb.as_ptr(),
+        "one buffer, no per-subscriber copy"
+    );
+}
+
+#[tokio::test]
+async fn resume_starts_after_the_last_event_id() {
+    let hub = hub(8);
+    let first = hub.subscribe(spec("k"), None).unwrap();
+    for i in 1..=4 {
+        first
+            .topic()
+            .publish(Some(&i.to_string()), Bytes::from(format!("{i}")));
+    }
+    let mut resumed = hub.subscribe(spec("k"), Some("2")).unwrap();
+    let d = next(&mut resumed).await;
+    assert!(
+        matches!(&d, Next::Frame(d) if d.frame == "34" && d.events == 2 && d.behind == 0),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+async fn waiting_events_go_out_joined_up_to_the_batch_size() {
+    let hub = hub(64);
+    let mut sub = hub.subscribe(spec("k"), None).unwrap();
+    let event = |c: u8| Bytes::from(vec![c; BATCH_BYTES / 3]);
+    for c in [b'a', b'b', b'c', b'd'] {
+        sub.topic().publish(None, event(c));
+    }
+    // Three fit one batch, in order; the fourth comes next, alone and shared (no copy).
+    let Next::Frame(first) = next(&mut sub).await else {
+        panic!("expected a batch")
+    };
+    assert_eq!((first.events, first.behind), (3, 1));
+    assert_eq!(
+        first.frame,
+        [event(b'a'), event(b'b'), event(b'c')].concat()
+    );
+    let Next::Frame(second) = next(&mut sub).await else {
+        panic!("expected the last event")
+    };
+    assert_eq!((second.events, second.behind), (1, 0));
+    assert_eq!(second.frame, event(b'd'));
+    let big = Bytes::from(vec![b'z'; BATCH_BYTES * 2]);
+    sub.topic().publish(None, big.clone());
+    sub.topic().publish(None, event(b'e'));
+    let Next::Frame(alone) = next(&mut sub).await else {
+        panic!("expected the big event")
+    };
+    assert_eq!(alone.events, 1, "an event over the batch size goes alone");
+    assert_eq!(alone.frame.as_ptr(), big.as_ptr(), "shared, not copied");
+}
+
+#[tokio::test]
+async fn slow_subscriber_falls_out_of_the_ring() {
+    let hub = hub(2);
+    let mut slow = hub.subscribe(spec("k"), None).unwrap();
+    for i in 0..5 {
+        slow.topic().publish(None, Bytes::from(format!("{i}")));
+    }
+    assert_eq!(next(&mut slow).await, Next::Lagged);
+}
+
+/// Lets spawned tasks (the supervisor) run until they wait again.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn topic_retires_after_grace_unless_a_subscriber_returns() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let hub = hub(8);
+    let sub = hub.subscribe(counted("k", &opened), None).unwrap();
+    let topic = sub.topic().clone();
+    drop(sub);
+    let again = hub.subscribe(counted("k", &opened), None).unwrap();
+    tokio::time::advance(Duration::from_millis(200)).await;
+    settle().await;
+    assert_eq!(hub.topic_count(), 1, "kept while a subscriber is attached");
+    assert!(!topic.is_closed());
+    drop(again);
+    settle().await;
+    tokio::time::advance(Duration::from_millis(60)).await;
+    settle().await;
+    assert_eq!(hub.topic_count(), 0, "retired after the grace");
+    assert!(topic.is_closed());
+    assert_eq!(opened.load(Ordering::SeqCst), 1, "one upstream for both");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_grace_counts_from_the_last_leave() {
+    let hub = hub(8);
+    let first = hub.subscribe(spec("k"), None).unwrap();
+    let topic = first.topic().clone();
+    drop(first);
+    settle().await;
+    tokio::time::advance(Duration::from_millis(40)).await;
+    settle().await;
+    // A visitor comes and goes 40 ms into the 50 ms grace: the grace restarts at its leave.
+    drop(hub.subscribe(spec("k"), None).unwrap());
+    settle().await;
+    tokio::time::advance(Duration::from_millis(40)).await;
+    settle().await;
+    assert!(
+        !topic.is_closed(),
+        "80 ms after the first leave, 40 after the last"
+    );
+    tokio::time::advance(Duration::from_millis(20)).await;
+    settle().await;
+    assert!(topic.is_closed(), "50 ms after the last leave");
+}
+
+#[tokio::test]
+async fn origin_closed_ends_streams_and_is_remembered() {
+    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
+    let settings = HubSettings {
+        ring: RingLimits {
+            max_events: 8,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(60),
+        },
+        idle_grace: Duration::from_secs(5),
+        origin_closed_ttl: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_secs(3600),
+        max_buffered_bytes: 1 << 20,
+        max_topics: 3,
+    };
+    let hub = Hub::new(settings, metrics);
+    let (close, closed) = tokio::sync::oneshot::channel::<()>();
+    let spec = TopicSpec {
+        key: "k".into(),
+        label: "/k".into(),
+        follow: Box::new(move |_| {
+            Box::pin(async move {
+                let _ = closed.await;
+                UpstreamEnd::OriginClosed
+            })
+        }),
+    };
+    let mut sub = hub.subscribe(spec, None).unwrap();
+    close.send(()).unwrap();
+    assert_eq!(
+        next(&mut sub).await,
+        Next::Closed(CloseReason::OriginClosed)
+    );
+    assert_eq!(hub.topic_count(), 0);
+    assert_eq!(
+        hub.subscribe(counted("k", &Arc::default()), None).err(),
+        Some(Refused::OriginClosed),
+        "new subscribers are told 204 without a new upstream"
+    );
+}
+
+#[tokio::test]
+async fn new_subscribers_are_shed_over_the_buffer_budget() {
+    let hub = hub(1000);
+    let first = hub.subscribe(spec("k"), None).unwrap();
+    for _ in 0..5 {
+        first
+            .topic()
+            .publish(None, Bytes::from(vec![b'x'; 300 * 1024]));
+    }
+    assert_eq!(
+        hub.subscribe(spec("k2"), None).err(),
+        Some(Refused::OverBudget)
+    );
+    drop(first);
+}
+
+#[tokio::test]
+async fn new_topics_past_the_cap_are_refused_existing_ones_still_join() {
+    let hub = hub(8);
+    let _held: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|k| hub.subscribe(spec(k), None).unwrap())
+        .collect();
+    assert_eq!(
+        hub.subscribe(spec("d"), None).err(),
+        Some(Refused::TooManyTopics)
+    );
+    assert!(
+        hub.subscribe(spec("a"), None).is_ok(),
+        "existing topics still join"
+    );
+}
+
+#[tokio::test]
+async fn drain_ends_every_stream_and_refuses_new_ones() {
+    let hub = hub(8);
+    let mut subs: Vec<_> = (0..50)
+        .map(|_| hub.subscribe(spec("k"), None).unwrap())
+        .collect();
+    hub.drain(Duration::from_millis(64)).await;
+    assert_eq!(
+        hub.subscribe(spec("k"), None).err(),
+        Some(Refused::Draining)
+    );
+    for s in &mut subs {
+        assert_eq!(next(s).await, Next::Closed(CloseReason::Draining));
+    }
+    assert_eq!(hub.topic_count(), 0);
+}

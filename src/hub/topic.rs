@@ -1,0 +1,412 @@
+//! One topic: its replay ring of shared encoded frames and its subscribers' wakers.
+//!
+//! Events live once per topic, as shared [`Bytes`], in a ring bounded by events, bytes and
+//! age. Publishing never waits for a subscriber (DESIGN.md invariants 2–4). The topic does not
+//! decide its own life: its [`super::supervisor`] closes it, and nothing here calls back into
+//! the registry. This module knows nothing of HTTP.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::IntGauge;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::metrics::HubMetrics;
+use super::subscription::Subscription;
+
+/// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLimits {
+    /// Events kept, count (≥ 1).
+    pub max_events: usize,
+    /// Encoded bytes kept (the newest event is always kept, whatever its size).
+    pub max_bytes: usize,
+    /// Oldest age kept.
+    pub max_age: Duration,
+}
+
+/// Why a topic ended its subscribers' streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The origin answered 204 No Content: the topic is over (streams end without a hint).
+    OriginClosed,
+    /// The relay is draining (streams end after a `retry:` hint, to reconnect elsewhere).
+    Draining,
+    /// The last subscriber left and the idle grace passed (no stream is left to end).
+    Retired,
+}
+
+/// The state of a topic's upstream subscription, for `/topics` and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UpstreamState {
+    /// Connecting or waiting for response headers.
+    Connecting = 0,
+    /// An event stream is open.
+    Streaming = 1,
+    /// Waiting before the next attempt.
+    Backoff = 2,
+    /// Ended (204, retired or drained).
+    Closed = 3,
+}
+
+impl UpstreamState {
+    /// The state's name, as shown in `/topics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Streaming => "streaming",
+            Self::Backoff => "backoff",
+            Self::Closed => "closed",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Connecting,
+            1 => Self::Streaming,
+            2 => Self::Backoff,
+            _ => Self::Closed,
+        }
+    }
+}
+
+/// A point-in-time view of a topic, for `/topics` and the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopicSnapshot {
+    /// The topic key.
+    pub key: String,
+    /// The topic's label (its first subscriber's request path).
+    pub label: String,
+    /// Subscribers attached, count.
+    pub subscribers: usize,
+    /// Upstream subscription state.
+    pub upstream: &'static str,
+    /// The id of the newest buffered event that carried one.
+    pub last_event_id: Option<String>,
+    /// Events in the replay ring, count.
+    pub ring_events: usize,
+    /// Bytes in the replay ring.
+    pub ring_bytes: usize,
+    /// Events received since the topic opened, count.
+    pub events_received: u64,
+    /// Kept open without subscribers (`topics.always_on`).
+    pub always_on: bool,
+}
+
+/// One topic: its replay ring and its subscribers' wakers.
+pub struct Topic {
+    key: String,
+    label: String,
+    initial_last_event_id: Option<String>,
+    pub(super) state: Mutex<RingState>,
+    subscribers: AtomicUsize,
+    /// When the last subscriber last left, so the idle grace counts from the last leave.
+    emptied_at: Mutex<Instant>,
+    /// Notified when the last subscriber leaves.
+    unused: Notify,
+    /// Kept open without subscribers (`topics.always_on`).
+    pinned: AtomicBool,
+    pub(super) subscribers_gauge: IntGauge,
+    upstream_state: AtomicU8,
+    /// The hub's drain progress: 0 normally, rising to [`DRAIN_DONE`] over the drain window.
+    pub(super) drain_progress: Arc<AtomicU32>,
+    pub(super) metrics: Arc<HubMetrics>,
+}
+
+pub(super) struct Entry {
+    /// The event's own `id:` field, if it had one.
+    pub id: Option<Arc<str>>,
+    pub frame: Bytes,
+    pub at: Instant,
+}
+
+pub(super) struct RingState {
+    pub entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]`; the next event gets `first_seq + entries.len()`.
+    pub first_seq: u64,
+    bytes: usize,
+    limits: RingLimits,
+    pub waiters: Vec<Waker>,
+    /// Bumped each time `waiters` is drained, so a subscriber knows whether it is listed.
+    pub wake_generation: u64,
+    pub heartbeat_generation: u64,
+    pub closed: Option<CloseReason>,
+    received: u64,
+}
+
+/// Drain progress at which every subscriber has been ended (slots are `u16`).
+pub const DRAIN_DONE: u32 = 1 << 16;
+
+impl Topic {
+    pub(super) fn new(
+        key: String,
+        label: String,
+        initial_last_event_id: Option<String>,
+        limits: RingLimits,
+        subscribers_gauge: IntGauge,
+        drain_progress: Arc<AtomicU32>,
+        metrics: Arc<HubMetrics>,
+    ) -> Self {
+        Self {
+            key,
+            label,
+            initial_last_event_id,
+            state: Mutex::new(RingState {
+                entries: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                limits,
+                waiters: Vec::new(),
+                wake_generation: 0,
+                heartbeat_generation: 0,
+                closed: None,
+                received: 0,
+            }),
+            subscribers: AtomicUsize::new(0),
+            emptied_at: Mutex::new(Instant::now()),
+            unused: Notify::new(),
+            pinned: AtomicBool::new(false),
+            subscribers_gauge,
+            upstream_state: AtomicU8::new(UpstreamState::Connecting as u8),
+            drain_progress,
+            metrics,
+        }
+    }
+
+    /// The topic key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The label used in per-topic metrics (possibly `other`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The `Last-Event-ID` of the subscriber that opened the topic, for the first upstream
+    /// request (so the origin can replay what that client missed).
+    pub fn initial_last_event_id(&self) -> Option<&str> {
+        self.initial_last_event_id.as_deref()
+    }
+
+    /// Subscribers attached now, count.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load(Ordering::Acquire)
+    }
+
+    /// Records the upstream subscription's state (set by the upstream follower).
+    pub fn set_upstream_state(&self, state: UpstreamState) {
+        self.upstream_state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Appends an encoded event (`id`: the event's own `id:` field) to the ring, evicts what
+    /// exceeds the bounds and wakes every waiting subscriber. Never waits for a subscriber.
+    pub fn publish(&self, id: Option<&str>, frame: Bytes) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            if state.closed.is_some() {
+                return;
+            }
+            let now = Instant::now();
+            self.metrics.buffered_bytes.add(frame.len() as i64);
+            state.bytes += frame.len();
+            state.received += 1;
+            state.entries.push_back(Entry {
+                id: id.map(Arc::from),
+                frame,
+                at: now,
+            });
+            let evicted = state.evict(now);
+            self.metrics.buffered_bytes.sub(evicted as i64);
+            state.take_waiters()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Marks the topic closed and ends every subscriber's stream (after the frames already in
+    /// the ring). Called by the topic's supervisor only.
+    pub(super) fn close(&self, reason: CloseReason) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.closed.get_or_insert(reason);
+            state.take_waiters()
+        };
+        self.set_upstream_state(UpstreamState::Closed);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// True once the topic was closed.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed.is_some()
+    }
+
+    /// Resolves once no subscriber has been attached for `grace`, counted from the last leave
+    /// (a subscriber who comes and goes meanwhile restarts it). Never resolves for an
+    /// always-on topic. The caller still checks under the registry lock before retiring.
+    pub(super) async fn idle_for(&self, grace: Duration) {
+        loop {
+            if self.is_pinned() {
+                std::future::pending::<()>().await;
+            }
+            while self.subscriber_count() > 0 {
+                self.unused.notified().await;
+            }
+            let left = *lock(&self.emptied_at);
+            tokio::time::sleep_until(left + grace).await;
+            if *lock(&self.emptied_at) == left && self.subscriber_count() == 0 {
+                return;
+            }
+        }
+    }
+
+    /// A heartbeat tick: evicts events past their age and wakes every waiting subscriber, which
+    /// sends a heartbeat if it sent nothing since the previous tick.
+    pub(super) fn tick(&self) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.heartbeat_generation += 1;
+            let evicted = state.evict(Instant::now());
+            self.metrics.buffered_bytes.sub(evicted as i64);
+            state.take_waiters()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes every waiting subscriber (drain progress moved).
+    pub(super) fn wake_all(&self) {
+        let wakers = lock(&self.state).take_waiters();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// A point-in-time view.
+    pub fn snapshot(&self) -> TopicSnapshot {
+        let state = lock(&self.state);
+        let upstream = UpstreamState::from_u8(self.upstream_state.load(Ordering::Relaxed));
+        TopicSnapshot {
+            key: self.key.clone(),
+            label: self.label.clone(),
+            subscribers: self.subscriber_count(),
+            upstream: upstream.as_str(),
+            last_event_id: state
+                .entries
+                .iter()
+                .rev()
+                .find_map(|e| e.id.as_deref().map(str::to_string)),
+            ring_events: state.entries.len(),
+            ring_bytes: state.bytes,
+            events_received: state.received,
+            always_on: self.is_pinned(),
+        }
+    }
+
+    /// Attaches a subscriber (counted already by [`Topic::add_subscriber`]) positioned by
+    /// `last_event_id`: just after that event if the ring still holds it, else at the oldest
+    /// buffered event (nothing that could be kept is lost); without one, at the live head.
+    pub(super) fn attach(self: &Arc<Self>, last_event_id: Option<&str>) -> Subscription {
+        let metrics = &self.metrics;
+        metrics.subscribers.inc();
+        self.subscribers_gauge.inc();
+        let state = lock(&self.state);
+        let cursor = match last_event_id {
+            None => state.next_seq(),
+            Some(wanted) => {
+                let found = state
+                    .entries
+                    .iter()
+                    .rposition(|e| e.id.as_deref() == Some(wanted));
+                match found {
+                    Some(index) => {
+                        metrics.replay_hits.inc();
+                        state.first_seq + index as u64 + 1
+                    }
+                    None => {
+                        metrics.replay_misses.inc();
+                        state.first_seq
+                    }
+                }
+            }
+        };
+        Subscription::new(self.clone(), cursor, state.heartbeat_generation)
+    }
+
+    /// Keeps the topic open without subscribers (see [`Topic::idle_for`]).
+    pub(super) fn pin(&self) {
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    /// True for an always-on topic.
+    pub(super) fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
+    }
+
+    /// Counts one more subscriber (under the registry lock, so retirement cannot slip in).
+    pub(super) fn add_subscriber(&self) {
+        self.subscribers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts one subscriber less; the last one's leave starts the idle grace.
+    pub(super) fn remove_subscriber(&self) {
+        self.subscribers_gauge.dec();
+        self.metrics.subscribers.dec();
+        if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *lock(&self.emptied_at) = Instant::now();
+            self.unused.notify_one();
+        }
+    }
+}
+
+impl RingState {
+    pub(super) fn next_seq(&self) -> u64 {
+        self.first_seq + self.entries.len() as u64
+    }
+
+    /// Drops what exceeds the bounds; returns the bytes freed.
+    fn evict(&mut self, now: Instant) -> usize {
+        let before = self.bytes;
+        while let Some(front) = self.entries.front() {
+            let too_old = now.saturating_duration_since(front.at) > self.limits.max_age;
+            let over = self.entries.len() > self.limits.max_events
+                || (self.bytes > self.limits.max_bytes && self.entries.len() > 1);
+            if !(too_old || over) {
+                break;
+            }
+            if let Some(e) = self.entries.pop_front() {
+                self.bytes -= e.frame.len();
+                self.first_seq += 1;
+            }
+        }
+        before - self.bytes
+    }
+
+    fn take_waiters(&mut self) -> Vec<Waker> {
+        if self.waiters.is_empty() {
+            return Vec::new();
+        }
+        self.wake_generation += 1;
+        // Most subscribers list themselves again right after: one allocation of the size they
+        // need instead of a dozen doublings per event.
+        let size = self.waiters.len();
+        std::mem::replace(&mut self.waiters, Vec::with_capacity(size))
+    }
+}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        let state = lock(&self.state);
+        self.metrics.buffered_bytes.sub(state.bytes as i64);
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (every critical
+/// section here leaves the data consistent).
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

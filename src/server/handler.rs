@@ -1,0 +1,33 @@
+//! What the server layer asks of whoever answers requests: a [`Handler`], and the [`Peer`] a
+//! request came from. The server knows nothing else about what is served.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+/// Who sent a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Whether it came over TLS.
+    pub tls: bool,
+}
+
+/// Answers the requests of every connection of a [`super::Server`].
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// The response body type.
+    type Body: http_body::Body<Data = Bytes, Error = Self::Error> + Send + Unpin + 'static;
+    /// The body's error type.
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>>;
+
+    /// Answers one request from `peer` (HTTP/1.1 or h2 alike).
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+}

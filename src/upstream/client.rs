@@ -1,0 +1,33 @@
+//! The one HTTP client builder: http or https (rustls, ALPN `h2` then `http/1.1`), TCP_NODELAY,
+//! a connect timeout, connection pooling. Used for origin subscriptions, passthrough requests
+//! and forward-auth checks alike.
+
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A pooled client over http and https, sending request bodies of type `B`.
+pub type HttpClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+
+/// Builds a client: `tls` for https URLs (ALPN is set here), `connect_timeout` for TCP and the
+/// TLS handshake.
+pub fn http_client<B>(tls: rustls::ClientConfig, connect_timeout: Duration) -> HttpClient<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(https)
+}

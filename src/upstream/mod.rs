@@ -1,0 +1,67 @@
+//! Upstream: one origin subscription per topic. Connects (http or https, HTTP/1.1 or h2 by
+//! ALPN, [`client`]), reads the event stream, parses it once, encodes each event once and
+//! publishes it to the topic's ring ([`attempt`]); reconnects with `Last-Event-ID`, exponential
+//! backoff with full jitter and the origin's `retry:` ([`follow`], [`backoff`]).
+//!
+//! This module owns the origin side only: it never writes to a subscriber and never forwards a
+//! client's headers (cookies, authorization) on the shared subscription.
+
+mod attempt;
+pub mod backoff;
+pub mod client;
+mod follow;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Empty;
+
+pub use backoff::{Backoff, BackoffError};
+pub use client::{http_client, HttpClient};
+pub use metrics::{Defect, Failure, UpstreamMetrics};
+
+use crate::hub::Follow;
+
+/// Settings of upstream subscriptions.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// TCP + TLS connect timeout, and half the deadline for the response headers.
+    pub connect_timeout: Duration,
+    /// Reconnect when nothing arrives for this long (`None`: never).
+    pub read_idle_timeout: Option<Duration>,
+    /// Reconnect delays (a fresh copy per topic).
+    pub backoff: Backoff,
+    /// Largest event accepted, bytes (see [`crate::sse::Parser::new`]).
+    pub max_event_bytes: usize,
+}
+
+/// The upstream side: an HTTP client shared by every topic's subscription.
+pub struct Upstream {
+    client: HttpClient<Empty<Bytes>>,
+    settings: UpstreamSettings,
+    metrics: Arc<UpstreamMetrics>,
+}
+
+impl Upstream {
+    /// Creates the client. `tls` is used for https origins.
+    pub fn new(
+        settings: UpstreamSettings,
+        tls: rustls::ClientConfig,
+        metrics: Arc<UpstreamMetrics>,
+    ) -> Self {
+        Self {
+            client: http_client(tls, settings.connect_timeout),
+            settings,
+            metrics,
+        }
+    }
+
+    /// How a new topic follows its origin at `uri` (see [`crate::hub::TopicSpec`]).
+    pub fn follower(self: &Arc<Self>, uri: Uri) -> Follow {
+        let upstream = self.clone();
+        Box::new(move |topic| Box::pin(async move { upstream.follow(uri, &topic).await }))
+    }
+}
