@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sse_relay::hub::{Hub, HubSettings, Next, RingLimits, Subscription, TopicOpener};
-use sse_relay::metrics::Metrics;
+use sse_relay::hub::{Hub, HubMetrics, HubSettings, Next, RingLimits, Subscription, TopicSpec};
 
 /// A typical encoded event: an id and a ~200-byte JSON payload.
 fn event(seq: u64) -> Bytes {
@@ -21,7 +20,7 @@ fn event(seq: u64) -> Bytes {
 }
 
 fn hub() -> Hub {
-    let metrics = Arc::new(Metrics::new(&prometheus::Registry::new(), 10).expect("metrics"));
+    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).expect("metrics"));
     let settings = HubSettings {
         ring: RingLimits {
             max_events: 1024,
@@ -34,8 +33,16 @@ fn hub() -> Hub {
         max_buffered_bytes: 1 << 30,
         max_topics: 10,
     };
-    let opener: TopicOpener = Arc::new(|_| {});
-    Hub::new(settings, metrics, opener)
+    Hub::new(settings, metrics)
+}
+
+/// The benchmark's one topic, whose upstream never ends (events are published by hand).
+fn spec() -> TopicSpec {
+    TopicSpec {
+        key: "t".into(),
+        label: "/t".into(),
+        follow: Box::new(|_| Box::pin(std::future::pending())),
+    }
 }
 
 /// Polls until nothing is ready; returns the events handed over.
@@ -59,10 +66,7 @@ fn delivery(c: &mut Criterion) {
 
     let hub = hub();
     let mut subs: Vec<_> = (0..1000)
-        .map(|_| {
-            hub.subscribe("t", "/t", "http://o/t", None)
-                .expect("subscribe")
-        })
+        .map(|_| hub.subscribe(spec(), None).expect("subscribe"))
         .collect();
     let topic = subs[0].topic().clone();
     let mut seq = 0;
@@ -78,9 +82,7 @@ fn delivery(c: &mut Criterion) {
     drop(subs);
 
     let hub = self::hub();
-    let mut sub = hub
-        .subscribe("t", "/t", "http://o/t", None)
-        .expect("subscribe");
+    let mut sub = hub.subscribe(spec(), None).expect("subscribe");
     let topic = sub.topic().clone();
     group.throughput(Throughput::Elements(256));
     group.bench_function("catch_up_256_waiting_events", |b| {

@@ -231,7 +231,7 @@ async fn h2_connect(
     cert: &Path,
 ) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in sse_relay::tls::read_certs(cert).unwrap() {
+    for c in sse_relay::server::tls::read_certs(cert).unwrap() {
         roots.add(c).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(

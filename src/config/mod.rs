@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod issue;
 mod overrides;
 mod routes;
 mod sections;
@@ -17,10 +18,11 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use issue::{ms, ConfigIssue};
 pub use overrides::ENV_PREFIX;
 use overrides::{apply_override, path_error, with_position};
 pub use sections::*;
-pub use settings::{ms, ConfigIssue, DrainSettings, Listeners, Settings, TlsSource};
+pub use settings::{DrainSettings, Listeners, Settings, TlsSource};
 
 /// A configuration that could not be loaded: which file, which key, and why.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +167,7 @@ impl Config {
                 .map_err(|e: toml::de::Error| err("(file)".into(), with_position(&e, text)))?;
             for (name, value) in &overrides {
                 apply_override(&mut table, name, value)
-                    .map_err(|reason| err(format!("env {name}"), reason))?;
+                    .map_err(|reason| err(format!("env {name}"), reason.to_string()))?;
             }
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();

@@ -28,14 +28,38 @@ pub(super) fn with_position(e: &toml::de::Error, text: &str) -> String {
     reason
 }
 
+/// Why an `SSE_RELAY__…` variable names no key that can be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum OverrideError {
+    /// `__` at the start or end, or twice in a row.
+    #[error("empty key part (use __ only between parts)")]
+    EmptyPart,
+    /// A list named without an index after it.
+    #[error("{0} is a list: give an index after it")]
+    NoIndex(String),
+    /// A list element that is not a table.
+    #[error("{0}[{1}] is not a table")]
+    NotATableElement(String, usize),
+    /// An index more than one past the end.
+    #[error("{0} has {1} entries")]
+    OutOfRange(String, usize),
+    /// A part under a value that is not a table.
+    #[error("{0} is not a table")]
+    NotATable(String),
+}
+
 /// Sets the key named by an `SSE_RELAY__A__B` variable in `table`.
-pub(super) fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), String> {
+pub(super) fn apply_override(
+    table: &mut toml::Table,
+    name: &str,
+    raw: &str,
+) -> Result<(), OverrideError> {
     let parts: Vec<String> = name[ENV_PREFIX.len()..]
         .split("__")
         .map(str::to_ascii_lowercase)
         .collect();
     if parts.iter().any(String::is_empty) {
-        return Err("empty key part (use __ only between parts)".into());
+        return Err(OverrideError::EmptyPart);
     }
     let value = format!("v = {raw}")
         .parse::<toml::Table>()
@@ -56,18 +80,18 @@ pub(super) fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> 
                 let index: usize = iter
                     .next()
                     .and_then(|i| i.parse().ok())
-                    .ok_or_else(|| format!("{part} is a list: give an index after it"))?;
+                    .ok_or_else(|| OverrideError::NoIndex(part.clone()))?;
                 let len = items.len();
                 if index == len {
                     items.push(toml::Value::Table(toml::Table::new()));
                 }
                 match items.get_mut(index) {
                     Some(toml::Value::Table(t)) => t,
-                    Some(_) => return Err(format!("{part}[{index}] is not a table")),
-                    None => return Err(format!("{part} has {len} entries")),
+                    Some(_) => return Err(OverrideError::NotATableElement(part.clone(), index)),
+                    None => return Err(OverrideError::OutOfRange(part.clone(), len)),
                 }
             }
-            _ => return Err(format!("{part} is not a table")),
+            _ => return Err(OverrideError::NotATable(part.clone())),
         };
     }
     node.insert(last.clone(), value);

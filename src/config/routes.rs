@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::settings::{positive, ConfigIssue};
+use super::issue::{positive, ConfigIssue};
 use super::{Config, CorsConfig, JwtConfig, PassthroughConfig, RouteConfig};
 use crate::edge::auth::{AuthMode, AuthSettings, ForwardAuthSettings, JwtVerifier};
 use crate::edge::cors::Cors;

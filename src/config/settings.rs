@@ -5,11 +5,12 @@
 //! nothing downstream parses or checks configuration again.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderValue;
 
+use super::issue::{file_exists, ms, positive, ConfigIssue};
 use super::{Config, LogConfig};
 use crate::downstream::LagPolicy;
 use crate::edge::auth::AuthSettings;
@@ -19,26 +20,6 @@ use crate::edge::routing::{Router, TopicTarget};
 use crate::hub::{HubSettings, RingLimits};
 use crate::server::{ConnectionLimits, H2Settings, ServerSettings};
 use crate::upstream::{Backoff, UpstreamSettings};
-
-/// A rejected value: the dotted key (e.g. `route[0].upstream`) and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct ConfigIssue {
-    /// The dotted key path.
-    pub key: String,
-    /// What is wrong with the value.
-    pub reason: String,
-}
-
-impl ConfigIssue {
-    /// An issue with `key`.
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 /// Where the server's certificate comes from.
 #[derive(Debug, Clone)]
@@ -328,27 +309,3 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
 /// this long after: enough for a client to finish reading what is in flight and move its
 /// requests to a new connection, short enough that a client ignoring GOAWAY cannot pin it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// Milliseconds to a `Duration`.
-pub fn ms(value: u64) -> Duration {
-    Duration::from_millis(value)
-}
-
-/// Rejects 0 for `key`.
-pub(super) fn positive(key: &str, value: u64) -> Result<(), ConfigIssue> {
-    if value == 0 {
-        return Err(ConfigIssue::new(key, "must be greater than 0"));
-    }
-    Ok(())
-}
-
-/// Rejects a path that is not an existing file for `key`.
-pub(super) fn file_exists(key: &str, path: Option<&Path>) -> Result<(), ConfigIssue> {
-    match path {
-        Some(p) if !p.is_file() => Err(ConfigIssue::new(
-            key,
-            format!("file {} does not exist or is not a file", p.display()),
-        )),
-        _ => Ok(()),
-    }
-}

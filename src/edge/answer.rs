@@ -10,12 +10,11 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either};
 
 use super::auth::{www_authenticate, AuthUnavailable, Denial};
-use super::metrics::EdgeMetrics;
+use super::metrics::{EdgeMetrics, RejectReason};
 use super::routing::RouteMiss;
 use super::Edge;
 use crate::downstream::EventStreamBody;
 use crate::hub::Refused;
-use crate::ops::metrics::Label;
 
 /// The body type of passthrough responses and of the relay's small plain answers. The error
 /// is hyper's (a concrete type: a boxed `dyn Error` here defeats the compiler's `Send` proof
@@ -51,28 +50,6 @@ pub enum Rejection {
     /// "retry later" and ends.
     #[error(transparent)]
     Hub(#[from] Refused),
-}
-
-/// Why a request or request part was refused as malformed
-/// (`sse_relay_requests_rejected_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// A path that is an SSE route's only in non-canonical spelling (`//`, trailing `/`, case,
-    /// `;params`, dot segments): answered 404, never passed through.
-    NoncanonicalPath,
-    /// A `Last-Event-ID` (header or `lastEventId` query) that no origin can have sent: ignored.
-    LastEventId,
-}
-
-impl Label for RejectReason {
-    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::NoncanonicalPath => "noncanonical_path",
-            Self::LastEventId => "last_event_id",
-        }
-    }
 }
 
 impl Edge {

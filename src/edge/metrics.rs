@@ -2,10 +2,75 @@
 
 use prometheus::Registry;
 
-use super::answer::RejectReason;
-use super::auth::DenialKind;
-use super::passthrough::Outcome;
-use crate::ops::metrics::Family;
+use crate::ops::metrics::{Family, Label};
+
+/// The kinds of [`Denial`], as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialKind {
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// The authorization server could not answer.
+    Unavailable,
+}
+
+impl Label for DenialKind {
+    const ALL: &'static [Self] = &[Self::Unauthorized, Self::Forbidden, Self::Unavailable];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "401",
+            Self::Forbidden => "403",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// How a passthrough request went (`sse_relay_passthrough_requests_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by the origin.
+    Ok,
+    /// The origin could not be reached (502).
+    ConnectError,
+    /// The origin's response headers did not come in time (504).
+    Timeout,
+}
+
+impl Label for Outcome {
+    const ALL: &'static [Self] = &[Self::Ok, Self::ConnectError, Self::Timeout];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ConnectError => "connect_error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Why a request or request part was refused as malformed
+/// (`sse_relay_requests_rejected_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// A path that is an SSE route's only in non-canonical spelling (`//`, trailing `/`, case,
+    /// `;params`, dot segments): answered 404, never passed through.
+    NoncanonicalPath,
+    /// A `Last-Event-ID` (header or `lastEventId` query) that no origin can have sent: ignored.
+    LastEventId,
+}
+
+impl Label for RejectReason {
+    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoncanonicalPath => "noncanonical_path",
+            Self::LastEventId => "last_event_id",
+        }
+    }
+}
 
 /// The metrics of the per-request decision.
 pub struct EdgeMetrics {

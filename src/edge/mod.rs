@@ -25,10 +25,10 @@ use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, La
 use crate::hub::{Hub, Refused, TopicSpec};
 use crate::server::{Handler, Peer};
 use crate::upstream::Upstream;
-use answer::{RejectReason, Rejection, ResponseBody};
+use answer::{Rejection, ResponseBody};
 use auth::{AuthRequest, Authorizer};
 use cors::Cors;
-pub use metrics::EdgeMetrics;
+pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason};
 use passthrough::Passthrough;
 use routing::{Router, TopicTarget};
 

@@ -18,8 +18,7 @@ use hyper::body::Incoming;
 use tracing::warn;
 
 use super::answer::{plain, BoxBody};
-use super::metrics::EdgeMetrics;
-use crate::ops::metrics::Label;
+use super::metrics::{EdgeMetrics, Outcome};
 use crate::ops::WarnLimit;
 use crate::server::Peer;
 use crate::upstream::{http_client, HttpClient};
@@ -35,29 +34,6 @@ pub struct PassthroughSettings {
     pub connect_timeout: Duration,
     /// Deadline for the origin's response headers; past it the answer is 504.
     pub response_timeout: Duration,
-}
-
-/// How a passthrough request went (`sse_relay_passthrough_requests_total{outcome}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Answered by the origin.
-    Ok,
-    /// The origin could not be reached (502).
-    ConnectError,
-    /// The origin's response headers did not come in time (504).
-    Timeout,
-}
-
-impl Label for Outcome {
-    const ALL: &'static [Self] = &[Self::Ok, Self::ConnectError, Self::Timeout];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::ConnectError => "connect_error",
-            Self::Timeout => "timeout",
-        }
-    }
 }
 
 /// The passthrough reverse proxy to one origin.

@@ -137,8 +137,8 @@ impl Hub {
         if registry.recently_closed(&spec.key) {
             return Err(Refused::OriginClosed);
         }
-        let topic = registry.open(spec, last_event_id, Attach::Subscriber)?;
-        Ok(topic.attach(last_event_id))
+        let topic = self.open(spec, last_event_id, Attach::Subscriber)?;
+        Ok(Subscription::attach(&topic, last_event_id))
     }
 
     /// Opens the topic of `spec` now and keeps it open, with or without subscribers, until the
@@ -148,7 +148,23 @@ impl Hub {
     /// # Errors
     /// [`Refused::Draining`] or [`Refused::TooManyTopics`], as for [`Hub::subscribe`].
     pub fn open_always_on(&self, spec: TopicSpec) -> Result<(), Refused> {
-        self.registry.open(spec, None, Attach::Pin).map(drop)
+        self.open(spec, None, Attach::Pin).map(drop)
+    }
+
+    /// Gets or opens the topic; a new one gets its supervisor, which runs its upstream.
+    fn open(
+        &self,
+        spec: TopicSpec,
+        last_event_id: Option<&str>,
+        attach: Attach,
+    ) -> Result<Arc<Topic>, Refused> {
+        let (topic, follow) = self.registry.open(spec, last_event_id, attach)?;
+        if let Some(follow) = follow {
+            let span = tracing::info_span!("topic", topic = %topic.key());
+            let supervised = supervisor::supervise(self.registry.clone(), topic.clone(), follow);
+            tokio::spawn(tracing::Instrument::instrument(supervised, span));
+        }
+        Ok(topic)
     }
 
     /// Drains over `window`: refuses new subscriptions at once, then ends existing streams in

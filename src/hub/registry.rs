@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
-use tracing::Instrument;
 
 use super::metrics::HubMetrics;
 use super::topic::{lock, Topic};
-use super::{supervisor, HubSettings, Refused, TopicSpec};
+use super::{HubSettings, Refused, TopicSpec, UpstreamEnd};
 
 /// Topic keys remembered as closed by their origin, at most, count (older ones are forgotten
 /// first when full).
@@ -60,19 +60,20 @@ impl Registry {
     }
 
     /// Gets or creates the topic of `spec` and, under the registry lock, counts a subscriber or
-    /// pins it; a new topic gets its supervisor, which starts the upstream.
+    /// pins it. For a new topic it also returns its upstream, started from `spec.follow`, for
+    /// the caller to hand to the topic's supervisor.
     pub fn open(
-        self: &Arc<Self>,
+        &self,
         spec: TopicSpec,
         last_event_id: Option<&str>,
         attach: Attach,
-    ) -> Result<Arc<Topic>, Refused> {
+    ) -> Result<(Arc<Topic>, Option<BoxFuture<'static, UpstreamEnd>>), Refused> {
         let mut topics = lock(&self.topics);
         if self.draining.load(Ordering::Acquire) {
             return Err(Refused::Draining);
         }
-        let topic = match topics.get(&spec.key) {
-            Some(topic) => topic.clone(),
+        let (topic, follow) = match topics.get(&spec.key) {
+            Some(topic) => (topic.clone(), None),
             None if topics.len() >= self.settings.max_topics => {
                 self.metrics.subscribers_shed.inc();
                 return Err(Refused::TooManyTopics);
@@ -92,17 +93,14 @@ impl Registry {
                 self.metrics.topics.inc();
                 self.open.send_replace(topics.len());
                 let follow = (spec.follow)(topic.clone());
-                let span = tracing::info_span!("topic", topic = %topic.key());
-                let supervised = supervisor::supervise(self.clone(), topic.clone(), follow);
-                tokio::spawn(supervised.instrument(span));
-                topic
+                (topic, Some(follow))
             }
         };
         match attach {
             Attach::Subscriber => topic.add_subscriber(),
             Attach::Pin => topic.pin(),
         }
-        Ok(topic)
+        Ok((topic, follow))
     }
 
     /// The open topics.

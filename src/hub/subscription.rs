@@ -66,7 +66,37 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(super) fn new(topic: Arc<Topic>, cursor: u64, heartbeat_seen: u64) -> Self {
+    /// Attaches a subscriber to `topic` (counted already by the registry) positioned by
+    /// `last_event_id`: just after that event if the ring still holds it, else at the oldest
+    /// buffered event (nothing that could be kept is lost); without one, at the live head.
+    pub(super) fn attach(topic: &Arc<Topic>, last_event_id: Option<&str>) -> Self {
+        let metrics = &topic.metrics;
+        metrics.subscribers.inc();
+        topic.subscribers_gauge.inc();
+        let state = lock(&topic.state);
+        let cursor = match last_event_id {
+            None => state.next_seq(),
+            Some(wanted) => {
+                let found = state
+                    .entries
+                    .iter()
+                    .rposition(|e| e.id.as_deref() == Some(wanted));
+                match found {
+                    Some(index) => {
+                        metrics.replay_hits.inc();
+                        state.first_seq + index as u64 + 1
+                    }
+                    None => {
+                        metrics.replay_misses.inc();
+                        state.first_seq
+                    }
+                }
+            }
+        };
+        Self::new(topic.clone(), cursor, state.heartbeat_generation)
+    }
+
+    fn new(topic: Arc<Topic>, cursor: u64, heartbeat_seen: u64) -> Self {
         Self {
             topic,
             cursor,

@@ -17,7 +17,6 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::metrics::HubMetrics;
-use super::subscription::Subscription;
 
 /// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
 #[derive(Debug, Clone, Copy)]
@@ -303,36 +302,6 @@ impl Topic {
             events_received: state.received,
             always_on: self.is_pinned(),
         }
-    }
-
-    /// Attaches a subscriber (counted already by [`Topic::add_subscriber`]) positioned by
-    /// `last_event_id`: just after that event if the ring still holds it, else at the oldest
-    /// buffered event (nothing that could be kept is lost); without one, at the live head.
-    pub(super) fn attach(self: &Arc<Self>, last_event_id: Option<&str>) -> Subscription {
-        let metrics = &self.metrics;
-        metrics.subscribers.inc();
-        self.subscribers_gauge.inc();
-        let state = lock(&self.state);
-        let cursor = match last_event_id {
-            None => state.next_seq(),
-            Some(wanted) => {
-                let found = state
-                    .entries
-                    .iter()
-                    .rposition(|e| e.id.as_deref() == Some(wanted));
-                match found {
-                    Some(index) => {
-                        metrics.replay_hits.inc();
-                        state.first_seq + index as u64 + 1
-                    }
-                    None => {
-                        metrics.replay_misses.inc();
-                        state.first_seq
-                    }
-                }
-            }
-        };
-        Subscription::new(self.clone(), cursor, state.heartbeat_generation)
     }
 
     /// Keeps the topic open without subscribers (see [`Topic::idle_for`]).

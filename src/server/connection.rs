@@ -22,8 +22,7 @@ use tokio::sync::{watch, Notify};
 use tracing::debug;
 
 use super::handler::{Handler, Peer};
-use super::metrics::ServerMetrics;
-use crate::ops::metrics::Label;
+use super::metrics::{CloseCause, ServerMetrics};
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -36,29 +35,6 @@ pub struct ConnectionLimits {
     pub max_streams_lifetime: u64,
     /// After GOAWAY for a watchdog reason, close the connection at the latest after this.
     pub close_grace: Duration,
-}
-
-/// Why a watchdog ended a connection (a label of `sse_relay_connections_closed_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseCause {
-    /// No request within the first-request deadline.
-    FirstRequestTimeout,
-    /// No open stream for the idle timeout.
-    Idle,
-    /// The stream lifetime cap was reached.
-    StreamLifetime,
-}
-
-impl Label for CloseCause {
-    const ALL: &'static [Self] = &[Self::FirstRequestTimeout, Self::Idle, Self::StreamLifetime];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::FirstRequestTimeout => "first_request_timeout",
-            Self::Idle => "idle",
-            Self::StreamLifetime => "stream_lifetime",
-        }
-    }
 }
 
 /// Serves one connection until it ends, the drain signal turns true (then GOAWAY and wait), or a

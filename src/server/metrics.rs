@@ -3,8 +3,30 @@
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
-use super::connection::CloseCause;
 use crate::ops::metrics::{counter, Family, Label};
+
+/// Why a watchdog ended a connection (a label of `sse_relay_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// No request within the first-request deadline.
+    FirstRequestTimeout,
+    /// No open stream for the idle timeout.
+    Idle,
+    /// The stream lifetime cap was reached.
+    StreamLifetime,
+}
+
+impl Label for CloseCause {
+    const ALL: &'static [Self] = &[Self::FirstRequestTimeout, Self::Idle, Self::StreamLifetime];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::FirstRequestTimeout => "first_request_timeout",
+            Self::Idle => "idle",
+            Self::StreamLifetime => "stream_lifetime",
+        }
+    }
+}
 
 /// A connection cap (`sse_relay_connections_refused_total{cap}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,9 +26,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
-pub use connection::{CloseCause, ConnectionLimits};
+pub use connection::ConnectionLimits;
 pub use handler::{Handler, Peer};
-pub use metrics::{Cap, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
+pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
 
 use crate::ops::WarnLimit;
 use per_ip::PerIp;

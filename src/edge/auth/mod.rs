@@ -21,8 +21,7 @@ use http::{HeaderMap, HeaderValue};
 pub use forward::{ForwardAuth, ForwardAuthSettings};
 pub use jwt::JwtVerifier;
 
-use super::metrics::EdgeMetrics;
-use crate::ops::metrics::Label;
+use super::metrics::{DenialKind, EdgeMetrics};
 
 /// Query parameters that commonly carry tokens; their presence is refused (tokens in URLs leak
 /// into logs and `Referer`).
@@ -80,29 +79,6 @@ impl Denial {
             Self::Unauthorized(_) => DenialKind::Unauthorized,
             Self::Forbidden(_) => DenialKind::Forbidden,
             Self::Unavailable(_) => DenialKind::Unavailable,
-        }
-    }
-}
-
-/// The kinds of [`Denial`], as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DenialKind {
-    /// 401.
-    Unauthorized,
-    /// 403.
-    Forbidden,
-    /// The authorization server could not answer.
-    Unavailable,
-}
-
-impl Label for DenialKind {
-    const ALL: &'static [Self] = &[Self::Unauthorized, Self::Forbidden, Self::Unavailable];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Unauthorized => "401",
-            Self::Forbidden => "403",
-            Self::Unavailable => "unavailable",
         }
     }
 }
