@@ -18,12 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{DrainSettings, Settings, TlsSource};
+use crate::config::{DrainSettings, Listeners, Settings, TlsSource};
 use crate::demo_origin;
-use crate::downstream::{DownstreamFrames, DownstreamMetrics};
-use crate::edge::auth::Authorizer;
-use crate::edge::passthrough::Passthrough;
-use crate::edge::{Edge, EdgeMetrics, EdgeParts};
+use crate::downstream::DownstreamMetrics;
+use crate::edge::{Edge, EdgeHandles, EdgeMetrics};
 use crate::hub::{Hub, HubMetrics, Refused};
 use crate::server::tls::{self, CertStore};
 use crate::server::{Server, ServerMetrics};
@@ -115,11 +113,7 @@ impl App {
         let server_tls = cert_store.server_config()?;
         let client_tls = tls::client_config(settings.extra_ca_file.as_deref())?;
         let demo_origin = match settings.listeners.demo_origin {
-            Some(addr) => {
-                let listener = bind(addr).await?;
-                let demo = demo_origin::serve(listener, settings.server.clone());
-                Some(tokio::spawn(demo))
-            }
+            Some(addr) => Some(start_demo_origin(addr, &settings).await?),
             None => None,
         };
         let hub = Hub::new(settings.hub, metrics.hub.clone());
@@ -128,33 +122,20 @@ impl App {
             client_tls.clone(),
             metrics.upstream.clone(),
         ));
-        let edge = Edge::new(EdgeParts {
-            router: settings.router,
+        let handles = EdgeHandles {
             hub: hub.clone(),
             upstream,
-            frames: Arc::new(DownstreamFrames::new(settings.retry_hint_ms)),
-            lag_policy: settings.lag_policy,
-            cors: settings.cors,
-            passthrough: settings
-                .passthrough
-                .map(|p| Passthrough::new(p, client_tls.clone(), metrics.edge.clone())),
-            auth: Authorizer::new(settings.auth, client_tls, metrics.edge.clone()),
-            hsts: settings.hsts,
+            client_tls,
             metrics: metrics.edge.clone(),
             downstream_metrics: metrics.downstream.clone(),
-        });
-        edge.open_always_on(&settings.always_on)
+        };
+        let edge = Edge::new(settings.edge, handles)
             .map_err(|(path, source)| StartError::AlwaysOn { path, source })?;
         for route in &settings.open_routes {
             warn!(%route, "auth = \"none\" on a non-loopback listener: anyone can subscribe");
         }
-        let listeners = settings.listeners;
-        let tls_listener = bind(listeners.tls).await?;
-        let plaintext_listener = match listeners.plaintext {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let admin_listener = bind(listeners.admin).await?;
+        let (tls_listener, plaintext_listener, admin_listener) =
+            bind_all(&settings.listeners).await?;
         let readiness = Readiness::default();
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin = Admin {
@@ -288,6 +269,30 @@ impl App {
         }
         info!("drained");
     }
+}
+
+/// Binds the TLS, plaintext (if any) and admin listeners.
+async fn bind_all(
+    listeners: &Listeners,
+) -> Result<(TcpListener, Option<TcpListener>, TcpListener), StartError> {
+    let tls = bind(listeners.tls).await?;
+    let plaintext = match listeners.plaintext {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    Ok((tls, plaintext, bind(listeners.admin).await?))
+}
+
+/// Starts the demo origin on `addr`, with the relay's own connection settings.
+async fn start_demo_origin(
+    addr: SocketAddr,
+    settings: &Settings,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let listener = bind(addr).await?;
+    Ok(tokio::spawn(demo_origin::serve(
+        listener,
+        settings.server.clone(),
+    )))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -70,6 +70,7 @@ fn main() -> ExitCode {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let demo = settings.listeners.demo_origin.is_some();
     let first_route = settings
+        .edge
         .router
         .routes()
         .first()

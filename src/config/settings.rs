@@ -12,11 +12,7 @@ use http::HeaderValue;
 
 use super::issue::{file_exists, ms, positive, ConfigIssue};
 use super::{Config, LogConfig};
-use crate::downstream::LagPolicy;
-use crate::edge::auth::AuthSettings;
-use crate::edge::cors::Cors;
-use crate::edge::passthrough::PassthroughSettings;
-use crate::edge::routing::{Router, TopicTarget};
+use crate::edge::EdgeSettings;
 use crate::hub::{HubSettings, RingLimits};
 use crate::server::{ConnectionLimits, H2Settings, ServerSettings};
 use crate::upstream::{Backoff, UpstreamSettings};
@@ -78,22 +74,8 @@ pub struct Settings {
     pub hub: HubSettings,
     /// Origin subscriptions.
     pub upstream: UpstreamSettings,
-    /// The compiled routes.
-    pub router: Router,
-    /// `topics.always_on`, resolved against the routes.
-    pub always_on: Vec<TopicTarget>,
-    /// Authorization backends.
-    pub auth: AuthSettings,
-    /// The CORS policy.
-    pub cors: Cors,
-    /// The passthrough origin, if any.
-    pub passthrough: Option<PassthroughSettings>,
-    /// The `retry:` hint sent to subscribers, ms.
-    pub retry_hint_ms: u64,
-    /// What happens to subscribers that fall out of the ring.
-    pub lag_policy: LagPolicy,
-    /// `Strict-Transport-Security` for TLS responses, if configured.
-    pub hsts: Option<HeaderValue>,
+    /// Routes, auth, CORS, passthrough, subscriber frames.
+    pub edge: EdgeSettings,
     /// Distinct topic labels in per-topic metrics, count.
     pub max_topic_labels: usize,
     /// Logging.
@@ -154,17 +136,19 @@ impl TryFrom<Config> for Settings {
             drain,
             hub,
             upstream,
-            router,
-            always_on,
-            auth,
-            cors,
-            passthrough,
-            retry_hint_ms: config.downstream.retry_hint_ms,
-            lag_policy: config.downstream.lag_policy,
-            hsts: (s.hsts_max_age_s > 0).then(|| {
-                HeaderValue::from_str(&format!("max-age={}", s.hsts_max_age_s))
-                    .expect("digits are a valid header value")
-            }),
+            edge: EdgeSettings {
+                router,
+                always_on,
+                auth,
+                cors,
+                passthrough,
+                retry_hint_ms: config.downstream.retry_hint_ms,
+                lag_policy: config.downstream.lag_policy,
+                hsts: (s.hsts_max_age_s > 0).then(|| {
+                    HeaderValue::from_str(&format!("max-age={}", s.hsts_max_age_s))
+                        .expect("digits are a valid header value")
+                }),
+            },
             max_topic_labels: config.admin.max_topic_labels,
             log: config.log,
             open_routes,

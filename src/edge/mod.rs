@@ -26,38 +26,62 @@ use crate::hub::{Hub, Refused, TopicSpec};
 use crate::server::{Handler, Peer};
 use crate::upstream::Upstream;
 use answer::{Rejection, ResponseBody};
-use auth::{AuthRequest, Authorizer};
+use auth::{AuthRequest, AuthSettings, Authorizer};
 use cors::Cors;
 pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason};
-use passthrough::Passthrough;
+use passthrough::{Passthrough, PassthroughSettings};
 use routing::{Router, TopicTarget};
+
+/// The edge's settings, validated (see [`crate::config::Settings`]).
+pub struct EdgeSettings {
+    /// The compiled routes.
+    pub router: Router,
+    /// `topics.always_on`, resolved against the routes.
+    pub always_on: Vec<TopicTarget>,
+    /// Authorization backends.
+    pub auth: AuthSettings,
+    /// The CORS policy.
+    pub cors: Cors,
+    /// The passthrough origin, if any.
+    pub passthrough: Option<PassthroughSettings>,
+    /// The `retry:` hint sent to subscribers, ms.
+    pub retry_hint_ms: u64,
+    /// What happens to subscribers that fall out of the ring.
+    pub lag_policy: LagPolicy,
+    /// `Strict-Transport-Security` for TLS responses, if configured.
+    pub hsts: Option<HeaderValue>,
+}
 
 /// The request handler of the relay's listeners (cheap to clone).
 #[derive(Clone)]
 pub struct Edge {
-    inner: Arc<EdgeParts>,
+    inner: Arc<Parts>,
 }
 
-/// What the edge is made of.
-pub struct EdgeParts {
-    /// The compiled routes.
-    pub router: Router,
+struct Parts {
+    router: Router,
+    hub: Hub,
+    upstream: Arc<Upstream>,
+    /// Preamble, heartbeat and farewell frames, shared by every subscriber.
+    frames: Arc<DownstreamFrames>,
+    lag_policy: LagPolicy,
+    cors: Cors,
+    /// Where requests that match no SSE route go (none: 404).
+    passthrough: Option<Passthrough>,
+    auth: Authorizer,
+    hsts: Option<HeaderValue>,
+    metrics: Arc<EdgeMetrics>,
+    downstream_metrics: Arc<DownstreamMetrics>,
+}
+
+/// The shared handles the edge works with.
+pub struct EdgeHandles {
     /// The topic registry.
     pub hub: Hub,
     /// Follows the origin of each new topic.
     pub upstream: Arc<Upstream>,
-    /// Preamble, heartbeat and farewell frames, shared by every subscriber.
-    pub frames: Arc<DownstreamFrames>,
-    /// What to do with subscribers that fall out of the replay ring.
-    pub lag_policy: LagPolicy,
-    /// The CORS policy.
-    pub cors: Cors,
-    /// Where requests that match no SSE route go (none: 404).
-    pub passthrough: Option<Passthrough>,
-    /// Who may subscribe.
-    pub auth: Authorizer,
-    /// The `Strict-Transport-Security` value for TLS responses, if configured.
-    pub hsts: Option<HeaderValue>,
+    /// For https passthrough origins and authorization servers.
+    pub client_tls: rustls::ClientConfig,
     /// The edge's metrics.
     pub metrics: Arc<EdgeMetrics>,
     /// Subscribers' stream metrics.
@@ -65,19 +89,42 @@ pub struct EdgeParts {
 }
 
 impl Edge {
-    /// Creates the handler.
-    pub fn new(parts: EdgeParts) -> Self {
-        Self {
-            inner: Arc::new(parts),
-        }
-    }
-
-    /// Opens the `topics.always_on` topics (resolved by the config), so their replay buffers
-    /// are warm when the first client comes.
+    /// Builds the handler and opens the `topics.always_on` topics, so their replay buffers are
+    /// warm when the first client comes.
     ///
     /// # Errors
-    /// The first target the hub refused, with why.
-    pub fn open_always_on(&self, targets: &[TopicTarget]) -> Result<(), (String, Refused)> {
+    /// The first always-on topic the hub refused: its request path and why.
+    pub fn new(settings: EdgeSettings, handles: EdgeHandles) -> Result<Self, (String, Refused)> {
+        let EdgeHandles {
+            hub,
+            upstream,
+            client_tls,
+            metrics,
+            downstream_metrics,
+        } = handles;
+        let passthrough = settings
+            .passthrough
+            .map(|p| Passthrough::new(p, client_tls.clone(), metrics.clone()));
+        let edge = Self {
+            inner: Arc::new(Parts {
+                router: settings.router,
+                hub,
+                upstream,
+                frames: Arc::new(DownstreamFrames::new(settings.retry_hint_ms)),
+                lag_policy: settings.lag_policy,
+                cors: settings.cors,
+                passthrough,
+                auth: Authorizer::new(settings.auth, client_tls, metrics.clone()),
+                hsts: settings.hsts,
+                metrics,
+                downstream_metrics,
+            }),
+        };
+        edge.open_always_on(&settings.always_on)?;
+        Ok(edge)
+    }
+
+    fn open_always_on(&self, targets: &[TopicTarget]) -> Result<(), (String, Refused)> {
         for target in targets {
             let spec = self.topic_spec(target.clone());
             self.inner
