@@ -319,6 +319,11 @@ pub struct LimitsConfig {
     /// Streams one connection may open over its life; then it gets GOAWAY and the client opens
     /// a new one, count. Default 10000.
     pub max_streams_per_connection_lifetime: u64,
+    /// After a watchdog's GOAWAY (idle, stream lifetime cap), close the connection at the
+    /// latest this long after, ms: enough for a client to finish reading what is in flight and
+    /// move its requests to a new connection, short enough that a client ignoring GOAWAY cannot
+    /// pin it. Default 5000.
+    pub close_grace_ms: u64,
     /// Open connections from one client IP address, count. Default 512.
     pub max_connections_per_ip: usize,
     /// Budget of bytes held in all replay rings together; past it new subscribers are shed (a
@@ -339,6 +344,7 @@ impl Default for LimitsConfig {
             first_request_timeout_ms: 5_000,
             idle_connection_timeout_ms: 30_000,
             max_streams_per_connection_lifetime: 10_000,
+            close_grace_ms: 5_000,
             max_connections_per_ip: 512,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_topics: 10_000,

@@ -283,13 +283,9 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
             first_request_timeout: ms(l.first_request_timeout_ms),
             idle_timeout: ms(l.idle_connection_timeout_ms),
             max_streams_lifetime: l.max_streams_per_connection_lifetime,
-            close_grace: CLOSE_GRACE,
+            close_grace: ms(l.close_grace_ms),
         },
         drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
     })
 }
 
-/// After a watchdog's GOAWAY (idle, stream lifetime cap), a connection is closed at the latest
-/// this long after: enough for a client to finish reading what is in flight and move its
-/// requests to a new connection, short enough that a client ignoring GOAWAY cannot pin it.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
