@@ -8,7 +8,7 @@ use support::{eventually, http_get, sample, TestOrigin, TestRelay};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_metrics_and_topics_reflect_live_traffic() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "").await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
     let admin = relay.admin_addr;
     assert_eq!(http_get(admin, "/healthz").await.0, 200);
     assert_eq!(http_get(admin, "/readyz").await.0, 200);
@@ -68,10 +68,10 @@ async fn probes_metrics_and_topics_reflect_live_traffic() {
 async fn readiness_stays_up_when_the_origin_is_down() {
     let origin = TestOrigin::start().await;
     origin.set_down(true);
-    let relay = TestRelay::start(
-        &origin,
-        "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.upstream.backoff_min_ms = 10;
+        c.upstream.backoff_max_ms = 50;
+    })
     .await;
     let _r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("failing upstream", || {
@@ -85,7 +85,7 @@ async fn readiness_stays_up_when_the_origin_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_and_stats_stream_are_served() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "").await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
     let (status, page) = http_get(relay.admin_addr, "/").await;
     assert_eq!(status, 200);
     assert!(page.contains("new EventSource(\"stats\")"));

@@ -6,15 +6,21 @@ mod support;
 
 use std::time::Duration;
 
+use sse_relay::config::Config;
 use support::{eventually, http_get, TestOrigin, TestRelay};
 use tokio::time::Instant;
 
-const DRAIN: &str = "drain_delay_ms = 300\ndrain_window_ms = 600\ndrain_timeout_ms = 5000";
+/// A drain with a delay and a window short enough for a test in real time.
+fn drain(c: &mut Config) {
+    c.server.drain_delay_ms = 300;
+    c.server.drain_window_ms = 600;
+    c.server.drain_timeout_ms = 5000;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
     let origin = TestOrigin::start().await;
-    let mut relay = TestRelay::start_with(&origin.template(), DRAIN, "").await;
+    let mut relay = TestRelay::start(&origin, drain).await;
     let mut conn = relay.h2().await;
     let mut readers = Vec::new();
     for _ in 0..20 {
@@ -54,8 +60,8 @@ async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drained_clients_resume_on_another_relay_without_loss() {
     let origin = TestOrigin::start().await;
-    let mut draining = TestRelay::start_with(&origin.template(), DRAIN, "").await;
-    let other = TestRelay::start(&origin, "").await;
+    let mut draining = TestRelay::start(&origin, drain).await;
+    let other = TestRelay::start(&origin, |_| {}).await;
     // The other replica already serves the topic (as in a fleet), so its ring covers resumes.
     let _warm = other.h2().await.subscribe("/events/a", &[]).await;
     let mut conn = draining.h2().await;

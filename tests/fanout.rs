@@ -3,14 +3,18 @@
 
 mod support;
 
+use sse_relay::config::Config;
 use support::{eventually, TestOrigin, TestRelay};
 
-const QUIET: &str = "[downstream]\nheartbeat_interval_ms = 600000\n";
+/// No heartbeat comments within a test: the bytes are the events only.
+fn quiet(c: &mut Config) {
+    c.downstream.heartbeat_interval_ms = 600_000;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, QUIET).await;
+    let relay = TestRelay::start(&origin, quiet).await;
     let mut readers = Vec::new();
     for _ in 0..3 {
         let mut conn = relay.h2().await;
@@ -57,7 +61,7 @@ async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_topics_get_two_upstream_subscriptions() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, QUIET).await;
+    let relay = TestRelay::start(&origin, quiet).await;
     let mut conn = relay.h2().await;
     let mut a = vec![
         conn.subscribe("/events/a", &[]).await,
@@ -84,7 +88,7 @@ async fn two_topics_get_two_upstream_subscriptions() {
 async fn stream_headers_and_first_bytes_arrive_at_once() {
     let origin = TestOrigin::start().await;
     origin.set_down(true);
-    let relay = TestRelay::start(&origin, QUIET).await;
+    let relay = TestRelay::start(&origin, quiet).await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/event-stream");

@@ -18,6 +18,7 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use sse_relay::config::{AuthMode, AuthUnavailable, ForwardAuthConfig};
 use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpListener;
 
@@ -59,11 +60,17 @@ async fn auth_server(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> SocketAddr {
     addr
 }
 
-async fn relay(origin: &TestOrigin, auth: SocketAddr, extra: &str) -> TestRelay {
-    TestRelay::start(
-        origin,
-        &format!("auth = \"forward\"\n[auth.forward]\nurl = \"http://{auth}/auth\"\n{extra}"),
-    )
+/// `[auth.forward]` asking the authorization server at `auth`, other keys at their defaults.
+fn forward_to(auth: SocketAddr) -> ForwardAuthConfig {
+    support::forward_auth_config(&format!("http://{auth}/auth"))
+}
+
+/// A relay whose route asks `forward` about every subscriber.
+async fn relay(origin: &TestOrigin, forward: ForwardAuthConfig) -> TestRelay {
+    TestRelay::start(origin, |c| {
+        c.routes[0].auth = AuthMode::Forward;
+        c.auth.forward = Some(forward);
+    })
     .await
 }
 
@@ -71,7 +78,7 @@ async fn relay(origin: &TestOrigin, auth: SocketAddr, extra: &str) -> TestRelay 
 async fn allows_denies_caches_and_coalesces() {
     let origin = TestOrigin::start().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let relay = relay(&origin, auth_server(seen.clone()).await, "").await;
+    let relay = relay(&origin, forward_to(auth_server(seen.clone()).await)).await;
     let mut conn = relay.h2().await;
     let good = [("authorization", "Bearer good"), ("cookie", "session=s1")];
 
@@ -141,7 +148,14 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let relay = relay(&origin, down, "timeout_ms = 300\n").await;
+    let relay = relay(
+        &origin,
+        ForwardAuthConfig {
+            timeout_ms: 300,
+            ..forward_to(down)
+        },
+    )
+    .await;
     let mut conn = relay.h2().await;
     let mut es = conn
         .subscribe(
@@ -166,7 +180,15 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
     assert_eq!(relay.metrics.auth_denied.unavailable.get(), 2);
     relay.stop().await;
 
-    let relay = self::relay(&origin, down, "timeout_ms = 300\nunavailable = \"deny\"\n").await;
+    let relay = self::relay(
+        &origin,
+        ForwardAuthConfig {
+            timeout_ms: 300,
+            unavailable: AuthUnavailable::Deny,
+            ..forward_to(down)
+        },
+    )
+    .await;
     let es = relay
         .h2()
         .await
@@ -213,8 +235,11 @@ async fn reauthorize_after_ms_ends_streams_so_a_revoked_credential_stops_receivi
     let auth = switch_server(allowed.clone(), asked.clone()).await;
     let relay = relay(
         &origin,
-        auth,
-        "cache_ttl_ms = 100\nreauthorize_after_ms = 1000\n",
+        ForwardAuthConfig {
+            cache_ttl_ms: 100,
+            reauthorize_after_ms: 1000,
+            ..forward_to(auth)
+        },
     )
     .await;
     let mut conn = relay.h2().await;

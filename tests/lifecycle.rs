@@ -14,7 +14,7 @@ use support::{eventually, TestOrigin, TestRelay};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closes_after_grace_and_is_reused_within_it() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[topics]\nidle_grace_ms = 1500\n").await;
+    let relay = TestRelay::start(&origin, |c| c.topics.idle_grace_ms = 1500).await;
     let mut conn = relay.h2().await;
     let first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -45,7 +45,7 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_grace_counts_from_the_last_leave() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[topics]\nidle_grace_ms = 2000\n").await;
+    let relay = TestRelay::start(&origin, |c| c.topics.idle_grace_ms = 2000).await;
     let mut conn = relay.h2().await;
     let first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -72,10 +72,10 @@ async fn idle_grace_counts_from_the_last_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(
-        &origin,
-        "[topics]\nalways_on = [\"/events/a\"]\nidle_grace_ms = 100\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.topics.always_on = vec!["/events/a".into()];
+        c.topics.idle_grace_ms = 100;
+    })
     .await;
     eventually("opened without a subscriber", || origin.open("a") == 1).await;
     origin.publish("a", "1", "e1");
@@ -130,7 +130,7 @@ async fn no_content_origin() -> (String, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
     let (upstream, asked) = no_content_origin().await;
-    let relay = TestRelay::start_with(&upstream, "", "").await;
+    let relay = TestRelay::start_with(&upstream, |_| {}).await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200);
     r.until_end().await;
@@ -150,8 +150,7 @@ async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_closed_topic_is_asked_again_after_the_ttl() {
     let (upstream, asked) = no_content_origin().await;
-    let relay =
-        TestRelay::start_with(&upstream, "", "[topics]\norigin_closed_ttl_ms = 300\n").await;
+    let relay = TestRelay::start_with(&upstream, |c| c.topics.origin_closed_ttl_ms = 300).await;
     let mut conn = relay.h2().await;
     conn.subscribe("/events/a", &[]).await.until_end().await;
     assert_eq!(conn.get("/events/a", &[]).await.status(), 204);
@@ -166,7 +165,7 @@ async fn an_origin_closed_topic_is_asked_again_after_the_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_ends_every_stream_with_a_retry_hint() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[downstream]\nretry_hint_ms = 3456\n").await;
+    let relay = TestRelay::start(&origin, |c| c.downstream.retry_hint_ms = 3456).await;
     let mut conn = relay.h2().await;
     let mut h2 = [
         conn.subscribe("/events/a", &[]).await,

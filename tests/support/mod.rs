@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use sse_relay::app::App;
-use sse_relay::config::Config;
+use sse_relay::config::{Config, ForwardAuthConfig, JwtConfig, RouteConfig};
 use sse_relay::metrics::Metrics;
 use sse_relay::sse::{Event, Item, Parser};
 use tokio::net::TcpStream;
@@ -51,25 +51,70 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The config every test relay starts from: TLS on `127.0.0.1:0` with a dev certificate in a
+/// fresh temporary directory, the admin listener on `127.0.0.1:0`, a quick drain
+/// (`drain_delay_ms = 0`, `drain_window_ms = 100`; a test that drains on purpose sets its own)
+/// and one route `/events/{topic}` → `upstream`; every other key at its default.
+pub fn test_config(upstream: &str) -> Config {
+    let mut config = Config::default();
+    let s = &mut config.server;
+    s.listen = loopback();
+    s.dev_cert_dir = Some(temp_dir("relay"));
+    s.drain_delay_ms = 0;
+    s.drain_window_ms = 100;
+    config.admin.listen = loopback();
+    config.routes.push(RouteConfig {
+        path: "/events/{topic}".into(),
+        upstream: upstream.into(),
+        ..RouteConfig::default()
+    });
+    config
+}
+
+/// `127.0.0.1:0`: a free loopback port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// `[auth.jwt]` pinned to `algorithms`, every other key at its default (what a config file that
+/// names only `algorithms` gives); set the key file, `issuer`, `audience` on the result.
+pub fn jwt_config(algorithms: &[&str]) -> JwtConfig {
+    serde_json::from_value(serde_json::json!({ "algorithms": algorithms }))
+        .expect("algorithms is the only required [auth.jwt] key")
+}
+
+/// `[auth.forward]` asking `url`, every other key at its default (what a config file that names
+/// only `url` gives).
+pub fn forward_auth_config(url: &str) -> ForwardAuthConfig {
+    serde_json::from_value(serde_json::json!({ "url": url }))
+        .expect("url is the only required [auth.forward] key")
+}
+
+/// The one step from a test's [`Config`] to a bound relay: the config must pass the checks a
+/// config file passes, then [`App::bind`].
+async fn bind(config: Config) -> App {
+    if let Err((key, reason)) = config.validate() {
+        panic!("test config is invalid: {key}: {reason}");
+    }
+    App::bind(config).await.expect("relay binds")
+}
+
 impl TestRelay {
-    /// Starts a relay with one route `/events/{topic}` → `upstream`, extra `[server]` lines and
-    /// extra sections (TOML).
-    pub async fn start_with(upstream: &str, server_lines: &str, sections: &str) -> TestRelay {
-        let dir = temp_dir("relay");
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndev_cert_dir = {dir:?}\n\
-             {drain}\n{server_lines}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n\
-             [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"{upstream}\"\n{sections}\n",
-            dir = dir.display().to_string(),
-            drain = if server_lines.contains("drain_") {
-                ""
-            } else {
-                "drain_delay_ms = 0\ndrain_window_ms = 100"
-            },
-        );
-        let config = Config::parse(&toml, Path::new("test.toml")).expect("test config is valid");
-        let app = App::bind(config).await.expect("relay binds");
+    /// Starts a relay in front of `origin` (see [`TestRelay::start_with`]).
+    pub async fn start(origin: &TestOrigin, configure: impl FnOnce(&mut Config)) -> TestRelay {
+        Self::start_with(&origin.template(), configure).await
+    }
+
+    /// Starts a relay with one route `/events/{topic}` → `upstream` (a URL template) on the
+    /// config of [`test_config`], after `configure` has changed what the test needs; settings
+    /// of that route (`auth`, `query_params`) are on `config.routes[0]`.
+    pub async fn start_with(upstream: &str, configure: impl FnOnce(&mut Config)) -> TestRelay {
+        let mut config = test_config(upstream);
+        configure(&mut config);
+        Self::from_app(bind(config).await)
+    }
+
+    fn from_app(app: App) -> TestRelay {
         let addr = app.tls_addr();
         let plain_addr = app.plaintext_addr();
         let admin_addr = app.admin_addr();
@@ -88,11 +133,6 @@ impl TestRelay {
             shutdown: Some(tx),
             task: Some(task),
         }
-    }
-
-    /// Starts a relay in front of `origin` with extra sections.
-    pub async fn start(origin: &TestOrigin, sections: &str) -> TestRelay {
-        Self::start_with(&origin.template(), "", sections).await
     }
 
     /// Sends the shutdown signal (SIGTERM's equivalent) without waiting.
