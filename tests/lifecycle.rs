@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use support::{eventually, TestOrigin, TestRelay};
+use support::{eventually, http_get, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closes_after_grace_and_is_reused_within_it() {
@@ -42,8 +42,11 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn idle_grace_counts_from_the_last_leave() {
+    const GRACE: Duration = Duration::from_secs(2);
+    // Time moves only where this test advances it.
+    let clock = support::hold_clock();
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, |c| c.topics.idle_grace_ms = 2000).await;
     let mut conn = relay.h2().await;
@@ -51,21 +54,32 @@ async fn idle_grace_counts_from_the_last_leave() {
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     drop(first);
     eventually("detached", || relay.metrics.subscribers.get() == 0).await;
-    // A visitor comes and goes 1.2 s into the grace period.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Halfway through the first leave's grace, a visitor comes and goes.
+    support::advance(GRACE / 2).await;
     let visitor = conn.subscribe("/events/a", &[]).await;
     eventually("visitor attached", || relay.metrics.subscribers.get() == 1).await;
     drop(visitor);
     eventually("visitor detached", || relay.metrics.subscribers.get() == 0).await;
-    // 2.2 s after the first leave, 1 s after the visitor's: still within the visitor's grace.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Past the first leave's grace (by a quarter), within the visitor's (by three quarters).
+    support::advance(GRACE * 3 / 4).await;
+    let (_, topics) = http_get(relay.admin_addr, "/topics").await;
+    let doc: serde_json::Value = serde_json::from_str(&topics).unwrap();
     assert_eq!(
-        origin.open("a"),
-        1,
-        "the grace restarted at the visitor's leave"
+        doc["topics"][0]["label"], "/events/a",
+        "the grace restarted at the visitor's leave: {doc}"
     );
-    assert_eq!(origin.requests("a").len(), 1);
+    assert_eq!(relay.metrics.topics.get(), 1);
+    assert_eq!(origin.open("a"), 1);
+    assert_eq!(
+        origin.requests("a").len(),
+        1,
+        "never closed, never reopened"
+    );
+    // Past the visitor's grace: the upstream subscription closes.
+    support::advance(GRACE * 2).await;
     eventually("closed after the visitor's grace", || origin.open("a") == 0).await;
+    assert_eq!(relay.metrics.topics.get(), 0);
+    drop(clock);
     relay.stop().await;
 }
 

@@ -5,7 +5,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use sse_relay::config::Config;
@@ -77,17 +76,17 @@ async fn silent_tcp_and_tls_connections_are_closed() {
 async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, tight).await;
+    // The busy connection has had its stream since before the idle one existed: had the idle
+    // timeout applied to it, it would have been closed first.
     let mut busy = relay.h2().await;
     let mut stream = busy.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
     let mut idle = relay.h2().await;
     let response = idle.request(http::Method::GET, "/nowhere", &[]).await;
     assert_eq!(response.status(), 404);
     drop(response);
-    eventually("idle connection closed", || {
-        relay.metrics.connections_closed.idle.get() == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("idle connection closed", || idle.is_closed()).await;
+    assert_eq!(relay.metrics.connections_closed.idle.get(), 1);
     origin.publish("a", "1", "still open");
     assert_eq!(
         stream.data(1).await,

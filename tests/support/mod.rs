@@ -242,6 +242,11 @@ impl H2Client {
         H2Client { send }
     }
 
+    /// True once the connection is closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
+    }
+
     /// Sends a GET with extra headers.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response<Incoming> {
         self.request(http::Method::GET, path, headers).await
@@ -406,15 +411,77 @@ impl EventReader {
     }
 }
 
-/// Polls `condition` every 10 ms until true, panicking after [`WAIT`].
+/// Polls `condition` every 10 ms until true, panicking after [`WAIT`]. It waits in real time
+/// (on a blocking thread), so it never moves a paused clock: in a test of timers, moving time
+/// is the test's own step (`tokio::time::advance`).
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = std::time::Instant::now() + WAIT;
     while !condition() {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            std::time::Instant::now() < deadline,
             "timed out waiting for: {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
+    }
+}
+
+/// Lets the runtime run for a real-time moment (10 ms) without moving a paused clock: what
+/// was woken runs and sockets deliver, while no timer can fire.
+pub async fn settle() {
+    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(10)))
+        .await
+        .expect("a blocking sleep does not panic");
+}
+
+/// Holds a paused clock (`#[tokio::test(start_paused = true)]`) still while the guard lives:
+/// it no longer auto-advances when the runtime waits for sockets, so time moves only by
+/// `tokio::time::advance` and no timer of the relay fires unless the test says so. (A running
+/// blocking task inhibits auto-advance; see `tokio::time::pause`.) Drop the guard to let time
+/// run again, e.g. before [`TestRelay::stop`] waits for a drain. The hold gives up after
+/// [`WAIT`] of real time, and the guard's drop then fails the test.
+pub fn hold_clock() -> ClockHold {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = expired.clone();
+    tokio::task::spawn_blocking(move || {
+        if held.recv_timeout(WAIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    ClockHold {
+        _release: release,
+        expired,
+    }
+}
+
+/// Moves a paused clock forward by `by` in 10 ms steps, letting the tasks each step wakes run
+/// before the next, so timers that re-arm themselves (the drain's steps, `/stats` ticks, an idle
+/// grace restarted) fire in the order and about as often as they would in real time.
+pub async fn advance(by: Duration) {
+    const STEP: Duration = Duration::from_millis(10);
+    let mut left = by;
+    while !left.is_zero() {
+        let step = left.min(STEP);
+        tokio::time::advance(step).await;
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        left -= step;
+    }
+}
+
+/// See [`hold_clock`].
+pub struct ClockHold {
+    _release: std::sync::mpsc::Sender<()>,
+    expired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ClockHold {
+    fn drop(&mut self) {
+        let expired = self.expired.load(std::sync::atomic::Ordering::SeqCst);
+        if expired && !std::thread::panicking() {
+            panic!("the clock hold expired after {WAIT:?} of real time: time ran on its own");
+        }
     }
 }
 
