@@ -507,6 +507,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (http::StatusCode, String
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A plain HTTP/1.1 GET of an event stream (the admin listener's `/stats`).
+pub async fn http_stream(addr: SocketAddr, path: &str) -> EventReader {
+    let tcp = TcpStream::connect(addr).await.expect("connect admin");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    EventReader::new(send.send_request(request).await.expect("admin response"))
+}
+
 /// The value of an unlabelled sample (or the first sample of `name{...}`) in Prometheus text.
 pub fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
