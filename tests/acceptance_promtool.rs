@@ -12,7 +12,7 @@ use support::{eventually, http_get, TestOrigin, TestRelay};
 #[ignore = "acceptance: needs promtool (apt-get install prometheus); run with --include-ignored (CI does)"]
 async fn live_scrape_passes_promtool_check_metrics() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "").await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
     let mut conn = relay.h2().await;
     let mut stream = conn.subscribe("/events/a", &[]).await;
     let _h1 = relay.h1().await.subscribe("/events/b", &[]).await;

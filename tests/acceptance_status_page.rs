@@ -22,7 +22,7 @@ async fn status_page_shows_live_figures_in_chromium() {
         "needs chromium (apt-get install chromium)"
     );
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "").await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
     let _subscriber = relay.h2().await.subscribe("/events/prices", &[]).await;
     eventually("subscribed", || origin.open("prices") == 1).await;
     let publisher = {

@@ -34,15 +34,11 @@ async fn sslyze_mozilla_intermediate_passes() {
     openssl(&dir, "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 90 -extfile leaf.ext");
 
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start_with(
-        &origin.template(),
-        &format!(
-            "tls_cert = {:?}\ntls_key = {:?}\nhsts_max_age_s = 31536000",
-            dir.join("cert.pem").display().to_string(),
-            dir.join("key.pem").display().to_string()
-        ),
-        "",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.server.tls_cert = Some(dir.join("cert.pem"));
+        c.server.tls_key = Some(dir.join("key.pem"));
+        c.server.hsts_max_age_s = 31_536_000;
+    })
     .await;
     let target = format!("localhost:{}", relay.addr.port());
     let ca = dir.join("ca.pem").display().to_string();

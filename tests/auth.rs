@@ -8,6 +8,7 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use sse_relay::config::{AuthMode, JwtConfig};
 use support::{eventually, TestOrigin, TestRelay};
 
 const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes-or-more";
@@ -31,25 +32,32 @@ fn grant(patterns: &[&str], ttl_secs: u64) -> serde_json::Value {
     serde_json::json!({ "exp": now() + ttl_secs, "subscribe": patterns, "iss": "https://auth.example", "aud": "sse-relay" })
 }
 
-async fn jwt_relay(origin: &TestOrigin, extra: &str) -> TestRelay {
-    let dir = support::temp_dir("jwt");
-    let secret = dir.join("jwt.key");
+/// `[auth.jwt]` for HS256 tokens signed with [`SECRET`] by `https://auth.example` for
+/// `sse-relay`.
+fn hs256_auth() -> JwtConfig {
+    let secret = support::temp_dir("jwt").join("jwt.key");
     std::fs::write(&secret, SECRET).unwrap();
-    TestRelay::start(
-        origin,
-        &format!(
-            "auth = \"jwt\"\n[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret_file = {:?}\n\
-             issuer = \"https://auth.example\"\naudience = \"sse-relay\"\n{extra}",
-            secret.display().to_string()
-        ),
-    )
+    JwtConfig {
+        secret_file: Some(secret),
+        issuer: Some("https://auth.example".into()),
+        audience: Some("sse-relay".into()),
+        ..support::jwt_config(&["HS256"])
+    }
+}
+
+/// A relay whose route takes subscribers with a JWT verified by `jwt`.
+async fn jwt_relay(origin: &TestOrigin, jwt: JwtConfig) -> TestRelay {
+    TestRelay::start(origin, |c| {
+        c.routes[0].auth = AuthMode::Jwt;
+        c.auth.jwt = Some(jwt);
+    })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_from_bearer_or_cookie_grants_matching_topics_only() {
     let origin = TestOrigin::start().await;
-    let relay = jwt_relay(&origin, "").await;
+    let relay = jwt_relay(&origin, hs256_auth()).await;
     let mut conn = relay.h2().await;
     let good = hs256(grant(&["/events/stock-*"], 3600));
     let bearer = format!("Bearer {good}");
@@ -152,7 +160,7 @@ async fn jwt_from_bearer_or_cookie_grants_matching_topics_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encoding_tricks_never_reach_an_ungranted_topic() {
     let origin = TestOrigin::start().await;
-    let relay = jwt_relay(&origin, "").await;
+    let relay = jwt_relay(&origin, hs256_auth()).await;
     let mut conn = relay.h2().await;
     let bearer = format!("Bearer {}", hs256(grant(&["/events/stock-*"], 3600)));
     let attempts = [
@@ -191,7 +199,14 @@ async fn encoding_tricks_never_reach_an_ungranted_topic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_ends_with_a_retry_hint_when_its_token_expires() {
     let origin = TestOrigin::start().await;
-    let relay = jwt_relay(&origin, "clock_skew_ms = 0\n").await;
+    let relay = jwt_relay(
+        &origin,
+        JwtConfig {
+            clock_skew_ms: 0,
+            ..hs256_auth()
+        },
+    )
+    .await;
     let mut conn = relay.h2().await;
     let short = hs256(grant(&["/events/*"], 2));
     let mut r = conn
@@ -229,12 +244,12 @@ async fn es256_tokens_verify_with_a_public_key_file() {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public = dir.join("jwt.pub");
     std::fs::write(&public, pair.public_key_pem()).unwrap();
-    let relay = TestRelay::start(
+    let relay = jwt_relay(
         &origin,
-        &format!(
-            "auth = \"jwt\"\n[auth.jwt]\nalgorithms = [\"ES256\"]\npublic_key_file = {:?}\n",
-            public.display().to_string()
-        ),
+        JwtConfig {
+            public_key_file: Some(public),
+            ..support::jwt_config(&["ES256"])
+        },
     )
     .await;
     let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
@@ -259,7 +274,7 @@ async fn es256_tokens_verify_with_a_public_key_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_of_authorized_clients_never_reach_the_origin() {
     let origin = TestOrigin::start().await;
-    let relay = jwt_relay(&origin, "").await;
+    let relay = jwt_relay(&origin, hs256_auth()).await;
     let jwt = hs256(grant(&["/events/*"], 3600));
     let _r = relay
         .h2()
@@ -282,17 +297,11 @@ async fn credentials_of_authorized_clients_never_reach_the_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_route_with_query_params_the_token_must_name_the_query() {
     let origin = TestOrigin::start().await;
-    let dir = support::temp_dir("jwt-query");
-    let secret = dir.join("jwt.key");
-    std::fs::write(&secret, SECRET).unwrap();
-    let relay = TestRelay::start(
-        &origin,
-        &format!(
-            "query_params = [\"room\"]\nauth = \"jwt\"\n[auth.jwt]\nalgorithms = [\"HS256\"]\n\
-             secret_file = {:?}\nissuer = \"https://auth.example\"\naudience = \"sse-relay\"\n",
-            secret.display().to_string()
-        ),
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.routes[0].query_params = vec!["room".into()];
+        c.routes[0].auth = AuthMode::Jwt;
+        c.auth.jwt = Some(hs256_auth());
+    })
     .await;
     let conn = relay.h2().await;
     let status = |token: String, path: &'static str| {

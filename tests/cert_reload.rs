@@ -71,15 +71,11 @@ async fn swapped_secret_is_served_to_new_handshakes_and_a_bad_pair_is_rejected()
     symlink("..data/tls.key", dir.join("tls.key")).unwrap();
 
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start_with(
-        &origin.template(),
-        &format!(
-            "tls_cert = {:?}\ntls_key = {:?}\ntls_reload_interval_ms = 50",
-            dir.join("tls.crt").display().to_string(),
-            dir.join("tls.key").display().to_string()
-        ),
-        "",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.server.tls_cert = Some(dir.join("tls.crt"));
+        c.server.tls_key = Some(dir.join("tls.key"));
+        c.server.tls_reload_interval_ms = 50;
+    })
     .await;
     let all = [&a, &b, &c];
     assert_eq!(served(relay.addr, &all).await, a.der);

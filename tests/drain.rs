@@ -6,18 +6,34 @@ mod support;
 
 use std::time::Duration;
 
+use sse_relay::config::Config;
 use support::{eventually, http_get, TestOrigin, TestRelay};
-use tokio::time::Instant;
 
-const DRAIN: &str = "drain_delay_ms = 300\ndrain_window_ms = 600\ndrain_timeout_ms = 5000";
+/// A drain with a delay and a window short enough for a test in real time.
+fn drain(c: &mut Config) {
+    c.server.drain_delay_ms = 300;
+    c.server.drain_window_ms = 600;
+    c.server.drain_timeout_ms = 5000;
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
+    const DELAY: Duration = Duration::from_millis(300);
+    // The relay ends streams in 64 steps over the window: a window of 64 of these.
+    const STEP: Duration = Duration::from_millis(100);
+    const STREAMS: i64 = 20;
+    // Time moves only where this test advances it.
+    let clock = support::hold_clock();
     let origin = TestOrigin::start().await;
-    let mut relay = TestRelay::start_with(&origin.template(), DRAIN, "").await;
+    let mut relay = TestRelay::start(&origin, |c| {
+        c.server.drain_delay_ms = DELAY.as_millis() as u64;
+        c.server.drain_window_ms = 64 * STEP.as_millis() as u64;
+        c.server.drain_timeout_ms = 10_000;
+    })
+    .await;
     let mut conn = relay.h2().await;
     let mut readers = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..STREAMS {
         readers.push(conn.subscribe("/events/a", &[]).await);
     }
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -26,36 +42,67 @@ async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
     assert_eq!(http_get(relay.admin_addr, "/readyz").await.0, 503);
     // Still serving during the drain delay.
     origin.publish("a", "1", "during delay");
-    let ends: Vec<_> = readers
+    for r in &mut readers {
+        assert_eq!(r.data(1).await, ["during delay"]);
+    }
+    assert_eq!(
+        relay.metrics.subscribers.get(),
+        STREAMS,
+        "none ended in the delay"
+    );
+
+    // Past the delay, one step of the window at a time, until the first streams have ended.
+    support::advance(DELAY).await;
+    let mut steps = 0;
+    while relay.metrics.subscribers.get() == STREAMS {
+        assert!(steps < 64, "no stream ended within the window");
+        support::advance(STEP).await;
+        support::settle().await;
+        steps += 1;
+    }
+    // With the clock standing here, an event published now reaches the streams still open
+    // and not the ones already ended: both kinds exist, so the ends are spread out.
+    origin.publish("a", "2", "after the first ends");
+    let outcomes: Vec<_> = readers
         .into_iter()
         .map(|mut r| {
             tokio::spawn(async move {
-                assert_eq!(r.data(1).await, ["during delay"]);
-                r.until_end().await;
-                assert!(String::from_utf8_lossy(&r.raw).ends_with("retry: 2000\n\n"));
-                Instant::now()
+                let open = match r.next_event().await {
+                    Some(e) => {
+                        assert_eq!(e.data.as_deref(), Some("after the first ends"));
+                        true
+                    }
+                    None => false,
+                };
+                (open, r)
             })
         })
         .collect();
-    let mut times = Vec::new();
-    for end in ends {
-        times.push(end.await.unwrap());
+    let mut readers = Vec::new();
+    for outcome in outcomes {
+        readers.push(outcome.await.unwrap());
     }
-    let first = *times.iter().min().unwrap();
-    let last = *times.iter().max().unwrap();
+    let still_open = readers.iter().filter(|(open, _)| *open).count();
     assert!(
-        last - first >= Duration::from_millis(100),
-        "ends are spread over the window, not all at once: {:?}",
-        last - first
+        still_open > 0 && still_open < readers.len(),
+        "some streams ended while others stayed open: {still_open} of {} open",
+        readers.len()
     );
+
+    // Let time run: the rest end too, each after the retry hint.
+    drop(clock);
+    for (_, r) in &mut readers {
+        r.until_end().await;
+        assert!(String::from_utf8_lossy(&r.raw).ends_with("retry: 2000\n\n"));
+    }
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drained_clients_resume_on_another_relay_without_loss() {
     let origin = TestOrigin::start().await;
-    let mut draining = TestRelay::start_with(&origin.template(), DRAIN, "").await;
-    let other = TestRelay::start(&origin, "").await;
+    let mut draining = TestRelay::start(&origin, drain).await;
+    let other = TestRelay::start(&origin, |_| {}).await;
     // The other replica already serves the topic (as in a fleet), so its ring covers resumes.
     let _warm = other.h2().await.subscribe("/events/a", &[]).await;
     let mut conn = draining.h2().await;

@@ -3,14 +3,21 @@
 
 mod support;
 
-use support::{eventually, TestOrigin, TestRelay};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-const QUIET: &str = "[downstream]\nheartbeat_interval_ms = 600000\n";
+use sse_relay::config::Config;
+use support::{eventually, TestOrigin, TestRelay, WAIT};
+
+/// No heartbeat comments within a test: the bytes are the events only.
+fn quiet(c: &mut Config) {
+    c.downstream.heartbeat_interval_ms = 600_000;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, QUIET).await;
+    let relay = TestRelay::start(&origin, quiet).await;
     let mut readers = Vec::new();
     for _ in 0..3 {
         let mut conn = relay.h2().await;
@@ -57,7 +64,7 @@ async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_topics_get_two_upstream_subscriptions() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, QUIET).await;
+    let relay = TestRelay::start(&origin, quiet).await;
     let mut conn = relay.h2().await;
     let mut a = vec![
         conn.subscribe("/events/a", &[]).await,
@@ -80,17 +87,49 @@ async fn two_topics_get_two_upstream_subscriptions() {
     relay.stop().await;
 }
 
+/// An origin that accepts subscriptions and never answers them; counts the connections.
+async fn silent_origin() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(tcp);
+        }
+    });
+    (format!("http://{addr}/sub/{{topic}}"), accepted)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_headers_and_first_bytes_arrive_at_once() {
-    let origin = TestOrigin::start().await;
-    origin.set_down(true);
-    let relay = TestRelay::start(&origin, QUIET).await;
-    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+async fn stream_headers_and_first_bytes_come_before_the_origin_answers() {
+    let (upstream, asked) = silent_origin().await;
+    let relay = TestRelay::start_with(&upstream, quiet).await;
+    let mut conn = relay.h2().await;
+    let mut r = tokio::time::timeout(WAIT, conn.subscribe("/events/a", &[]))
+        .await
+        .expect("the headers come without the origin's answer");
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/event-stream");
     assert_eq!(r.headers["cache-control"], "no-store");
     assert_eq!(r.headers["x-accel-buffering"], "no");
-    // No event exists and the origin is down, yet the comment and retry hint come at once.
+    // The origin never answers, so only a relay that does not wait for it sends anything:
+    // first exactly the comment and the retry hint, nothing from upstream.
     r.until_raw_contains("retry: 2000\n\n").await;
+    assert_eq!(
+        String::from_utf8_lossy(&r.raw),
+        ": sse-relay\n\nretry: 2000\n\n"
+    );
+    eventually("the relay asked the origin", || {
+        asked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(
+        relay.metrics.upstream_open.get(),
+        0,
+        "no upstream stream yet"
+    );
     relay.stop().await;
 }

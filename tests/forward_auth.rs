@@ -10,7 +10,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -18,24 +17,30 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use sse_relay::config::{AuthMode, AuthUnavailable, ForwardAuthConfig};
 use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// An authorization server: allows `Bearer good` on `/events/a`, 403 for other topics, 401
-/// otherwise; answers after 200 ms (so checks overlap); records what it saw.
-async fn auth_server(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> SocketAddr {
+/// otherwise; records what it saw at once, but answers nothing until `open` turns true (so a
+/// test decides how long checks stay in flight).
+async fn auth_server(
+    seen: Arc<Mutex<Vec<http::HeaderMap>>>,
+    open: watch::Receiver<bool>,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
-            let seen = seen.clone();
+            let (seen, open) = (seen.clone(), open.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
+                    let (seen, mut open) = (seen.clone(), open.clone());
                     async move {
                         seen.lock().unwrap().push(req.headers().clone());
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let _ = open.wait_for(|open| *open).await;
                         let h = req.headers();
                         let status = match (
                             h.get("authorization").map(|v| v.to_str().unwrap()),
@@ -59,11 +64,17 @@ async fn auth_server(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> SocketAddr {
     addr
 }
 
-async fn relay(origin: &TestOrigin, auth: SocketAddr, extra: &str) -> TestRelay {
-    TestRelay::start(
-        origin,
-        &format!("auth = \"forward\"\n[auth.forward]\nurl = \"http://{auth}/auth\"\n{extra}"),
-    )
+/// `[auth.forward]` asking the authorization server at `auth`, other keys at their defaults.
+fn forward_to(auth: SocketAddr) -> ForwardAuthConfig {
+    support::forward_auth_config(&format!("http://{auth}/auth"))
+}
+
+/// A relay whose route asks `forward` about every subscriber.
+async fn relay(origin: &TestOrigin, forward: ForwardAuthConfig) -> TestRelay {
+    TestRelay::start(origin, |c| {
+        c.routes[0].auth = AuthMode::Forward;
+        c.auth.forward = Some(forward);
+    })
     .await
 }
 
@@ -71,18 +82,27 @@ async fn relay(origin: &TestOrigin, auth: SocketAddr, extra: &str) -> TestRelay 
 async fn allows_denies_caches_and_coalesces() {
     let origin = TestOrigin::start().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let relay = relay(&origin, auth_server(seen.clone()).await, "").await;
-    let mut conn = relay.h2().await;
+    let (open, gate) = watch::channel(false);
+    let relay = relay(&origin, forward_to(auth_server(seen.clone(), gate).await)).await;
     let good = [("authorization", "Bearer good"), ("cookie", "session=s1")];
 
-    // Ten identical subscriptions at once: one authorization request.
+    // Ten identical subscriptions, each on its own connection, while the first check is held
+    // in flight: one authorization request. (Connections are counted as their first request
+    // enters the relay, so all ten are in before the answer; one that got no further than that
+    // would find the answer cached, which also asks nothing.)
     let mut opening = Vec::new();
     for _ in 0..10 {
-        let mut c = conn.clone();
+        let mut c = relay.h2().await;
         opening.push(tokio::spawn(async move {
             c.subscribe("/events/a", &good).await
         }));
     }
+    eventually("ten requests in, one check in flight", || {
+        relay.metrics.connections_accepted.h2.get() == 10 && !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    open.send_replace(true);
+    let mut conn = relay.h2().await;
     let mut streams = Vec::new();
     for o in opening {
         let r = o.await.unwrap();
@@ -141,7 +161,14 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let relay = relay(&origin, down, "timeout_ms = 300\n").await;
+    let relay = relay(
+        &origin,
+        ForwardAuthConfig {
+            timeout_ms: 300,
+            ..forward_to(down)
+        },
+    )
+    .await;
     let mut conn = relay.h2().await;
     let mut es = conn
         .subscribe(
@@ -166,7 +193,15 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
     assert_eq!(relay.metrics.auth_denied.unavailable.get(), 2);
     relay.stop().await;
 
-    let relay = self::relay(&origin, down, "timeout_ms = 300\nunavailable = \"deny\"\n").await;
+    let relay = self::relay(
+        &origin,
+        ForwardAuthConfig {
+            timeout_ms: 300,
+            unavailable: AuthUnavailable::Deny,
+            ..forward_to(down)
+        },
+    )
+    .await;
     let es = relay
         .h2()
         .await
@@ -211,10 +246,16 @@ async fn reauthorize_after_ms_ends_streams_so_a_revoked_credential_stops_receivi
     let allowed = Arc::new(AtomicBool::new(true));
     let asked = Arc::new(AtomicUsize::new(0));
     let auth = switch_server(allowed.clone(), asked.clone()).await;
+    // A stream ends in the last tenth of reauthorize_after_ms after it was allowed, so at
+    // least 900 ms after the check that allowed it: past cache_ttl_ms, whose answer is then
+    // stale and its reconnect is checked again (the relay's own clock orders the two).
     let relay = relay(
         &origin,
-        auth,
-        "cache_ttl_ms = 100\nreauthorize_after_ms = 1000\n",
+        ForwardAuthConfig {
+            cache_ttl_ms: 100,
+            reauthorize_after_ms: 1000,
+            ..forward_to(auth)
+        },
     )
     .await;
     let mut conn = relay.h2().await;
@@ -236,7 +277,6 @@ async fn reauthorize_after_ms_ends_streams_so_a_revoked_credential_stops_receivi
     })
     .await;
     let checks = asked.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(150)).await; // past cache_ttl_ms
     let mut second = conn
         .subscribe("/events/a", &[good, ("last-event-id", "1")])
         .await;
@@ -247,7 +287,6 @@ async fn reauthorize_after_ms_ends_streams_so_a_revoked_credential_stops_receivi
     // Revoked: the open stream ends and its reconnect is refused.
     allowed.store(false, Ordering::SeqCst);
     second.until_end().await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
     let refused = conn
         .subscribe("/events/a", &[good, ("last-event-id", "2")])
         .await;

@@ -13,10 +13,10 @@ use support::{eventually, TestOrigin, TestRelay};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_allows_listed_origins_only() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(
-        &origin,
-        "[cors]\nallowed_origins = [\"https://app.example\"]\nallow_credentials = true\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.cors.allowed_origins = vec!["https://app.example".into()];
+        c.cors.allow_credentials = true;
+    })
     .await;
     let mut conn = relay.h2().await;
     let allowed = conn
@@ -72,11 +72,10 @@ async fn send_h2(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_listener_serves_http1_and_h2c() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start_with(
-        &origin.template(),
-        "plaintext_listen = \"127.0.0.1:0\"",
-        "[downstream]\nheartbeat_interval_ms = 600000\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.server.plaintext_listen = Some(support::loopback());
+        c.downstream.heartbeat_interval_ms = 600_000;
+    })
     .await;
     let plain = relay.plain_addr.expect("plaintext listener");
 
@@ -131,11 +130,11 @@ async fn plaintext_listener_serves_http1_and_h2c() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_sent_on_tls_when_configured() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start_with(&origin.template(), "hsts_max_age_s = 31536000", "").await;
+    let relay = TestRelay::start(&origin, |c| c.server.hsts_max_age_s = 31_536_000).await;
     let r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.headers["strict-transport-security"], "max-age=31536000");
     relay.stop().await;
-    let relay = TestRelay::start(&origin, "").await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
     let r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert!(
         r.headers.get("strict-transport-security").is_none(),
@@ -147,7 +146,7 @@ async fn hsts_is_sent_on_tls_when_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_subscription_requests_get_clear_statuses() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "").await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
     let mut conn = relay.h2().await;
     assert_eq!(
         conn.request(http::Method::GET, "/nowhere", &[])

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use support::{eventually, TestOrigin, TestRelay};
+use support::{eventually, http_get, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closes_after_grace_and_is_reused_within_it() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[topics]\nidle_grace_ms = 1500\n").await;
+    let relay = TestRelay::start(&origin, |c| c.topics.idle_grace_ms = 1500).await;
     let mut conn = relay.h2().await;
     let first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -42,40 +42,54 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn idle_grace_counts_from_the_last_leave() {
+    const GRACE: Duration = Duration::from_secs(2);
+    // Time moves only where this test advances it.
+    let clock = support::hold_clock();
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[topics]\nidle_grace_ms = 2000\n").await;
+    let relay = TestRelay::start(&origin, |c| c.topics.idle_grace_ms = 2000).await;
     let mut conn = relay.h2().await;
     let first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     drop(first);
     eventually("detached", || relay.metrics.subscribers.get() == 0).await;
-    // A visitor comes and goes 1.2 s into the grace period.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Halfway through the first leave's grace, a visitor comes and goes.
+    support::advance(GRACE / 2).await;
     let visitor = conn.subscribe("/events/a", &[]).await;
     eventually("visitor attached", || relay.metrics.subscribers.get() == 1).await;
     drop(visitor);
     eventually("visitor detached", || relay.metrics.subscribers.get() == 0).await;
-    // 2.2 s after the first leave, 1 s after the visitor's: still within the visitor's grace.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Past the first leave's grace (by a quarter), within the visitor's (by three quarters).
+    support::advance(GRACE * 3 / 4).await;
+    let (_, topics) = http_get(relay.admin_addr, "/topics").await;
+    let doc: serde_json::Value = serde_json::from_str(&topics).unwrap();
     assert_eq!(
-        origin.open("a"),
-        1,
-        "the grace restarted at the visitor's leave"
+        doc["topics"][0]["label"], "/events/a",
+        "the grace restarted at the visitor's leave: {doc}"
     );
-    assert_eq!(origin.requests("a").len(), 1);
+    assert_eq!(relay.metrics.topics.get(), 1);
+    assert_eq!(origin.open("a"), 1);
+    assert_eq!(
+        origin.requests("a").len(),
+        1,
+        "never closed, never reopened"
+    );
+    // Past the visitor's grace: the upstream subscription closes.
+    support::advance(GRACE * 2).await;
     eventually("closed after the visitor's grace", || origin.open("a") == 0).await;
+    assert_eq!(relay.metrics.topics.get(), 0);
+    drop(clock);
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(
-        &origin,
-        "[topics]\nalways_on = [\"/events/a\"]\nidle_grace_ms = 100\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.topics.always_on = vec!["/events/a".into()];
+        c.topics.idle_grace_ms = 100;
+    })
     .await;
     eventually("opened without a subscriber", || origin.open("a") == 1).await;
     origin.publish("a", "1", "e1");
@@ -130,7 +144,7 @@ async fn no_content_origin() -> (String, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
     let (upstream, asked) = no_content_origin().await;
-    let relay = TestRelay::start_with(&upstream, "", "").await;
+    let relay = TestRelay::start_with(&upstream, |_| {}).await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200);
     r.until_end().await;
@@ -150,8 +164,7 @@ async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_closed_topic_is_asked_again_after_the_ttl() {
     let (upstream, asked) = no_content_origin().await;
-    let relay =
-        TestRelay::start_with(&upstream, "", "[topics]\norigin_closed_ttl_ms = 300\n").await;
+    let relay = TestRelay::start_with(&upstream, |c| c.topics.origin_closed_ttl_ms = 300).await;
     let mut conn = relay.h2().await;
     conn.subscribe("/events/a", &[]).await.until_end().await;
     assert_eq!(conn.get("/events/a", &[]).await.status(), 204);
@@ -166,7 +179,7 @@ async fn an_origin_closed_topic_is_asked_again_after_the_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_ends_every_stream_with_a_retry_hint() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[downstream]\nretry_hint_ms = 3456\n").await;
+    let relay = TestRelay::start(&origin, |c| c.downstream.retry_hint_ms = 3456).await;
     let mut conn = relay.h2().await;
     let mut h2 = [
         conn.subscribe("/events/a", &[]).await,

@@ -5,16 +5,22 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use sse_relay::config::Config;
 use support::{eventually, TestOrigin, TestRelay, WAIT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-const TIGHT: &str = "[limits]\ntls_handshake_timeout_ms = 300\nfirst_request_timeout_ms = 300\n\
-                     idle_connection_timeout_ms = 300\nmax_streams_per_connection_lifetime = 3\n\
-                     max_connections_per_ip = 4\n";
+/// Tight limits, so the watchdogs act within the test.
+fn tight(c: &mut Config) {
+    let l = &mut c.limits;
+    l.tls_handshake_timeout_ms = 300;
+    l.first_request_timeout_ms = 300;
+    l.idle_connection_timeout_ms = 300;
+    l.max_streams_per_connection_lifetime = 3;
+    l.max_connections_per_ip = 4;
+}
 
 /// Reads until the peer closes; panics if it stays open past [`WAIT`].
 async fn until_closed<R: AsyncReadExt + Unpin>(mut stream: R) {
@@ -33,7 +39,7 @@ async fn until_closed<R: AsyncReadExt + Unpin>(mut stream: R) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_tcp_and_tls_connections_are_closed() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, TIGHT).await;
+    let relay = TestRelay::start(&origin, tight).await;
     // TCP only, no ClientHello.
     until_closed(TcpStream::connect(relay.addr).await.unwrap()).await;
     eventually("handshake timeout counted", || {
@@ -69,18 +75,18 @@ async fn silent_tcp_and_tls_connections_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, TIGHT).await;
+    let relay = TestRelay::start(&origin, tight).await;
+    // The busy connection has had its stream since before the idle one existed: had the idle
+    // timeout applied to it, it would have been closed first.
     let mut busy = relay.h2().await;
     let mut stream = busy.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
     let mut idle = relay.h2().await;
     let response = idle.request(http::Method::GET, "/nowhere", &[]).await;
     assert_eq!(response.status(), 404);
     drop(response);
-    eventually("idle connection closed", || {
-        relay.metrics.connections_closed.idle.get() == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("idle connection closed", || idle.is_closed()).await;
+    assert_eq!(relay.metrics.connections_closed.idle.get(), 1);
     origin.publish("a", "1", "still open");
     assert_eq!(
         stream.data(1).await,
@@ -94,7 +100,7 @@ async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_lifetime_cap_sends_goaway() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, TIGHT).await;
+    let relay = TestRelay::start(&origin, tight).await;
     let mut conn = relay.h2().await;
     for _ in 0..3 {
         assert_eq!(
@@ -118,7 +124,7 @@ async fn stream_lifetime_cap_sends_goaway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_ip_are_capped() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, TIGHT).await;
+    let relay = TestRelay::start(&origin, tight).await;
     let mut kept = Vec::new();
     for _ in 0..4 {
         let mut c = relay.h2().await;
@@ -134,7 +140,7 @@ async fn connections_per_ip_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_buffer_budget_new_subscribers_get_a_retry_stream() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, "[limits]\nmax_buffered_bytes = 4096\n").await;
+    let relay = TestRelay::start(&origin, |c| c.limits.max_buffered_bytes = 4096).await;
     let mut conn = relay.h2().await;
     let mut first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed", || origin.open("a") == 1).await;

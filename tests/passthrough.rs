@@ -16,6 +16,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sse_relay::config::Config;
 use support::{eventually, TestRelay};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -146,12 +147,13 @@ fn full(text: String) -> Response<Body> {
     Response::new(Full::new(Bytes::from(text)).boxed())
 }
 
-async fn relay_for(origin: SocketAddr, extra: &str) -> TestRelay {
+/// A relay passing requests that match no SSE route to `origin`, with `configure` applied.
+async fn relay_for(origin: SocketAddr, configure: impl FnOnce(&mut Config)) -> TestRelay {
     let sse_origin = support::TestOrigin::start().await;
-    TestRelay::start(
-        &sse_origin,
-        &format!("[passthrough]\nupstream = \"http://{origin}\"\n{extra}"),
-    )
+    TestRelay::start(&sse_origin, |c| {
+        c.passthrough.upstream = Some(format!("http://{origin}"));
+        configure(c);
+    })
     .await
 }
 
@@ -164,7 +166,7 @@ async fn text(response: Response<Incoming>) -> String {
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
     let seen = Arc::new(Seen::default());
     let addr = origin(seen, mpsc::channel(1).1).await;
-    let relay = relay_for(addr, "").await;
+    let relay = relay_for(addr, |_| {}).await;
     let mut conn = relay.h2().await;
     let response = conn
         .request(
@@ -213,7 +215,7 @@ fn peak_rss_kib() -> u64 {
 async fn large_bodies_stream_both_ways_with_bounded_memory() {
     let seen = Arc::new(Seen::default());
     let addr = origin(seen.clone(), mpsc::channel(1).1).await;
-    let relay = relay_for(addr, "").await;
+    let relay = relay_for(addr, |_| {}).await;
     let mut conn = relay.h2().await;
     let before = peak_rss_kib();
     const SIZE_MIB: u64 = 128;
@@ -257,7 +259,7 @@ async fn a_post_answered_with_an_event_stream_flows_event_by_event() {
     let seen = Arc::new(Seen::default());
     let (tokens, rx) = mpsc::channel(8);
     let addr = origin(seen, rx).await;
-    let relay = relay_for(addr, "").await;
+    let relay = relay_for(addr, |_| {}).await;
     let mut conn = relay.h2().await;
     let response = conn.request(http::Method::POST, "/tokens", &[]).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -280,7 +282,7 @@ async fn a_post_answered_with_an_event_stream_flows_event_by_event() {
 async fn a_client_that_goes_away_cancels_the_origin_request() {
     let seen = Arc::new(Seen::default());
     let addr = origin(seen.clone(), mpsc::channel(1).1).await;
-    let relay = relay_for(addr, "").await;
+    let relay = relay_for(addr, |_| {}).await;
     let mut conn = relay.h2().await;
     let response = conn.request(http::Method::GET, "/hang", &[]).await;
     let mut body = response.into_body();
@@ -298,7 +300,7 @@ async fn a_client_that_goes_away_cancels_the_origin_request() {
 async fn unreachable_and_slow_origins_get_502_and_504() {
     let seen = Arc::new(Seen::default());
     let addr = origin(seen, mpsc::channel(1).1).await;
-    let relay = relay_for(addr, "response_timeout_ms = 200\n").await;
+    let relay = relay_for(addr, |c| c.passthrough.response_timeout_ms = 200).await;
     let mut conn = relay.h2().await;
     let slow = conn.request(http::Method::GET, "/slow", &[]).await;
     assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -311,7 +313,7 @@ async fn unreachable_and_slow_origins_get_502_and_504() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let relay = relay_for(closed, "").await;
+    let relay = relay_for(closed, |_| {}).await;
     let mut conn = relay.h2().await;
     let down = conn.request(http::Method::GET, "/anything", &[]).await;
     assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
@@ -323,7 +325,7 @@ async fn unreachable_and_slow_origins_get_502_and_504() {
 async fn sse_routes_are_not_proxied() {
     let seen = Arc::new(Seen::default());
     let addr = origin(seen, mpsc::channel(1).1).await;
-    let relay = relay_for(addr, "").await;
+    let relay = relay_for(addr, |_| {}).await;
     let mut conn = relay.h2().await;
     let r = conn.subscribe("/events/a", &[]).await;
     assert_eq!(r.headers["content-type"], "text/event-stream");
@@ -337,7 +339,7 @@ async fn sse_routes_are_not_proxied() {
 async fn other_spellings_of_sse_paths_are_refused_not_proxied() {
     let seen = Arc::new(Seen::default());
     let addr = origin(seen, mpsc::channel(1).1).await;
-    let relay = relay_for(addr, "").await;
+    let relay = relay_for(addr, |_| {}).await;
     let mut conn = relay.h2().await;
     for path in [
         "/events/a/",

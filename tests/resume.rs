@@ -3,10 +3,15 @@
 
 mod support;
 
+use sse_relay::config::Config;
 use support::{eventually, TestOrigin, TestRelay};
 
-const FAST_RECONNECT: &str = "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n\
-                              [downstream]\nheartbeat_interval_ms = 600000\n";
+/// Reconnects within milliseconds, and no heartbeat comments within a test.
+fn fast_reconnect(c: &mut Config) {
+    c.upstream.backoff_min_ms = 10;
+    c.upstream.backoff_max_ms = 50;
+    c.downstream.heartbeat_interval_ms = 600_000;
+}
 
 fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
     range.map(|i| format!("e{i}")).collect()
@@ -15,7 +20,7 @@ fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_cut_mid_event_resumes_without_gap_duplicate_or_partial() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut h2 = relay.h2().await.subscribe("/events/a", &[]).await;
     let mut h1 = relay.h1().await.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -46,11 +51,11 @@ async fn upstream_cut_mid_event_resumes_without_gap_duplicate_or_partial() {
 async fn origin_outage_keeps_clients_on_200_with_heartbeats() {
     let origin = TestOrigin::start().await;
     origin.set_down(true);
-    let relay = TestRelay::start(
-        &origin,
-        "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 100\n\
-         [downstream]\nheartbeat_interval_ms = 50\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.upstream.backoff_min_ms = 10;
+        c.upstream.backoff_max_ms = 100;
+        c.downstream.heartbeat_interval_ms = 50;
+    })
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200);
@@ -71,7 +76,7 @@ async fn origin_outage_keeps_clients_on_200_with_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_resumes_from_last_event_id_header_or_query() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut conn = relay.h2().await;
     let mut first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -110,7 +115,7 @@ async fn first_subscriber_last_event_id_reaches_the_origin() {
     for i in 1..=4 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
     }
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut r = relay
         .h2()
         .await
@@ -128,7 +133,7 @@ async fn first_subscriber_last_event_id_reaches_the_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_never_reach_the_origin() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let _r = relay
         .h2()
         .await
@@ -152,10 +157,10 @@ async fn client_credentials_never_reach_the_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_event_is_dropped_counted_and_the_stream_goes_on() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(
-        &origin,
-        "[limits]\nmax_event_bytes = 1024\n[downstream]\nheartbeat_interval_ms = 600000\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.limits.max_event_bytes = 1024;
+        c.downstream.heartbeat_interval_ms = 600_000;
+    })
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -176,7 +181,7 @@ async fn oversized_event_is_dropped_counted_and_the_stream_goes_on() {
 async fn a_resume_id_the_origin_refuses_does_not_keep_the_topic_shut() {
     let origin = TestOrigin::start().await;
     origin.set_strict_ids(true);
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut r = relay
         .h2()
         .await
@@ -196,7 +201,7 @@ async fn a_resume_id_the_origin_refuses_does_not_keep_the_topic_shut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ids_no_stream_can_carry_are_ignored_and_counted() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut conn = relay.h2().await;
     let long = "x".repeat(2000);
     let mut first = conn.subscribe("/events/a?lastEventId=a%0Ab", &[]).await;
@@ -220,7 +225,7 @@ async fn client_ids_no_stream_can_carry_are_ignored_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_id_that_cannot_be_a_header_is_dropped_on_reconnect() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     origin.publish_raw("a", None, "id: x\u{1}y\ndata: e1\n\n".into());
@@ -240,7 +245,7 @@ async fn an_origin_id_that_cannot_be_a_header_is_dropped_on_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_fields_are_counted_and_the_stream_goes_on() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, FAST_RECONNECT).await;
+    let relay = TestRelay::start(&origin, fast_reconnect).await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     origin.publish_raw("a", None, "retry: soon\n\n".into());
@@ -278,11 +283,10 @@ async fn a_stream_that_ends_mid_event_is_counted_as_truncated() {
             });
         }
     });
-    let relay = TestRelay::start_with(
-        &format!("http://{addr}/sub/{{topic}}"),
-        "",
-        "[upstream]\nbackoff_min_ms = 50\nbackoff_max_ms = 100\n",
-    )
+    let relay = TestRelay::start_with(&format!("http://{addr}/sub/{{topic}}"), |c| {
+        c.upstream.backoff_min_ms = 50;
+        c.upstream.backoff_max_ms = 100;
+    })
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.data(1).await, ["whole"]);

@@ -12,10 +12,10 @@ use support::{eventually, H2Client, TestOrigin, TestRelay};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(
-        &origin,
-        "[replay]\nmax_events = 16\n[downstream]\nheartbeat_interval_ms = 600000\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.replay.max_events = 16;
+        c.downstream.heartbeat_interval_ms = 600_000;
+    })
     .await;
     // One connection, a small stream window: a stream whose body is not read stalls after
     // 4 KiB, while its neighbours on the same connection keep flowing.

@@ -10,14 +10,9 @@ async fn https_origin_is_reached_over_h2_with_the_extra_ca() {
     let dir = support::temp_dir("origin-tls");
     let origin = TestOrigin::start_tls(&dir).await;
     let ca = dir.join("cert.pem");
-    let relay = TestRelay::start_with(
-        &origin.tls_template(),
-        "",
-        &format!(
-            "[upstream]\nextra_ca_file = {:?}\n",
-            ca.display().to_string()
-        ),
-    )
+    let relay = TestRelay::start_with(&origin.tls_template(), |c| {
+        c.upstream.extra_ca_file = Some(ca.clone());
+    })
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
@@ -35,11 +30,10 @@ async fn https_origin_is_reached_over_h2_with_the_extra_ca() {
 async fn untrusted_https_origin_is_refused_and_retried() {
     let dir = support::temp_dir("origin-untrusted");
     let origin = TestOrigin::start_tls(&dir).await;
-    let relay = TestRelay::start_with(
-        &origin.tls_template(),
-        "",
-        "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
-    )
+    let relay = TestRelay::start_with(&origin.tls_template(), |c| {
+        c.upstream.backoff_min_ms = 10;
+        c.upstream.backoff_max_ms = 50;
+    })
     .await;
     let r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200, "the client still gets a stream");
@@ -57,10 +51,11 @@ async fn untrusted_https_origin_is_refused_and_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
     let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(
-        &origin,
-        "[upstream]\nread_idle_timeout_ms = 200\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.upstream.read_idle_timeout_ms = 200;
+        c.upstream.backoff_min_ms = 10;
+        c.upstream.backoff_max_ms = 50;
+    })
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("reconnected after silence", || {
@@ -77,10 +72,10 @@ async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
 async fn wrong_content_type_is_retried_until_the_origin_streams() {
     let origin = TestOrigin::start().await;
     origin.set_wrong_type(true);
-    let relay = TestRelay::start(
-        &origin,
-        "[upstream]\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n",
-    )
+    let relay = TestRelay::start(&origin, |c| {
+        c.upstream.backoff_min_ms = 10;
+        c.upstream.backoff_max_ms = 50;
+    })
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("content-type failures counted", || {

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use sse_relay::app::App;
-use sse_relay::config::Config;
+use sse_relay::config::{Config, ForwardAuthConfig, JwtConfig, RouteConfig};
 use sse_relay::metrics::Metrics;
 use sse_relay::sse::{Event, Item, Parser};
 use tokio::net::TcpStream;
@@ -51,25 +51,70 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The config every test relay starts from: TLS on `127.0.0.1:0` with a dev certificate in a
+/// fresh temporary directory, the admin listener on `127.0.0.1:0`, a quick drain
+/// (`drain_delay_ms = 0`, `drain_window_ms = 100`; a test that drains on purpose sets its own)
+/// and one route `/events/{topic}` → `upstream`; every other key at its default.
+pub fn test_config(upstream: &str) -> Config {
+    let mut config = Config::default();
+    let s = &mut config.server;
+    s.listen = loopback();
+    s.dev_cert_dir = Some(temp_dir("relay"));
+    s.drain_delay_ms = 0;
+    s.drain_window_ms = 100;
+    config.admin.listen = loopback();
+    config.routes.push(RouteConfig {
+        path: "/events/{topic}".into(),
+        upstream: upstream.into(),
+        ..RouteConfig::default()
+    });
+    config
+}
+
+/// `127.0.0.1:0`: a free loopback port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// `[auth.jwt]` pinned to `algorithms`, every other key at its default (what a config file that
+/// names only `algorithms` gives); set the key file, `issuer`, `audience` on the result.
+pub fn jwt_config(algorithms: &[&str]) -> JwtConfig {
+    serde_json::from_value(serde_json::json!({ "algorithms": algorithms }))
+        .expect("algorithms is the only required [auth.jwt] key")
+}
+
+/// `[auth.forward]` asking `url`, every other key at its default (what a config file that names
+/// only `url` gives).
+pub fn forward_auth_config(url: &str) -> ForwardAuthConfig {
+    serde_json::from_value(serde_json::json!({ "url": url }))
+        .expect("url is the only required [auth.forward] key")
+}
+
+/// The one step from a test's [`Config`] to a bound relay: the config must pass the checks a
+/// config file passes, then [`App::bind`].
+async fn bind(config: Config) -> App {
+    if let Err((key, reason)) = config.validate() {
+        panic!("test config is invalid: {key}: {reason}");
+    }
+    App::bind(config).await.expect("relay binds")
+}
+
 impl TestRelay {
-    /// Starts a relay with one route `/events/{topic}` → `upstream`, extra `[server]` lines and
-    /// extra sections (TOML).
-    pub async fn start_with(upstream: &str, server_lines: &str, sections: &str) -> TestRelay {
-        let dir = temp_dir("relay");
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndev_cert_dir = {dir:?}\n\
-             {drain}\n{server_lines}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n\
-             [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"{upstream}\"\n{sections}\n",
-            dir = dir.display().to_string(),
-            drain = if server_lines.contains("drain_") {
-                ""
-            } else {
-                "drain_delay_ms = 0\ndrain_window_ms = 100"
-            },
-        );
-        let config = Config::parse(&toml, Path::new("test.toml")).expect("test config is valid");
-        let app = App::bind(config).await.expect("relay binds");
+    /// Starts a relay in front of `origin` (see [`TestRelay::start_with`]).
+    pub async fn start(origin: &TestOrigin, configure: impl FnOnce(&mut Config)) -> TestRelay {
+        Self::start_with(&origin.template(), configure).await
+    }
+
+    /// Starts a relay with one route `/events/{topic}` → `upstream` (a URL template) on the
+    /// config of [`test_config`], after `configure` has changed what the test needs; settings
+    /// of that route (`auth`, `query_params`) are on `config.routes[0]`.
+    pub async fn start_with(upstream: &str, configure: impl FnOnce(&mut Config)) -> TestRelay {
+        let mut config = test_config(upstream);
+        configure(&mut config);
+        Self::from_app(bind(config).await)
+    }
+
+    fn from_app(app: App) -> TestRelay {
         let addr = app.tls_addr();
         let plain_addr = app.plaintext_addr();
         let admin_addr = app.admin_addr();
@@ -88,11 +133,6 @@ impl TestRelay {
             shutdown: Some(tx),
             task: Some(task),
         }
-    }
-
-    /// Starts a relay in front of `origin` with extra sections.
-    pub async fn start(origin: &TestOrigin, sections: &str) -> TestRelay {
-        Self::start_with(&origin.template(), "", sections).await
     }
 
     /// Sends the shutdown signal (SIGTERM's equivalent) without waiting.
@@ -200,6 +240,11 @@ impl H2Client {
             .expect("h2 handshake");
         tokio::spawn(conn);
         H2Client { send }
+    }
+
+    /// True once the connection is closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
     }
 
     /// Sends a GET with extra headers.
@@ -366,15 +411,77 @@ impl EventReader {
     }
 }
 
-/// Polls `condition` every 10 ms until true, panicking after [`WAIT`].
+/// Polls `condition` every 10 ms until true, panicking after [`WAIT`]. It waits in real time
+/// (on a blocking thread), so it never moves a paused clock: in a test of timers, moving time
+/// is the test's own step (`tokio::time::advance`).
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = std::time::Instant::now() + WAIT;
     while !condition() {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            std::time::Instant::now() < deadline,
             "timed out waiting for: {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
+    }
+}
+
+/// Lets the runtime run for a real-time moment (10 ms) without moving a paused clock: what
+/// was woken runs and sockets deliver, while no timer can fire.
+pub async fn settle() {
+    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(10)))
+        .await
+        .expect("a blocking sleep does not panic");
+}
+
+/// Holds a paused clock (`#[tokio::test(start_paused = true)]`) still while the guard lives:
+/// it no longer auto-advances when the runtime waits for sockets, so time moves only by
+/// `tokio::time::advance` and no timer of the relay fires unless the test says so. (A running
+/// blocking task inhibits auto-advance; see `tokio::time::pause`.) Drop the guard to let time
+/// run again, e.g. before [`TestRelay::stop`] waits for a drain. The hold gives up after
+/// [`WAIT`] of real time, and the guard's drop then fails the test.
+pub fn hold_clock() -> ClockHold {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = expired.clone();
+    tokio::task::spawn_blocking(move || {
+        if held.recv_timeout(WAIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    ClockHold {
+        _release: release,
+        expired,
+    }
+}
+
+/// Moves a paused clock forward by `by` in 10 ms steps, letting the tasks each step wakes run
+/// before the next, so timers that re-arm themselves (the drain's steps, `/stats` ticks, an idle
+/// grace restarted) fire in the order and about as often as they would in real time.
+pub async fn advance(by: Duration) {
+    const STEP: Duration = Duration::from_millis(10);
+    let mut left = by;
+    while !left.is_zero() {
+        let step = left.min(STEP);
+        tokio::time::advance(step).await;
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        left -= step;
+    }
+}
+
+/// See [`hold_clock`].
+pub struct ClockHold {
+    _release: std::sync::mpsc::Sender<()>,
+    expired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ClockHold {
+    fn drop(&mut self) {
+        let expired = self.expired.load(std::sync::atomic::Ordering::SeqCst);
+        if expired && !std::thread::panicking() {
+            panic!("the clock hold expired after {WAIT:?} of real time: time ran on its own");
+        }
     }
 }
 
@@ -398,6 +505,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (http::StatusCode, String
         .expect("body")
         .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A plain HTTP/1.1 GET of an event stream (the admin listener's `/stats`).
+pub async fn http_stream(addr: SocketAddr, path: &str) -> EventReader {
+    let tcp = TcpStream::connect(addr).await.expect("connect admin");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    EventReader::new(send.send_request(request).await.expect("admin response"))
 }
 
 /// The value of an unlabelled sample (or the first sample of `name{...}`) in Prometheus text.
