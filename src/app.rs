@@ -54,7 +54,9 @@ pub enum StartError {
     },
 }
 
-/// Every metric of the relay, by component (all registered in [`App::registry`]).
+/// Every metric of the relay, by component (all registered in [`App::registry`]); cheap to
+/// clone.
+#[derive(Clone)]
 pub struct Metrics {
     /// Subscribers, topics, replay buffers.
     pub hub: Arc<HubMetrics>,

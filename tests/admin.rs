@@ -78,7 +78,7 @@ async fn readiness_stays_up_when_the_origin_is_down() {
     .await;
     let _r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("failing upstream", || {
-        relay.metrics.upstream_failures.status.get() >= 2
+        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Status).get() >= 2
     })
     .await;
     assert_eq!(http_get(relay.admin_addr, "/readyz").await.0, 200);
@@ -125,7 +125,7 @@ async fn status_page_and_stats_stream_are_served() {
 
     // The shutdown signal: readiness off at once, streams still served for the drain delay.
     relay.signal_shutdown();
-    eventually("readiness off", || relay.metrics.draining.get() == 1).await;
+    eventually("readiness off", || relay.metrics.hub.draining.get() == 1).await;
     assert_eq!(http_get(relay.admin_addr, "/readyz").await.0, 503);
     assert_eq!(http_get(relay.admin_addr, "/healthz").await.0, 200);
     support::advance(TICK).await;

@@ -153,7 +153,7 @@ async fn jwt_from_bearer_or_cookie_grants_matching_topics_only() {
         assert_eq!(status(&r), 401, "{what}");
     }
     assert_eq!(origin.requests("bond-x").len(), 0);
-    assert!(relay.metrics.auth_denied.unauthorized.get() >= 10);
+    assert!(relay.metrics.edge.auth_denied.get(sse_relay::edge::DenialKind::Unauthorized).get() >= 10);
     relay.stop().await;
 }
 

@@ -38,7 +38,7 @@ async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
     }
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     relay.signal_shutdown();
-    eventually("readiness off", || relay.metrics.draining.get() == 1).await;
+    eventually("readiness off", || relay.metrics.hub.draining.get() == 1).await;
     assert_eq!(http_get(relay.admin_addr, "/readyz").await.0, 503);
     // Still serving during the drain delay.
     origin.publish("a", "1", "during delay");
@@ -46,7 +46,7 @@ async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
         assert_eq!(r.data(1).await, ["during delay"]);
     }
     assert_eq!(
-        relay.metrics.subscribers.get(),
+        relay.metrics.hub.subscribers.get(),
         STREAMS,
         "none ended in the delay"
     );
@@ -54,7 +54,7 @@ async fn readiness_fails_first_then_streams_end_spread_over_the_window() {
     // Past the delay, one step of the window at a time, until the first streams have ended.
     support::advance(DELAY).await;
     let mut steps = 0;
-    while relay.metrics.subscribers.get() == STREAMS {
+    while relay.metrics.hub.subscribers.get() == STREAMS {
         assert!(steps < 64, "no stream ended within the window");
         support::advance(STEP).await;
         support::settle().await;

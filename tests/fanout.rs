@@ -29,7 +29,7 @@ async fn one_upstream_for_300_h2_streams_and_20_http1_clients() {
         readers.push(relay.h1().await.subscribe("/events/a", &[]).await);
     }
     assert!(readers.iter().all(|r| r.status == 200));
-    assert_eq!(relay.metrics.subscribers.get(), 320);
+    assert_eq!(relay.metrics.hub.subscribers.get(), 320);
     eventually("the origin sees the subscription", || origin.open("a") == 1).await;
 
     for i in 1..=20 {
@@ -83,7 +83,7 @@ async fn two_topics_get_two_upstream_subscriptions() {
     assert_eq!(b.data(1).await, ["for b"]);
     assert_eq!(origin.requests("a").len(), 1);
     assert_eq!(origin.requests("b").len(), 1);
-    assert_eq!(relay.metrics.topics.get(), 2);
+    assert_eq!(relay.metrics.hub.topics.get(), 2);
     relay.stop().await;
 }
 
@@ -127,7 +127,7 @@ async fn stream_headers_and_first_bytes_come_before_the_origin_answers() {
     })
     .await;
     assert_eq!(
-        relay.metrics.upstream_open.get(),
+        relay.metrics.upstream.open.get(),
         0,
         "no upstream stream yet"
     );

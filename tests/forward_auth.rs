@@ -98,7 +98,7 @@ async fn allows_denies_caches_and_coalesces() {
         }));
     }
     eventually("ten requests in, one check in flight", || {
-        relay.metrics.connections_accepted.h2.get() == 10 && !seen.lock().unwrap().is_empty()
+        relay.metrics.server.connections_accepted.h2.get() == 10 && !seen.lock().unwrap().is_empty()
     })
     .await;
     open.send_replace(true);
@@ -190,7 +190,7 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
         .await;
     assert_eq!(other.status, 503, "other clients get 503");
     assert!(origin.requests("a").is_empty());
-    assert_eq!(relay.metrics.auth_denied.unavailable.get(), 2);
+    assert_eq!(relay.metrics.edge.auth_denied.get(sse_relay::edge::DenialKind::Unavailable).get(), 2);
     relay.stop().await;
 
     let relay = self::relay(
@@ -273,7 +273,7 @@ async fn reauthorize_after_ms_ends_streams_so_a_revoked_credential_stops_receivi
     // Still allowed: the reconnect is authorized again and resumes where it left off.
     origin.publish("a", "2", "missed while away");
     eventually("the relay has event 2", || {
-        relay.metrics.events_received.get() >= 2
+        relay.metrics.upstream.events_received.get() >= 2
     })
     .await;
     let checks = asked.load(Ordering::SeqCst);

@@ -20,7 +20,7 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     drop(first); // RST_STREAM: the subscriber leaves
     eventually("subscriber detached", || {
-        relay.metrics.subscribers.get() == 0
+        relay.metrics.hub.subscribers.get() == 0
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -34,7 +34,7 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
         origin.open("a") == 0
     })
     .await;
-    assert_eq!(relay.metrics.topics.get(), 0);
+    assert_eq!(relay.metrics.hub.topics.get(), 0);
     // A later subscriber opens a fresh upstream subscription.
     let _later = conn.subscribe("/events/a", &[]).await;
     eventually("reopened", || origin.open("a") == 1).await;
@@ -53,13 +53,13 @@ async fn idle_grace_counts_from_the_last_leave() {
     let first = conn.subscribe("/events/a", &[]).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
     drop(first);
-    eventually("detached", || relay.metrics.subscribers.get() == 0).await;
+    eventually("detached", || relay.metrics.hub.subscribers.get() == 0).await;
     // Halfway through the first leave's grace, a visitor comes and goes.
     support::advance(GRACE / 2).await;
     let visitor = conn.subscribe("/events/a", &[]).await;
-    eventually("visitor attached", || relay.metrics.subscribers.get() == 1).await;
+    eventually("visitor attached", || relay.metrics.hub.subscribers.get() == 1).await;
     drop(visitor);
-    eventually("visitor detached", || relay.metrics.subscribers.get() == 0).await;
+    eventually("visitor detached", || relay.metrics.hub.subscribers.get() == 0).await;
     // Past the first leave's grace (by a quarter), within the visitor's (by three quarters).
     support::advance(GRACE * 3 / 4).await;
     let (_, topics) = http_get(relay.admin_addr, "/topics").await;
@@ -68,7 +68,7 @@ async fn idle_grace_counts_from_the_last_leave() {
         doc["topics"][0]["label"], "/events/a",
         "the grace restarted at the visitor's leave: {doc}"
     );
-    assert_eq!(relay.metrics.topics.get(), 1);
+    assert_eq!(relay.metrics.hub.topics.get(), 1);
     assert_eq!(origin.open("a"), 1);
     assert_eq!(
         origin.requests("a").len(),
@@ -78,7 +78,7 @@ async fn idle_grace_counts_from_the_last_leave() {
     // Past the visitor's grace: the upstream subscription closes.
     support::advance(GRACE * 2).await;
     eventually("closed after the visitor's grace", || origin.open("a") == 0).await;
-    assert_eq!(relay.metrics.topics.get(), 0);
+    assert_eq!(relay.metrics.hub.topics.get(), 0);
     drop(clock);
     relay.stop().await;
 }
@@ -94,7 +94,7 @@ async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
     eventually("opened without a subscriber", || origin.open("a") == 1).await;
     origin.publish("a", "1", "e1");
     origin.publish("a", "2", "e2");
-    eventually("buffered", || relay.metrics.events_received.get() == 2).await;
+    eventually("buffered", || relay.metrics.upstream.events_received.get() == 2).await;
     let mut r = relay
         .h2()
         .await
@@ -106,7 +106,7 @@ async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
         "served from the warm replay buffer"
     );
     drop(r);
-    eventually("detached", || relay.metrics.subscribers.get() == 0).await;
+    eventually("detached", || relay.metrics.hub.subscribers.get() == 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(origin.open("a"), 1, "still open five idle graces later");
     assert_eq!(origin.requests("a").len(), 1);
@@ -149,7 +149,7 @@ async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
     assert_eq!(r.status, 200);
     r.until_end().await;
     assert!(r.ended);
-    eventually("topic removed", || relay.metrics.topics.get() == 0).await;
+    eventually("topic removed", || relay.metrics.hub.topics.get() == 0).await;
     // A browser reconnecting is told 204 as well (so it stops), without asking the origin again.
     let mut conn = relay.h2().await;
     let again = conn.get("/events/a", &[]).await;

@@ -43,12 +43,12 @@ async fn silent_tcp_and_tls_connections_are_closed() {
     // TCP only, no ClientHello.
     until_closed(TcpStream::connect(relay.addr).await.unwrap()).await;
     eventually("handshake timeout counted", || {
-        relay.metrics.tls_handshake_failures.get() == 1
+        relay.metrics.server.tls_handshake_failures.get() == 1
     })
     .await;
     // TLS done, but never the h2 preface.
     let mut roots = rustls::RootCertStore::empty();
-    for c in sse_relay::tls::read_certs(&relay.cert).unwrap() {
+    for c in sse_relay::server::tls::read_certs(&relay.cert).unwrap() {
         roots.add(c).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -66,7 +66,7 @@ async fn silent_tcp_and_tls_connections_are_closed() {
         .unwrap();
     until_closed(tls).await;
     eventually("first-request timeout counted", || {
-        relay.metrics.connections_closed.first_request_timeout.get() == 1
+        relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::FirstRequestTimeout).get() == 1
     })
     .await;
     relay.stop().await;
@@ -86,14 +86,14 @@ async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
     assert_eq!(response.status(), 404);
     drop(response);
     eventually("idle connection closed", || idle.is_closed()).await;
-    assert_eq!(relay.metrics.connections_closed.idle.get(), 1);
+    assert_eq!(relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::Idle).get(), 1);
     origin.publish("a", "1", "still open");
     assert_eq!(
         stream.data(1).await,
         ["still open"],
         "a connection with a stream stays"
     );
-    assert_eq!(relay.metrics.connections_closed.idle.get(), 1);
+    assert_eq!(relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::Idle).get(), 1);
     relay.stop().await;
 }
 
@@ -109,7 +109,7 @@ async fn stream_lifetime_cap_sends_goaway() {
         );
     }
     eventually("GOAWAY after the lifetime cap", || {
-        relay.metrics.connections_closed.stream_lifetime.get() == 1
+        relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::StreamLifetime).get() == 1
     })
     .await;
     // A fresh connection works.
@@ -132,7 +132,7 @@ async fn connections_per_ip_are_capped() {
     }
     let refused = TcpStream::connect(relay.addr).await.unwrap();
     until_closed(refused).await;
-    assert_eq!(relay.metrics.connections_refused.per_ip.get(), 1);
+    assert_eq!(relay.metrics.server.connections_refused.get(sse_relay::server::Cap::PerIp).get(), 1);
     drop(kept);
     relay.stop().await;
 }
@@ -152,7 +152,7 @@ async fn over_the_buffer_budget_new_subscribers_get_a_retry_stream() {
     assert_eq!(shed.status, 200, "never a non-200 for an EventSource");
     shed.until_end().await;
     assert!(String::from_utf8_lossy(&shed.raw).ends_with("retry: 2000\n\n"));
-    assert_eq!(relay.metrics.subscribers_shed.get(), 1);
+    assert_eq!(relay.metrics.hub.subscribers_shed.get(), 1);
     assert_eq!(
         origin.requests("b").len(),
         0,

@@ -43,7 +43,7 @@ async fn upstream_cut_mid_event_resumes_without_gap_duplicate_or_partial() {
     assert_eq!(h2.data(5).await, numbered(6..=10));
     assert_eq!(h1.data(10).await, numbered(1..=10));
     assert!(!String::from_utf8_lossy(&h1.raw).contains("partial"));
-    assert!(relay.metrics.upstream_failures.stream.get() >= 1);
+    assert!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Stream).get() >= 1);
     relay.stop().await;
 }
 
@@ -61,11 +61,11 @@ async fn origin_outage_keeps_clients_on_200_with_heartbeats() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/event-stream");
     eventually("the relay retries", || {
-        relay.metrics.upstream_failures.status.get() >= 3
+        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Status).get() >= 3
     })
     .await;
     r.until_raw_contains(":\n\n:\n\n").await;
-    assert!(relay.metrics.heartbeats.get() >= 2);
+    assert!(relay.metrics.downstream.heartbeats.get() >= 2);
     origin.set_down(false);
     eventually("the relay reconnects", || origin.open("a") == 1).await;
     origin.publish("a", "1", "back");
@@ -100,7 +100,7 @@ async fn client_resumes_from_last_event_id_header_or_query() {
             "exactly the missed events, then live"
         );
     }
-    assert_eq!(relay.metrics.replay_hits.get(), 3);
+    assert_eq!(relay.metrics.hub.replay_hits.get(), 3);
     assert_eq!(
         origin.requests("a").len(),
         1,
@@ -172,7 +172,7 @@ async fn oversized_event_is_dropped_counted_and_the_stream_goes_on() {
     let id_only = r.next_event().await.unwrap();
     assert_eq!((id_only.id.as_deref(), id_only.data), (Some("2"), None));
     assert_eq!(r.data(1).await, ["after"]);
-    assert_eq!(relay.metrics.events_oversized.get(), 1);
+    assert_eq!(relay.metrics.upstream.events_oversized.get(), 1);
     assert_eq!(origin.requests("a").len(), 1, "no reconnect needed");
     relay.stop().await;
 }
@@ -192,7 +192,7 @@ async fn a_resume_id_the_origin_refuses_does_not_keep_the_topic_shut() {
     })
     .await;
     assert_eq!(origin.requests("a")[0].last_event_id, None);
-    assert!(relay.metrics.upstream_failures.status.get() >= 1);
+    assert!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Status).get() >= 1);
     origin.publish("a", "1", "e1");
     assert_eq!(r.data(1).await, ["e1"], "the subscriber gets live events");
     relay.stop().await;
@@ -216,7 +216,7 @@ async fn client_ids_no_stream_can_carry_are_ignored_and_counted() {
     for topic in ["a", "b", "c"] {
         assert_eq!(origin.requests(topic)[0].last_event_id, None, "{topic}");
     }
-    assert_eq!(relay.metrics.rejected.last_event_id.get(), 3);
+    assert_eq!(relay.metrics.edge.rejected.get(sse_relay::edge::RejectReason::LastEventId).get(), 3);
     origin.publish("a", "1", "e1");
     assert_eq!(first.data(1).await, ["e1"]);
     relay.stop().await;
@@ -236,7 +236,7 @@ async fn an_origin_id_that_cannot_be_a_header_is_dropped_on_reconnect() {
     })
     .await;
     assert_eq!(origin.requests("a")[1].last_event_id, None);
-    assert_eq!(relay.metrics.upstream_failures.last_event_id.get(), 1);
+    assert_eq!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::LastEventId).get(), 1);
     origin.publish("a", "2", "e2");
     assert_eq!(r.data(1).await, ["e2"]);
     relay.stop().await;
@@ -253,12 +253,19 @@ async fn malformed_fields_are_counted_and_the_stream_goes_on() {
     origin.publish_raw("a", None, bytes::Bytes::from_static(b"data: e\xff2\n\n"));
     origin.publish("a", "3", "e3");
     assert_eq!(r.data(3).await, ["e1", "e\u{fffd}2", "e3"]);
-    let m = &relay.metrics.upstream_malformed;
+    use sse_relay::sse::Malformed;
+    use sse_relay::upstream::Defect;
+    let m = &relay.metrics.upstream.malformed;
+    let count = |d: Defect| m.get(d).get();
     assert_eq!(
-        (m.bad_retry.get(), m.nul_in_id.get(), m.invalid_utf8.get()),
+        (
+            count(Defect::Field(Malformed::BadRetry)),
+            count(Defect::Field(Malformed::NulInId)),
+            count(Defect::Field(Malformed::InvalidUtf8))
+        ),
         (1, 1, 1)
     );
-    assert_eq!(m.truncated.get(), 0);
+    assert_eq!(count(Defect::Truncated), 0);
     relay.stop().await;
 }
 
@@ -291,7 +298,7 @@ async fn a_stream_that_ends_mid_event_is_counted_as_truncated() {
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.data(1).await, ["whole"]);
     eventually("the cut event is counted", || {
-        relay.metrics.upstream_malformed.truncated.get() >= 1
+        relay.metrics.upstream.malformed.get(sse_relay::upstream::Defect::Truncated).get() >= 1
     })
     .await;
     assert!(!String::from_utf8_lossy(&r.raw).contains("cu\n"));

@@ -70,7 +70,7 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
             "healthy subscribers get everything"
         );
     }
-    assert_eq!(relay.metrics.subscribers_lagged.get(), 0, "not yet polled");
+    assert_eq!(relay.metrics.downstream.subscribers_lagged.get(), 0, "not yet polled");
 
     // The stalled client reads again: it gets what fitted in its window, then its stream ends
     // (it fell out of the 16-event ring), with a retry hint, and no gap before the end.
@@ -86,7 +86,7 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
     );
     assert_eq!(got[..], expected[..got.len()], "a prefix, in order, no gap");
     assert!(String::from_utf8_lossy(&stalled.raw).ends_with("retry: 2000\n\n"));
-    assert_eq!(relay.metrics.subscribers_lagged.get(), 1);
+    assert_eq!(relay.metrics.downstream.subscribers_lagged.get(), 1);
 
     // Its client resumes with the last id it saw. That event has left the 16-event ring, so
     // the relay sends everything it still holds (a replay miss), oldest first.
@@ -95,6 +95,6 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
         .subscribe("/events/a", &[("last-event-id", &last_seen)])
         .await;
     assert_eq!(resumed.data(16).await, expected[total - 16..].to_vec());
-    assert_eq!(relay.metrics.replay_misses.get(), 1);
+    assert_eq!(relay.metrics.hub.replay_misses.get(), 1);
     relay.stop().await;
 }

@@ -38,7 +38,7 @@ async fn untrusted_https_origin_is_refused_and_retried() {
     let r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200, "the client still gets a stream");
     eventually("connect failures counted", || {
-        relay.metrics.upstream_failures.connect.get() >= 2
+        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Connect).get() >= 2
     })
     .await;
     assert!(
@@ -62,7 +62,7 @@ async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
         origin.requests("a").len() >= 2
     })
     .await;
-    assert!(relay.metrics.upstream_failures.idle_timeout.get() >= 1);
+    assert!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::IdleTimeout).get() >= 1);
     origin.publish("a", "1", "after idle");
     assert_eq!(r.data(1).await, ["after idle"]);
     relay.stop().await;
@@ -79,7 +79,7 @@ async fn wrong_content_type_is_retried_until_the_origin_streams() {
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("content-type failures counted", || {
-        relay.metrics.upstream_failures.content_type.get() >= 2
+        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::ContentType).get() >= 2
     })
     .await;
     origin.set_wrong_type(false);

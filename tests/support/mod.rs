@@ -17,9 +17,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use sse_relay::app::App;
-use sse_relay::config::{Config, ForwardAuthConfig, JwtConfig, RouteConfig};
-use sse_relay::metrics::Metrics;
+use sse_relay::app::{App, Metrics};
+use sse_relay::config::{Config, ForwardAuthConfig, JwtConfig, RouteConfig, Settings};
 use sse_relay::sse::{Event, Item, Parser};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -36,7 +35,7 @@ pub struct TestRelay {
     pub plain_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub cert: PathBuf,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -93,10 +92,11 @@ pub fn forward_auth_config(url: &str) -> ForwardAuthConfig {
 /// The one step from a test's [`Config`] to a bound relay: the config must pass the checks a
 /// config file passes, then [`App::bind`].
 async fn bind(config: Config) -> App {
-    if let Err((key, reason)) = config.validate() {
-        panic!("test config is invalid: {key}: {reason}");
-    }
-    App::bind(config).await.expect("relay binds")
+    let settings = match Settings::try_from(config) {
+        Ok(settings) => settings,
+        Err(issue) => panic!("test config is invalid: {issue}"),
+    };
+    App::bind(settings).await.expect("relay binds")
 }
 
 impl TestRelay {
@@ -166,7 +166,7 @@ impl TestRelay {
 
 fn tls_connector(cert: &Path, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
-    for c in sse_relay::tls::read_certs(cert).unwrap() {
+    for c in sse_relay::server::tls::read_certs(cert).unwrap() {
         roots.add(c).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(

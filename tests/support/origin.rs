@@ -90,7 +90,7 @@ impl TestOrigin {
     /// Starts an https origin (ALPN h2 and http/1.1) with a generated certificate whose PEM is
     /// written to `dir/cert.pem`.
     pub async fn start_tls(dir: &std::path::Path) -> TestOrigin {
-        let dev = sse_relay::tls::dev_certificate(dir).expect("origin certificate");
+        let dev = sse_relay::server::tls::dev_certificate(dir).expect("origin certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(dev.config));
         Self::start_inner("127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
     }
