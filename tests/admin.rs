@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use sse_relay::upstream::Failure;
 use support::{eventually, http_get, sample, EventReader, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +79,7 @@ async fn readiness_stays_up_when_the_origin_is_down() {
     .await;
     let _r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("failing upstream", || {
-        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Status).get() >= 2
+        relay.metrics.upstream.failures.get(Failure::Status).get() >= 2
     })
     .await;
     assert_eq!(http_get(relay.admin_addr, "/readyz").await.0, 200);

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use sse_relay::config::{AuthMode, JwtConfig};
+use sse_relay::edge::DenialKind;
 use support::{eventually, TestOrigin, TestRelay};
 
 const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes-or-more";
@@ -153,7 +154,15 @@ async fn jwt_from_bearer_or_cookie_grants_matching_topics_only() {
         assert_eq!(status(&r), 401, "{what}");
     }
     assert_eq!(origin.requests("bond-x").len(), 0);
-    assert!(relay.metrics.edge.auth_denied.get(sse_relay::edge::DenialKind::Unauthorized).get() >= 10);
+    assert!(
+        relay
+            .metrics
+            .edge
+            .auth_denied
+            .get(DenialKind::Unauthorized)
+            .get()
+            >= 10
+    );
     relay.stop().await;
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, ServerName};
+use sse_relay::server::Reload;
 use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -87,7 +88,10 @@ async fn swapped_secret_is_served_to_new_handshakes_and_a_bad_pair_is_rejected()
     eventually("subscribed", || origin.open("t") == 1).await;
 
     publish(&dir, "..v2", &b.cert_pem, &b.key_pem);
-    eventually("reloaded", || relay.metrics.server.cert_reloads.get(sse_relay::server::Reload::Ok).get() == 1).await;
+    eventually("reloaded", || {
+        relay.metrics.server.cert_reloads.get(Reload::Ok).get() == 1
+    })
+    .await;
     assert_eq!(
         served(relay.addr, &all).await,
         b.der,
@@ -103,7 +107,13 @@ async fn swapped_secret_is_served_to_new_handshakes_and_a_bad_pair_is_rejected()
     // C's certificate with B's key: rejected, B stays.
     publish(&dir, "..v3", &c.cert_pem, &b.key_pem);
     eventually("rejected", || {
-        relay.metrics.server.cert_reloads.get(sse_relay::server::Reload::Rejected).get() == 1
+        relay
+            .metrics
+            .server
+            .cert_reloads
+            .get(Reload::Rejected)
+            .get()
+            == 1
     })
     .await;
     assert_eq!(

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sse_relay::config::{AuthMode, AuthUnavailable, ForwardAuthConfig};
+use sse_relay::edge::DenialKind;
 use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -190,7 +191,15 @@ async fn an_authorization_outage_keeps_event_sources_retrying() {
         .await;
     assert_eq!(other.status, 503, "other clients get 503");
     assert!(origin.requests("a").is_empty());
-    assert_eq!(relay.metrics.edge.auth_denied.get(sse_relay::edge::DenialKind::Unavailable).get(), 2);
+    assert_eq!(
+        relay
+            .metrics
+            .edge
+            .auth_denied
+            .get(DenialKind::Unavailable)
+            .get(),
+        2
+    );
     relay.stop().await;
 
     let relay = self::relay(

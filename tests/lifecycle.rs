@@ -57,9 +57,15 @@ async fn idle_grace_counts_from_the_last_leave() {
     // Halfway through the first leave's grace, a visitor comes and goes.
     support::advance(GRACE / 2).await;
     let visitor = conn.subscribe("/events/a", &[]).await;
-    eventually("visitor attached", || relay.metrics.hub.subscribers.get() == 1).await;
+    eventually("visitor attached", || {
+        relay.metrics.hub.subscribers.get() == 1
+    })
+    .await;
     drop(visitor);
-    eventually("visitor detached", || relay.metrics.hub.subscribers.get() == 0).await;
+    eventually("visitor detached", || {
+        relay.metrics.hub.subscribers.get() == 0
+    })
+    .await;
     // Past the first leave's grace (by a quarter), within the visitor's (by three quarters).
     support::advance(GRACE * 3 / 4).await;
     let (_, topics) = http_get(relay.admin_addr, "/topics").await;
@@ -94,7 +100,10 @@ async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
     eventually("opened without a subscriber", || origin.open("a") == 1).await;
     origin.publish("a", "1", "e1");
     origin.publish("a", "2", "e2");
-    eventually("buffered", || relay.metrics.upstream.events_received.get() == 2).await;
+    eventually("buffered", || {
+        relay.metrics.upstream.events_received.get() == 2
+    })
+    .await;
     let mut r = relay
         .h2()
         .await

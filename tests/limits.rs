@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use sse_relay::config::Config;
+use sse_relay::server::Cap;
+use sse_relay::server::CloseCause;
 use support::{eventually, TestOrigin, TestRelay, WAIT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -66,7 +68,13 @@ async fn silent_tcp_and_tls_connections_are_closed() {
         .unwrap();
     until_closed(tls).await;
     eventually("first-request timeout counted", || {
-        relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::FirstRequestTimeout).get() == 1
+        relay
+            .metrics
+            .server
+            .connections_closed
+            .get(CloseCause::FirstRequestTimeout)
+            .get()
+            == 1
     })
     .await;
     relay.stop().await;
@@ -86,14 +94,30 @@ async fn idle_connection_is_closed_but_one_with_a_stream_is_kept() {
     assert_eq!(response.status(), 404);
     drop(response);
     eventually("idle connection closed", || idle.is_closed()).await;
-    assert_eq!(relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::Idle).get(), 1);
+    assert_eq!(
+        relay
+            .metrics
+            .server
+            .connections_closed
+            .get(CloseCause::Idle)
+            .get(),
+        1
+    );
     origin.publish("a", "1", "still open");
     assert_eq!(
         stream.data(1).await,
         ["still open"],
         "a connection with a stream stays"
     );
-    assert_eq!(relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::Idle).get(), 1);
+    assert_eq!(
+        relay
+            .metrics
+            .server
+            .connections_closed
+            .get(CloseCause::Idle)
+            .get(),
+        1
+    );
     relay.stop().await;
 }
 
@@ -109,7 +133,13 @@ async fn stream_lifetime_cap_sends_goaway() {
         );
     }
     eventually("GOAWAY after the lifetime cap", || {
-        relay.metrics.server.connections_closed.get(sse_relay::server::CloseCause::StreamLifetime).get() == 1
+        relay
+            .metrics
+            .server
+            .connections_closed
+            .get(CloseCause::StreamLifetime)
+            .get()
+            == 1
     })
     .await;
     // A fresh connection works.
@@ -132,7 +162,15 @@ async fn connections_per_ip_are_capped() {
     }
     let refused = TcpStream::connect(relay.addr).await.unwrap();
     until_closed(refused).await;
-    assert_eq!(relay.metrics.server.connections_refused.get(sse_relay::server::Cap::PerIp).get(), 1);
+    assert_eq!(
+        relay
+            .metrics
+            .server
+            .connections_refused
+            .get(Cap::PerIp)
+            .get(),
+        1
+    );
     drop(kept);
     relay.stop().await;
 }

@@ -17,6 +17,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sse_relay::config::Config;
+use sse_relay::edge::Outcome;
+use sse_relay::edge::RejectReason;
 use support::{eventually, TestRelay};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -305,7 +307,10 @@ async fn unreachable_and_slow_origins_get_502_and_504() {
     let slow = conn.request(http::Method::GET, "/slow", &[]).await;
     assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(text(slow).await.contains("did not come in time"));
-    assert_eq!(relay.metrics.edge.passthrough.get(sse_relay::edge::Outcome::Timeout).get(), 1);
+    assert_eq!(
+        relay.metrics.edge.passthrough.get(Outcome::Timeout).get(),
+        1
+    );
     relay.stop().await;
 
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -356,7 +361,15 @@ async fn other_spellings_of_sse_paths_are_refused_not_proxied() {
             "{path}: answered by {body:?}"
         );
     }
-    assert_eq!(relay.metrics.edge.rejected.get(sse_relay::edge::RejectReason::NoncanonicalPath).get(), 5);
+    assert_eq!(
+        relay
+            .metrics
+            .edge
+            .rejected
+            .get(RejectReason::NoncanonicalPath)
+            .get(),
+        5
+    );
     let other = conn
         .request(http::Method::GET, "/events/a/history", &[])
         .await;

@@ -4,6 +4,9 @@
 mod support;
 
 use sse_relay::config::Config;
+use sse_relay::edge::RejectReason;
+use sse_relay::upstream::Defect;
+use sse_relay::upstream::Failure;
 use support::{eventually, TestOrigin, TestRelay};
 
 /// Reconnects within milliseconds, and no heartbeat comments within a test.
@@ -43,7 +46,7 @@ async fn upstream_cut_mid_event_resumes_without_gap_duplicate_or_partial() {
     assert_eq!(h2.data(5).await, numbered(6..=10));
     assert_eq!(h1.data(10).await, numbered(1..=10));
     assert!(!String::from_utf8_lossy(&h1.raw).contains("partial"));
-    assert!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Stream).get() >= 1);
+    assert!(relay.metrics.upstream.failures.get(Failure::Stream).get() >= 1);
     relay.stop().await;
 }
 
@@ -61,7 +64,7 @@ async fn origin_outage_keeps_clients_on_200_with_heartbeats() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/event-stream");
     eventually("the relay retries", || {
-        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Status).get() >= 3
+        relay.metrics.upstream.failures.get(Failure::Status).get() >= 3
     })
     .await;
     r.until_raw_contains(":\n\n:\n\n").await;
@@ -192,7 +195,7 @@ async fn a_resume_id_the_origin_refuses_does_not_keep_the_topic_shut() {
     })
     .await;
     assert_eq!(origin.requests("a")[0].last_event_id, None);
-    assert!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Status).get() >= 1);
+    assert!(relay.metrics.upstream.failures.get(Failure::Status).get() >= 1);
     origin.publish("a", "1", "e1");
     assert_eq!(r.data(1).await, ["e1"], "the subscriber gets live events");
     relay.stop().await;
@@ -216,7 +219,15 @@ async fn client_ids_no_stream_can_carry_are_ignored_and_counted() {
     for topic in ["a", "b", "c"] {
         assert_eq!(origin.requests(topic)[0].last_event_id, None, "{topic}");
     }
-    assert_eq!(relay.metrics.edge.rejected.get(sse_relay::edge::RejectReason::LastEventId).get(), 3);
+    assert_eq!(
+        relay
+            .metrics
+            .edge
+            .rejected
+            .get(RejectReason::LastEventId)
+            .get(),
+        3
+    );
     origin.publish("a", "1", "e1");
     assert_eq!(first.data(1).await, ["e1"]);
     relay.stop().await;
@@ -236,7 +247,15 @@ async fn an_origin_id_that_cannot_be_a_header_is_dropped_on_reconnect() {
     })
     .await;
     assert_eq!(origin.requests("a")[1].last_event_id, None);
-    assert_eq!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::LastEventId).get(), 1);
+    assert_eq!(
+        relay
+            .metrics
+            .upstream
+            .failures
+            .get(Failure::LastEventId)
+            .get(),
+        1
+    );
     origin.publish("a", "2", "e2");
     assert_eq!(r.data(1).await, ["e2"]);
     relay.stop().await;
@@ -254,7 +273,6 @@ async fn malformed_fields_are_counted_and_the_stream_goes_on() {
     origin.publish("a", "3", "e3");
     assert_eq!(r.data(3).await, ["e1", "e\u{fffd}2", "e3"]);
     use sse_relay::sse::Malformed;
-    use sse_relay::upstream::Defect;
     let m = &relay.metrics.upstream.malformed;
     let count = |d: Defect| m.get(d).get();
     assert_eq!(
@@ -298,7 +316,13 @@ async fn a_stream_that_ends_mid_event_is_counted_as_truncated() {
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.data(1).await, ["whole"]);
     eventually("the cut event is counted", || {
-        relay.metrics.upstream.malformed.get(sse_relay::upstream::Defect::Truncated).get() >= 1
+        relay
+            .metrics
+            .upstream
+            .malformed
+            .get(Defect::Truncated)
+            .get()
+            >= 1
     })
     .await;
     assert!(!String::from_utf8_lossy(&r.raw).contains("cu\n"));

@@ -70,7 +70,11 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
             "healthy subscribers get everything"
         );
     }
-    assert_eq!(relay.metrics.downstream.subscribers_lagged.get(), 0, "not yet polled");
+    assert_eq!(
+        relay.metrics.downstream.subscribers_lagged.get(),
+        0,
+        "not yet polled"
+    );
 
     // The stalled client reads again: it gets what fitted in its window, then its stream ends
     // (it fell out of the 16-event ring), with a retry hint, and no gap before the end.

@@ -3,6 +3,7 @@
 
 mod support;
 
+use sse_relay::upstream::Failure;
 use support::{eventually, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +39,7 @@ async fn untrusted_https_origin_is_refused_and_retried() {
     let r = relay.h2().await.subscribe("/events/a", &[]).await;
     assert_eq!(r.status, 200, "the client still gets a stream");
     eventually("connect failures counted", || {
-        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::Connect).get() >= 2
+        relay.metrics.upstream.failures.get(Failure::Connect).get() >= 2
     })
     .await;
     assert!(
@@ -62,7 +63,15 @@ async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
         origin.requests("a").len() >= 2
     })
     .await;
-    assert!(relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::IdleTimeout).get() >= 1);
+    assert!(
+        relay
+            .metrics
+            .upstream
+            .failures
+            .get(Failure::IdleTimeout)
+            .get()
+            >= 1
+    );
     origin.publish("a", "1", "after idle");
     assert_eq!(r.data(1).await, ["after idle"]);
     relay.stop().await;
@@ -79,7 +88,13 @@ async fn wrong_content_type_is_retried_until_the_origin_streams() {
     .await;
     let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("content-type failures counted", || {
-        relay.metrics.upstream.failures.get(sse_relay::upstream::Failure::ContentType).get() >= 2
+        relay
+            .metrics
+            .upstream
+            .failures
+            .get(Failure::ContentType)
+            .get()
+            >= 2
     })
     .await;
     origin.set_wrong_type(false);

@@ -288,4 +288,3 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
         drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
     })
 }
-
