@@ -341,7 +341,7 @@ impl Relay {
              [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"{upstream}\"\n\n\
              [upstream]\nbackoff_min_ms = 50\nbackoff_max_ms = 1000\n\n\
              [replay]\nmax_events = 256\nmax_bytes = 262144\n\n\
-             [limits]\ntls_handshake_timeout_ms = 3000\nfirst_request_timeout_ms = 3000\n\
+             [limits]\nmax_event_bytes = 65536\ntls_handshake_timeout_ms = 3000\nfirst_request_timeout_ms = 3000\n\
              idle_connection_timeout_ms = 5000\nmax_topics = 200\n",
             dir = dir.display()
         );

@@ -133,3 +133,27 @@ async fn stream_headers_and_first_bytes_come_before_the_origin_answers() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_kb_event_passes_with_the_default_limits() {
+    // An initial state snapshot: larger than the old 64 KiB default, as origins send them.
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, quiet).await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    let snapshot: String = (0..200 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    origin.publish("a", "1", &snapshot);
+    origin.publish("a", "2", "after");
+    let events = r.data(2).await;
+    assert_eq!(
+        events[0].len(),
+        snapshot.len(),
+        "the whole event, not an id-only frame"
+    );
+    assert!(events[0] == snapshot, "byte-identical");
+    assert_eq!(events[1], "after");
+    assert_eq!(relay.metrics.upstream.events_oversized.get(), 0);
+    relay.stop().await;
+}

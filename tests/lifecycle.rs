@@ -11,8 +11,11 @@ use bytes::Bytes;
 
 use support::{eventually, http_get, TestOrigin, TestRelay};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn upstream_closes_after_grace_and_is_reused_within_it() {
+    const GRACE: Duration = Duration::from_millis(1500);
+    // Time moves only where this test advances it.
+    let clock = support::hold_clock();
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, |c| c.topics.idle_grace_ms = 1500).await;
     let mut conn = relay.h2().await;
@@ -23,13 +26,24 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
         relay.metrics.hub.subscribers.get() == 0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    support::advance(GRACE * 3 / 4).await;
     assert_eq!(origin.open("a"), 1, "kept open during the grace period");
     let mut again = conn.subscribe("/events/a", &[]).await;
     origin.publish("a", "1", "still flowing");
     assert_eq!(again.data(1).await, ["still flowing"]);
     assert_eq!(origin.requests("a").len(), 1, "reused, not reopened");
     drop(again);
+    eventually("detached again", || {
+        relay.metrics.hub.subscribers.get() == 0
+    })
+    .await;
+    support::advance(GRACE * 3 / 4).await;
+    assert_eq!(
+        origin.open("a"),
+        1,
+        "the grace counts from the second leave"
+    );
+    support::advance(GRACE / 2).await;
     eventually("upstream closed after the grace period", || {
         origin.open("a") == 0
     })
@@ -39,6 +53,7 @@ async fn upstream_closes_after_grace_and_is_reused_within_it() {
     let _later = conn.subscribe("/events/a", &[]).await;
     eventually("reopened", || origin.open("a") == 1).await;
     assert_eq!(origin.requests("a").len(), 2);
+    drop(clock);
     relay.stop().await;
 }
 
@@ -89,8 +104,10 @@ async fn idle_grace_counts_from_the_last_leave() {
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
+    // Time moves only where this test advances it.
+    let clock = support::hold_clock();
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, |c| {
         c.topics.always_on = vec!["/events/a".into()];
@@ -116,9 +133,10 @@ async fn always_on_topics_open_at_start_fill_their_buffer_and_never_retire() {
     );
     drop(r);
     eventually("detached", || relay.metrics.hub.subscribers.get() == 0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    support::advance(Duration::from_millis(500)).await;
     assert_eq!(origin.open("a"), 1, "still open five idle graces later");
     assert_eq!(origin.requests("a").len(), 1);
+    drop(clock);
     relay.stop().await;
 }
 

@@ -198,3 +198,36 @@ async fn over_the_buffer_budget_new_subscribers_get_a_retry_stream() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_hundred_clients_behind_one_address_are_all_served_by_default() {
+    // Behind a NAT, a corporate proxy or a Kubernetes Service that SNATs to the node IP, every
+    // client shares one address: the default per-IP limit must not refuse any of them.
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| {
+        c.downstream.heartbeat_interval_ms = 600_000;
+    })
+    .await;
+    let mut readers = Vec::new();
+    for _ in 0..1500 {
+        readers.push(relay.h2().await.subscribe("/events/a", &[]).await);
+    }
+    assert!(readers.iter().all(|r| r.status == 200));
+    assert_eq!(relay.metrics.hub.subscribers.get(), 1500);
+    assert_eq!(relay.metrics.server.connections_open.h2.get(), 1500);
+    assert_eq!(
+        relay
+            .metrics
+            .server
+            .connections_refused
+            .get(Cap::PerIp)
+            .get(),
+        0
+    );
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "to everyone");
+    for r in &mut readers {
+        assert_eq!(r.data(1).await, ["to everyone"]);
+    }
+    relay.stop().await;
+}

@@ -232,7 +232,9 @@ impl Default for UpstreamConfig {
 pub struct ReplayConfig {
     /// Events kept per topic, count. Default 1024.
     pub max_events: usize,
-    /// Encoded bytes kept per topic. Default 1048576 (1 MiB).
+    /// Encoded bytes kept per topic; at least `limits.max_event_bytes`, so the largest event
+    /// accepted fits the ring. Default 4194304 (4 MiB: four events of the largest size; rings of
+    /// small events are bounded by `max_events` long before).
     pub max_bytes: usize,
     /// Age after which an event is dropped, ms. Default 300000 (5 min).
     pub max_age_ms: u64,
@@ -242,7 +244,7 @@ impl Default for ReplayConfig {
     fn default() -> Self {
         Self {
             max_events: 1024,
-            max_bytes: 1024 * 1024,
+            max_bytes: 4 * 1024 * 1024,
             max_age_ms: 300_000,
         }
     }
@@ -306,8 +308,11 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per h2 connection, count. Default 256.
     pub max_streams_per_connection: u32,
-    /// Largest event accepted from an origin (raw field bytes); larger ones are dropped and
-    /// counted, bytes. Default 65536.
+    /// Largest event accepted from an origin (raw field bytes); larger ones are dropped (their
+    /// id still passes), counted and warned about, bytes. Default 1048576 (1 MiB): an ordinary
+    /// large event such as an initial state snapshot must pass, as it would reach a browser
+    /// talking to the origin directly; the limit only bounds what one hostile or broken origin
+    /// stream can make the relay hold. Must not exceed `replay.max_bytes`.
     pub max_event_bytes: usize,
     /// TLS handshake deadline, ms. Default 5000.
     pub tls_handshake_timeout_ms: u64,
@@ -324,7 +329,11 @@ pub struct LimitsConfig {
     /// move its requests to a new connection, short enough that a client ignoring GOAWAY cannot
     /// pin it. Default 5000.
     pub close_grace_ms: u64,
-    /// Open connections from one client IP address, count. Default 512.
+    /// Open connections from one client IP address, count; 0 (default): no per-IP cap. Many
+    /// legitimate clients share one address (NAT, corporate proxies, a Kubernetes Service that
+    /// SNATs to the node IP), and nginx and Envoy have no such cap unless configured, so a
+    /// default cap would refuse real users; `max_connections` still bounds the total. Set it
+    /// when clients reach the relay with their own addresses and one host must not take many.
     pub max_connections_per_ip: usize,
     /// Budget of bytes held in all replay rings together; past it new subscribers are shed (a
     /// 200 stream with a `retry:` hint that ends at once), bytes. Default 268435456 (256 MiB).
@@ -339,13 +348,13 @@ impl Default for LimitsConfig {
         Self {
             max_connections: 10_000,
             max_streams_per_connection: 256,
-            max_event_bytes: 64 * 1024,
+            max_event_bytes: 1024 * 1024,
             tls_handshake_timeout_ms: 5_000,
             first_request_timeout_ms: 5_000,
             idle_connection_timeout_ms: 30_000,
             max_streams_per_connection_lifetime: 10_000,
             close_grace_ms: 5_000,
-            max_connections_per_ip: 512,
+            max_connections_per_ip: 0,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_topics: 10_000,
         }

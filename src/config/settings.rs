@@ -211,6 +211,15 @@ fn upstream(config: &Config) -> Result<UpstreamSettings, ConfigIssue> {
             "must be at least 16",
         ));
     }
+    if l.max_event_bytes > config.replay.max_bytes {
+        return Err(ConfigIssue::new(
+            "limits.max_event_bytes",
+            format!(
+                "must not exceed replay.max_bytes ({}): the largest event must fit the replay buffer",
+                config.replay.max_bytes
+            ),
+        ));
+    }
     Ok(UpstreamSettings {
         connect_timeout: ms(u.connect_timeout_ms),
         read_idle_timeout: (u.read_idle_timeout_ms > 0).then(|| ms(u.read_idle_timeout_ms)),
@@ -278,7 +287,7 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
         max_streams_per_connection: l.max_streams_per_connection,
         tls_handshake_timeout: ms(l.tls_handshake_timeout_ms),
         max_connections: l.max_connections,
-        max_connections_per_ip: l.max_connections_per_ip,
+        max_connections_per_ip: (l.max_connections_per_ip > 0).then_some(l.max_connections_per_ip),
         connection: ConnectionLimits {
             first_request_timeout: ms(l.first_request_timeout_ms),
             idle_timeout: ms(l.idle_connection_timeout_ms),

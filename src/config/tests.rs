@@ -211,3 +211,25 @@ fn always_on_topics_must_match_a_route() {
     assert_eq!(e.key, "topics.always_on[1]");
     assert!(e.reason.contains("/nope/x"), "{e}");
 }
+
+#[test]
+fn defaults_pass_large_events_and_refuse_no_one_behind_a_shared_address() {
+    let c = parse(ROUTE).expect("valid");
+    assert!(c.limits.max_event_bytes >= 1 << 20, "at least 1 MiB");
+    assert!(c.replay.max_bytes >= c.limits.max_event_bytes);
+    assert_eq!(
+        c.limits.max_connections_per_ip, 0,
+        "no per-IP cap by default"
+    );
+}
+
+#[test]
+fn an_event_limit_over_the_replay_buffer_is_rejected() {
+    let e = parse(&format!("{ROUTE}[replay]\nmax_bytes = 65536\n")).unwrap_err();
+    assert_eq!(e.key, "limits.max_event_bytes");
+    assert!(e.reason.contains("replay.max_bytes"), "{e}");
+    let ok = parse(&format!(
+        "{ROUTE}[replay]\nmax_bytes = 65536\n[limits]\nmax_event_bytes = 65536\n"
+    ));
+    assert!(ok.is_ok(), "an event limit equal to the buffer fits");
+}

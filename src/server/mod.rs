@@ -62,8 +62,8 @@ pub struct ServerSettings {
     pub tls_handshake_timeout: Duration,
     /// Open connections over all listeners of this server, count.
     pub max_connections: usize,
-    /// Open connections from one client IP address, count.
-    pub max_connections_per_ip: usize,
+    /// Open connections from one client IP address, count (`None`: no per-IP cap).
+    pub max_connections_per_ip: Option<usize>,
     /// Watchdogs of each connection.
     pub connection: ConnectionLimits,
     /// How long [`Server::serve`] waits for connections after GOAWAY before dropping them.
@@ -75,7 +75,8 @@ pub struct Server<H> {
     handler: H,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
-    per_ip: Arc<PerIp>,
+    /// The per-IP cap, if one is configured.
+    per_ip: Option<Arc<PerIp>>,
     settings: ServerSettings,
     metrics: Arc<ServerMetrics>,
     accept_errors: Arc<WarnLimit>,
@@ -102,7 +103,9 @@ impl<H: Handler> Server<H> {
             handler,
             builder: Arc::new(builder(&settings)),
             connections: Arc::new(Semaphore::new(settings.max_connections)),
-            per_ip: Arc::new(PerIp::new(settings.max_connections_per_ip)),
+            per_ip: settings
+                .max_connections_per_ip
+                .map(|max| Arc::new(PerIp::new(max))),
             settings,
             metrics,
             accept_errors: Arc::default(),
@@ -159,10 +162,16 @@ impl<H: Handler> Server<H> {
             debug!(%peer, "connection refused: limits.max_connections reached");
             return;
         };
-        let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
-            self.metrics.connections_refused.inc(Cap::PerIp);
-            debug!(%peer, "connection refused: limits.max_connections_per_ip reached");
-            return;
+        let ip_slot = match &self.per_ip {
+            Some(per_ip) => match per_ip.acquire(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.metrics.connections_refused.inc(Cap::PerIp);
+                    debug!(%peer, "connection refused: limits.max_connections_per_ip reached");
+                    return;
+                }
+            },
+            None => None,
         };
         let _ = tcp.set_nodelay(true);
         let server = self.clone();

@@ -182,7 +182,11 @@ impl Attempt<'_> {
                 if let Some(suppressed) = self.warnings.oversized.check() {
                     warn!(
                         bytes,
-                        suppressed, "dropped an event over limits.max_event_bytes"
+                        limit = self.upstream.settings.max_event_bytes,
+                        topic = %self.topic.key(),
+                        path = %self.topic.label(),
+                        suppressed,
+                        "dropped an event over limits.max_event_bytes (its id still passes)"
                     );
                 }
                 metrics.events_oversized.inc();
