@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{combinators::BoxBody, BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::server::{Handler, Peer, Server, ServerMetrics, ServerSettings};
+use crate::server::{plain_text, Handler, Peer, Server, ServerMetrics, ServerSettings};
 use crate::sse::{encode, Event};
 
 /// Replayed ticks at most, count.
@@ -87,10 +87,7 @@ fn respond(
     started_wall: Duration,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let Some(topic) = request.uri().path().strip_prefix("/sub/") else {
-        let mut response =
-            Response::new(Full::new(Bytes::from_static(b"try /sub/clock\n")).boxed());
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        return response;
+        return plain_text(StatusCode::NOT_FOUND, "try /sub/clock\n");
     };
     let topic = topic.to_string();
     let every = period(&topic);

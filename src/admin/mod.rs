@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::downstream::DownstreamMetrics;
 use crate::hub::{Hub, TopicSnapshot};
-use crate::server::{Handler, Peer, ServerMetrics};
+use crate::server::{plain_text, Handler, Peer, ServerMetrics};
 use crate::upstream::UpstreamMetrics;
 
 /// The status page, self-contained (no build step, no CDN).
@@ -171,14 +171,8 @@ async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<BoxBody<Bytes, Infallible>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+fn text(status: StatusCode, body: &str) -> Response<BoxBody<Bytes, Infallible>> {
+    plain_text(status, body)
 }
 
 fn json(value: &impl serde::Serialize) -> Response<BoxBody<Bytes, Infallible>> {

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either};
+use http_body_util::Either;
 
 use super::auth::{www_authenticate, AuthUnavailable, Denial};
 use super::metrics::{EdgeMetrics, RejectReason};
@@ -15,6 +15,8 @@ use super::routing::RouteMiss;
 use super::Edge;
 use crate::downstream::EventStreamBody;
 use crate::hub::Refused;
+use crate::ops::metrics::Label;
+use crate::ops::Side;
 
 /// The body type of passthrough responses and of the relay's small plain answers. The error
 /// is hyper's (a concrete type: a boxed `dyn Error` here defeats the compiler's `Send` proof
@@ -52,6 +54,18 @@ pub enum Rejection {
     Hub(#[from] Refused),
 }
 
+impl Rejection {
+    /// Whose doing the rejection is: the request's, the origin's or authorization server's, or
+    /// the relay's own state.
+    pub fn side(&self) -> Side {
+        match self {
+            Self::Auth(Denial::Unavailable(_)) | Self::Hub(Refused::OriginClosed) => Side::Upstream,
+            Self::Hub(_) => Side::Internal,
+            _ => Side::Downstream,
+        }
+    }
+}
+
 impl Edge {
     /// The answer to `rejection`. Denials and the hub's answers carry CORS headers, so a page
     /// on an allowed origin can see them.
@@ -61,6 +75,7 @@ impl Edge {
         request: &Request<B>,
     ) -> Response<ResponseBody> {
         let cors = &self.inner.cors;
+        tracing::debug!(side = rejection.side().label(), %rejection, "not subscribed");
         let mut response = match rejection {
             Rejection::NoncanonicalPath
             | Rejection::NotFound
@@ -181,14 +196,5 @@ pub(super) fn last_event_id<B>(request: &Request<B>, metrics: &EdgeMetrics) -> O
 
 /// A small plain-text answer.
 pub fn plain(status: StatusCode, text: &str) -> Response<BoxBody> {
-    let body = http_body_util::Full::new(Bytes::copy_from_slice(text.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    crate::server::plain_text(status, text)
 }

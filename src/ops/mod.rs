@@ -11,6 +11,30 @@ pub mod warn_limit;
 
 pub use warn_limit::WarnLimit;
 
+/// Which side of the relay a failure comes from, so a log line or a label says whose problem
+/// it is: the origin's (or an authorization server's), the client's, or the relay's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// An origin or an authorization server.
+    Upstream,
+    /// The client or its request.
+    Downstream,
+    /// The relay itself (draining, a cap, a budget).
+    Internal,
+}
+
+impl metrics::Label for Side {
+    const ALL: &'static [Self] = &[Self::Upstream, Self::Downstream, Self::Internal];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Downstream => "downstream",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 /// An error and its causes, outermost first, joined by `: ` (the socket error under hyper's
 /// wrapper, for instance), for one log line.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

@@ -5,7 +5,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 /// Who sent a request.
@@ -30,4 +33,19 @@ pub trait Handler: Clone + Send + Sync + 'static {
         request: Request<Incoming>,
         peer: Peer,
     ) -> impl Future<Output = Response<Self::Body>> + Send;
+}
+
+/// A small `text/plain; charset=utf-8` answer, for any handler's boxed body type (the error
+/// type `E` is never produced).
+pub fn plain_text<E>(status: StatusCode, text: &str) -> Response<BoxBody<Bytes, E>> {
+    let body = Full::new(Bytes::copy_from_slice(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }

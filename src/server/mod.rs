@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 pub use connection::ConnectionLimits;
-pub use handler::{Handler, Peer};
+pub use handler::{plain_text, Handler, Peer};
 pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
 
 use crate::ops::WarnLimit;

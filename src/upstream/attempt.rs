@@ -13,8 +13,8 @@ use tracing::{debug, warn};
 use super::metrics::{Defect, Failure};
 use super::Upstream;
 use crate::hub::{Topic, UpstreamState};
-use crate::ops::error_chain;
 use crate::ops::WarnLimit;
+use crate::ops::{error_chain, Side};
 use crate::sse::{self, Item, Parser};
 
 /// Why an attempt gave no stream, or how its stream ended.
@@ -57,6 +57,11 @@ impl AttemptError {
             Self::IdleTimeout => Failure::IdleTimeout,
             Self::UnsendableId => Failure::LastEventId,
         }
+    }
+
+    /// Whose doing it is: always the origin's (or the network's on the way to it).
+    pub fn side(&self) -> Side {
+        Side::Upstream
     }
 
     /// The origin answered, but not with an event stream (it may not know the id we sent).

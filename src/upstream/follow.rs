@@ -13,6 +13,7 @@ use super::attempt::{Answer, Attempt, AttemptError, TopicWarnings};
 use super::metrics::Defect;
 use super::Upstream;
 use crate::hub::{Topic, UpstreamEnd, UpstreamState};
+use crate::ops::metrics::Label;
 use crate::sse::Parser;
 
 impl Upstream {
@@ -83,7 +84,7 @@ impl Upstream {
             return;
         }
         if let Some(suppressed) = warnings.failing.check() {
-            warn!(suppressed, "upstream {error}");
+            warn!(suppressed, side = error.side().label(), "upstream {error}");
         }
     }
 }
