@@ -581,6 +581,18 @@ impl Suite {
     /// Realistic steady state before the baseline: connections come and go, the normal topic's
     /// ring fills; then the RSS peak over a quiet second is the baseline.
     fn warm_up(&mut self) {
+        // The relay answers the normal client at once and opens its upstream subscription
+        // meanwhile; an event the origin publishes before that subscription reaches it goes
+        // to no one (this origin replays only on a `Last-Event-ID`). Probing that early would
+        // test the race, not the relay: wait until the origin sees the subscription.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.origin.open(NORMAL_TOPIC) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "warm-up: the relay did not subscribe to the origin within 10 s"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
         for _ in 0..5 {
             let probe = self.probe_fresh();
             probe.unwrap_or_else(|e| panic!("warm-up: a fresh client failed: {e}"));
