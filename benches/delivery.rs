@@ -29,6 +29,7 @@ fn hub() -> Hub {
         },
         idle_grace: Duration::from_secs(5),
         origin_closed_ttl: Duration::ZERO,
+        origin_error_ttl: Duration::ZERO,
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 1 << 30,
         max_topics: 10,

@@ -113,7 +113,12 @@ impl App {
         let metrics = Metrics::new(&registry, settings.max_topic_labels)?;
         let (cert_store, dev_cert_path, tls_reload_interval) = cert_store(&settings.tls)?;
         let server_tls = cert_store.server_config()?;
-        let client_tls = tls::client_config(settings.extra_ca_file.as_deref())?;
+        let extra_ca = settings.extra_ca_file.as_deref();
+        let client_tls = tls::client_config(extra_ca, None)?;
+        let upstream_tls = match &settings.upstream_identity {
+            Some(identity) => tls::client_config(extra_ca, Some(identity))?,
+            None => client_tls.clone(),
+        };
         let demo_origin = match settings.listeners.demo_origin {
             Some(addr) => Some(start_demo_origin(addr, &settings).await?),
             None => None,
@@ -121,7 +126,7 @@ impl App {
         let hub = Hub::new(settings.hub, metrics.hub.clone());
         let upstream = Arc::new(Upstream::new(
             settings.upstream.clone(),
-            client_tls.clone(),
+            upstream_tls,
             metrics.upstream.clone(),
         ));
         let handles = EdgeHandles {

@@ -72,11 +72,7 @@ async fn probes_metrics_and_topics_reflect_live_traffic() {
 async fn readiness_stays_up_when_the_origin_is_down() {
     let origin = TestOrigin::start().await;
     origin.set_down(true);
-    let relay = TestRelay::start(&origin, |c| {
-        c.upstream.backoff_min_ms = 10;
-        c.upstream.backoff_max_ms = 50;
-    })
-    .await;
+    let relay = TestRelay::start(&origin, support::fast_backoff).await;
     let _r = relay.h2().await.subscribe("/events/a", &[]).await;
     eventually("failing upstream", || {
         relay.metrics.upstream.failures.get(Failure::Status).get() >= 2

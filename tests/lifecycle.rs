@@ -170,21 +170,22 @@ async fn no_content_origin() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_204_closes_the_topic_and_ends_streams_cleanly() {
-    let (upstream, asked) = no_content_origin().await;
-    let relay = TestRelay::start_with(&upstream, |_| {}).await;
-    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
-    assert_eq!(r.status, 200);
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, support::fast_backoff).await;
+    let mut conn = relay.h2().await;
+    let mut r = conn.subscribe("/events/a", &[]).await;
+    eventually("streaming", || origin.open("a") == 1).await;
+    origin.answer("a", support::origin::Canned::status(204, ""));
+    origin.cut("a", "");
     r.until_end().await;
-    assert!(r.ended);
+    assert!(r.ended, "the stream ends cleanly");
     eventually("topic removed", || relay.metrics.hub.topics.get() == 0).await;
     // A browser reconnecting is told 204 as well (so it stops), without asking the origin again.
-    let mut conn = relay.h2().await;
-    let again = conn.get("/events/a", &[]).await;
-    assert_eq!(again.status(), 204);
-    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert_eq!(conn.get("/events/a", &[]).await.status(), 204);
+    assert_eq!(origin.hits("a"), 2, "the stream, then the 204");
     // Another topic is unaffected.
     let _b = conn.subscribe("/events/b", &[]).await;
-    eventually("b asked", || asked.load(Ordering::SeqCst) == 2).await;
+    eventually("b streams", || origin.open("b") == 1).await;
     relay.stop().await;
 }
 
@@ -193,13 +194,16 @@ async fn an_origin_closed_topic_is_asked_again_after_the_ttl() {
     let (upstream, asked) = no_content_origin().await;
     let relay = TestRelay::start_with(&upstream, |c| c.topics.origin_closed_ttl_ms = 300).await;
     let mut conn = relay.h2().await;
-    conn.subscribe("/events/a", &[]).await.until_end().await;
+    assert_eq!(
+        conn.get("/events/a", &[]).await.status(),
+        204,
+        "as the origin said"
+    );
     assert_eq!(conn.get("/events/a", &[]).await.status(), 204);
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "remembered within the ttl");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let mut later = conn.subscribe("/events/a", &[]).await;
-    assert_eq!(later.status, 200);
-    later.until_end().await;
-    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(conn.get("/events/a", &[]).await.status(), 204);
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "asked again after it");
     relay.stop().await;
 }
 

@@ -195,7 +195,7 @@ async fn a_resume_id_the_origin_refuses_does_not_keep_the_topic_shut() {
     })
     .await;
     assert_eq!(origin.requests("a")[0].last_event_id, None);
-    assert!(relay.metrics.upstream.failures.get(Failure::Status).get() >= 1);
+    assert!(relay.metrics.upstream.failures.get(Failure::Refused).get() >= 1);
     origin.publish("a", "1", "e1");
     assert_eq!(r.data(1).await, ["e1"], "the subscriber gets live events");
     relay.stop().await;

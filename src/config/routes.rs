@@ -2,19 +2,21 @@
 //! the authorization backends (the JWT key file is read here, once), CORS and passthrough.
 //! Each rejection names its key.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::issue::{positive, ConfigIssue};
-use super::{Config, CorsConfig, JwtConfig, PassthroughConfig, RouteConfig};
+use super::{Config, CorsConfig, HeaderSetting, JwtConfig, PassthroughConfig, RouteConfig};
 use crate::edge::auth::{AuthMode, AuthSettings, ForwardAuthSettings, JwtVerifier};
 use crate::edge::cors::Cors;
 use crate::edge::passthrough::PassthroughSettings;
 use crate::edge::routing::{
     split_target, PathTemplate, Route, Router, TopicTarget, UpstreamTemplate,
 };
+use crate::upstream::{CredentialError, UpstreamHeaders};
 
 /// Compiles `[[route]]`: templates parsed, query parameters checked against the upstream's
 /// fixed query, paths unique.
@@ -44,14 +46,29 @@ pub(super) fn router(routes: &[RouteConfig]) -> Result<Router, ConfigIssue> {
         if let Some(j) = routes[..i].iter().position(|r| r.path == route.path) {
             return Err(issue("path", format!("duplicates route[{j}].path")));
         }
-        compiled.push(Route::new(
-            path,
-            upstream,
-            route.query_params.clone(),
-            route.auth,
-        ));
+        let headers = upstream_headers(&route.upstream_headers)
+            .map_err(|(name, e)| issue(&format!("upstream_headers.{name}"), e.to_string()))?;
+        compiled.push(
+            Route::new(path, upstream, route.query_params.clone(), route.auth)
+                .with_upstream_headers(headers),
+        );
     }
     Ok(Router::new(compiled))
+}
+
+/// Builds a route's `[route.upstream_headers]`, reading each file once now.
+fn upstream_headers(
+    settings: &BTreeMap<String, HeaderSetting>,
+) -> Result<UpstreamHeaders, (String, CredentialError)> {
+    let mut headers = UpstreamHeaders::none();
+    for (name, setting) in settings {
+        let added = match setting {
+            HeaderSetting::Literal(value) => headers.literal(name, value),
+            HeaderSetting::File { file } => headers.file(name, file),
+        };
+        added.map_err(|e| (name.clone(), e))?;
+    }
+    Ok(headers)
 }
 
 /// Resolves `topics.always_on` request paths to their topics.

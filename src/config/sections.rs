@@ -1,6 +1,7 @@
 //! The config sections: one serde struct per TOML table, every field documented with its unit
 //! and default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -195,6 +196,26 @@ pub struct RouteConfig {
     /// (`[auth.jwt]`) or `"forward"` (`[auth.forward]`).
     #[serde(default)]
     pub auth: AuthMode,
+    /// `[route.upstream_headers]`: headers sent to the origin on this route's upstream
+    /// requests (an API key, a service token), by name: a literal (`X-Api-Key = "k-123"`) or a
+    /// file's whole contents, trimmed (`Authorization = { file = "/run/secrets/origin-auth" }`),
+    /// re-read when the file changes. Names the relay sets itself (Host, Accept,
+    /// Last-Event-ID, …) are refused. Client headers are never forwarded. Default: none.
+    #[serde(default)]
+    pub upstream_headers: BTreeMap<String, HeaderSetting>,
+}
+
+/// One header of `[route.upstream_headers]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderSetting {
+    /// The value itself.
+    Literal(String),
+    /// The whole contents of a file (trimmed of surrounding whitespace).
+    File {
+        /// The file, e.g. a mounted Kubernetes Secret.
+        file: PathBuf,
+    },
 }
 
 /// `[upstream]`: origin connections.
@@ -208,6 +229,11 @@ pub struct UpstreamConfig {
     pub read_idle_timeout_ms: u64,
     /// Extra PEM CA certificates trusted for https origins, besides the system roots.
     pub extra_ca_file: Option<PathBuf>,
+    /// PEM certificate chain the relay presents to https origins that ask for one (mutual
+    /// TLS); needs `client_key_file`. Default: none.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`. Default: none.
+    pub client_key_file: Option<PathBuf>,
     /// Smallest reconnect delay, ms. Default 100.
     pub backoff_min_ms: u64,
     /// Largest reconnect delay, ms. Default 30000.
@@ -220,6 +246,8 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 5_000,
             read_idle_timeout_ms: 90_000,
             extra_ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             backoff_min_ms: 100,
             backoff_max_ms: 30_000,
         }
@@ -283,6 +311,13 @@ pub struct TopicsConfig {
     /// answered 204 for this long (so browsers stop reconnecting, WHATWG HTML §9.2.3) instead of
     /// reopening the upstream each time, ms; 0 turns it off. Default 10000.
     pub origin_closed_ttl_ms: u64,
+    /// After an origin refuses a topic for good (401, 403, 404, 410 and other 4xx but 408 and
+    /// 429; a redirect the relay will not follow; answers that are not an event stream), new
+    /// subscribers of that topic get the same answer for this long without a new upstream
+    /// request, ms; 0 turns it off. Default 10000: a browser whose stream ends reconnects after
+    /// a few seconds and must meet the refusal, not open the upstream again (one origin request
+    /// per topic per 10 s at most, however many clients retry).
+    pub origin_error_ttl_ms: u64,
     /// Request paths (with the route's query parameters, if any) of topics opened at start and
     /// kept open without subscribers until the origin closes them (204) or the relay drains, so
     /// their replay buffers are warm when the first client comes, e.g. `["/events/clock"]`. Each
@@ -295,6 +330,7 @@ impl Default for TopicsConfig {
         Self {
             idle_grace_ms: 5_000,
             origin_closed_ttl_ms: 10_000,
+            origin_error_ttl_ms: 10_000,
             always_on: Vec::new(),
         }
     }

@@ -14,6 +14,7 @@ use super::issue::{file_exists, ms, positive, ConfigIssue};
 use super::{Config, LogConfig};
 use crate::edge::EdgeSettings;
 use crate::hub::{HubSettings, RingLimits};
+use crate::server::tls::ClientIdentity;
 use crate::server::{ConnectionLimits, H2Settings, ServerSettings};
 use crate::upstream::{Backoff, UpstreamSettings};
 
@@ -66,6 +67,8 @@ pub struct Settings {
     pub tls: TlsSource,
     /// Extra CA certificates trusted for https origins and authorization servers.
     pub extra_ca_file: Option<PathBuf>,
+    /// The client certificate presented to https origins of SSE routes (mutual TLS).
+    pub upstream_identity: Option<ClientIdentity>,
     /// Connection handling of the listeners.
     pub server: ServerSettings,
     /// The drain phases.
@@ -95,6 +98,7 @@ impl TryFrom<Config> for Settings {
             "upstream.extra_ca_file",
             config.upstream.extra_ca_file.as_deref(),
         )?;
+        let upstream_identity = upstream_identity(&config)?;
         let drain = drain(&config)?;
         let passthrough = super::routes::passthrough(&config.passthrough)?;
         let s = &config.server;
@@ -108,6 +112,7 @@ impl TryFrom<Config> for Settings {
         let auth = super::routes::auth(&config)?;
         let always_on = super::routes::always_on(&config.topics.always_on, &router)?;
         let upstream = upstream(&config)?;
+        let origin_answer_wait = upstream.connect_timeout * 2;
         let hub = hub(&config)?;
         let server = server(&config)?;
         let cors = super::routes::cors(&config.cors)?;
@@ -132,6 +137,7 @@ impl TryFrom<Config> for Settings {
             },
             tls,
             extra_ca_file: config.upstream.extra_ca_file.clone(),
+            upstream_identity,
             server,
             drain,
             hub,
@@ -148,11 +154,35 @@ impl TryFrom<Config> for Settings {
                     HeaderValue::from_str(&format!("max-age={}", s.hsts_max_age_s))
                         .expect("digits are a valid header value")
                 }),
+                origin_answer_wait,
             },
             max_topic_labels: config.admin.max_topic_labels,
             log: config.log,
             open_routes,
         })
+    }
+}
+
+/// `upstream.client_cert_file` and `client_key_file`: both or neither, both existing (their
+/// PEM is parsed when the relay starts, before it binds).
+fn upstream_identity(config: &Config) -> Result<Option<ClientIdentity>, ConfigIssue> {
+    let u = &config.upstream;
+    file_exists("upstream.client_cert_file", u.client_cert_file.as_deref())?;
+    file_exists("upstream.client_key_file", u.client_key_file.as_deref())?;
+    match (&u.client_cert_file, &u.client_key_file) {
+        (Some(cert), Some(key)) => Ok(Some(ClientIdentity {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (Some(_), None) => Err(ConfigIssue::new(
+            "upstream.client_key_file",
+            "required with client_cert_file",
+        )),
+        (None, Some(_)) => Err(ConfigIssue::new(
+            "upstream.client_cert_file",
+            "required with client_key_file",
+        )),
+        (None, None) => Ok(None),
     }
 }
 
@@ -245,6 +275,7 @@ fn hub(config: &Config) -> Result<HubSettings, ConfigIssue> {
         },
         idle_grace: ms(config.topics.idle_grace_ms),
         origin_closed_ttl: ms(config.topics.origin_closed_ttl_ms),
+        origin_error_ttl: ms(config.topics.origin_error_ttl_ms),
         heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
         max_buffered_bytes: config.limits.max_buffered_bytes,
         max_topics: config.limits.max_topics,

@@ -233,3 +233,60 @@ fn an_event_limit_over_the_replay_buffer_is_rejected() {
     ));
     assert!(ok.is_ok(), "an event limit equal to the buffer fits");
 }
+
+#[test]
+fn upstream_headers_are_checked_at_load() {
+    let dir = std::env::temp_dir().join(format!("sse-relay-cfg-hdr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("token");
+    std::fs::write(&secret, "Bearer t\n").unwrap();
+    let with = |headers: &str| format!("{ROUTE}[route.upstream_headers]\n{headers}\n");
+    let ok = parse(&with(&format!(
+        "X-Api-Key = \"k-123\"\nAuthorization = {{ file = \"{}\" }}",
+        secret.display()
+    )))
+    .expect("a literal and a file");
+    assert_eq!(ok.routes[0].upstream_headers.len(), 2);
+    for (headers, key, reason) in [
+        (
+            "\"Bad Name\" = \"x\"",
+            "route[0].upstream_headers.Bad Name",
+            "header name",
+        ),
+        (
+            "Host = \"x\"",
+            "route[0].upstream_headers.Host",
+            "set by the relay",
+        ),
+        (
+            "X-Key = \"a\\nb\"",
+            "route[0].upstream_headers.X-Key",
+            "header value",
+        ),
+        (
+            "X-Key = { file = \"/nonexistent/secret\" }",
+            "route[0].upstream_headers.X-Key",
+            "/nonexistent/secret",
+        ),
+    ] {
+        let e = parse(&with(headers)).unwrap_err();
+        assert_eq!(e.key, key, "{headers}");
+        assert!(e.reason.contains(reason), "{headers}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_client_certificate_needs_its_key() {
+    let e = parse(&format!(
+        "{ROUTE}[upstream]\nclient_cert_file = \"/etc/hostname\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "upstream.client_key_file");
+    let e = parse(&format!(
+        "{ROUTE}[upstream]\nclient_key_file = \"/nonexistent.key\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "upstream.client_key_file");
+    assert!(e.reason.contains("does not exist"), "{e}");
+}

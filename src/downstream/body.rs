@@ -151,7 +151,9 @@ impl Body for EventStreamBody {
                         }
                     }
                 }
-                Poll::Ready(Next::Closed(CloseReason::OriginClosed)) => {
+                Poll::Ready(Next::Closed(
+                    CloseReason::OriginClosed | CloseReason::OriginRefused,
+                )) => {
                     this.state = State::Done;
                     continue;
                 }

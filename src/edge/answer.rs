@@ -14,7 +14,7 @@ use super::metrics::{EdgeMetrics, RejectReason};
 use super::routing::RouteMiss;
 use super::Edge;
 use crate::downstream::EventStreamBody;
-use crate::hub::Refused;
+use crate::hub::{OriginAnswer, Refused};
 use crate::ops::metrics::Label;
 use crate::ops::Side;
 
@@ -48,8 +48,8 @@ pub enum Rejection {
     /// Authorization refused: 401, 403, or (server down) per `[auth.forward] unavailable`.
     #[error(transparent)]
     Auth(#[from] Denial),
-    /// The hub refused: 204 when the origin closed the topic, else a 200 stream that says
-    /// "retry later" and ends.
+    /// The hub refused: the origin's own answer when it closed (204) or refused (e.g. 404) the
+    /// topic, else a 200 stream that says "retry later" and ends.
     #[error(transparent)]
     Hub(#[from] Refused),
 }
@@ -59,7 +59,7 @@ impl Rejection {
     /// the relay's own state.
     pub fn side(&self) -> Side {
         match self {
-            Self::Auth(Denial::Unavailable(_)) | Self::Hub(Refused::OriginClosed) => Side::Upstream,
+            Self::Auth(Denial::Unavailable(_)) | Self::Hub(Refused::Origin(_)) => Side::Upstream,
             Self::Hub(_) => Side::Internal,
             _ => Side::Downstream,
         }
@@ -100,11 +100,11 @@ impl Edge {
                 Some(response) => response,
                 None => return self.event_stream(self.retry_later(), request),
             },
-            // As the origin said: 204 makes a browser's EventSource stop reconnecting.
-            Rejection::Hub(Refused::OriginClosed) => plain(StatusCode::NO_CONTENT, ""),
+            // As the origin said: 204 or an error makes a browser's EventSource stop.
+            Rejection::Hub(Refused::Origin(answer)) => origin_answer(&answer),
             Rejection::Hub(_) => return self.event_stream(self.retry_later(), request),
         };
-        // Denials and the origin's 204 are answers the page should see.
+        // Denials and the origin's answers are answers the page should see.
         cors.apply(request.headers(), response.headers_mut());
         response.map(Either::Right)
     }
@@ -192,6 +192,21 @@ pub(super) fn last_event_id<B>(request: &Request<B>, metrics: &EdgeMetrics) -> O
         return None;
     }
     (!id.is_empty()).then_some(id)
+}
+
+/// The origin's final answer for a topic, as the origin gave it (status, and its body and
+/// `Content-Type` when small enough to have been kept), uncacheable.
+fn origin_answer(answer: &OriginAnswer) -> Response<BoxBody> {
+    use http_body_util::{BodyExt, Full};
+    let body = Full::new(answer.body.clone()).map_err(|never| match never {});
+    let mut response = Response::new(body.boxed());
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    if let Some(content_type) = &answer.content_type {
+        headers.insert(CONTENT_TYPE, content_type.clone());
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A small plain-text answer.

@@ -15,6 +15,7 @@ pub mod passthrough;
 pub mod routing;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::STRICT_TRANSPORT_SECURITY;
 use http::{HeaderValue, Method, Request, Response};
@@ -22,7 +23,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
-use crate::hub::{Hub, Refused, TopicSpec};
+use crate::hub::{Hub, Refused, TopicSpec, Verdict};
 use crate::server::{Handler, Peer};
 use crate::upstream::Upstream;
 use answer::{Rejection, ResponseBody};
@@ -50,6 +51,10 @@ pub struct EdgeSettings {
     pub lag_policy: LagPolicy,
     /// `Strict-Transport-Security` for TLS responses, if configured.
     pub hsts: Option<HeaderValue>,
+    /// How long a subscriber of a topic whose origin has not answered yet waits for that
+    /// answer (so it can be given the origin's refusal) before it gets its stream anyway: the
+    /// upstream's own deadline for response headers (twice `upstream.connect_timeout_ms`).
+    pub origin_answer_wait: Duration,
 }
 
 /// The request handler of the relay's listeners (cheap to clone).
@@ -70,6 +75,7 @@ struct Parts {
     passthrough: Option<Passthrough>,
     auth: Authorizer,
     hsts: Option<HeaderValue>,
+    origin_answer_wait: Duration,
     metrics: Arc<EdgeMetrics>,
     downstream_metrics: Arc<DownstreamMetrics>,
 }
@@ -116,6 +122,7 @@ impl Edge {
                 passthrough,
                 auth: Authorizer::new(settings.auth, client_tls, metrics.clone()),
                 hsts: settings.hsts,
+                origin_answer_wait: settings.origin_answer_wait,
                 metrics,
                 downstream_metrics,
             }),
@@ -140,7 +147,10 @@ impl Edge {
         TopicSpec {
             key: target.key,
             label: target.path,
-            follow: self.inner.upstream.follower(target.upstream),
+            follow: self
+                .inner
+                .upstream
+                .follower(target.upstream, target.upstream_headers),
         }
     }
 
@@ -166,8 +176,10 @@ impl Edge {
     }
 
     /// Subscribes a request on an SSE route. A live answer is always `200 text/event-stream`,
-    /// even while the origin is down (a browser's EventSource stops reconnecting for good after
-    /// any other status, WHATWG HTML §9.2.3).
+    /// even while the origin is down or failing in a way the relay retries (a browser's
+    /// EventSource stops reconnecting for good after any other status, WHATWG HTML §9.2.3);
+    /// when the origin refuses the topic (204, 4xx, no event stream), the subscriber gets that
+    /// answer instead, as it would from the origin itself.
     async fn subscribe<B>(
         &self,
         request: &Request<B>,
@@ -194,6 +206,10 @@ impl Edge {
         let last_event_id = answer::last_event_id(request, &inner.metrics);
         let spec = self.topic_spec(target);
         let subscription = inner.hub.subscribe(spec, last_event_id.as_deref())?;
+        let verdict = tokio::time::timeout(inner.origin_answer_wait, subscription.verdict());
+        if let Ok(Verdict::Final(answer)) = verdict.await {
+            return Err(Refused::Origin(answer).into());
+        }
         let body = EventStreamBody::live(
             subscription,
             inner.frames.clone(),

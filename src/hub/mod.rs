@@ -4,8 +4,9 @@
 //! [`supervisor`] per topic owns its life (follow upstream, idle grace, origin closed, drain,
 //! retire). The hub also runs the heartbeat ticker and the spread-out drain.
 //!
-//! The hub knows nothing of HTTP: a topic's upstream is a future handed in with its
-//! [`TopicSpec`], and it never blocks the upstream on a subscriber (DESIGN.md invariant 1).
+//! The hub knows nothing of HTTP beyond the origin's final answer it passes on ([`verdict`]):
+//! a topic's upstream is a future handed in with its [`TopicSpec`], and it never blocks the
+//! upstream on a subscriber (DESIGN.md invariant 1).
 
 mod metrics;
 mod registry;
@@ -14,6 +15,7 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 mod topic;
+pub mod verdict;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -26,6 +28,7 @@ pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
 pub use subscription::{Delivery, Next, Subscription, BATCH_BYTES};
 pub use topic::{CloseReason, RingLimits, Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
+pub use verdict::{OriginAnswer, Verdict};
 
 /// Settings of the hub.
 #[derive(Debug, Clone, Copy)]
@@ -34,9 +37,12 @@ pub struct HubSettings {
     pub ring: RingLimits,
     /// How long a topic outlives its last subscriber.
     pub idle_grace: Duration,
-    /// How long a topic key the origin closed (204) refuses new subscribers with
-    /// [`Refused::OriginClosed`] (zero: not at all).
+    /// How long a topic key the origin closed (204) answers new subscribers 204 without a new
+    /// upstream request ([`Refused::Origin`]; zero: not at all).
     pub origin_closed_ttl: Duration,
+    /// How long a topic key the origin refused (e.g. 404) answers new subscribers the same
+    /// without a new upstream request ([`Refused::Origin`]; zero: not at all).
+    pub origin_error_ttl: Duration,
     /// Interval of heartbeat ticks (and of age-based eviction).
     pub heartbeat_interval: Duration,
     /// Budget of bytes in all rings together; past it new subscribers are refused, bytes.
@@ -48,10 +54,13 @@ pub struct HubSettings {
 
 /// Why a topic's upstream follower gave up (it never returns otherwise: outages, errors and
 /// broken streams are retried inside it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamEnd {
     /// The origin answered 204 No Content: the topic is over.
     OriginClosed,
+    /// The origin refused the topic for good (a 4xx such as 404, or answers that are not an
+    /// event stream): its subscribers get this answer.
+    Refused(Arc<OriginAnswer>),
 }
 
 /// Starts a new topic's upstream: called once, when the topic opens, with the topic to publish
@@ -70,7 +79,7 @@ pub struct TopicSpec {
 }
 
 /// Why [`Hub::subscribe`] refused a subscriber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// The relay is draining.
     #[error("the relay is draining")]
@@ -81,10 +90,11 @@ pub enum Refused {
     /// A new topic would exceed `limits.max_topics`.
     #[error("too many topics")]
     TooManyTopics,
-    /// The origin closed this topic (204) less than `topics.origin_closed_ttl_ms` ago: the
-    /// client should be told 204 too, so it stops reconnecting.
-    #[error("the origin closed this topic")]
-    OriginClosed,
+    /// The origin closed this topic (204) less than `topics.origin_closed_ttl_ms` ago, or
+    /// refused it less than `topics.origin_error_ttl_ms` ago: the client should get the same
+    /// answer, so it stops reconnecting as it would against the origin itself.
+    #[error("the origin answered {}", .0.status)]
+    Origin(Arc<OriginAnswer>),
 }
 
 /// The topic registry (cheap to clone).
@@ -121,7 +131,7 @@ impl Hub {
     /// [`Refused::Draining`] once [`Hub::drain`] was called; [`Refused::OverBudget`] while the
     /// rings hold more than the buffer budget, [`Refused::TooManyTopics`] for a new topic past
     /// the topic cap (both counted in `sse_relay_subscribers_shed_total`);
-    /// [`Refused::OriginClosed`] while the origin's 204 for this key is remembered.
+    /// [`Refused::Origin`] while the origin's final answer for this key is remembered.
     pub fn subscribe(
         &self,
         spec: TopicSpec,
@@ -134,8 +144,8 @@ impl Hub {
             registry.metrics.subscribers_shed.inc();
             return Err(Refused::OverBudget);
         }
-        if registry.recently_closed(&spec.key) {
-            return Err(Refused::OriginClosed);
+        if let Some(answer) = registry.remembered(&spec.key) {
+            return Err(Refused::Origin(answer));
         }
         let topic = self.open(spec, last_event_id, Attach::Subscriber)?;
         Ok(Subscription::attach(&topic, last_event_id))

@@ -1,24 +1,31 @@
 //! The topic registry: get-or-open under one lock (so a topic is never opened twice, and
 //! retirement cannot slip in between a lookup and a subscriber's arrival), the caps on topics
-//! and buffered bytes, and the memory of topics their origin closed.
+//! and buffered bytes, and the memory of the origin's final answers (204, refusals).
 //!
 //! Only the registry adds topics and only a topic's supervisor removes it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::metrics::HubMetrics;
 use super::topic::{lock, Topic};
+use super::verdict::OriginAnswer;
 use super::{HubSettings, Refused, TopicSpec, UpstreamEnd};
 
-/// Topic keys remembered as closed by their origin, at most, count (older ones are forgotten
-/// first when full).
+/// Topic keys whose origin's final answer is remembered, at most, count (expired ones are
+/// forgotten first when full, then all).
 pub const MAX_CLOSED_KEYS: usize = 4096;
+
+/// An origin's final answer for a topic key, and until when it stands.
+struct Remembered {
+    until: Instant,
+    answer: Arc<OriginAnswer>,
+}
 
 /// What [`Registry::open`] does to the topic it gets.
 #[derive(Clone, Copy)]
@@ -35,8 +42,9 @@ pub(super) struct Registry {
     pub settings: HubSettings,
     pub metrics: Arc<HubMetrics>,
     pub draining: AtomicBool,
-    /// Topic keys the origin closed with 204, and when (bounded by [`MAX_CLOSED_KEYS`]).
-    origin_closed: Mutex<HashMap<String, Instant>>,
+    /// Topic keys the origin closed (204) or refused, with its answer (bounded by
+    /// [`MAX_CLOSED_KEYS`]).
+    answered: Mutex<HashMap<String, Remembered>>,
     /// 0 normally; rises to [`super::topic::DRAIN_DONE`] over the drain window.
     pub drain_progress: Arc<AtomicU32>,
     /// Turns true at the end of the drain: every supervisor closes its topic.
@@ -52,7 +60,7 @@ impl Registry {
             settings,
             metrics,
             draining: AtomicBool::new(false),
-            origin_closed: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
             drain_progress: Arc::new(AtomicU32::new(0)),
             stop: watch::Sender::new(false),
             open: watch::Sender::new(0),
@@ -143,36 +151,34 @@ impl Registry {
         }
     }
 
-    /// Remembers that the origin closed the topic `key` (see [`HubSettings::origin_closed_ttl`]).
-    pub fn remember_closed(&self, key: &str) {
-        let ttl = self.settings.origin_closed_ttl;
+    /// Remembers the origin's final answer for `key` for `ttl` (zero: not at all), so new
+    /// subscribers get it without a new upstream request.
+    pub fn remember(&self, key: &str, answer: Arc<OriginAnswer>, ttl: std::time::Duration) {
         if ttl.is_zero() {
             return;
         }
-        let mut closed = lock(&self.origin_closed);
-        if closed.len() >= MAX_CLOSED_KEYS {
-            closed.retain(|_, at| at.elapsed() < ttl);
-            if closed.len() >= MAX_CLOSED_KEYS {
-                closed.clear();
+        let now = Instant::now();
+        let mut answered = lock(&self.answered);
+        if answered.len() >= MAX_CLOSED_KEYS {
+            answered.retain(|_, r| r.until > now);
+            if answered.len() >= MAX_CLOSED_KEYS {
+                answered.clear();
             }
         }
-        closed.insert(key.to_string(), Instant::now());
+        let until = now + ttl;
+        answered.insert(key.to_string(), Remembered { until, answer });
     }
 
-    /// True while the origin's 204 for `key` is remembered.
-    pub fn recently_closed(&self, key: &str) -> bool {
-        let ttl = self.settings.origin_closed_ttl;
-        if ttl.is_zero() {
-            return false;
-        }
-        let mut closed = lock(&self.origin_closed);
-        match closed.get(key) {
-            Some(at) if at.elapsed() < ttl => true,
+    /// The origin's final answer for `key`, while it is remembered.
+    pub fn remembered(&self, key: &str) -> Option<Arc<OriginAnswer>> {
+        let mut answered = lock(&self.answered);
+        match answered.get(key) {
+            Some(r) if r.until > Instant::now() => Some(r.answer.clone()),
             Some(_) => {
-                closed.remove(key);
-                false
+                answered.remove(key);
+                None
             }
-            None => false,
+            None => None,
         }
     }
 }

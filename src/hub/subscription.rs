@@ -183,6 +183,13 @@ impl Subscription {
         Poll::Pending
     }
 
+    /// Resolves once the origin's answer for this topic is known (see [`Topic::verdict`]): a
+    /// subscriber that arrives while the first upstream attempt is under way waits for it, so
+    /// it can be given the origin's refusal instead of a stream.
+    pub async fn verdict(&self) -> super::Verdict {
+        self.topic.verdict().await
+    }
+
     /// Moves the cursor to the oldest buffered event (the `skip` lag policy).
     pub fn skip_to_oldest(&mut self) {
         self.cursor = lock(&self.topic.state).first_seq;

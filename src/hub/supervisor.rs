@@ -1,6 +1,7 @@
 //! The one owner of a topic's life. Each topic gets one supervisor task when it opens; it runs
 //! the topic's upstream follower and ends the topic for exactly one reason: the origin closed it
-//! (204), the drain ended it, or it had no subscriber for the idle grace period. It alone closes the topic and removes it from the registry.
+//! (204) or refused it (its answer is remembered for new subscribers), the drain ended it, or
+//! it had no subscriber for the idle grace period. It alone closes the topic and removes it from the registry.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tracing::{debug, info};
 
 use super::registry::Registry;
 use super::topic::{CloseReason, Topic};
+use super::verdict::OriginAnswer;
 use super::UpstreamEnd;
 
 /// Runs `follow` (the topic's upstream) until the topic ends, then closes it.
@@ -20,13 +22,22 @@ pub(super) async fn supervise(
     let mut stop = registry.stop.subscribe();
     let grace = registry.settings.idle_grace;
     let reason = tokio::select! {
-        end = follow => match end {
-            UpstreamEnd::OriginClosed => {
-                info!("origin answered 204: topic closed");
-                registry.remember_closed(topic.key());
-                CloseReason::OriginClosed
-            }
-        },
+        end = follow => {
+            let (answer, ttl, reason) = match end {
+                UpstreamEnd::OriginClosed => {
+                    info!("origin answered 204: topic closed");
+                    let ttl = registry.settings.origin_closed_ttl;
+                    (Arc::new(OriginAnswer::no_content()), ttl, CloseReason::OriginClosed)
+                }
+                UpstreamEnd::Refused(answer) => {
+                    info!(status = %answer.status, "origin refused the topic: closed");
+                    (answer, registry.settings.origin_error_ttl, CloseReason::OriginRefused)
+                }
+            };
+            topic.conclude(answer.clone());
+            registry.remember(topic.key(), answer, ttl);
+            reason
+        }
         _ = stop.wait_for(|stop| *stop) => CloseReason::Draining,
         () = retired(&registry, &topic, grace) => CloseReason::Retired,
     };

@@ -15,6 +15,7 @@ fn hub(max_events: usize) -> Hub {
         },
         idle_grace: Duration::from_millis(50),
         origin_closed_ttl: Duration::ZERO,
+        origin_error_ttl: Duration::ZERO,
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 512 * 1024,
         max_topics: 3,
@@ -197,6 +198,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
         },
         idle_grace: Duration::from_secs(5),
         origin_closed_ttl: Duration::from_secs(60),
+        origin_error_ttl: Duration::ZERO,
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 1 << 20,
         max_topics: 3,
@@ -222,7 +224,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
     assert_eq!(hub.topic_count(), 0);
     assert_eq!(
         hub.subscribe(counted("k", &Arc::default()), None).err(),
-        Some(Refused::OriginClosed),
+        Some(Refused::Origin(Arc::new(OriginAnswer::no_content()))),
         "new subscribers are told 204 without a new upstream"
     );
 }
@@ -275,4 +277,52 @@ async fn drain_ends_every_stream_and_refuses_new_ones() {
         assert_eq!(next(s).await, Next::Closed(CloseReason::Draining));
     }
     assert_eq!(hub.topic_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its_ttl() {
+    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
+    let settings = HubSettings {
+        origin_error_ttl: Duration::from_secs(10),
+        ..hub(8).registry.settings
+    };
+    let hub = Hub::new(settings, metrics);
+    let not_found = Arc::new(OriginAnswer {
+        status: http::StatusCode::NOT_FOUND,
+        content_type: None,
+        body: Bytes::from_static(b"no such topic"),
+    });
+    let (refuse, refused) = tokio::sync::oneshot::channel::<()>();
+    let answer = not_found.clone();
+    let spec = TopicSpec {
+        key: "k".into(),
+        label: "/k".into(),
+        follow: Box::new(move |_| {
+            Box::pin(async move {
+                let _ = refused.await;
+                UpstreamEnd::Refused(answer)
+            })
+        }),
+    };
+    let first = hub.subscribe(spec, None).unwrap();
+    let second = hub.subscribe(counted("k", &Arc::default()), None).unwrap();
+    let (a, b) = (first.verdict(), second.verdict());
+    refuse.send(()).unwrap();
+    assert_eq!(a.await, Verdict::Final(not_found.clone()));
+    assert_eq!(b.await, Verdict::Final(not_found.clone()));
+    let opened = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        hub.subscribe(counted("k", &opened), None).err(),
+        Some(Refused::Origin(not_found)),
+        "within the ttl, the answer stands without a new upstream"
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let again = hub.subscribe(counted("k", &opened), None).unwrap();
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        1,
+        "after it, the origin is asked again"
+    );
+    again.topic().accept();
+    assert_eq!(again.verdict().await, Verdict::Stream);
 }

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus::IntGauge;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::metrics::HubMetrics;
+use super::verdict::{OriginAnswer, Verdict};
 
 /// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,9 @@ pub struct RingLimits {
 pub enum CloseReason {
     /// The origin answered 204 No Content: the topic is over (streams end without a hint).
     OriginClosed,
+    /// The origin refused the topic (e.g. 404, or no event stream): streams end without a
+    /// hint, and the reconnecting clients get the origin's answer.
+    OriginRefused,
     /// The relay is draining (streams end after a `retry:` hint, to reconnect elsewhere).
     Draining,
     /// The last subscriber left and the idle grace passed (no stream is left to end).
@@ -113,6 +117,8 @@ pub struct Topic {
     pinned: AtomicBool,
     pub(super) subscribers_gauge: IntGauge,
     upstream_state: AtomicU8,
+    /// What new subscribers are answered (see [`Verdict`]).
+    verdict: watch::Sender<Verdict>,
     /// The hub's drain progress: 0 normally, rising to [`DRAIN_DONE`] over the drain window.
     pub(super) drain_progress: Arc<AtomicU32>,
     pub(super) metrics: Arc<HubMetrics>,
@@ -173,6 +179,7 @@ impl Topic {
             pinned: AtomicBool::new(false),
             subscribers_gauge,
             upstream_state: AtomicU8::new(UpstreamState::Connecting as u8),
+            verdict: watch::Sender::new(Verdict::Pending),
             drain_progress,
             metrics,
         }
@@ -202,6 +209,33 @@ impl Topic {
     /// Records the upstream subscription's state (set by the upstream follower).
     pub fn set_upstream_state(&self, state: UpstreamState) {
         self.upstream_state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Decides that subscribers get an event stream, unless the origin's answer is in already
+    /// (set by the upstream follower when a stream opens or a retried failure happens).
+    pub fn accept(&self) {
+        self.verdict.send_if_modified(|verdict| {
+            let pending = *verdict == Verdict::Pending;
+            if pending {
+                *verdict = Verdict::Stream;
+            }
+            pending
+        });
+    }
+
+    /// Records the origin's final answer for anyone still waiting or arriving before the topic
+    /// is gone. Called by the topic's supervisor only, before it closes the topic.
+    pub(super) fn conclude(&self, answer: Arc<OriginAnswer>) {
+        self.verdict.send_replace(Verdict::Final(answer));
+    }
+
+    /// Resolves once the origin's answer is known: [`Verdict::Stream`] or
+    /// [`Verdict::Final`], never [`Verdict::Pending`].
+    pub async fn verdict(&self) -> Verdict {
+        let mut verdict = self.verdict.subscribe();
+        let decided = verdict.wait_for(|v| *v != Verdict::Pending).await;
+        // The sender lives in this topic, which `self` borrows: it cannot be dropped.
+        decided.map_or(Verdict::Stream, |v| v.clone())
     }
 
     /// Appends an encoded event (`id`: the event's own `id:` field) to the ring, evicts what

@@ -1,6 +1,7 @@
 //! TLS: the rustls server configuration (ring provider, TLS 1.2 and 1.3 only, ALPN `h2` then
 //! `http/1.1`), certificate loading and hot reload, the generated development certificate, and
-//! the client configuration used for https origins (system roots plus an optional extra CA).
+//! the client configuration used for https origins (system roots plus an optional extra CA, and
+//! an optional client certificate for mutual TLS).
 //!
 //! This module owns certificates and rustls settings; it never accepts connections.
 
@@ -253,12 +254,26 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// A client certificate chain and its key, presented to servers that ask (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
 /// Builds the client configuration for https origins: the system's root certificates plus those
-/// in `extra_ca` (PEM). ALPN is left to the connector.
+/// in `extra_ca` (PEM), presenting `identity` when the server asks for a client certificate
+/// (RFC 8446 §4.3.2). ALPN is left to the connector.
 ///
 /// # Errors
-/// [`TlsError::File`] if `extra_ca` cannot be read or holds no certificate.
-pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
+/// [`TlsError::File`] if a file cannot be read or holds nothing usable; [`TlsError::Rustls`]
+/// when the identity's key does not suit its certificate.
+pub fn client_config(
+    extra_ca: Option<&Path>,
+    identity: Option<&ClientIdentity>,
+) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -270,10 +285,17 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> 
             roots.add(cert)?;
         }
     }
-    Ok(ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_root_certificates(roots);
+    Ok(match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let chain = read_certs(&identity.cert)?;
+            let key = parse_key(&read(&identity.key)?, &identity.key)?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    })
 }
 
 /// Reads every certificate of a PEM file.

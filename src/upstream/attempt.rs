@@ -2,17 +2,19 @@
 //! read the event stream, parsing each chunk once and publishing each event, encoded once, to
 //! the topic's ring, until the stream ends, breaks or goes idle.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Request, StatusCode, Uri};
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::metrics::{Defect, Failure};
-use super::Upstream;
-use crate::hub::{Topic, UpstreamState};
+use super::{Upstream, UpstreamHeaders};
+use crate::hub::{OriginAnswer, Topic, UpstreamState};
 use crate::ops::WarnLimit;
 use crate::ops::{error_chain, Side};
 use crate::sse::{self, Item, Parser};
@@ -26,10 +28,20 @@ pub(super) enum AttemptError {
     /// The response headers did not come in time.
     #[error("response headers timed out")]
     HeadersTimeout,
-    /// The origin answered an error status.
-    #[error("answered {0}")]
-    Status(StatusCode),
-    /// The origin answered without `text/event-stream`.
+    /// The origin answered a status the relay retries (5xx, 408, 429, …), with the delay its
+    /// `Retry-After` asked for.
+    #[error("answered {status}")]
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// The origin refused the topic for good (a 4xx but 408 and 429): its answer, to pass on.
+    #[error("refused the topic: {}", .0.status)]
+    Refused(Arc<OriginAnswer>),
+    /// A redirect the relay does not follow.
+    #[error("redirect not followed: {0}")]
+    Redirect(String),
+    /// The origin answered 200 without `text/event-stream`.
     #[error("is not text/event-stream: {0}")]
     ContentType(String),
     /// The stream broke.
@@ -51,7 +63,9 @@ impl AttemptError {
     pub fn label(&self) -> Failure {
         match self {
             Self::Connect(_) | Self::HeadersTimeout => Failure::Connect,
-            Self::Status(_) => Failure::Status,
+            Self::Status { .. } => Failure::Status,
+            Self::Refused(_) => Failure::Refused,
+            Self::Redirect(_) => Failure::Redirect,
             Self::ContentType(_) => Failure::ContentType,
             Self::Broke(_) | Self::Ended => Failure::Stream,
             Self::IdleTimeout => Failure::IdleTimeout,
@@ -66,9 +80,24 @@ impl AttemptError {
 
     /// The origin answered, but not with an event stream (it may not know the id we sent).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Status(_) | Self::ContentType(_))
+        matches!(
+            self,
+            Self::Status { .. } | Self::Refused(_) | Self::ContentType(_)
+        )
     }
 }
+
+/// Redirects followed per attempt, at most (as many as a browser's fetch would follow for
+/// EventSource is 20, WHATWG Fetch §4.4; an origin that needs more than 5 is misconfigured).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Largest origin body passed on with a refusal, bytes; a larger one is dropped (the status
+/// still passes). Error pages are small; a subscriber must not make the relay buffer more.
+pub const MAX_REFUSAL_BODY: usize = 4096;
+
+/// Longest `Retry-After` honoured (RFC 9110 §10.2.3), so an origin's typo cannot stall a topic
+/// for days; its subscribers ride the wait out on heartbeats.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// How an attempt that got an answer went.
 pub(super) enum Answer {
@@ -87,12 +116,16 @@ pub(super) struct TopicWarnings {
     oversized: WarnLimit,
     /// Malformed field lines.
     malformed: WarnLimit,
+    /// Header files that could not be re-read.
+    credentials: WarnLimit,
 }
 
 /// What one attempt works with.
 pub(super) struct Attempt<'a> {
     pub upstream: &'a Upstream,
     pub uri: &'a Uri,
+    /// The route's headers toward the origin.
+    pub headers: &'a UpstreamHeaders,
     pub topic: &'a Topic,
     pub parser: &'a mut Parser,
     /// The origin's last `retry:` value.
@@ -111,8 +144,19 @@ impl Attempt<'_> {
         if status == StatusCode::NO_CONTENT {
             return Ok(Answer::NoContent);
         }
-        if !status.is_success() {
-            return Err(AttemptError::Status(status));
+        if is_final_refusal(status) {
+            let answer = self.refusal(response).await;
+            return Err(AttemptError::Refused(Arc::new(answer)));
+        }
+        if status != StatusCode::OK {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| retry_after(v, SystemTime::now()));
+            return Err(AttemptError::Status {
+                status,
+                retry_after,
+            });
         }
         if !is_event_stream(response.headers().get(CONTENT_TYPE)) {
             let content_type = format!("{:?}", response.headers().get(CONTENT_TYPE));
@@ -120,23 +164,54 @@ impl Attempt<'_> {
         }
         debug!(%status, "upstream stream open");
         self.topic.set_upstream_state(UpstreamState::Streaming);
+        self.topic.accept();
         let _open = OpenStream::new(&self.upstream.metrics.open);
         Ok(self.read(response.into_body()).await)
     }
 
-    async fn request(
+    /// Sends the request, following redirects (at most [`MAX_REDIRECTS`], within the route's
+    /// origin: same scheme, host and port), as EventSource's fetch follows them.
+    async fn request(&self, last_id: Option<&str>) -> Result<Response<Incoming>, AttemptError> {
+        let mut uri = self.uri.clone();
+        for _hop in 0..=MAX_REDIRECTS {
+            let response = self.send(&uri, last_id).await?;
+            if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED
+            {
+                return Ok(response);
+            }
+            uri = redirect_target(self.uri, &uri, response.headers().get(LOCATION))?;
+            debug!(%uri, "following the origin's redirect");
+        }
+        Err(AttemptError::Redirect(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    async fn send(
         &self,
+        uri: &Uri,
         last_id: Option<&str>,
-    ) -> Result<http::Response<hyper::body::Incoming>, AttemptError> {
-        let mut request = Request::get(self.uri.clone())
+    ) -> Result<Response<Incoming>, AttemptError> {
+        let mut request = Request::get(uri.clone())
             .header(ACCEPT, "text/event-stream")
             .header(CACHE_CONTROL, "no-cache");
         if let Some(id) = last_id {
             request = request.header("last-event-id", id);
         }
-        let request = request
+        let mut request = request
             .body(Empty::<Bytes>::new())
             .map_err(|_| AttemptError::UnsendableId)?;
+        for stale in self.headers.apply(request.headers_mut()).await {
+            self.upstream.metrics.credential_errors.inc();
+            if let Some(suppressed) = self.warnings.credentials.check() {
+                warn!(
+                    header = %stale.name,
+                    error = %stale.error,
+                    suppressed,
+                    "upstream header file unusable: sending its previous value"
+                );
+            }
+        }
         self.upstream.metrics.connects.inc();
         let deadline = self.upstream.settings.connect_timeout * 2;
         match tokio::time::timeout(deadline, self.upstream.client.request(request)).await {
@@ -146,7 +221,27 @@ impl Attempt<'_> {
         }
     }
 
-    async fn read(mut self, mut body: hyper::body::Incoming) -> Answer {
+    /// The origin's refusal as its subscribers get it: its status, and its body and
+    /// `Content-Type` when the body is at most [`MAX_REFUSAL_BODY`] and arrives within the
+    /// connect timeout.
+    async fn refusal(&self, response: Response<Incoming>) -> OriginAnswer {
+        let (parts, body) = response.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_REFUSAL_BODY);
+        let wait = self.upstream.settings.connect_timeout;
+        let body = match tokio::time::timeout(wait, limited.collect()).await {
+            Ok(Ok(collected)) => Some(collected.to_bytes()),
+            _ => None,
+        };
+        OriginAnswer {
+            status: parts.status,
+            content_type: body
+                .as_ref()
+                .and_then(|_| parts.headers.get(CONTENT_TYPE).cloned()),
+            body: body.unwrap_or_default(),
+        }
+    }
+
+    async fn read(mut self, mut body: Incoming) -> Answer {
         let mut items = Vec::new();
         let mut delivered = false;
         let end = loop {
@@ -224,10 +319,105 @@ impl Drop for OpenStream<'_> {
     }
 }
 
+/// True for an answer passed on to subscribers as final: a 4xx, but 408 Request Timeout and
+/// 429 Too Many Requests, which say "later" and are retried.
+fn is_final_refusal(status: StatusCode) -> bool {
+    status.is_client_error()
+        && status != StatusCode::REQUEST_TIMEOUT
+        && status != StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Where a redirect from `current` leads (`Location` resolved against it, RFC 9110 §10.2.2),
+/// if it stays within the route's origin `route` (scheme, host and port).
+///
+/// # Errors
+/// [`AttemptError::Redirect`] without a usable `Location` or for another origin.
+fn redirect_target(
+    route: &Uri,
+    current: &Uri,
+    location: Option<&http::HeaderValue>,
+) -> Result<Uri, AttemptError> {
+    let location = location
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| AttemptError::Redirect("no Location".into()))?;
+    let base = url::Url::parse(&current.to_string())
+        .map_err(|e| AttemptError::Redirect(format!("{current}: {e}")))?;
+    let next = base
+        .join(location)
+        .map_err(|e| AttemptError::Redirect(format!("Location {location:?}: {e}")))?;
+    let next: Uri = next
+        .as_str()
+        .parse()
+        .map_err(|e| AttemptError::Redirect(format!("Location {location:?}: {e}")))?;
+    let same_origin = next.scheme() == route.scheme()
+        && next.host().map(str::to_ascii_lowercase) == route.host().map(str::to_ascii_lowercase)
+        && next.port_u16() == route.port_u16();
+    if !same_origin {
+        return Err(AttemptError::Redirect(format!("to another origin: {next}")));
+    }
+    Ok(next)
+}
+
+/// The delay a `Retry-After` value asks for (RFC 9110 §10.2.3: delay-seconds or an HTTP-date,
+/// counted from `now`), capped at [`MAX_RETRY_AFTER`]; `None` when it is neither.
+fn retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
+    let value = value.to_str().ok()?.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
 /// True for a `text/event-stream` media type (parameters such as charset allowed).
 fn is_event_stream(value: Option<&http::HeaderValue>) -> bool {
     value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let value = |s: &str| retry_after(&http::HeaderValue::from_str(s).unwrap(), now);
+        assert_eq!(value("120"), Some(Duration::from_secs(120)));
+        let in_a_minute = httpdate::fmt_http_date(now + Duration::from_secs(60));
+        assert_eq!(value(&in_a_minute), Some(Duration::from_secs(60)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(value(&past), Some(Duration::ZERO));
+        assert_eq!(value("86400"), Some(MAX_RETRY_AFTER));
+        assert_eq!(value("soon"), None);
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_current_uri_and_stay_within_the_origin() {
+        let route: Uri = "http://origin:8080/sub/a".parse().unwrap();
+        let current: Uri = "http://origin:8080/sub/b/c".parse().unwrap();
+        let target = |location: &str| {
+            let location = http::HeaderValue::from_str(location).unwrap();
+            redirect_target(&route, &current, Some(&location)).map(|u| u.to_string())
+        };
+        assert_eq!(target("/other").unwrap(), "http://origin:8080/other");
+        assert_eq!(target("d?x=1").unwrap(), "http://origin:8080/sub/b/d?x=1");
+        assert_eq!(
+            target("http://ORIGIN:8080/e").unwrap(),
+            "http://origin:8080/e"
+        );
+        for elsewhere in [
+            "https://origin:8080/e",
+            "http://origin:9090/e",
+            "http://evil/e",
+        ] {
+            assert!(target(elsewhere).is_err(), "{elsewhere}");
+        }
+        assert!(redirect_target(&route, &current, None).is_err());
+    }
 }

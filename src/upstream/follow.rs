@@ -1,24 +1,40 @@
 //! Following one origin stream for a topic: attempt after attempt, resuming with the last event
 //! id seen (WHATWG HTML §9.2.4: the `Last-Event-ID` request header), backing off with full
-//! jitter and honouring the origin's `retry:`, until the origin closes the topic with 204.
+//! jitter and honouring the origin's `retry:` and `Retry-After`, until the origin closes the
+//! topic with 204 or refuses it for good. It also decides the topic's [`crate::hub::Verdict`]:
+//! a stream, or an outage the relay retries, gives subscribers their 200 stream; a refusal
+//! (4xx but 408/429, a redirect not followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that
+//! are not an event stream) is passed on to them.
 //!
 //! It returns only when the topic is over; its supervisor drops it on retire or drain.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
 use tracing::{debug, warn};
 
 use super::attempt::{Answer, Attempt, AttemptError, TopicWarnings};
-use super::metrics::Defect;
-use super::Upstream;
-use crate::hub::{Topic, UpstreamEnd, UpstreamState};
+use super::metrics::{Defect, Refusal};
+use super::{Upstream, UpstreamHeaders};
+use crate::hub::{OriginAnswer, Topic, UpstreamEnd, UpstreamState};
 use crate::ops::metrics::Label;
 use crate::sse::Parser;
 
+/// Answers in a row that are `200` but not `text/event-stream` (a login page, a proxy's error
+/// page) before the topic is refused with 502: a brief misroute during a deploy is ridden out,
+/// a wrong upstream URL is not retried forever.
+pub const MAX_NOT_EVENT_STREAM: u32 = 3;
+
 impl Upstream {
-    /// Subscribes to `uri` for `topic` until the origin closes the topic with 204.
-    pub(super) async fn follow(&self, uri: Uri, topic: &Topic) -> UpstreamEnd {
+    /// Subscribes to `uri` for `topic` until the origin closes the topic with 204 or refuses
+    /// it for good.
+    pub(super) async fn follow(
+        &self,
+        uri: Uri,
+        headers: &UpstreamHeaders,
+        topic: &Topic,
+    ) -> UpstreamEnd {
         let warnings = TopicWarnings::default();
         let mut parser = Parser::new(self.settings.max_event_bytes);
         // The first subscriber's resume point, until the origin has opened a stream once.
@@ -26,6 +42,7 @@ impl Upstream {
         let mut last_id = client_id.clone();
         let mut retry: Option<Duration> = None;
         let mut backoff = self.settings.backoff.clone();
+        let mut not_event_stream = 0;
         for attempt in 0u64.. {
             if attempt > 0 {
                 self.metrics.reconnects.inc();
@@ -34,6 +51,7 @@ impl Upstream {
             let outcome = Attempt {
                 upstream: self,
                 uri: &uri,
+                headers,
                 topic,
                 parser: &mut parser,
                 retry: &mut retry,
@@ -54,12 +72,14 @@ impl Upstream {
                         backoff.reset();
                     }
                     client_id = None;
+                    not_event_stream = 0;
                     end
                 }
                 Err(error) => error,
             };
             self.metrics.failures.inc(error.label());
             self.report(&error, &warnings);
+            let mut retry_after = None;
             if matches!(error, AttemptError::UnsendableId) {
                 warn!(last_event_id = ?last_id, "Last-Event-ID is not a valid header value: subscribing without it");
                 last_id = None;
@@ -68,13 +88,48 @@ impl Upstream {
                 // everyone else's topic from ever opening.
                 warn!(last_event_id = ?client_id, "origin refused the client's Last-Event-ID: subscribing without it");
                 last_id = None;
+                client_id = None;
+            } else {
+                match error {
+                    AttemptError::Refused(answer) => return self.refused(answer),
+                    AttemptError::Redirect(reason) => {
+                        let answer = OriginAnswer::bad_gateway(&format!(
+                            "the origin's redirect was not followed: {reason}"
+                        ));
+                        return self.refused(Arc::new(answer));
+                    }
+                    AttemptError::ContentType(_) => {
+                        not_event_stream += 1;
+                        if not_event_stream >= MAX_NOT_EVENT_STREAM {
+                            let answer = OriginAnswer::bad_gateway(
+                                "the origin did not answer with an event stream",
+                            );
+                            return self.refused(Arc::new(answer));
+                        }
+                    }
+                    AttemptError::Status {
+                        retry_after: asked, ..
+                    } => {
+                        retry_after = asked;
+                        topic.accept();
+                    }
+                    _ => topic.accept(),
+                }
             }
             topic.set_upstream_state(UpstreamState::Backoff);
-            let delay = backoff.next_delay(retry);
+            let delay = backoff
+                .next_delay(retry)
+                .max(retry_after.unwrap_or_default());
             debug!(?delay, last_event_id = ?last_id, "reconnecting");
             tokio::time::sleep(delay).await;
         }
         unreachable!("the attempt counter does not run out")
+    }
+
+    /// Counts the origin's final refusal; the topic's supervisor passes it on.
+    fn refused(&self, answer: Arc<OriginAnswer>) -> UpstreamEnd {
+        self.metrics.refusals.inc(Refusal::of(answer.status));
+        UpstreamEnd::Refused(answer)
     }
 
     /// Logs an attempt's failure, at most once per interval per topic (the metric counts all).

@@ -11,9 +11,14 @@ use crate::sse::Malformed;
 pub enum Failure {
     /// Could not connect or send the request, or the response headers did not come in time.
     Connect,
-    /// The origin answered a non-2xx status (other than 204).
+    /// The origin answered a status the relay retries (5xx, 408, 429, or a 1xx/2xx/3xx that
+    /// is neither a stream nor a redirect).
     Status,
-    /// The origin answered without `text/event-stream`.
+    /// The origin refused the topic for good (a 4xx but 408 and 429): passed on.
+    Refused,
+    /// A redirect the relay does not follow (past 5 hops, to another origin, no `Location`).
+    Redirect,
+    /// The origin answered 200 without `text/event-stream`.
     ContentType,
     /// The stream broke or ended.
     Stream,
@@ -27,6 +32,8 @@ impl Label for Failure {
     const ALL: &'static [Self] = &[
         Self::Connect,
         Self::Status,
+        Self::Refused,
+        Self::Redirect,
         Self::ContentType,
         Self::Stream,
         Self::IdleTimeout,
@@ -37,10 +44,71 @@ impl Label for Failure {
         match self {
             Self::Connect => "connect",
             Self::Status => "status",
+            Self::Refused => "refused",
+            Self::Redirect => "redirect",
             Self::ContentType => "content_type",
             Self::Stream => "stream",
             Self::IdleTimeout => "idle_timeout",
             Self::LastEventId => "last_event_id",
+        }
+    }
+}
+
+/// The origin's final answer that closed a topic (`sse_relay_upstream_refusals_total{status}`),
+/// as its subscribers were told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400 Bad Request.
+    BadRequest,
+    /// 401 Unauthorized.
+    Unauthorized,
+    /// 403 Forbidden.
+    Forbidden,
+    /// 404 Not Found.
+    NotFound,
+    /// 410 Gone.
+    Gone,
+    /// Any other 4xx passed on (but 408 and 429, which are retried).
+    OtherClientError,
+    /// 502 from the relay: answers that were not an event stream, or a redirect not followed.
+    BadGateway,
+}
+
+impl Refusal {
+    /// The label of a status passed on.
+    pub fn of(status: http::StatusCode) -> Self {
+        match status.as_u16() {
+            400 => Self::BadRequest,
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
+            404 => Self::NotFound,
+            410 => Self::Gone,
+            502 => Self::BadGateway,
+            _ => Self::OtherClientError,
+        }
+    }
+}
+
+impl Label for Refusal {
+    const ALL: &'static [Self] = &[
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::Gone,
+        Self::OtherClientError,
+        Self::BadGateway,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::BadRequest => "400",
+            Self::Unauthorized => "401",
+            Self::Forbidden => "403",
+            Self::NotFound => "404",
+            Self::Gone => "410",
+            Self::OtherClientError => "4xx",
+            Self::BadGateway => "502",
         }
     }
 }
@@ -81,6 +149,11 @@ pub struct UpstreamMetrics {
     pub open: IntGauge,
     /// Upstream attempts that failed or streams that broke, by reason (counter).
     pub failures: Family<Failure>,
+    /// Topics closed by the origin's final answer, by the status passed on (counter).
+    pub refusals: Family<Refusal>,
+    /// Upstream requests that sent a header's previous value because its file could not be
+    /// re-read (counter).
+    pub credential_errors: IntCounter,
     /// Events received from origins and put into a replay buffer (counter).
     pub events_received: IntCounter,
     /// Events dropped because they exceeded `limits.max_event_bytes` (counter).
@@ -117,6 +190,17 @@ impl UpstreamMetrics {
                 "sse_relay_upstream_failures_total",
                 "Upstream attempts that failed or streams that broke, by reason.",
                 "reason",
+            )?,
+            refusals: Family::new(
+                r,
+                "sse_relay_upstream_refusals_total",
+                "Topics closed by the origin's final answer (passed on to subscribers), by status.",
+                "status",
+            )?,
+            credential_errors: counter(
+                r,
+                "sse_relay_upstream_credential_errors_total",
+                "Upstream requests that sent a header's previous value (its file unreadable or invalid).",
             )?,
             events_received: counter(
                 r,

@@ -9,6 +9,7 @@
 mod attempt;
 pub mod backoff;
 pub mod client;
+pub mod credentials;
 mod follow;
 mod metrics;
 
@@ -21,7 +22,8 @@ use http_body_util::Empty;
 
 pub use backoff::{Backoff, BackoffError};
 pub use client::{http_client, HttpClient};
-pub use metrics::{Defect, Failure, UpstreamMetrics};
+pub use credentials::{CredentialError, UpstreamHeaders};
+pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
 
 use crate::hub::Follow;
 
@@ -59,9 +61,10 @@ impl Upstream {
         }
     }
 
-    /// How a new topic follows its origin at `uri` (see [`crate::hub::TopicSpec`]).
-    pub fn follower(self: &Arc<Self>, uri: Uri) -> Follow {
+    /// How a new topic follows its origin at `uri`, sending `headers` on each request (see
+    /// [`crate::hub::TopicSpec`]).
+    pub fn follower(self: &Arc<Self>, uri: Uri, headers: Arc<UpstreamHeaders>) -> Follow {
         let upstream = self.clone();
-        Box::new(move |topic| Box::pin(async move { upstream.follow(uri, &topic).await }))
+        Box::new(move |topic| Box::pin(async move { upstream.follow(uri, &headers, &topic).await }))
     }
 }

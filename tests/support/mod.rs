@@ -411,6 +411,13 @@ impl EventReader {
     }
 }
 
+/// Reconnects within 10–50 ms instead of the default backoff (for tests that make the origin
+/// fail and wait for the relay to ask again).
+pub fn fast_backoff(c: &mut Config) {
+    c.upstream.backoff_min_ms = 10;
+    c.upstream.backoff_max_ms = 50;
+}
+
 /// Polls `condition` every 10 ms until true, panicking after [`WAIT`]. It waits in real time
 /// (on a blocking thread), so it never moves a paused clock: in a test of timers, moving time
 /// is the test's own step (`tokio::time::advance`).

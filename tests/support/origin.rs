@@ -27,10 +27,47 @@ pub struct SeenRequest {
     pub headers: http::HeaderMap,
 }
 
+/// A canned answer the origin gives a topic's requests instead of a stream.
+#[derive(Clone)]
+pub struct Canned {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: &'static str,
+    /// How many requests get it (`None`: all of them); later ones get the stream.
+    pub times: Option<usize>,
+}
+
+impl Canned {
+    /// `status` with `body`, for every request.
+    pub fn status(status: u16, body: &'static str) -> Canned {
+        Canned {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: vec![("content-type", "text/plain".to_string())],
+            body,
+            times: None,
+        }
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &'static str, value: &str) -> Canned {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    /// Only the next `n` requests get it.
+    pub fn times(mut self, n: usize) -> Canned {
+        self.times = Some(n);
+        self
+    }
+}
+
 #[derive(Default)]
 struct TopicState {
     history: Vec<(String, Bytes)>,
     open: usize,
+    /// Requests of any answer, count.
+    hits: usize,
+    canned: Option<Canned>,
 }
 
 enum Live {
@@ -92,6 +129,42 @@ impl TestOrigin {
     pub async fn start_tls(dir: &std::path::Path) -> TestOrigin {
         let dev = sse_relay::server::tls::dev_certificate(dir).expect("origin certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(dev.config));
+        Self::start_inner("127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
+    }
+
+    /// Starts an https origin like [`TestOrigin::start_tls`] that requires a client certificate
+    /// (mutual TLS) issued by a CA of its own; writes that client certificate and its key to
+    /// `dir/client.pem` and `dir/client.key`.
+    pub async fn start_mtls(dir: &std::path::Path) -> TestOrigin {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dev = sse_relay::server::tls::dev_certificate(dir).expect("origin certificate");
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let client = CertificateParams::new(vec!["relay".to_string()])
+            .unwrap()
+            .signed_by(&client_key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("client.pem"), client.pem()).unwrap();
+        std::fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(dev.store.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         Self::start_inner("127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
     }
 
@@ -205,6 +278,22 @@ impl TestOrigin {
             .collect()
     }
 
+    /// From now on, requests for `topic` get `canned` instead of a stream.
+    pub fn answer(&self, topic: &str, canned: Canned) {
+        let mut topics = self.inner.topics.lock().unwrap();
+        topics.entry(topic.to_string()).or_default().canned = Some(canned);
+    }
+
+    /// Requests for `topic` so far, whatever they were answered.
+    pub fn hits(&self, topic: &str) -> usize {
+        self.inner
+            .topics
+            .lock()
+            .unwrap()
+            .get(topic)
+            .map_or(0, |t| t.hits)
+    }
+
     /// Streams of `topic` open right now.
     pub fn open(&self, topic: &str) -> usize {
         self.inner
@@ -220,6 +309,18 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
     let Some(topic) = req.uri().path().strip_prefix("/sub/").map(str::to_string) else {
         return status(StatusCode::NOT_FOUND);
     };
+    if let Some(canned) = count_hit(inner, &topic) {
+        let mut r = Response::new(BodyExt::boxed(
+            Full::new(Bytes::from_static(canned.body.as_bytes()))
+                .map_err(|never: Infallible| match never {}),
+        ));
+        *r.status_mut() = canned.status;
+        for (name, value) in &canned.headers {
+            r.headers_mut()
+                .insert(*name, http::HeaderValue::from_str(value).unwrap());
+        }
+        return r;
+    }
     if inner.down.load(Ordering::SeqCst) {
         return status(StatusCode::SERVICE_UNAVAILABLE);
     }
@@ -302,6 +403,22 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
         http::HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+/// Counts a request for `topic`; the canned answer it gets, if any.
+fn count_hit(inner: &Inner, topic: &str) -> Option<Canned> {
+    let mut topics = inner.topics.lock().unwrap();
+    let t = topics.entry(topic.to_string()).or_default();
+    t.hits += 1;
+    let canned = t.canned.as_mut()?;
+    match &mut canned.times {
+        Some(0) => None,
+        Some(n) => {
+            *n -= 1;
+            Some(canned.clone())
+        }
+        None => Some(canned.clone()),
+    }
 }
 
 fn status(code: StatusCode) -> Response<BoxBody<Bytes, std::io::Error>> {

@@ -8,11 +8,14 @@ mod template;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use http::Uri;
 
 pub use template::{PathTemplate, TemplateError, UpstreamTemplate};
 
 use super::auth::AuthMode;
+use crate::upstream::UpstreamHeaders;
 
 /// A request resolved to a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct TopicTarget {
     pub query: String,
     /// How subscriptions on this route are authorized.
     pub auth: AuthMode,
+    /// The route's headers toward its origin (`[route.upstream_headers]`).
+    pub upstream_headers: Arc<UpstreamHeaders>,
 }
 
 /// The compiled route table.
@@ -45,11 +50,13 @@ pub struct Route {
     upstream: UpstreamTemplate,
     query_params: Vec<String>,
     auth: AuthMode,
+    upstream_headers: Arc<UpstreamHeaders>,
 }
 
 impl Route {
     /// A route from its templates; `query_params` are sorted and deduplicated (they join the
-    /// topic key in that order).
+    /// topic key in that order). It sends no headers of its own upstream until
+    /// [`Route::with_upstream_headers`].
     pub fn new(
         path: PathTemplate,
         upstream: UpstreamTemplate,
@@ -63,7 +70,14 @@ impl Route {
             upstream,
             query_params,
             auth,
+            upstream_headers: Arc::default(),
         }
+    }
+
+    /// The route with `headers` sent on its upstream requests.
+    pub fn with_upstream_headers(mut self, headers: UpstreamHeaders) -> Self {
+        self.upstream_headers = Arc::new(headers);
+        self
     }
 
     /// The path template.
@@ -141,6 +155,7 @@ impl Router {
                 path: route.path.render(&bound),
                 query: canonical_query,
                 auth: route.auth,
+                upstream_headers: route.upstream_headers.clone(),
             });
         }
         Err(RouteMiss::NoRoute)
