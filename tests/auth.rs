@@ -334,3 +334,62 @@ async fn on_a_route_with_query_params_the_token_must_name_the_query() {
     assert_eq!(status(team, "/events/x?room=private").await, 403);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_claims_in_the_upstream_give_each_user_their_own_topic() {
+    let origin = TestOrigin::start().await;
+    let jwt = hs256_auth();
+    let relay = TestRelay::start_with(
+        &format!("http://{}/sub/user-{{jwt.sub}}", origin.addr),
+        |c| {
+            c.routes[0].path = "/me/events".into();
+            c.routes[0].auth = AuthMode::Jwt;
+            c.auth.jwt = Some(jwt);
+        },
+    )
+    .await;
+    let token_of = |sub: &str| {
+        let mut claims = grant(&["/me/events"], 600);
+        claims["sub"] = sub.into();
+        format!("Bearer {}", hs256(claims))
+    };
+    let (alice, bob) = (token_of("alice"), token_of("bob/../x"));
+    let mut conn = relay.h2().await;
+    let mut alice_tabs = [
+        conn.subscribe("/me/events", &[("authorization", &alice)])
+            .await,
+        conn.subscribe("/me/events", &[("authorization", &alice)])
+            .await,
+    ];
+    let mut bob_tab = conn
+        .subscribe("/me/events", &[("authorization", &bob)])
+        .await;
+    eventually("one upstream per user", || {
+        origin.open("user-alice") == 1 && origin.open("user-bob%2F..%2Fx") == 1
+    })
+    .await;
+    assert_eq!(
+        relay.metrics.hub.topics.get(),
+        2,
+        "two users, two topics, three tabs"
+    );
+    origin.publish("user-alice", "1", "for alice");
+    origin.publish("user-bob%2F..%2Fx", "1", "for bob");
+    for tab in &mut alice_tabs {
+        assert_eq!(tab.data(1).await, ["for alice"]);
+    }
+    assert_eq!(
+        bob_tab.data(1).await,
+        ["for bob"],
+        "bob never sees alice's stream"
+    );
+
+    let no_sub = format!("Bearer {}", hs256(grant(&["/me/events"], 600)));
+    let refused = conn.get("/me/events", &[("authorization", &no_sub)]).await;
+    assert_eq!(
+        refused.status(),
+        403,
+        "a token without the claim gets no topic"
+    );
+    relay.stop().await;
+}

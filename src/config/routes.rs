@@ -14,7 +14,7 @@ use crate::edge::auth::{AuthMode, AuthSettings, ForwardAuthSettings, JwtVerifier
 use crate::edge::cors::Cors;
 use crate::edge::passthrough::PassthroughSettings;
 use crate::edge::routing::{
-    split_target, PathTemplate, Route, Router, TopicTarget, UpstreamTemplate,
+    split_target, PathTemplate, Route, Router, TopicTarget, UpstreamTemplate, CLAIM_PREFIX,
 };
 use crate::upstream::{CredentialError, UpstreamHeaders};
 
@@ -34,6 +34,15 @@ pub(super) fn router(routes: &[RouteConfig]) -> Result<Router, ConfigIssue> {
         let path = PathTemplate::parse(&route.path).map_err(|e| issue("path", e.to_string()))?;
         let upstream = UpstreamTemplate::parse(&route.upstream, &path)
             .map_err(|e| issue("upstream", e.to_string()))?;
+        if !upstream.claims().is_empty() && route.auth != AuthMode::Jwt {
+            return Err(issue(
+                "upstream",
+                format!(
+                    "{{{CLAIM_PREFIX}{}}} takes a verified token's claim: it needs auth = \"jwt\"",
+                    upstream.claims()[0]
+                ),
+            ));
+        }
         let fixed_query = route.upstream.split_once('?').map_or("", |(_, q)| q);
         for name in &route.query_params {
             if form_urlencoded::parse(fixed_query.as_bytes()).any(|(k, _)| k == *name) {

@@ -290,3 +290,14 @@ fn a_client_certificate_needs_its_key() {
     assert_eq!(e.key, "upstream.client_key_file");
     assert!(e.reason.contains("does not exist"), "{e}");
 }
+
+#[test]
+fn a_jwt_claim_in_the_upstream_needs_jwt_auth() {
+    let route =
+        "[[route]]\npath = \"/me/events\"\nupstream = \"http://app/users/{jwt.sub}/events\"\n";
+    let e = parse(route).unwrap_err();
+    assert_eq!(e.key, "route[0].upstream");
+    assert!(e.reason.contains("auth = \"jwt\""), "{e}");
+    let e = parse(&route.replace("{jwt.sub}", "{jwt.}")).unwrap_err();
+    assert_eq!(e.key, "route[0].upstream");
+}

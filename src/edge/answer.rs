@@ -82,6 +82,9 @@ impl Edge {
             | Rejection::Route(RouteMiss::NoRoute) => {
                 return plain(StatusCode::NOT_FOUND, &format!("{rejection}\n")).map(Either::Right)
             }
+            Rejection::Route(RouteMiss::MissingClaim) => {
+                return plain(StatusCode::FORBIDDEN, &format!("{rejection}\n")).map(Either::Right)
+            }
             Rejection::Route(RouteMiss::BadQuery) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("{rejection}\n")).map(Either::Right)
             }

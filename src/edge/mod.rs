@@ -192,17 +192,18 @@ impl Edge {
         if request.method() != Method::GET {
             return Err(Rejection::Method);
         }
-        let target = inner
+        let matched = inner
             .router
-            .resolve(request.uri().path(), request.uri().query())?;
+            .matched(request.uri().path(), request.uri().query())?;
         let auth_request = AuthRequest {
             headers: request.headers(),
             raw_query: request.uri().query(),
-            path: &target.path,
-            query: &target.query,
+            path: &matched.path,
+            query: &matched.query,
             client: peer.addr.ip(),
         };
-        let grant = inner.auth.authorize(target.auth, &auth_request).await?;
+        let grant = inner.auth.authorize(matched.auth, &auth_request).await?;
+        let target = matched.target(grant.claims.as_ref())?;
         let last_event_id = answer::last_event_id(request, &inner.metrics);
         let spec = self.topic_spec(target);
         let subscription = inner.hub.subscribe(spec, last_event_id.as_deref())?;

@@ -96,6 +96,7 @@ impl ForwardAuth {
                         .settings
                         .reauthorize_after
                         .map(|after| SystemTime::now() + after),
+                    claims: None,
                 });
             }
             // A stale answer from before: start over with a fresh cell.
@@ -167,7 +168,10 @@ impl ForwardAuth {
             Err(_) => return Err(self.failed("authorization server timed out".into())),
         };
         match status {
-            s if s.is_success() => Ok(Grant { expires: None }),
+            s if s.is_success() => Ok(Grant {
+                expires: None,
+                claims: None,
+            }),
             StatusCode::UNAUTHORIZED => Err(Denial::Unauthorized(
                 "refused by the authorization server".into(),
             )),

@@ -22,6 +22,9 @@ struct Claims {
     exp: u64,
     #[serde(default)]
     subscribe: Vec<String>,
+    /// Every other claim, for `{jwt.*}` upstream variables.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl JwtVerifier {
@@ -63,6 +66,9 @@ impl JwtVerifier {
         }
         // An `exp` past what the clock can hold never ends the stream.
         let expires = UNIX_EPOCH.checked_add(Duration::from_secs(claims.exp));
-        Ok(Grant { expires })
+        Ok(Grant {
+            expires,
+            claims: Some(claims.other),
+        })
     }
 }

@@ -52,10 +52,13 @@ pub enum AuthUnavailable {
 }
 
 /// An allowed subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     /// When the credential expires: the stream must end by then (JWT `exp`).
     pub expires: Option<SystemTime>,
+    /// The verified JWT's claims, for routes whose upstream takes `{jwt.*}` variables (none
+    /// for other modes).
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A refused subscription, with the reason (for the client's `WWW-Authenticate` and logs).
@@ -143,7 +146,12 @@ impl Authorizer {
         request: &AuthRequest<'_>,
     ) -> Result<Grant, Denial> {
         let decision = match mode {
-            AuthMode::None => return Ok(Grant { expires: None }),
+            AuthMode::None => {
+                return Ok(Grant {
+                    expires: None,
+                    claims: None,
+                })
+            }
             AuthMode::Jwt => match &self.jwt {
                 Some(jwt) => jwt.authorize(request),
                 None => Err(Denial::Unavailable("no [auth.jwt] configured".into())),

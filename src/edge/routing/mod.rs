@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use http::Uri;
 
-pub use template::{PathTemplate, TemplateError, UpstreamTemplate};
+pub use template::{MissingClaim, PathTemplate, TemplateError, UpstreamTemplate, CLAIM_PREFIX};
 
 use super::auth::AuthMode;
 use crate::upstream::UpstreamHeaders;
@@ -89,6 +89,59 @@ impl Route {
     pub fn auth(&self) -> AuthMode {
         self.auth
     }
+
+    /// True when its upstream URL takes `{jwt.*}` claims (a per-user topic).
+    pub fn uses_claims(&self) -> bool {
+        !self.upstream.claims().is_empty()
+    }
+}
+
+/// A request matched to a route, before authorization: what authorization checks, and what
+/// [`Matched::target`] turns into the topic once the token's claims are known.
+#[derive(Debug)]
+pub struct Matched<'r> {
+    index: usize,
+    route: &'r Route,
+    bound: Vec<(&'r str, String)>,
+    /// The canonical request path.
+    pub path: String,
+    /// The canonical query (see [`TopicTarget::query`]).
+    pub query: String,
+    /// How subscriptions on the route are authorized.
+    pub auth: AuthMode,
+}
+
+impl Matched<'_> {
+    /// The topic, with the subscriber's verified JWT `claims` filled into `{jwt.*}` upstream
+    /// variables: each user's claim value becomes part of the upstream URL and so of the topic
+    /// key, and one user can never share another's subscription.
+    ///
+    /// # Errors
+    /// [`RouteMiss::MissingClaim`] when the route needs a claim the token lacks;
+    /// [`RouteMiss::BadQuery`] when the URL does not parse.
+    pub fn target(
+        self,
+        claims: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<TopicTarget, RouteMiss> {
+        let mut url = self
+            .route
+            .upstream
+            .render(&self.bound, claims)
+            .map_err(|_| RouteMiss::MissingClaim)?;
+        if !self.query.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&self.query);
+        }
+        let upstream: Uri = url.parse().map_err(|_| RouteMiss::BadQuery)?;
+        Ok(TopicTarget {
+            key: format!("{} {upstream}", self.index),
+            upstream,
+            path: self.path,
+            query: self.query,
+            auth: self.auth,
+            upstream_headers: self.route.upstream_headers.clone(),
+        })
+    }
 }
 
 /// Why a request did not resolve to a topic.
@@ -100,6 +153,9 @@ pub enum RouteMiss {
     /// A route matched but the request's query could not be used in the upstream URL.
     #[error("query parameter not usable")]
     BadQuery,
+    /// The route's upstream takes a `{jwt.*}` claim the subscriber's token does not carry.
+    #[error("the token lacks a claim this route needs")]
+    MissingClaim,
 }
 
 impl Router {
@@ -124,14 +180,14 @@ impl Router {
         !self.is_sse_path(path) && self.routes.iter().any(|r| r.path.matches_leniently(path))
     }
 
-    /// Resolves a request path and query to a topic, in canonical form (see
+    /// Matches a request path and query to a route, in canonical form (see
     /// [`PathTemplate::matches`]). Only the route's declared query parameters are kept (sorted
     /// by name, first value of each, decoded and re-encoded), so parameter order, duplicates,
     /// encodings and unknown parameters do not split a topic or dodge an access check.
     ///
     /// # Errors
-    /// [`RouteMiss`] saying why.
-    pub fn resolve(&self, path: &str, query: Option<&str>) -> Result<TopicTarget, RouteMiss> {
+    /// [`RouteMiss::NoRoute`].
+    pub fn matched(&self, path: &str, query: Option<&str>) -> Result<Matched<'_>, RouteMiss> {
         for (index, route) in self.routes.iter().enumerate() {
             let Some(bound) = route.path.matches(path) else {
                 continue;
@@ -142,23 +198,25 @@ impl Router {
                     canonical_query.append_pair(name, &value);
                 }
             }
-            let canonical_query = canonical_query.finish();
-            let mut url = route.upstream.render(&bound);
-            if !canonical_query.is_empty() {
-                url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str(&canonical_query);
-            }
-            let upstream: Uri = url.parse().map_err(|_| RouteMiss::BadQuery)?;
-            return Ok(TopicTarget {
-                key: format!("{index} {upstream}"),
-                upstream,
+            return Ok(Matched {
+                index,
+                route,
                 path: route.path.render(&bound),
-                query: canonical_query,
+                bound,
+                query: canonical_query.finish(),
                 auth: route.auth,
-                upstream_headers: route.upstream_headers.clone(),
             });
         }
         Err(RouteMiss::NoRoute)
+    }
+
+    /// Resolves a request path and query to a topic without token claims ([`Router::matched`]
+    /// then [`Matched::target`]).
+    ///
+    /// # Errors
+    /// [`RouteMiss`] saying why.
+    pub fn resolve(&self, path: &str, query: Option<&str>) -> Result<TopicTarget, RouteMiss> {
+        self.matched(path, query)?.target(None)
     }
 }
 

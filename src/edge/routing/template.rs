@@ -1,8 +1,20 @@
 //! Route templates: downstream path templates (`/events/{topic}`) with their canonical and
-//! lenient matching, and upstream URL templates (`http://origin/sub/{topic}`).
+//! lenient matching, and upstream URL templates (`http://origin/sub/{topic}`), whose variables
+//! come from the path or, as `{jwt.NAME}`, from the subscriber's verified token.
 
 use http::Uri;
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// What a claim value keeps unescaped in an upstream URL: RFC 3986 §2.3 unreserved characters
+/// only, so a claim can neither add a path segment nor a query.
+const CLAIM_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The prefix of upstream variables taken from the verified JWT's claims.
+pub const CLAIM_PREFIX: &str = "jwt.";
 
 /// Why a path or upstream template was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,11 +178,20 @@ impl PathTemplate {
     }
 }
 
-/// An upstream URL template such as `http://127.0.0.1:8081/sub/{topic}`.
+/// An upstream URL template such as `http://127.0.0.1:8081/sub/{topic}` or
+/// `http://app/users/{jwt.sub}/events`.
 #[derive(Debug, Clone)]
 pub struct UpstreamTemplate {
     template: String,
+    /// Names of the `{jwt.NAME}` claims it uses.
+    claims: Vec<String>,
 }
+
+/// A `{jwt.NAME}` variable whose claim the token lacks, or holds as neither a string nor a
+/// number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the token has no usable {0:?} claim")]
+pub struct MissingClaim(pub String);
 
 impl UpstreamTemplate {
     /// Parses a template and checks it against the route's path template.
@@ -183,14 +204,20 @@ impl UpstreamTemplate {
             return Err(TemplateError::Scheme(template.to_string()));
         }
         let mut probe = template.to_string();
+        let mut claims = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
             let close = rest[open..]
                 .find('}')
                 .ok_or_else(|| TemplateError::Unclosed(template.to_string()))?;
             let name = &rest[open + 1..open + close];
-            if !path.variables().any(|v| v == name) {
-                return Err(TemplateError::UnknownVariable(name.to_string()));
+            match name.strip_prefix(CLAIM_PREFIX) {
+                Some(claim) if is_variable_name(claim) => claims.push(claim.to_string()),
+                Some(_) => return Err(TemplateError::BadVariable(name.to_string())),
+                None if !path.variables().any(|v| v == name) => {
+                    return Err(TemplateError::UnknownVariable(name.to_string()));
+                }
+                None => {}
             }
             probe = probe.replace(&format!("{{{name}}}"), "x");
             rest = &rest[open + close + 1..];
@@ -203,15 +230,39 @@ impl UpstreamTemplate {
         }
         Ok(Self {
             template: template.to_string(),
+            claims,
         })
     }
 
-    pub(super) fn render(&self, bound: &[(&str, String)]) -> String {
+    /// The `{jwt.NAME}` claims the template uses (empty: none).
+    pub fn claims(&self) -> &[String] {
+        &self.claims
+    }
+
+    /// The URL with `bound` path variables and the `claims` of the subscriber's verified token
+    /// filled in (claim values percent-encoded but for unreserved characters).
+    ///
+    /// # Errors
+    /// [`MissingClaim`] when a claim the template uses is absent or not a string or number.
+    pub(super) fn render(
+        &self,
+        bound: &[(&str, String)],
+        claims: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<String, MissingClaim> {
         let mut url = self.template.clone();
         for (name, value) in bound {
             url = url.replace(&format!("{{{name}}}"), value);
         }
-        url
+        for name in &self.claims {
+            let value = match claims.and_then(|c| c.get(name)) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                _ => return Err(MissingClaim(name.clone())),
+            };
+            let escaped = utf8_percent_encode(&value, CLAIM_ESCAPE).to_string();
+            url = url.replace(&format!("{{{CLAIM_PREFIX}{name}}}"), &escaped);
+        }
+        Ok(url)
     }
 }
 
