@@ -34,30 +34,13 @@ const HTTP1_CONNECTIONS_PER_HOST: u64 = 6;
 #[test]
 #[ignore = "acceptance: needs nginx + libnginx-mod-nchan, chromium, node and `npm ci` in tests/browser; run with --include-ignored (CI does)"]
 fn one_page_opens_30_event_sources_over_h2_but_at_most_6_over_http1() {
-    let node = require_program(
-        "node",
-        "install Node.js 20 or later (apt-get install nodejs)",
-    );
-    require_file(CHROMIUM, "apt-get install chromium");
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    require_file(
-        &browser_dir
-            .join("node_modules/playwright-core/package.json")
-            .to_string_lossy(),
-        "run `npm ci` in tests/browser (installs the pinned playwright-core; no browser download)",
-    );
-    let dir = TempDir::new("browser");
-    let mut nginx = Nginx::start(dir.path());
-    std::fs::write(
-        dir.path().join("www/page.html"),
-        "<!doctype html><title>sse-relay acceptance</title><p>EventSources live here.</p>\n",
-    )
-    .expect("write the page");
-    let options = RelayOptions {
-        plaintext: true,
-        extra_toml: "[cors]\nallowed_origins = [\"*\"]\n".into(),
-    };
-    let mut relay = RelayProcess::start(dir.path(), &nginx.upstream_template(), options);
+    let Fixture {
+        node,
+        browser_dir,
+        dir,
+        mut nginx,
+        mut relay,
+    } = Fixture::start("browser");
     let plain_port = relay.plain_port.expect("plaintext listener");
     let run = Run {
         node: &node,
@@ -114,6 +97,82 @@ fn one_page_opens_30_event_sources_over_h2_but_at_most_6_over_http1() {
     relay.assert_running();
 }
 
+#[test]
+#[ignore = "acceptance: needs nginx + libnginx-mod-nchan, chromium, node and `npm ci` in tests/browser; run with --include-ignored (CI does)"]
+fn a_200_kb_event_reaches_chromium_intact_through_the_relay_by_default() {
+    let Fixture {
+        node,
+        browser_dir,
+        dir,
+        mut nginx,
+        mut relay,
+    } = Fixture::start("browser-large");
+    let run = Run {
+        node: &node,
+        script: &browser_dir.join("eventsource.mjs"),
+        page: &format!("http://127.0.0.1:{}/static/page.html", nginx.port),
+        nginx: &nginx,
+        dir: dir.path(),
+    };
+    let large = format!("snapshot {}", "x".repeat(200 * 1024));
+    let url = format!("https://127.0.0.1:{}/events/browser-large", relay.tls_port);
+    let outcome = run.page("browser-large", &url, 1, &[large, "after".to_string()]);
+    assert_eq!(outcome.open, 1, "{}", outcome.json);
+    assert_eq!(
+        outcome.received_all, 1,
+        "the 200 KB event and the next one arrive intact: {}",
+        outcome.json
+    );
+    nginx.assert_running();
+    relay.assert_running();
+}
+
+/// What both tests need: the tools checked, nginx + nchan serving the page and the origin, and
+/// a relay in front of nchan with CORS open to the page.
+struct Fixture {
+    node: std::path::PathBuf,
+    browser_dir: std::path::PathBuf,
+    dir: TempDir,
+    nginx: Nginx,
+    relay: RelayProcess,
+}
+
+impl Fixture {
+    fn start(name: &str) -> Fixture {
+        let node = require_program(
+            "node",
+            "install Node.js 20 or later (apt-get install nodejs)",
+        );
+        require_file(CHROMIUM, "apt-get install chromium");
+        let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+        require_file(
+            &browser_dir
+                .join("node_modules/playwright-core/package.json")
+                .to_string_lossy(),
+            "run `npm ci` in tests/browser (installs the pinned playwright-core; no browser download)",
+        );
+        let dir = TempDir::new(name);
+        let nginx = Nginx::start(dir.path());
+        std::fs::write(
+            dir.path().join("www/page.html"),
+            "<!doctype html><title>sse-relay acceptance</title><p>EventSources live here.</p>\n",
+        )
+        .expect("write the page");
+        let options = RelayOptions {
+            plaintext: true,
+            extra_toml: "[cors]\nallowed_origins = [\"*\"]\n".into(),
+        };
+        let relay = RelayProcess::start(dir.path(), &nginx.upstream_template(), options);
+        Fixture {
+            node,
+            browser_dir,
+            dir,
+            nginx,
+            relay,
+        }
+    }
+}
+
 struct Run<'a> {
     node: &'a Path,
     script: &'a Path,
@@ -147,10 +206,16 @@ impl Outcome {
 }
 
 impl Run<'_> {
-    /// Runs the script against `url`; publishes `MESSAGES` messages to `topic` once it reports
-    /// the sources open.
+    /// Runs the script against `url` with [`SOURCES`] sources; publishes `MESSAGES` messages
+    /// to `topic` once it reports the sources open.
     fn page_with_30_sources(&self, topic: &str, url: &str) -> Outcome {
         let expected: Vec<String> = (0..MESSAGES).map(|i| format!("{topic} #{i}")).collect();
+        self.page(topic, url, SOURCES, &expected)
+    }
+
+    /// Runs the script against `url` with `count` sources; publishes `expected` to `topic`
+    /// once it reports them open.
+    fn page(&self, topic: &str, url: &str, count: u64, expected: &[String]) -> Outcome {
         let expect_json = format!(
             "[{}]",
             expected
@@ -159,13 +224,17 @@ impl Run<'_> {
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        let expect_file = self.dir.join(format!("expect-{topic}.json"));
+        std::fs::write(&expect_file, &expect_json).expect("write the expected messages");
         let log = self.dir.join(format!("node-{topic}.log"));
         let stderr = std::fs::File::create(&log).expect("create node log");
         let mut command = Command::new(self.node);
         command
             .arg(self.script)
             .args(["--page", self.page, "--url", url])
-            .args(["--count", &SOURCES.to_string(), "--expect", &expect_json])
+            .args(["--count", &count.to_string()])
+            .arg("--expect-file")
+            .arg(&expect_file)
             .args(["--open-wait-ms", "8000", "--receive-wait-ms", "15000"])
             .args(["--chromium", CHROMIUM])
             .stdin(Stdio::piped())
@@ -185,7 +254,7 @@ impl Run<'_> {
         println!("  {opened}");
         let nchan_subscribers = if json_number(&opened, "open").unwrap_or(0) > 0 {
             self.nginx.wait_for_subscribers(topic, 1);
-            for message in &expected {
+            for message in expected {
                 self.nginx.publish(topic, message);
             }
             self.nginx.subscribers(topic)

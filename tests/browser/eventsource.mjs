@@ -2,8 +2,10 @@
 // browser download) and reports how many opened and how many received the expected messages.
 //
 // Driven by tests/acceptance_browser.rs:
-//   node tests/browser/eventsource.mjs --page URL --url URL --count N --expect JSON_ARRAY
-//        [--open-wait-ms MS] [--receive-wait-ms MS] [--chromium PATH]
+//   node tests/browser/eventsource.mjs --page URL --url URL --count N
+//        (--expect JSON_ARRAY | --expect-file PATH) [--open-wait-ms MS] [--receive-wait-ms MS]
+//        [--chromium PATH]
+// (--expect-file holds the JSON array, for messages too large for a command-line argument.)
 //
 // Protocol on stdout, one JSON object per line:
 //   {"phase":"open",...}    once every source opened, or --open-wait-ms passed;
@@ -15,10 +17,13 @@
 
 import { chromium } from 'playwright-core';
 import readline from 'node:readline';
+import { readFileSync } from 'node:fs';
 
 const args = parseArgs(process.argv.slice(2));
 const count = Number(args.count ?? 30);
-const expected = JSON.parse(args.expect ?? '[]');
+const expected = JSON.parse(
+  args['expect-file'] ? readFileSync(args['expect-file'], 'utf8') : (args.expect ?? '[]'),
+);
 const openWaitMs = Number(args['open-wait-ms'] ?? 10000);
 const receiveWaitMs = Number(args['receive-wait-ms'] ?? 15000);
 const publishWaitMs = 30000;
