@@ -328,3 +328,65 @@ async fn a_stream_that_ends_mid_event_is_counted_as_truncated() {
     assert!(!String::from_utf8_lossy(&r.raw).contains("cu\n"));
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_from_an_id_no_longer_buffered_is_told_the_gap_in_band() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| {
+        fast_reconnect(c);
+        c.replay.max_events = 2;
+    })
+    .await;
+    let mut conn = relay.h2().await;
+    let mut live = conn.subscribe("/events/a", &[]).await;
+    eventually("streaming", || origin.open("a") == 1).await;
+    for i in 1..=5 {
+        origin.publish("a", &i.to_string(), &format!("e{i}"));
+    }
+    assert_eq!(live.data(5).await, ["e1", "e2", "e3", "e4", "e5"]);
+    let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "1")]).await;
+    let gap = resumed.next_event().await.unwrap();
+    assert_eq!(gap.event_type.as_deref(), Some("sse-relay-gap"));
+    assert_eq!(
+        gap.id, None,
+        "the gap signal does not move the client's last event id"
+    );
+    let data: serde_json::Value = serde_json::from_str(gap.data.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        data,
+        serde_json::json!({ "last_event_id": "1", "next_event_id": "4" })
+    );
+    assert_eq!(resumed.data(2).await, ["e4", "e5"]);
+    assert_eq!(relay.metrics.downstream.gaps.get(), 1);
+    // An id still buffered resumes without a gap.
+    let mut exact = conn.subscribe("/events/a", &[("last-event-id", "4")]).await;
+    let next = exact.next_event().await.unwrap();
+    assert_eq!((next.event_type, next.data.as_deref()), (None, Some("e5")));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gap_signal_can_be_turned_off() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| {
+        fast_reconnect(c);
+        c.replay.max_events = 2;
+        c.downstream.gap_event = String::new();
+    })
+    .await;
+    let mut conn = relay.h2().await;
+    let mut live = conn.subscribe("/events/a", &[]).await;
+    eventually("streaming", || origin.open("a") == 1).await;
+    for i in 1..=3 {
+        origin.publish("a", &i.to_string(), &format!("e{i}"));
+    }
+    assert_eq!(live.data(3).await, ["e1", "e2", "e3"]);
+    let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "x")]).await;
+    let first = resumed.next_event().await.unwrap();
+    assert_eq!(
+        (first.event_type, first.data.as_deref()),
+        (None, Some("e2"))
+    );
+    assert_eq!(relay.metrics.downstream.gaps.get(), 1, "still counted");
+    relay.stop().await;
+}

@@ -288,6 +288,14 @@ pub struct DownstreamConfig {
     pub retry_hint_ms: u64,
     /// Lag policy: `"disconnect"` (default) or `"skip"`.
     pub lag_policy: LagPolicy,
+    /// Event type of the in-band gap signal, sent right before the next event when a
+    /// subscriber's stream has a hole the relay cannot fill (it resumed from an id no longer
+    /// buffered, or skipped ahead after lagging); its data is JSON
+    /// `{"last_event_id":…,"next_event_id":…}`; empty: not sent. Default `"sse-relay-gap"`:
+    /// a browser dispatches it only to `addEventListener("sse-relay-gap", …)`, never to
+    /// `onmessage`, so pages that do not listen are unaffected and pages that do can refetch
+    /// state.
+    pub gap_event: String,
 }
 
 impl Default for DownstreamConfig {
@@ -296,6 +304,7 @@ impl Default for DownstreamConfig {
             heartbeat_interval_ms: 15_000,
             retry_hint_ms: 2_000,
             lag_policy: LagPolicy::Disconnect,
+            gap_event: "sse-relay-gap".into(),
         }
     }
 }

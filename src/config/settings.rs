@@ -149,6 +149,7 @@ impl TryFrom<Config> for Settings {
                 cors,
                 passthrough,
                 retry_hint_ms: config.downstream.retry_hint_ms,
+                gap_event: gap_event(&config.downstream.gap_event)?,
                 lag_policy: config.downstream.lag_policy,
                 hsts: (s.hsts_max_age_s > 0).then(|| {
                     HeaderValue::from_str(&format!("max-age={}", s.hsts_max_age_s))
@@ -161,6 +162,17 @@ impl TryFrom<Config> for Settings {
             open_routes,
         })
     }
+}
+
+/// `downstream.gap_event`: an event type (no line breaks; it is written as an `event:` field).
+fn gap_event(value: &str) -> Result<String, ConfigIssue> {
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(ConfigIssue::new(
+            "downstream.gap_event",
+            "must not contain line breaks or NUL",
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// `upstream.client_cert_file` and `client_key_file`: both or neither, both existing (their

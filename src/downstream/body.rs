@@ -133,6 +133,13 @@ impl Body for EventStreamBody {
                     }
                     delivery.frame
                 }
+                Poll::Ready(Next::Gap(gap)) => {
+                    this.metrics.gaps.inc();
+                    match this.frames.gap(&gap) {
+                        Some(frame) => frame,
+                        None => continue,
+                    }
+                }
                 Poll::Ready(Next::Heartbeat) => {
                     this.metrics.heartbeats.inc();
                     this.frames.heartbeat.clone()

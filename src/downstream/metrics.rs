@@ -15,6 +15,9 @@ pub struct DownstreamMetrics {
     pub subscribers_lagged: IntCounter,
     /// Heartbeat comments sent to subscribers (counter).
     pub heartbeats: IntCounter,
+    /// Gaps met by subscribers (a resume from an id no longer buffered, a lag skip), each
+    /// signalled in-band when `downstream.gap_event` is set (counter).
+    pub gaps: IntCounter,
     /// Time from an event's arrival from upstream to its hand-off to a subscriber's stream,
     /// seconds (histogram; one observation per hand-off: when several waiting events go out as
     /// one batch, the oldest one's time).
@@ -54,6 +57,11 @@ impl DownstreamMetrics {
                 r,
                 "sse_relay_heartbeats_total",
                 "Heartbeat comments sent to subscribers.",
+            )?,
+            gaps: counter(
+                r,
+                "sse_relay_subscriber_gaps_total",
+                "Gaps met by subscribers (resume from an id no longer buffered, lag skip).",
             )?,
             fanout_latency: histogram(
                 r,

@@ -13,6 +13,7 @@ use bytes::Bytes;
 pub use body::EventStreamBody;
 pub use metrics::DownstreamMetrics;
 
+use crate::hub::Gap;
 use crate::sse;
 
 /// What happens to a subscriber whose cursor fell out of the replay buffer.
@@ -34,10 +35,13 @@ pub struct DownstreamFrames {
     pub heartbeat: Bytes,
     /// Sent before the relay itself ends a stream (drain, lag): the `retry:` hint.
     pub farewell: Bytes,
+    /// The event type of the in-band gap signal (`downstream.gap_event`; `None`: not sent).
+    pub gap_event: Option<String>,
 }
 
 impl DownstreamFrames {
-    /// Builds the frames for a `retry:` hint of `retry_ms` milliseconds.
+    /// Builds the frames for a `retry:` hint of `retry_ms` milliseconds, without a gap
+    /// signal (see [`DownstreamFrames::with_gap_event`]).
     pub fn new(retry_ms: u64) -> Self {
         let retry = sse::encode_retry(retry_ms);
         let mut preamble = sse::encode_comment("sse-relay").to_vec();
@@ -46,6 +50,30 @@ impl DownstreamFrames {
             preamble: Bytes::from(preamble),
             heartbeat: Bytes::from_static(b":\n\n"),
             farewell: retry,
+            gap_event: None,
         }
+    }
+
+    /// Signals gaps with events of type `event_type` (empty: not at all).
+    pub fn with_gap_event(mut self, event_type: &str) -> Self {
+        self.gap_event = (!event_type.is_empty()).then(|| event_type.to_string());
+        self
+    }
+
+    /// The in-band gap signal: an event of the gap type whose data is
+    /// `{"last_event_id":…,"next_event_id":…}` (JSON; `null` where unknown) and which has no
+    /// `id:` field, so the client's last event id does not move (WHATWG HTML §9.2.6). Browsers
+    /// dispatch it only to listeners of that type; `onmessage` never sees it.
+    pub fn gap(&self, gap: &Gap) -> Option<Bytes> {
+        let event_type = self.gap_event.as_ref()?;
+        let data = serde_json::json!({
+            "last_event_id": gap.last_event_id.as_deref(),
+            "next_event_id": gap.next_event_id.as_deref(),
+        });
+        Some(sse::encode(&sse::Event {
+            id: None,
+            event_type: Some(event_type.clone()),
+            data: Some(data.to_string()),
+        }))
     }
 }

@@ -47,6 +47,8 @@ pub struct EdgeSettings {
     pub passthrough: Option<PassthroughSettings>,
     /// The `retry:` hint sent to subscribers, ms.
     pub retry_hint_ms: u64,
+    /// Event type of the in-band gap signal (empty: not sent).
+    pub gap_event: String,
     /// What happens to subscribers that fall out of the ring.
     pub lag_policy: LagPolicy,
     /// `Strict-Transport-Security` for TLS responses, if configured.
@@ -116,7 +118,10 @@ impl Edge {
                 router: settings.router,
                 hub,
                 upstream,
-                frames: Arc::new(DownstreamFrames::new(settings.retry_hint_ms)),
+                frames: Arc::new(
+                    DownstreamFrames::new(settings.retry_hint_ms)
+                        .with_gap_event(&settings.gap_event),
+                ),
                 lag_policy: settings.lag_policy,
                 cors: settings.cors,
                 passthrough,

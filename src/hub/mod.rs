@@ -26,7 +26,7 @@ use futures_util::future::BoxFuture;
 pub use metrics::{HubMetrics, DEFAULT_MAX_TOPIC_LABELS};
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
-pub use subscription::{Delivery, Next, Subscription, BATCH_BYTES};
+pub use subscription::{Delivery, Gap, Next, Subscription, BATCH_BYTES};
 pub use topic::{CloseReason, RingLimits, Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
 pub use verdict::{OriginAnswer, Verdict};
 

@@ -22,6 +22,10 @@ pub enum Next {
     Heartbeat,
     /// The cursor fell out of the ring (events were evicted before this subscriber read them).
     Lagged,
+    /// Events this subscriber should have had are gone: it resumed from an id the ring no
+    /// longer (or never) held, or skipped ahead after lagging. Sent once, right before the
+    /// next event it gets.
+    Gap(Gap),
     /// The topic ended, or the drain reached this subscriber.
     Closed(CloseReason),
 }
@@ -44,6 +48,16 @@ pub struct Delivery {
     pub stalled_for: Option<Duration>,
 }
 
+/// Where a subscriber's stream has a hole, as far as the relay knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The last id the client had (its `Last-Event-ID`); `None` after a lag skip (the client
+    /// knows it: EventSource's `lastEventId`).
+    pub last_event_id: Option<Box<str>>,
+    /// The id of the first event it gets next (`None` when that event has none).
+    pub next_event_id: Option<Arc<str>>,
+}
+
 /// Largest batch of waiting events joined into one [`Delivery`], bytes (a single larger event is
 /// handed over alone). One h2 DATA frame's default maximum size (RFC 9113 §6.5.2).
 pub const BATCH_BYTES: usize = 16_384;
@@ -63,12 +77,16 @@ pub struct Subscription {
     last_handoff: Option<Instant>,
     /// Position in the drain order: this stream ends once drain progress passes it.
     drain_slot: u16,
+    /// A hole to report before the next event: `Some(last id the client had, if known)`.
+    gap: Option<Option<Box<str>>>,
 }
 
 impl Subscription {
     /// Attaches a subscriber to `topic` (counted already by the registry) positioned by
     /// `last_event_id`: just after that event if the ring still holds it, else at the oldest
-    /// buffered event (nothing that could be kept is lost); without one, at the live head.
+    /// buffered event (nothing that could be kept is lost), with a [`Next::Gap`] before it
+    /// unless the topic's upstream was opened with that very id (the origin replays it);
+    /// without one, at the live head.
     pub(super) fn attach(topic: &Arc<Topic>, last_event_id: Option<&str>) -> Self {
         let metrics = &topic.metrics;
         metrics.subscribers.inc();
@@ -88,7 +106,14 @@ impl Subscription {
                     }
                     None => {
                         metrics.replay_misses.inc();
-                        state.first_seq
+                        let mut subscription =
+                            Self::new(topic.clone(), state.first_seq, state.heartbeat_generation);
+                        // The id the topic's upstream was opened with: the origin was asked to
+                        // replay after it, into this ring, so nothing is missing.
+                        if topic.initial_last_event_id() != Some(wanted) {
+                            subscription.gap = Some(Some(wanted.into()));
+                        }
+                        return subscription;
                     }
                 }
             }
@@ -104,6 +129,7 @@ impl Subscription {
             heartbeat_seen,
             last_handoff: None,
             drain_slot: rand::random::<u16>(),
+            gap: None,
         }
     }
 
@@ -123,6 +149,12 @@ impl Subscription {
         }
         let offset = (self.cursor - state.first_seq) as usize;
         if let Some(entry) = state.entries.get(offset) {
+            if let Some(last_event_id) = self.gap.take() {
+                return Poll::Ready(Next::Gap(Gap {
+                    last_event_id,
+                    next_event_id: entry.id.clone(),
+                }));
+            }
             let now = Instant::now();
             let stalled_for = self
                 .last_handoff
@@ -190,9 +222,11 @@ impl Subscription {
         self.topic.verdict().await
     }
 
-    /// Moves the cursor to the oldest buffered event (the `skip` lag policy).
+    /// Moves the cursor to the oldest buffered event (the `skip` lag policy); a [`Next::Gap`]
+    /// comes before that event.
     pub fn skip_to_oldest(&mut self) {
         self.cursor = lock(&self.topic.state).first_seq;
+        self.gap = Some(None);
     }
 }
 

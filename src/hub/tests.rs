@@ -136,6 +136,26 @@ async fn slow_subscriber_falls_out_of_the_ring() {
     assert_eq!(next(&mut slow).await, Next::Lagged);
 }
 
+#[tokio::test]
+async fn a_lag_skip_reports_the_gap_before_the_oldest_event() {
+    let hub = hub(2);
+    let mut slow = hub.subscribe(spec("k"), None).unwrap();
+    for i in 0..5 {
+        let id = i.to_string();
+        slow.topic().publish(Some(&id), Bytes::from(format!("{i}")));
+    }
+    assert_eq!(next(&mut slow).await, Next::Lagged);
+    slow.skip_to_oldest();
+    assert_eq!(
+        next(&mut slow).await,
+        Next::Gap(Gap {
+            last_event_id: None,
+            next_event_id: Some(Arc::from("3")),
+        })
+    );
+    assert_eq!(frame(next(&mut slow).await), "34", "then the buffered events, joined");
+}
+
 /// Lets spawned tasks (the supervisor) run until they wait again.
 async fn settle() {
     for _ in 0..10 {
