@@ -153,7 +153,11 @@ async fn a_lag_skip_reports_the_gap_before_the_oldest_event() {
             next_event_id: Some(Arc::from("3")),
         })
     );
-    assert_eq!(frame(next(&mut slow).await), "34", "then the buffered events, joined");
+    assert_eq!(
+        frame(next(&mut slow).await),
+        "34",
+        "then the buffered events, joined"
+    );
 }
 
 /// Lets spawned tasks (the supervisor) run until they wait again.
