@@ -93,11 +93,20 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
     assert_eq!(relay.metrics.downstream.subscribers_lagged.get(), 1);
 
     // Its client resumes with the last id it saw. That event has left the 16-event ring, so
-    // the relay sends everything it still holds (a replay miss), oldest first.
+    // the relay says so in-band (the gap signal), then sends everything it still holds (a
+    // replay miss), oldest first.
     let last_seen = got.len().to_string();
     let mut resumed = conn
         .subscribe("/events/a", &[("last-event-id", &last_seen)])
         .await;
+    let gap = resumed.next_event().await.unwrap();
+    assert_eq!(gap.event_type.as_deref(), Some("sse-relay-gap"));
+    let gap: serde_json::Value = serde_json::from_str(&gap.data.unwrap()).unwrap();
+    let oldest = (total - 15).to_string();
+    assert_eq!(
+        gap,
+        serde_json::json!({ "last_event_id": last_seen, "next_event_id": oldest })
+    );
     assert_eq!(resumed.data(16).await, expected[total - 16..].to_vec());
     assert_eq!(relay.metrics.hub.replay_misses.get(), 1);
     relay.stop().await;
