@@ -340,10 +340,12 @@ async fn a_resume_from_an_id_no_longer_buffered_is_told_the_gap_in_band() {
     let mut conn = relay.h2().await;
     let mut live = conn.subscribe("/events/a", &[]).await;
     eventually("streaming", || origin.open("a") == 1).await;
+    // One at a time, read before the next: the live reader never falls out of the 2-event
+    // ring (it would be disconnected by the lag policy).
     for i in 1..=5 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
+        assert_eq!(live.data(1).await, [format!("e{i}")]);
     }
-    assert_eq!(live.data(5).await, ["e1", "e2", "e3", "e4", "e5"]);
     let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "1")]).await;
     let gap = resumed.next_event().await.unwrap();
     assert_eq!(gap.event_type.as_deref(), Some("sse-relay-gap"));
@@ -379,8 +381,8 @@ async fn the_gap_signal_can_be_turned_off() {
     eventually("streaming", || origin.open("a") == 1).await;
     for i in 1..=3 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
+        assert_eq!(live.data(1).await, [format!("e{i}")]);
     }
-    assert_eq!(live.data(3).await, ["e1", "e2", "e3"]);
     let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "x")]).await;
     let first = resumed.next_event().await.unwrap();
     assert_eq!(
