@@ -34,25 +34,14 @@ const HTTP1_CONNECTIONS_PER_HOST: u64 = 6;
 #[test]
 #[ignore = "acceptance: needs nginx + libnginx-mod-nchan, chromium, node and `npm ci` in tests/browser; run with --include-ignored (CI does)"]
 fn one_page_opens_30_event_sources_over_h2_but_at_most_6_over_http1() {
-    let Fixture {
-        node,
-        browser_dir,
-        dir,
-        mut nginx,
-        mut relay,
-    } = Fixture::start("browser");
-    let plain_port = relay.plain_port.expect("plaintext listener");
-    let run = Run {
-        node: &node,
-        script: &browser_dir.join("eventsource.mjs"),
-        page: &format!("http://127.0.0.1:{}/static/page.html", nginx.port),
-        nginx: &nginx,
-        dir: dir.path(),
-    };
+    let mut fixture = Fixture::start("browser");
+    let tls_port = fixture.relay.tls_port;
+    let plain_port = fixture.relay.plain_port.expect("plaintext listener");
+    let run = fixture.run();
 
     let h2 = run.page_with_30_sources(
         "browser-h2",
-        &format!("https://127.0.0.1:{}/events/browser-h2", relay.tls_port),
+        &format!("https://127.0.0.1:{tls_port}/events/browser-h2"),
     );
     let h1 = run.page_with_30_sources(
         "browser-h1",
@@ -93,45 +82,38 @@ fn one_page_opens_30_event_sources_over_h2_but_at_most_6_over_http1() {
         "responses came over HTTP/1.1: {}",
         h1.json
     );
-    nginx.assert_running();
-    relay.assert_running();
+    fixture.nginx.assert_running();
+    fixture.relay.assert_running();
 }
 
 #[test]
 #[ignore = "acceptance: needs nginx + libnginx-mod-nchan, chromium, node and `npm ci` in tests/browser; run with --include-ignored (CI does)"]
 fn a_200_kb_event_reaches_chromium_intact_through_the_relay_by_default() {
-    let Fixture {
-        node,
-        browser_dir,
-        dir,
-        mut nginx,
-        mut relay,
-    } = Fixture::start("browser-large");
-    let run = Run {
-        node: &node,
-        script: &browser_dir.join("eventsource.mjs"),
-        page: &format!("http://127.0.0.1:{}/static/page.html", nginx.port),
-        nginx: &nginx,
-        dir: dir.path(),
-    };
+    let mut fixture = Fixture::start("browser-large");
     let large = format!("snapshot {}", "x".repeat(200 * 1024));
-    let url = format!("https://127.0.0.1:{}/events/browser-large", relay.tls_port);
-    let outcome = run.page("browser-large", &url, 1, &[large, "after".to_string()]);
+    let url = format!(
+        "https://127.0.0.1:{}/events/browser-large",
+        fixture.relay.tls_port
+    );
+    let outcome = fixture
+        .run()
+        .page("browser-large", &url, 1, &[large, "after".to_string()]);
     assert_eq!(outcome.open, 1, "{}", outcome.json);
     assert_eq!(
         outcome.received_all, 1,
         "the 200 KB event and the next one arrive intact: {}",
         outcome.json
     );
-    nginx.assert_running();
-    relay.assert_running();
+    fixture.nginx.assert_running();
+    fixture.relay.assert_running();
 }
 
 /// What both tests need: the tools checked, nginx + nchan serving the page and the origin, and
 /// a relay in front of nchan with CORS open to the page.
 struct Fixture {
     node: std::path::PathBuf,
-    browser_dir: std::path::PathBuf,
+    script: std::path::PathBuf,
+    page: String,
     dir: TempDir,
     nginx: Nginx,
     relay: RelayProcess,
@@ -165,10 +147,22 @@ impl Fixture {
         let relay = RelayProcess::start(dir.path(), &nginx.upstream_template(), options);
         Fixture {
             node,
-            browser_dir,
+            script: browser_dir.join("eventsource.mjs"),
+            page: format!("http://127.0.0.1:{}/static/page.html", nginx.port),
             dir,
             nginx,
             relay,
+        }
+    }
+
+    /// Runs of the browser script against this fixture's page and nginx.
+    fn run(&self) -> Run<'_> {
+        Run {
+            node: &self.node,
+            script: &self.script,
+            page: &self.page,
+            nginx: &self.nginx,
+            dir: self.dir.path(),
         }
     }
 }

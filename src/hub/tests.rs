@@ -6,8 +6,17 @@ use std::future::poll_fn;
 use std::sync::atomic::AtomicUsize;
 
 fn hub(max_events: usize) -> Hub {
+    hub_with(settings(max_events))
+}
+
+fn hub_with(settings: HubSettings) -> Hub {
     let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
-    let settings = HubSettings {
+    Hub::new(settings, metrics)
+}
+
+/// The tests' settings: a ring of `max_events`, 50 ms idle grace, no answer memory.
+fn settings(max_events: usize) -> HubSettings {
+    HubSettings {
         ring: RingLimits {
             max_events,
             max_bytes: 1 << 20,
@@ -19,8 +28,7 @@ fn hub(max_events: usize) -> Hub {
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 512 * 1024,
         max_topics: 3,
-    };
-    Hub::new(settings, metrics)
+    }
 }
 
 /// A spec for topic `key` whose upstream never ends; `opened` counts upstreams started.
@@ -305,12 +313,10 @@ async fn drain_ends_every_stream_and_refuses_new_ones() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its_ttl() {
-    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
-    let settings = HubSettings {
+    let hub = hub_with(HubSettings {
         origin_error_ttl: Duration::from_secs(10),
-        ..hub(8).registry.settings
-    };
-    let hub = Hub::new(settings, metrics);
+        ..settings(8)
+    });
     let not_found = Arc::new(OriginAnswer {
         status: http::StatusCode::NOT_FOUND,
         content_type: None,

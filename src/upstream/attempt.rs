@@ -1,6 +1,8 @@
-//! One upstream request: send it (with `Last-Event-ID` when resuming), check the answer, then
-//! read the event stream, parsing each chunk once and publishing each event, encoded once, to
-//! the topic's ring, until the stream ends, breaks or goes idle.
+//! One upstream request: send it (with `Last-Event-ID` when resuming and the route's own
+//! headers), follow redirects within the route's origin, sort the answer (a stream; a refusal
+//! to pass on, with its small body; a status to retry, with its `Retry-After`), then read the
+//! event stream, parsing each chunk once and publishing each event, encoded once, to the
+//! topic's ring, until the stream ends, breaks or goes idle.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -203,11 +203,11 @@ async fn refresh(
     if lock(current).1 == stamp(&metadata) {
         return Ok(());
     }
-    let path = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || read_value(&path))
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || read_value(&owned))
         .await
         .map_err(|e| CredentialError::File {
-            path: PathBuf::new(),
+            path: path.to_owned(),
             reason: e.to_string(),
         })??;
     *lock(current) = read;
