@@ -13,7 +13,7 @@ use http::HeaderValue;
 use super::issue::{file_exists, ms, positive, ConfigIssue};
 use super::{Config, LogConfig};
 use crate::edge::EdgeSettings;
-use crate::hub::{HubSettings, RingLimits};
+use crate::hub::{CatchUpSettings, HubSettings, RingLimits};
 use crate::server::tls::ClientIdentity;
 use crate::server::{ConnectionLimits, H2Settings, ServerSettings};
 use crate::upstream::{Backoff, UpstreamSettings};
@@ -291,6 +291,35 @@ fn hub(config: &Config) -> Result<HubSettings, ConfigIssue> {
         heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
         max_buffered_bytes: config.limits.max_buffered_bytes,
         max_topics: config.limits.max_topics,
+        catch_up: catch_up(config)?,
+    })
+}
+
+fn catch_up(config: &Config) -> Result<CatchUpSettings, ConfigIssue> {
+    let r = &config.replay;
+    if r.catch_up {
+        positive("replay.catch_up_timeout_ms", r.catch_up_timeout_ms)?;
+        positive(
+            "replay.catch_up_max_per_topic",
+            r.catch_up_max_per_topic as u64,
+        )?;
+        positive("replay.catch_up_max_total", r.catch_up_max_total as u64)?;
+        if r.catch_up_max_bytes < config.limits.max_event_bytes {
+            return Err(ConfigIssue::new(
+                "replay.catch_up_max_bytes",
+                format!(
+                    "{} is less than limits.max_event_bytes ({}): a catch-up must hold the largest event",
+                    r.catch_up_max_bytes, config.limits.max_event_bytes
+                ),
+            ));
+        }
+    }
+    Ok(CatchUpSettings {
+        enabled: r.catch_up,
+        timeout: ms(r.catch_up_timeout_ms),
+        max_bytes: r.catch_up_max_bytes,
+        max_per_topic: r.catch_up_max_per_topic,
+        max_total: r.catch_up_max_total,
     })
 }
 

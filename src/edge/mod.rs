@@ -147,15 +147,17 @@ impl Edge {
         Ok(())
     }
 
-    /// The hub's view of a resolved target: its key, its label, and how to follow its origin.
+    /// The hub's view of a resolved target: its key, its label, how to follow its origin, and
+    /// how to ask it for a catch-up.
     fn topic_spec(&self, target: TopicTarget) -> TopicSpec {
+        let upstream = &self.inner.upstream;
         TopicSpec {
             key: target.key,
             label: target.path,
-            follow: self
-                .inner
-                .upstream
-                .follower(target.upstream, target.upstream_headers),
+            replay: Some(
+                upstream.replayer(target.upstream.clone(), target.upstream_headers.clone()),
+            ),
+            follow: upstream.follower(target.upstream, target.upstream_headers),
         }
     }
 

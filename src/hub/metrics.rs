@@ -1,17 +1,46 @@
 //! The hub's metrics: subscribers and topics (with a capped per-topic label), the replay
-//! buffers' bytes, replay hits and misses, shedding and the drain flag.
+//! buffers' bytes, replay hits and misses, catch-ups by outcome, shedding and the drain flag.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::ops::metrics::{counter, gauge};
+use crate::ops::metrics::{counter, gauge, Family, Label};
 
 /// Topics beyond this many distinct labels share the label `other` in per-topic series, by
 /// default: enough to see the busiest routes, few enough that a topic spray cannot blow up
 /// Prometheus' series count.
 pub const DEFAULT_MAX_TOPIC_LABELS: usize = 100;
+
+/// How an origin-assisted catch-up ended (`sse_relay_catch_ups_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpOutcome {
+    /// The origin replayed what the ring lacked; its subscribers joined the ring after it.
+    Joined,
+    /// The origin did not replay from the id (its first event was in the ring, or it sent live
+    /// events): its subscribers got the gap signal.
+    NoReplay,
+    /// The request failed, ended, timed out or outgrew `replay.catch_up_max_bytes` before
+    /// meeting the ring: its subscribers got the gap signal.
+    Failed,
+    /// Not started: over `replay.catch_up_max_per_topic` or `_max_total` (the subscriber got
+    /// the gap signal).
+    Capped,
+}
+
+impl Label for CatchUpOutcome {
+    const ALL: &'static [Self] = &[Self::Joined, Self::NoReplay, Self::Failed, Self::Capped];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Joined => "joined",
+            Self::NoReplay => "no_replay",
+            Self::Failed => "failed",
+            Self::Capped => "capped",
+        }
+    }
+}
 
 /// The metrics of the hub and its topics.
 pub struct HubMetrics {
@@ -28,6 +57,11 @@ pub struct HubMetrics {
     pub replay_hits: IntCounter,
     /// Resumes with a `Last-Event-ID` not in the replay buffer (counter).
     pub replay_misses: IntCounter,
+    /// Origin-assisted catch-ups, by how they ended (counter; one per request, however many
+    /// subscribers shared it).
+    pub catch_ups: Family<CatchUpOutcome>,
+    /// Catch-up requests under way (gauge).
+    pub catch_ups_open: IntGauge,
     /// 1 while the relay drains (gauge).
     pub draining: IntGauge,
     topic_subscribers: IntGaugeVec,
@@ -73,6 +107,17 @@ impl HubMetrics {
                 r,
                 "sse_relay_replay_misses_total",
                 "Resumes whose Last-Event-ID was not in the replay buffer.",
+            )?,
+            catch_ups: Family::new(
+                r,
+                "sse_relay_catch_ups_total",
+                "Origin-assisted catch-ups for resumes the replay buffer could not serve, by outcome.",
+                "outcome",
+            )?,
+            catch_ups_open: gauge(
+                r,
+                "sse_relay_catch_ups_open",
+                "Catch-up requests to origins under way.",
             )?,
             draining: gauge(r, "sse_relay_draining", "1 while the relay drains.")?,
             topic_subscribers,

@@ -1,6 +1,7 @@
 //! The hub: topics and their subscribers. The [`registry`] gets or opens a topic by key (one
 //! upstream subscription per topic key, however many subscribers); each topic is a replay ring
-//! with its subscribers' cursors and wakers ([`topic`], [`subscription`]); one
+//! with its subscribers' cursors and wakers ([`topic`], [`subscription`]), which asks the
+//! origin once more for what a resuming subscriber missed and the ring lacks ([`catch_up`]); one
 //! [`supervisor`] per topic owns its life (follow upstream, idle grace, origin closed, drain,
 //! retire). The hub also runs the heartbeat ticker and the spread-out drain.
 //!
@@ -8,6 +9,7 @@
 //! a topic's upstream is a future handed in with its [`TopicSpec`], and it never blocks the
 //! upstream on a subscriber (DESIGN.md invariant 1).
 
+mod catch_up;
 mod metrics;
 mod registry;
 mod subscription;
@@ -23,7 +25,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-pub use metrics::{HubMetrics, DEFAULT_MAX_TOPIC_LABELS};
+pub use catch_up::{CatchUp, CatchUpSettings, Replay};
+pub use metrics::{CatchUpOutcome, HubMetrics, DEFAULT_MAX_TOPIC_LABELS};
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
 pub use subscription::{Delivery, Gap, Next, Subscription, BATCH_BYTES};
@@ -50,6 +53,8 @@ pub struct HubSettings {
     /// Topics open at once; past it subscribers of new topics are refused (each topic holds an
     /// upstream connection and a ring), count.
     pub max_topics: usize,
+    /// Origin-assisted catch-up for resumes the ring cannot serve ([`catch_up`]).
+    pub catch_up: CatchUpSettings,
 }
 
 /// Why a topic's upstream follower gave up (it never returns otherwise: outages, errors and
@@ -76,6 +81,9 @@ pub struct TopicSpec {
     pub label: String,
     /// Starts the upstream of a new topic (dropped unused when the topic is open already).
     pub follow: Follow,
+    /// How a new topic asks its origin to replay after an id its ring lacks ([`catch_up`];
+    /// `None`: it does not, and such resumes get the gap signal).
+    pub replay: Option<Replay>,
 }
 
 /// Why [`Hub::subscribe`] refused a subscriber.

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+use super::catch_up::CatchUpPool;
 use super::metrics::HubMetrics;
-use super::topic::{lock, Topic};
+use super::topic::{lock, NewTopic, Topic};
 use super::verdict::OriginAnswer;
 use super::{HubSettings, Refused, TopicSpec, UpstreamEnd};
 
@@ -51,6 +52,8 @@ pub(super) struct Registry {
     pub stop: watch::Sender<bool>,
     /// Topics registered, count (the drain waits for 0).
     pub open: watch::Sender<usize>,
+    /// Catch-ups under way in all topics, and their settings.
+    catch_up_pool: Arc<CatchUpPool>,
 }
 
 impl Registry {
@@ -64,6 +67,7 @@ impl Registry {
             drain_progress: Arc::new(AtomicU32::new(0)),
             stop: watch::Sender::new(false),
             open: watch::Sender::new(0),
+            catch_up_pool: Arc::new(CatchUpPool::new(settings.catch_up)),
         }
     }
 
@@ -88,14 +92,19 @@ impl Registry {
             }
             None => {
                 let (label, gauge) = self.metrics.topic_label(&spec.label);
-                let topic = Arc::new(Topic::new(
-                    spec.key.clone(),
+                let new = NewTopic {
+                    key: spec.key.clone(),
                     label,
-                    last_event_id.map(str::to_string),
+                    initial_last_event_id: last_event_id.map(str::to_string),
+                    replay: spec.replay,
+                };
+                let topic = Arc::new(Topic::new(
+                    new,
                     self.settings.ring,
                     gauge,
                     self.drain_progress.clone(),
                     self.metrics.clone(),
+                    &self.catch_up_pool,
                 ));
                 topics.insert(spec.key, topic.clone());
                 self.metrics.topics.inc();

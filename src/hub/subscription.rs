@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::catch_up::{self, CatchUp, Outcome};
 use super::topic::{lock, CloseReason, Topic};
 
 /// What a subscriber gets next.
@@ -79,46 +80,43 @@ pub struct Subscription {
     drain_slot: u16,
     /// A hole to report before the next event: `Some(last id the client had, if known)`.
     gap: Option<Option<Box<str>>>,
+    /// The catch-up this subscriber waits for, then the next of its replayed frames to send.
+    catch_up: Option<(Arc<CatchUp>, usize)>,
 }
 
 impl Subscription {
     /// Attaches a subscriber to `topic` (counted already by the registry) positioned by
-    /// `last_event_id`: just after that event if the ring still holds it, else at the oldest
-    /// buffered event (nothing that could be kept is lost), with a [`Next::Gap`] before it
-    /// unless the topic's upstream was opened with that very id (the origin replays it);
-    /// without one, at the live head.
+    /// `last_event_id`: just after that event if the ring still holds it; without one, at the
+    /// live head. An id the ring lacks is caught up from the origin ([`catch_up`]) unless the
+    /// topic's upstream was opened with that very id (the origin replays it into the ring);
+    /// when it cannot be, the subscriber starts at the oldest buffered event (nothing that
+    /// could be kept is lost) with a [`Next::Gap`] before it.
     pub(super) fn attach(topic: &Arc<Topic>, last_event_id: Option<&str>) -> Self {
         let metrics = &topic.metrics;
         metrics.subscribers.inc();
         topic.subscribers_gauge.inc();
         let state = lock(&topic.state);
-        let cursor = match last_event_id {
-            None => state.next_seq(),
-            Some(wanted) => {
-                let found = state
-                    .entries
-                    .iter()
-                    .rposition(|e| e.id.as_deref() == Some(wanted));
-                match found {
-                    Some(index) => {
-                        metrics.replay_hits.inc();
-                        state.first_seq + index as u64 + 1
-                    }
-                    None => {
-                        metrics.replay_misses.inc();
-                        let mut subscription =
-                            Self::new(topic.clone(), state.first_seq, state.heartbeat_generation);
-                        // The id the topic's upstream was opened with: the origin was asked to
-                        // replay after it, into this ring, so nothing is missing.
-                        if topic.initial_last_event_id() != Some(wanted) {
-                            subscription.gap = Some(Some(wanted.into()));
-                        }
-                        return subscription;
-                    }
-                }
-            }
+        let heartbeat_seen = state.heartbeat_generation;
+        let Some(wanted) = last_event_id else {
+            return Self::new(topic.clone(), state.next_seq(), heartbeat_seen);
         };
-        Self::new(topic.clone(), cursor, state.heartbeat_generation)
+        if let Some(seq) = state.seq_of(wanted) {
+            metrics.replay_hits.inc();
+            return Self::new(topic.clone(), seq + 1, heartbeat_seen);
+        }
+        metrics.replay_misses.inc();
+        let (first_seq, head) = (state.first_seq, state.next_seq());
+        drop(state);
+        let mut subscription = Self::new(topic.clone(), first_seq, heartbeat_seen);
+        // The id the topic's upstream was opened with: the origin was asked to replay after it,
+        // into this ring, so nothing is missing.
+        if topic.initial_last_event_id() != Some(wanted) {
+            match catch_up::start(topic, wanted, head) {
+                Some(catch_up) => subscription.catch_up = Some((catch_up, 0)),
+                None => subscription.gap = Some(Some(wanted.into())),
+            }
+        }
+        subscription
     }
 
     fn new(topic: Arc<Topic>, cursor: u64, heartbeat_seen: u64) -> Self {
@@ -130,6 +128,7 @@ impl Subscription {
             last_handoff: None,
             drain_slot: rand::random::<u16>(),
             gap: None,
+            catch_up: None,
         }
     }
 
@@ -143,12 +142,16 @@ impl Subscription {
         if self.topic.drain_progress.load(Ordering::Relaxed) > u32::from(self.drain_slot) {
             return Poll::Ready(Next::Closed(CloseReason::Draining));
         }
+        if let Some(delivery) = self.replayed() {
+            return Poll::Ready(Next::Frame(delivery));
+        }
         let mut state = lock(&self.topic.state);
-        if self.cursor < state.first_seq {
+        let caught_up = self.catch_up.is_none();
+        if caught_up && self.cursor < state.first_seq {
             return Poll::Ready(Next::Lagged);
         }
-        let offset = (self.cursor - state.first_seq) as usize;
-        if let Some(entry) = state.entries.get(offset) {
+        let offset = self.cursor.saturating_sub(state.first_seq) as usize;
+        if let Some(entry) = state.entries.get(offset).filter(|_| caught_up) {
             if let Some(last_event_id) = self.gap.take() {
                 return Poll::Ready(Next::Gap(Gap {
                     last_event_id,
@@ -162,15 +165,7 @@ impl Subscription {
                 .map(|handoff| now.saturating_duration_since(handoff))
                 .filter(|&stall| stall >= MIN_STALL);
             let received_at = entry.at;
-            // How many waiting frames fit one batch (at least one).
-            let (mut events, mut bytes) = (0, 0);
-            for e in state.entries.range(offset..) {
-                if events > 0 && bytes + e.frame.len() > BATCH_BYTES {
-                    break;
-                }
-                events += 1;
-                bytes += e.frame.len();
-            }
+            let (events, bytes) = batch(state.entries.range(offset..).map(|e| e.frame.len()));
             let behind = (state.entries.len() - offset - events) as u64;
             self.cursor += events as u64;
             self.heartbeat_seen = state.heartbeat_generation;
@@ -215,6 +210,50 @@ impl Subscription {
         Poll::Pending
     }
 
+    /// While a catch-up is under way, nothing; once it joined, its replayed frames, in
+    /// batches, then the cursor moves to where it met the ring; once it could not, the cursor
+    /// moves to the oldest buffered event with a gap before it.
+    fn replayed(&mut self) -> Option<Delivery> {
+        let (catch_up, next) = self.catch_up.as_mut()?;
+        match catch_up.outcome()? {
+            Outcome::Joined {
+                frames,
+                at,
+                ready_at,
+            } => {
+                if let Some(rest) = frames.get(*next..).filter(|rest| !rest.is_empty()) {
+                    let (events, bytes) = batch(rest.iter().map(Bytes::len));
+                    let frame = match events {
+                        1 => rest[0].clone(),
+                        _ => {
+                            let mut joined = bytes::BytesMut::with_capacity(bytes);
+                            rest[..events]
+                                .iter()
+                                .for_each(|f| joined.extend_from_slice(f));
+                            joined.freeze()
+                        }
+                    };
+                    *next += events;
+                    self.last_handoff = Some(Instant::now());
+                    return Some(Delivery {
+                        frame,
+                        events: events as u64,
+                        received_at: *ready_at,
+                        behind: (rest.len() - events) as u64,
+                        stalled_for: None,
+                    });
+                }
+                self.cursor = *at;
+            }
+            Outcome::Gap => {
+                self.gap = Some(Some(catch_up.last_event_id().into()));
+                self.cursor = lock(&self.topic.state).first_seq;
+            }
+        }
+        self.catch_up = None;
+        None
+    }
+
     /// Resolves once the origin's answer for this topic is known (see [`Topic::verdict`]): a
     /// subscriber that arrives while the first upstream attempt is under way waits for it, so
     /// it can be given the origin's refusal instead of a stream.
@@ -228,6 +267,20 @@ impl Subscription {
         self.cursor = lock(&self.topic.state).first_seq;
         self.gap = Some(None);
     }
+}
+
+/// How many of the waiting frames (of these sizes, in bytes) fit one batch of at most
+/// [`BATCH_BYTES`] (at least one), and their bytes.
+fn batch(sizes: impl Iterator<Item = usize>) -> (usize, usize) {
+    let (mut events, mut bytes) = (0, 0);
+    for size in sizes {
+        if events > 0 && bytes + size > BATCH_BYTES {
+            break;
+        }
+        events += 1;
+        bytes += size;
+    }
+    (events, bytes)
 }
 
 impl Drop for Subscription {

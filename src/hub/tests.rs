@@ -9,13 +9,13 @@ fn hub(max_events: usize) -> Hub {
     hub_with(settings(max_events))
 }
 
-fn hub_with(settings: HubSettings) -> Hub {
+pub(super) fn hub_with(settings: HubSettings) -> Hub {
     let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
     Hub::new(settings, metrics)
 }
 
 /// The tests' settings: a ring of `max_events`, 50 ms idle grace, no answer memory.
-fn settings(max_events: usize) -> HubSettings {
+pub(super) fn settings(max_events: usize) -> HubSettings {
     HubSettings {
         ring: RingLimits {
             max_events,
@@ -28,8 +28,18 @@ fn settings(max_events: usize) -> HubSettings {
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 512 * 1024,
         max_topics: 3,
+        catch_up: CATCH_UP,
     }
 }
+
+/// Catch-up on, 5 s to meet the ring, two per topic, three in all.
+const CATCH_UP: CatchUpSettings = CatchUpSettings {
+    enabled: true,
+    timeout: Duration::from_secs(5),
+    max_bytes: 64 * 1024,
+    max_per_topic: 2,
+    max_total: 3,
+};
 
 /// A spec for topic `key` whose upstream never ends; `opened` counts upstreams started.
 fn counted(key: &str, opened: &Arc<AtomicUsize>) -> TopicSpec {
@@ -41,6 +51,7 @@ fn counted(key: &str, opened: &Arc<AtomicUsize>) -> TopicSpec {
             opened.fetch_add(1, Ordering::SeqCst);
             Box::pin(std::future::pending())
         }),
+        replay: None,
     }
 }
 
@@ -48,11 +59,11 @@ fn spec(key: &str) -> TopicSpec {
     counted(key, &Arc::default())
 }
 
-async fn next(sub: &mut Subscription) -> Next {
+pub(super) async fn next(sub: &mut Subscription) -> Next {
     poll_fn(|cx| sub.poll_next(cx)).await
 }
 
-fn frame(next: Next) -> Bytes {
+pub(super) fn frame(next: Next) -> Bytes {
     match next {
         Next::Frame(d) => d.frame,
         other => panic!("expected a frame, got {other:?}"),
@@ -234,6 +245,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 1 << 20,
         max_topics: 3,
+        catch_up: CATCH_UP,
     };
     let hub = Hub::new(settings, metrics);
     let (close, closed) = tokio::sync::oneshot::channel::<()>();
@@ -246,6 +258,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
                 UpstreamEnd::OriginClosed
             })
         }),
+        replay: None,
     };
     let mut sub = hub.subscribe(spec, None).unwrap();
     close.send(()).unwrap();
@@ -333,6 +346,7 @@ async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its
                 UpstreamEnd::Refused(answer)
             })
         }),
+        replay: None,
     };
     let first = hub.subscribe(spec, None).unwrap();
     let second = hub.subscribe(counted("k", &Arc::default()), None).unwrap();

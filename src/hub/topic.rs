@@ -5,10 +5,10 @@
 //! decide its own life: its [`super::supervisor`] closes it, and nothing here calls back into
 //! the registry. This module knows nothing of HTTP.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use prometheus::IntGauge;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::catch_up::{CatchUp, CatchUpPool, Replay};
 use super::metrics::HubMetrics;
 use super::verdict::{OriginAnswer, Verdict};
 
@@ -122,6 +123,19 @@ pub struct Topic {
     /// The hub's drain progress: 0 normally, rising to [`DRAIN_DONE`] over the drain window.
     pub(super) drain_progress: Arc<AtomicU32>,
     pub(super) metrics: Arc<HubMetrics>,
+    /// How to ask the origin to replay after an id the ring lacks, and the relay-wide caps.
+    catch_up: Option<(Replay, Arc<CatchUpPool>)>,
+    /// Catch-ups under way, by the id they replay after.
+    catch_ups: Mutex<HashMap<Box<str>, Arc<CatchUp>>>,
+}
+
+/// What a new topic is made of, besides what the hub gives every topic.
+pub(super) struct NewTopic {
+    pub key: String,
+    /// Its metrics label, resolved by the registry.
+    pub label: String,
+    pub initial_last_event_id: Option<String>,
+    pub replay: Option<Replay>,
 }
 
 pub(super) struct Entry {
@@ -150,18 +164,17 @@ pub const DRAIN_DONE: u32 = 1 << 16;
 
 impl Topic {
     pub(super) fn new(
-        key: String,
-        label: String,
-        initial_last_event_id: Option<String>,
+        new: NewTopic,
         limits: RingLimits,
         subscribers_gauge: IntGauge,
         drain_progress: Arc<AtomicU32>,
         metrics: Arc<HubMetrics>,
+        catch_up_pool: &Arc<CatchUpPool>,
     ) -> Self {
         Self {
-            key,
-            label,
-            initial_last_event_id,
+            key: new.key,
+            label: new.label,
+            initial_last_event_id: new.initial_last_event_id,
             state: Mutex::new(RingState {
                 entries: VecDeque::new(),
                 first_seq: 0,
@@ -182,7 +195,32 @@ impl Topic {
             verdict: watch::Sender::new(Verdict::Pending),
             drain_progress,
             metrics,
+            catch_up: new.replay.map(|replay| (replay, catch_up_pool.clone())),
+            catch_ups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The topic's way to ask its origin for a replay, and the caps, when it has one.
+    pub(super) fn catch_up_source(&self) -> Option<(Replay, Arc<CatchUpPool>)> {
+        self.catch_up.clone()
+    }
+
+    /// The catch-ups under way, by the id they replay after.
+    pub(super) fn catch_ups(&self) -> &Mutex<HashMap<Box<str>, Arc<CatchUp>>> {
+        &self.catch_ups
+    }
+
+    /// Ready when the ring's head moved past `seen` (which it then records) or the topic
+    /// closed; otherwise registers the task to be woken by the next publish, tick or close.
+    pub(super) fn poll_changed(&self, seen: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = lock(&self.state);
+        let head = state.next_seq();
+        if *seen != Some(head) || state.closed.is_some() {
+            *seen = Some(head);
+            return Poll::Ready(());
+        }
+        state.waiters.push(cx.waker().clone());
+        Poll::Pending
     }
 
     /// The topic key.
@@ -367,6 +405,14 @@ impl Topic {
 impl RingState {
     pub(super) fn next_seq(&self) -> u64 {
         self.first_seq + self.entries.len() as u64
+    }
+
+    /// The sequence number of the newest buffered event whose id is `id`.
+    pub(super) fn seq_of(&self, id: &str) -> Option<u64> {
+        self.entries
+            .iter()
+            .rposition(|e| e.id.as_deref() == Some(id))
+            .map(|index| self.first_seq + index as u64)
     }
 
     /// Drops what exceeds the bounds; returns the bytes freed.

@@ -1,5 +1,5 @@
-//! One upstream request: send it (with `Last-Event-ID` when resuming and the route's own
-//! headers), follow redirects within the route's origin, sort the answer (a stream; a refusal
+//! One attempt of a topic's upstream subscription: send its request ([`super::request`]:
+//! `Last-Event-ID` when resuming, the route's own headers, redirects), sort the answer (a stream; a refusal
 //! to pass on, with its small body; a status to retry, with its `Retry-After`), then read the
 //! event stream, parsing each chunk once and publishing each event, encoded once, to the
 //! topic's ring, until the stream ends, breaks or goes idle.
@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER};
-use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::metrics::{Defect, Failure};
+use super::request::OriginRequest;
 use super::{Upstream, UpstreamHeaders};
 use crate::hub::{OriginAnswer, Topic, UpstreamState};
 use crate::ops::WarnLimit;
@@ -89,10 +89,6 @@ impl AttemptError {
     }
 }
 
-/// Redirects followed per attempt, at most (as many as a browser's fetch would follow for
-/// EventSource is 20, WHATWG Fetch §4.4; an origin that needs more than 5 is misconfigured).
-pub const MAX_REDIRECTS: usize = 5;
-
 /// Largest origin body passed on with a refusal, bytes; a larger one is dropped (the status
 /// still passes). Error pages are small; a subscriber must not make the relay buffer more.
 pub const MAX_REFUSAL_BODY: usize = 4096;
@@ -119,7 +115,7 @@ pub(super) struct TopicWarnings {
     /// Malformed field lines.
     malformed: WarnLimit,
     /// Header files that could not be re-read.
-    credentials: WarnLimit,
+    pub credentials: WarnLimit,
 }
 
 /// What one attempt works with.
@@ -141,7 +137,14 @@ impl Attempt<'_> {
     /// # Errors
     /// The [`AttemptError`] when no event stream was opened.
     pub async fn run(self, last_id: Option<&str>) -> Result<Answer, AttemptError> {
-        let response = self.request(last_id).await?;
+        let response = OriginRequest {
+            upstream: self.upstream,
+            uri: self.uri,
+            headers: self.headers,
+            credential_warnings: &self.warnings.credentials,
+        }
+        .send(last_id)
+        .await?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(Answer::NoContent);
@@ -169,58 +172,6 @@ impl Attempt<'_> {
         self.topic.accept();
         let _open = OpenStream::new(&self.upstream.metrics.open);
         Ok(self.read(response.into_body()).await)
-    }
-
-    /// Sends the request, following redirects (at most [`MAX_REDIRECTS`], within the route's
-    /// origin: same scheme, host and port), as EventSource's fetch follows them.
-    async fn request(&self, last_id: Option<&str>) -> Result<Response<Incoming>, AttemptError> {
-        let mut uri = self.uri.clone();
-        for _hop in 0..=MAX_REDIRECTS {
-            let response = self.send(&uri, last_id).await?;
-            if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED
-            {
-                return Ok(response);
-            }
-            uri = redirect_target(self.uri, &uri, response.headers().get(LOCATION))?;
-            debug!(%uri, "following the origin's redirect");
-        }
-        Err(AttemptError::Redirect(format!(
-            "more than {MAX_REDIRECTS} redirects"
-        )))
-    }
-
-    async fn send(
-        &self,
-        uri: &Uri,
-        last_id: Option<&str>,
-    ) -> Result<Response<Incoming>, AttemptError> {
-        let mut request = Request::get(uri.clone())
-            .header(ACCEPT, "text/event-stream")
-            .header(CACHE_CONTROL, "no-cache");
-        if let Some(id) = last_id {
-            request = request.header("last-event-id", id);
-        }
-        let mut request = request
-            .body(Empty::<Bytes>::new())
-            .map_err(|_| AttemptError::UnsendableId)?;
-        for stale in self.headers.apply(request.headers_mut()).await {
-            self.upstream.metrics.credential_errors.inc();
-            if let Some(suppressed) = self.warnings.credentials.check() {
-                warn!(
-                    header = %stale.name,
-                    error = %stale.error,
-                    suppressed,
-                    "upstream header file unusable: sending its previous value"
-                );
-            }
-        }
-        self.upstream.metrics.connects.inc();
-        let deadline = self.upstream.settings.connect_timeout * 2;
-        match tokio::time::timeout(deadline, self.upstream.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(AttemptError::Connect(error_chain(&e))),
-            Err(_) => Err(AttemptError::HeadersTimeout),
-        }
     }
 
     /// The origin's refusal as its subscribers get it: its status, and its body and
@@ -329,37 +280,6 @@ fn is_final_refusal(status: StatusCode) -> bool {
         && status != StatusCode::TOO_MANY_REQUESTS
 }
 
-/// Where a redirect from `current` leads (`Location` resolved against it, RFC 9110 §10.2.2),
-/// if it stays within the route's origin `route` (scheme, host and port).
-///
-/// # Errors
-/// [`AttemptError::Redirect`] without a usable `Location` or for another origin.
-fn redirect_target(
-    route: &Uri,
-    current: &Uri,
-    location: Option<&http::HeaderValue>,
-) -> Result<Uri, AttemptError> {
-    let location = location
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| AttemptError::Redirect("no Location".into()))?;
-    let base = url::Url::parse(&current.to_string())
-        .map_err(|e| AttemptError::Redirect(format!("{current}: {e}")))?;
-    let next = base
-        .join(location)
-        .map_err(|e| AttemptError::Redirect(format!("Location {location:?}: {e}")))?;
-    let next: Uri = next
-        .as_str()
-        .parse()
-        .map_err(|e| AttemptError::Redirect(format!("Location {location:?}: {e}")))?;
-    let same_origin = next.scheme() == route.scheme()
-        && next.host().map(str::to_ascii_lowercase) == route.host().map(str::to_ascii_lowercase)
-        && next.port_u16() == route.port_u16();
-    if !same_origin {
-        return Err(AttemptError::Redirect(format!("to another origin: {next}")));
-    }
-    Ok(next)
-}
-
 /// The delay a `Retry-After` value asks for (RFC 9110 §10.2.3: delay-seconds or an HTTP-date,
 /// counted from `now`), capped at [`MAX_RETRY_AFTER`]; `None` when it is neither.
 fn retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
@@ -375,7 +295,7 @@ fn retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
 }
 
 /// True for a `text/event-stream` media type (parameters such as charset allowed).
-fn is_event_stream(value: Option<&http::HeaderValue>) -> bool {
+pub(super) fn is_event_stream(value: Option<&http::HeaderValue>) -> bool {
     value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -397,29 +317,5 @@ mod tests {
         assert_eq!(value(&past), Some(Duration::ZERO));
         assert_eq!(value("86400"), Some(MAX_RETRY_AFTER));
         assert_eq!(value("soon"), None);
-    }
-
-    #[test]
-    fn redirects_resolve_against_the_current_uri_and_stay_within_the_origin() {
-        let route: Uri = "http://origin:8080/sub/a".parse().unwrap();
-        let current: Uri = "http://origin:8080/sub/b/c".parse().unwrap();
-        let target = |location: &str| {
-            let location = http::HeaderValue::from_str(location).unwrap();
-            redirect_target(&route, &current, Some(&location)).map(|u| u.to_string())
-        };
-        assert_eq!(target("/other").unwrap(), "http://origin:8080/other");
-        assert_eq!(target("d?x=1").unwrap(), "http://origin:8080/sub/b/d?x=1");
-        assert_eq!(
-            target("http://ORIGIN:8080/e").unwrap(),
-            "http://origin:8080/e"
-        );
-        for elsewhere in [
-            "https://origin:8080/e",
-            "http://origin:9090/e",
-            "http://evil/e",
-        ] {
-            assert!(target(elsewhere).is_err(), "{elsewhere}");
-        }
-        assert!(redirect_target(&route, &current, None).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! Upstream: one origin subscription per topic. Connects (http or https, HTTP/1.1 or h2 by
 //! ALPN, [`client`]), reads the event stream, parses it once, encodes each event once and
 //! publishes it to the topic's ring ([`attempt`]); reconnects with `Last-Event-ID`, exponential
-//! backoff with full jitter and the origin's `retry:` ([`follow`], [`backoff`]).
+//! backoff with full jitter and the origin's `retry:` ([`follow`], [`backoff`]). A resuming
+//! client the topic's ring cannot serve gets a one-off catch-up request ([`replay`]); both
+//! send through [`request`].
 //!
 //! This module owns the origin side only: it never writes to a subscriber and never forwards a
 //! client's headers (cookies, authorization) on the shared subscription.
@@ -12,6 +14,8 @@ pub mod client;
 pub mod credentials;
 mod follow;
 mod metrics;
+mod replay;
+mod request;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +29,7 @@ pub use client::{http_client, HttpClient};
 pub use credentials::{CredentialError, UpstreamHeaders};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
 
-use crate::hub::Follow;
+use crate::hub::{Follow, Replay};
 
 /// Settings of upstream subscriptions.
 #[derive(Debug, Clone)]
@@ -66,5 +70,15 @@ impl Upstream {
     pub fn follower(self: &Arc<Self>, uri: Uri, headers: Arc<UpstreamHeaders>) -> Follow {
         let upstream = self.clone();
         Box::new(move |topic| Box::pin(async move { upstream.follow(uri, &headers, &topic).await }))
+    }
+
+    /// How a topic at `uri` asks its origin to replay after an id its ring lacks, sending
+    /// `headers` (see [`crate::hub::TopicSpec::replay`]).
+    pub fn replayer(self: &Arc<Self>, uri: Uri, headers: Arc<UpstreamHeaders>) -> Replay {
+        let upstream = self.clone();
+        Arc::new(move |catch_up| {
+            let (upstream, uri, headers) = (upstream.clone(), uri.clone(), headers.clone());
+            Box::pin(async move { upstream.replay(&uri, &headers, &catch_up).await })
+        })
     }
 }

@@ -185,6 +185,25 @@ pub struct ReplayConfig {
     pub max_bytes: usize,
     /// Age after which an event is dropped, ms. Default 300000 (5 min).
     pub max_age_ms: u64,
+    /// Origin-assisted catch-up: a client resuming from an id the buffer no longer (or never)
+    /// held gets what it missed from a one-off upstream request with that id, then joins
+    /// live; without it (or when the origin cannot replay) it gets the gap signal. Default
+    /// true: an origin that replays (nchan, Mercure, most SSE servers) loses nothing.
+    pub catch_up: bool,
+    /// Longest a catch-up may take to meet the buffer, ms; its subscriber gets heartbeats
+    /// meanwhile, then the gap signal. Default 10000 (a replay of thousands of events from a
+    /// healthy origin takes well under a second).
+    pub catch_up_timeout_ms: u64,
+    /// Replayed bytes one catch-up may hold before it meets the buffer; at least
+    /// `limits.max_event_bytes`. Default 8388608 (8 MiB: twice the default buffer).
+    pub catch_up_max_bytes: usize,
+    /// Catch-ups (distinct ids; clients resuming from the same id share one) under way per
+    /// topic at once, count. Default 4: after an outage most clients resume from the same
+    /// few ids.
+    pub catch_up_max_per_topic: usize,
+    /// Catch-ups under way in the relay at once, count. Default 64 (at most 512 MiB of
+    /// replayed bytes at the default byte bound).
+    pub catch_up_max_total: usize,
 }
 
 impl Default for ReplayConfig {
@@ -193,6 +212,11 @@ impl Default for ReplayConfig {
             max_events: 1024,
             max_bytes: 4 * 1024 * 1024,
             max_age_ms: 300_000,
+            catch_up: true,
+            catch_up_timeout_ms: 10_000,
+            catch_up_max_bytes: 8 * 1024 * 1024,
+            catch_up_max_per_topic: 4,
+            catch_up_max_total: 64,
         }
     }
 }

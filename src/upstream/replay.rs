@@ -1,0 +1,67 @@
+//! A catch-up request: one GET to the topic's origin with the resuming client's
+//! `Last-Event-ID`, outside the topic's shared subscription. Each replayed event is parsed and
+//! encoded exactly as the shared subscription's are, so the frames are the same bytes, and
+//! handed to the hub's [`CatchUp`], which says when it has met the ring. Any answer but a
+//! `200 text/event-stream` ends it: the hub then gives the subscriber the gap signal.
+
+use http::header::CONTENT_TYPE;
+use http::{StatusCode, Uri};
+use http_body_util::BodyExt;
+use tracing::debug;
+
+use super::attempt::is_event_stream;
+use super::request::OriginRequest;
+use super::{Upstream, UpstreamHeaders};
+use crate::hub::CatchUp;
+use crate::ops::{error_chain, WarnLimit};
+use crate::sse::{self, Item, Parser};
+
+impl Upstream {
+    /// Asks the origin at `uri` to replay after `catch_up`'s id and feeds what it sends to
+    /// `catch_up` until the catch-up is decided or the stream ends (the hub bounds the time).
+    pub(super) async fn replay(&self, uri: &Uri, headers: &UpstreamHeaders, catch_up: &CatchUp) {
+        let warnings = WarnLimit::default();
+        let request = OriginRequest {
+            upstream: self,
+            uri,
+            headers,
+            credential_warnings: &warnings,
+        };
+        let response = match request.send(Some(catch_up.last_event_id())).await {
+            Ok(response) => response,
+            Err(e) => {
+                debug!(error = %e, "catch-up request failed");
+                return;
+            }
+        };
+        let status = response.status();
+        if status != StatusCode::OK || !is_event_stream(response.headers().get(CONTENT_TYPE)) {
+            debug!(%status, "catch-up: the origin did not answer an event stream");
+            return;
+        }
+        let mut parser = Parser::new(self.settings.max_event_bytes);
+        let mut items = Vec::new();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let data = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+                Err(e) => {
+                    debug!(error = %error_chain(&e), "catch-up stream broke");
+                    return;
+                }
+            };
+            parser.feed(&data, &mut items);
+            for item in items.drain(..) {
+                if let Item::Event(event) = item {
+                    if !catch_up.offer(event.id.as_deref(), sse::encode(&event)) {
+                        return;
+                    }
+                }
+            }
+        }
+        debug!("catch-up stream ended before meeting the replay buffer");
+    }
+}
