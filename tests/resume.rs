@@ -1,10 +1,12 @@
 //! Nothing lost that could be kept: the upstream resumes with `Last-Event-ID` after a cut,
-//! clients resume from the replay buffer, and an origin outage is a 200 stream of heartbeats.
+//! clients resume from the replay buffer or, past it, from the origin (catch-up), and an origin
+//! outage is a 200 stream of heartbeats.
 
 mod support;
 
 use sse_relay::config::Config;
 use sse_relay::edge::RejectReason;
+use sse_relay::hub::CatchUpOutcome;
 use sse_relay::upstream::Defect;
 use sse_relay::upstream::Failure;
 use support::{eventually, TestOrigin, TestRelay};
@@ -329,10 +331,10 @@ async fn a_stream_that_ends_mid_event_is_counted_as_truncated() {
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resume_from_an_id_no_longer_buffered_is_told_the_gap_in_band() {
-    let origin = TestOrigin::start().await;
-    let relay = TestRelay::start(&origin, |c| {
+/// A relay with a 2-event ring whose topic `a` is open (the returned connection's live
+/// stream read each of e1–e5 as it came: it never fell out of the ring).
+async fn ring_of_two_past_five_events(origin: &TestOrigin) -> (TestRelay, support::H2Client) {
+    let relay = TestRelay::start(origin, |c| {
         fast_reconnect(c);
         c.replay.max_events = 2;
     })
@@ -340,13 +342,51 @@ async fn a_resume_from_an_id_no_longer_buffered_is_told_the_gap_in_band() {
     let mut conn = relay.h2().await;
     let mut live = conn.subscribe("/events/a", &[]).await;
     eventually("streaming", || origin.open("a") == 1).await;
-    // One at a time, read before the next: the live reader never falls out of the 2-event
-    // ring (it would be disconnected by the lag policy).
     for i in 1..=5 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
         assert_eq!(live.data(1).await, [format!("e{i}")]);
     }
+    (relay, conn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_from_an_id_no_longer_buffered_is_caught_up_from_the_origin() {
+    let origin = TestOrigin::start().await;
+    let (relay, mut conn) = ring_of_two_past_five_events(&origin).await;
+    // e1 left the ring long ago: the relay asks the origin once more, from e1.
     let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "1")]).await;
+    assert_eq!(
+        resumed.data(4).await,
+        numbered(2..=5),
+        "no gap, no duplicate"
+    );
+    origin.publish("a", "6", "e6");
+    assert_eq!(resumed.data(1).await, ["e6"], "then live");
+    let requests = origin.requests("a");
+    assert_eq!(
+        requests.len(),
+        2,
+        "the topic's subscription and one catch-up"
+    );
+    assert_eq!(requests[1].last_event_id.as_deref(), Some("1"));
+    let catch_ups = &relay.metrics.hub.catch_ups;
+    assert_eq!(catch_ups.get(CatchUpOutcome::Joined).get(), 1);
+    assert_eq!(relay.metrics.downstream.gaps.get(), 0);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_ignores_last_event_id_yields_the_gap_signal() {
+    let origin = TestOrigin::start().await;
+    let (relay, mut conn) = ring_of_two_past_five_events(&origin).await;
+    origin.set_ignore_last_event_id(true);
+    let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "1")]).await;
+    eventually("the catch-up reached the origin", || {
+        origin.requests("a").len() == 2
+    })
+    .await;
+    // The origin sends the catch-up live events only; e6 reaches the ring too: not a replay.
+    origin.publish("a", "6", "e6");
     let gap = resumed.next_event().await.unwrap();
     assert_eq!(gap.event_type.as_deref(), Some("sse-relay-gap"));
     assert_eq!(
@@ -356,14 +396,17 @@ async fn a_resume_from_an_id_no_longer_buffered_is_told_the_gap_in_band() {
     let data: serde_json::Value = serde_json::from_str(gap.data.as_deref().unwrap()).unwrap();
     assert_eq!(
         data,
-        serde_json::json!({ "last_event_id": "1", "next_event_id": "4" })
+        serde_json::json!({ "last_event_id": "1", "next_event_id": "5" })
     );
-    assert_eq!(resumed.data(2).await, ["e4", "e5"]);
+    assert_eq!(resumed.data(2).await, ["e5", "e6"]);
     assert_eq!(relay.metrics.downstream.gaps.get(), 1);
-    // An id still buffered resumes without a gap.
-    let mut exact = conn.subscribe("/events/a", &[("last-event-id", "4")]).await;
+    let catch_ups = &relay.metrics.hub.catch_ups;
+    assert_eq!(catch_ups.get(CatchUpOutcome::NoReplay).get(), 1);
+    // An id still buffered resumes without a gap (and without asking the origin).
+    let mut exact = conn.subscribe("/events/a", &[("last-event-id", "5")]).await;
     let next = exact.next_event().await.unwrap();
-    assert_eq!((next.event_type, next.data.as_deref()), (None, Some("e5")));
+    assert_eq!((next.event_type, next.data.as_deref()), (None, Some("e6")));
+    assert_eq!(origin.requests("a").len(), 2);
     relay.stop().await;
 }
 
@@ -374,6 +417,8 @@ async fn the_gap_signal_can_be_turned_off() {
         fast_reconnect(c);
         c.replay.max_events = 2;
         c.downstream.gap_event = String::new();
+        // Without catch-up, a resume from an id the ring lacks starts at its oldest event.
+        c.replay.catch_up = false;
     })
     .await;
     let mut conn = relay.h2().await;
@@ -390,5 +435,6 @@ async fn the_gap_signal_can_be_turned_off() {
         (None, Some("e2"))
     );
     assert_eq!(relay.metrics.downstream.gaps.get(), 1, "still counted");
+    assert_eq!(origin.requests("a").len(), 1, "no catch-up request");
     relay.stop().await;
 }

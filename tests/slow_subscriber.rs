@@ -1,12 +1,13 @@
 //! A slow subscriber hurts only itself: a stream whose h2 window is exhausted does not delay
 //! the others, falls out of the replay ring, and is ended by the lag policy so its client
-//! resumes with `Last-Event-ID`.
+//! resumes with `Last-Event-ID`, then catches up from the origin what the ring no longer has.
 
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use sse_relay::hub::CatchUpOutcome;
 use support::{eventually, H2Client, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,21 +94,19 @@ async fn stalled_stream_does_not_delay_others_and_is_ended_by_lag_policy() {
     assert_eq!(relay.metrics.downstream.subscribers_lagged.get(), 1);
 
     // Its client resumes with the last id it saw. That event has left the 16-event ring, so
-    // the relay says so in-band (the gap signal), then sends everything it still holds (a
-    // replay miss), oldest first.
+    // the relay asks the origin to catch it up (a replay miss, one joined catch-up): it gets
+    // every event after it, in order, exactly once, then the ring's.
     let last_seen = got.len().to_string();
     let mut resumed = conn
         .subscribe("/events/a", &[("last-event-id", &last_seen)])
         .await;
-    let gap = resumed.next_event().await.unwrap();
-    assert_eq!(gap.event_type.as_deref(), Some("sse-relay-gap"));
-    let gap: serde_json::Value = serde_json::from_str(&gap.data.unwrap()).unwrap();
-    let oldest = (total - 15).to_string();
     assert_eq!(
-        gap,
-        serde_json::json!({ "last_event_id": last_seen, "next_event_id": oldest })
+        resumed.data(total - got.len()).await,
+        expected[got.len()..].to_vec()
     );
-    assert_eq!(resumed.data(16).await, expected[total - 16..].to_vec());
     assert_eq!(relay.metrics.hub.replay_misses.get(), 1);
+    let joined = relay.metrics.hub.catch_ups.get(CatchUpOutcome::Joined);
+    assert_eq!(joined.get(), 1);
+    assert_eq!(relay.metrics.downstream.gaps.get(), 0);
     relay.stop().await;
 }

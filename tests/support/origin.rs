@@ -89,6 +89,7 @@ struct Inner {
     down: AtomicBool,
     wrong_type: AtomicBool,
     strict_ids: AtomicBool,
+    ignore_ids: AtomicBool,
 }
 
 impl Clone for Live {
@@ -178,6 +179,7 @@ impl TestOrigin {
             down: AtomicBool::new(false),
             wrong_type: AtomicBool::new(false),
             strict_ids: AtomicBool::new(false),
+            ignore_ids: AtomicBool::new(false),
         });
         let served = inner.clone();
         tokio::spawn(async move {
@@ -259,6 +261,12 @@ impl TestOrigin {
     /// While set, a `Last-Event-ID` this origin never issued gets `400 Bad Request`.
     pub fn set_strict_ids(&self, strict: bool) {
         self.inner.strict_ids.store(strict, Ordering::SeqCst);
+    }
+
+    /// While set, this origin ignores `Last-Event-ID` (as many do): every stream starts live,
+    /// with nothing replayed.
+    pub fn set_ignore_last_event_id(&self, ignore: bool) {
+        self.inner.ignore_ids.store(ignore, Ordering::SeqCst);
     }
 
     /// While down, subscription requests get 503.
@@ -352,7 +360,8 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
         let mut topics = inner.topics.lock().unwrap();
         let t = topics.entry(topic.clone()).or_default();
         t.open += 1;
-        let start = match &last_event_id {
+        let replays = !inner.ignore_ids.load(Ordering::SeqCst);
+        let start = match last_event_id.as_ref().filter(|_| replays) {
             Some(id) => t
                 .history
                 .iter()
