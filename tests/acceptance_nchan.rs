@@ -116,6 +116,102 @@ fn fifty_h2_subscribers_cost_nchan_one_subscriber_and_all_get_every_message() {
     );
 }
 
+const CATCH_UP_TOPIC: &str = "acceptance-catch-up";
+/// Messages published before the resume: far more than the relay's default 1024-event ring.
+const PUBLISHED: usize = 3000;
+/// The client resumes after this many (the 100th message's id).
+const RESUME_AFTER: usize = 100;
+
+#[test]
+#[ignore = "acceptance: needs nginx + libnginx-mod-nchan; run with --include-ignored (CI does)"]
+fn a_resume_from_the_100th_of_3000_is_caught_up_from_nchan_exactly_once_then_live() {
+    let dir = TempDir::new("nchan-catch-up");
+    let nginx = Nginx::start(dir.path());
+    let mut relay = RelayProcess::start(
+        dir.path(),
+        &nginx.upstream_template(),
+        RelayOptions::default(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let _context = runtime.enter();
+    let port = relay.tls_port;
+    let connector = tls_connector(&relay.cert);
+    let sender = runtime.block_on(connect_h2(&connector, port));
+
+    // A live subscriber keeps the topic open (its ring holds the newest 1024 events) and reads
+    // everything as it is published.
+    let mut live = runtime.block_on(EventStream::open(
+        sender.clone(),
+        port,
+        CATCH_UP_TOPIC,
+        None,
+    ));
+    runtime.block_on(live.read_text(PREAMBLE.len()));
+    nginx.wait_for_subscribers(CATCH_UP_TOPIC, 1);
+    let live = runtime.spawn(async move { live.read_events(PUBLISHED).await });
+    let mut expected = Vec::new();
+    for i in 1..=PUBLISHED {
+        let data = format!("message {i}");
+        let info = nginx.publish(CATCH_UP_TOPIC, &data);
+        let id = acceptance::json_string(&info, "last_message_id").expect("nchan message id");
+        expected.push(SseEvent {
+            id: Some(id),
+            event: None,
+            data,
+        });
+    }
+    let seen_live = runtime
+        .block_on(tokio::time::timeout(WAIT, live))
+        .expect("the live subscriber did not get all 3000 in time")
+        .expect("live reader task");
+    assert_eq!(
+        seen_live, expected,
+        "the live subscriber got all 3000 in order"
+    );
+
+    // The client resumes from the 100th: 101–3000 exactly once, in order, no gap signal.
+    let resume_id = expected[RESUME_AFTER - 1].id.clone().expect("id");
+    let mut resumed = runtime.block_on(EventStream::open(
+        sender.clone(),
+        port,
+        CATCH_UP_TOPIC,
+        Some(&resume_id),
+    ));
+    let missed = PUBLISHED - RESUME_AFTER;
+    let caught_up = runtime
+        .block_on(tokio::time::timeout(WAIT, resumed.read_events(missed)))
+        .expect("the resumed subscriber did not get 2900 events in time");
+    assert_eq!(caught_up.len(), missed, "nothing more, nothing less");
+    assert_eq!(caught_up[..], expected[RESUME_AFTER..], "101-3000 in order");
+
+    // Then live ones.
+    for i in 1..=3 {
+        let data = format!("live {i}");
+        let info = nginx.publish(CATCH_UP_TOPIC, &data);
+        let id = acceptance::json_string(&info, "last_message_id").expect("nchan message id");
+        expected.push(SseEvent {
+            id: Some(id),
+            event: None,
+            data,
+        });
+    }
+    let all = runtime
+        .block_on(tokio::time::timeout(WAIT, resumed.read_events(missed + 3)))
+        .expect("the resumed subscriber did not get the live events in time");
+    assert_eq!(all[..], expected[RESUME_AFTER..], "then live, exactly once");
+    // The catch-up's one-off request is gone: nchan is back to the relay's one subscription.
+    nginx.wait_for_subscribers(CATCH_UP_TOPIC, 1);
+    relay.assert_running();
+    println!(
+        "resumed from message {RESUME_AFTER} of {PUBLISHED} (relay ring 1024): got {missed} \
+         caught-up events exactly once, in order, then 3 live ones"
+    );
+}
+
 /// Opens every stream; returns one task per stream that yields its first `MESSAGES` events.
 async fn open_streams(port: u16, cert: &std::path::Path) -> Vec<JoinHandle<Vec<SseEvent>>> {
     let connector = tls_connector(cert);
@@ -178,41 +274,80 @@ async fn connect_h2(connector: &TlsConnector, port: u16) -> SendRequest<Empty<By
 /// One subscriber: sends the GET, checks the answer, reports `opened` once the preamble has
 /// arrived, then reads until `MESSAGES` events have arrived.
 async fn read_stream(
-    mut sender: SendRequest<Empty<Bytes>>,
+    sender: SendRequest<Empty<Bytes>>,
     port: u16,
     opened: oneshot::Sender<()>,
 ) -> Vec<SseEvent> {
-    sender.ready().await.expect("h2 connection ready");
-    let request = Request::get(format!("https://localhost:{port}/events/{TOPIC}"))
-        .header("accept", "text/event-stream")
-        .body(Empty::new())
-        .expect("request");
-    let response = sender
-        .send_request(request)
-        .await
-        .expect("response headers");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.version(), http::Version::HTTP_2);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body();
-    let mut text = String::new();
-    let mut opened = Some(opened);
-    loop {
-        let events = parse_events(&text);
-        if events.len() >= MESSAGES {
-            return events;
+    let mut stream = EventStream::open(sender, port, TOPIC, None).await;
+    stream.read_text(PREAMBLE.len()).await;
+    assert!(
+        stream.text.starts_with(PREAMBLE),
+        "stream began with {:?}",
+        stream.text
+    );
+    let _ = opened.send(());
+    stream.read_events(MESSAGES).await
+}
+
+/// One subscriber's stream through the relay, as text read so far.
+struct EventStream {
+    body: hyper::body::Incoming,
+    text: String,
+}
+
+impl EventStream {
+    /// Sends the GET for `topic` (resuming after `last_event_id`) and checks the answer.
+    async fn open(
+        mut sender: SendRequest<Empty<Bytes>>,
+        port: u16,
+        topic: &str,
+        last_event_id: Option<&str>,
+    ) -> Self {
+        sender.ready().await.expect("h2 connection ready");
+        let mut request = Request::get(format!("https://localhost:{port}/events/{topic}"))
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
         }
-        let frame = body
-            .frame()
+        let request = request.body(Empty::new()).expect("request");
+        let response = sender
+            .send_request(request)
             .await
-            .unwrap_or_else(|| panic!("stream ended early after {text:?}"))
-            .expect("stream broke");
-        if let Ok(data) = frame.into_data() {
-            text.push_str(std::str::from_utf8(&data).expect("UTF-8 event stream"));
+            .expect("response headers");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            body: response.into_body(),
+            text: String::new(),
         }
-        if opened.is_some() && text.len() >= PREAMBLE.len() {
-            assert!(text.starts_with(PREAMBLE), "stream began with {text:?}");
-            let _ = opened.take().map(|tx| tx.send(()));
+    }
+
+    /// Reads until at least `bytes` of text have arrived.
+    async fn read_text(&mut self, bytes: usize) {
+        while self.text.len() < bytes {
+            let frame = self
+                .body
+                .frame()
+                .await
+                .unwrap_or_else(|| panic!("stream ended early after {:?}", self.text))
+                .expect("stream broke");
+            if let Ok(data) = frame.into_data() {
+                let data = std::str::from_utf8(&data).expect("UTF-8 event stream");
+                self.text.push_str(data);
+            }
+        }
+    }
+
+    /// Reads until `n` events have arrived since the stream opened; returns them all.
+    async fn read_events(&mut self, n: usize) -> Vec<SseEvent> {
+        loop {
+            let events = parse_events(&self.text);
+            if events.len() >= n {
+                return events;
+            }
+            let more = self.text.len() + 1;
+            self.read_text(more).await;
         }
     }
 }

@@ -165,6 +165,9 @@ http {{
         location ~ ^/pub/([A-Za-z0-9_-]+)$ {{
             nchan_publisher;
             nchan_channel_id $1;
+            # Keep enough for the catch-up test's 3000 messages (nchan's default is 10).
+            nchan_message_buffer_length 5000;
+            nchan_message_timeout 10m;
         }}
         location ~ ^/sub/([A-Za-z0-9_-]+)$ {{
             nchan_subscriber eventsource;
