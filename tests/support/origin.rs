@@ -1,6 +1,7 @@
 //! An in-process SSE origin for tests: real hyper server on 127.0.0.1:0 that counts its
 //! subscriptions per topic, keeps a history so it honours `Last-Event-ID`, and can be told to
-//! cut every stream mid-event or to go down.
+//! cut every stream mid-event or to go down. `/ws/...` are WebSocket endpoints
+//! ([`super::websocket`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -89,6 +90,7 @@ struct Inner {
     down: AtomicBool,
     wrong_type: AtomicBool,
     strict_ids: AtomicBool,
+    ws: Arc<super::websocket::WsLog>,
 }
 
 impl Clone for Live {
@@ -178,6 +180,7 @@ impl TestOrigin {
             down: AtomicBool::new(false),
             wrong_type: AtomicBool::new(false),
             strict_ids: AtomicBool::new(false),
+            ws: Arc::default(),
         });
         let served = inner.clone();
         tokio::spawn(async move {
@@ -199,11 +202,12 @@ impl TestOrigin {
                                 return;
                             };
                             let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;
                         }
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                            let io = TokioIo::new(tcp);
+                            let _ = builder.serve_connection_with_upgrades(io, service).await;
                         }
                     }
                 });
@@ -294,6 +298,11 @@ impl TestOrigin {
             .map_or(0, |t| t.hits)
     }
 
+    /// What the WebSocket endpoints saw (see [`super::websocket::WsLog`]).
+    pub fn websocket_log(&self) -> Vec<String> {
+        self.inner.ws.entries()
+    }
+
     /// Streams of `topic` open right now.
     pub fn open(&self, topic: &str) -> usize {
         self.inner
@@ -306,6 +315,9 @@ impl TestOrigin {
 }
 
 fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes, std::io::Error>> {
+    if req.uri().path().starts_with("/ws/") {
+        return super::websocket::respond(&inner.ws, req);
+    }
     let Some(topic) = req.uri().path().strip_prefix("/sub/").map(str::to_string) else {
         return status(StatusCode::NOT_FOUND);
     };
