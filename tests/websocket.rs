@@ -201,7 +201,9 @@ async fn tunnels_are_counted_while_open_and_their_connections_with_them() {
 #[tokio::test]
 async fn the_drain_closes_an_open_tunnel() {
     let origin = TestOrigin::start().await;
-    let mut relay = relay_for(&origin, |c| c.server.drain_timeout_ms = 10_000).await;
+    // A drain deadline past the test's wait: only the drain's own close can end the tunnel
+    // in time (the deadline would let the relay go, and the tunnel with it).
+    let mut relay = relay_for(&origin, |c| c.server.drain_timeout_ms = 60_000).await;
     let mut client = open(&relay).await;
     echoed(&mut client, Message::text("still here")).await;
     relay.signal_shutdown();
