@@ -6,7 +6,8 @@
 //! byte: each side's end of stream is passed on as a half-close, so a close handshake and the
 //! TCP close that follows it reach the other side. Any other answer reaches the client as an
 //! ordinary response. At the drain's end, open tunnels are shut down. WebSockets over h2
-//! (extended CONNECT, RFC 8441) are not served: such a request is passed through as any other.
+//! (extended CONNECT, RFC 8441) are not served: the server does not announce
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so clients use HTTP/1.1 for them.
 //!
 //! This module owns the upgrade decision, the tunnel tasks and their metrics; it never reads or
 //! writes WebSocket frames.
