@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sse_relay::hub::{Hub, HubMetrics, HubSettings, Next, RingLimits, Subscription, TopicSpec};
+use sse_relay::hub::{
+    CatchUpSettings, Hub, HubMetrics, HubSettings, Next, RingLimits, Subscription, TopicSpec,
+};
 
 /// A typical encoded event: an id and a ~200-byte JSON payload.
 fn event(seq: u64) -> Bytes {
@@ -33,6 +35,13 @@ fn hub() -> Hub {
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 1 << 30,
         max_topics: 10,
+        catch_up: CatchUpSettings {
+            enabled: false,
+            timeout: Duration::from_secs(10),
+            max_bytes: 1 << 20,
+            max_per_topic: 1,
+            max_total: 1,
+        },
     };
     Hub::new(settings, metrics)
 }
@@ -43,6 +52,7 @@ fn spec() -> TopicSpec {
         key: "t".into(),
         label: "/t".into(),
         follow: Box::new(|_| Box::pin(std::future::pending())),
+        replay: None,
     }
 }
 

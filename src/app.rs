@@ -85,6 +85,8 @@ impl Metrics {
 /// A relay whose listeners are bound, ready to [`App::run`].
 pub struct App {
     server: Server<Edge>,
+    /// The edge, for the drain's last step (closing WebSocket tunnels).
+    edge: Edge,
     admin: Server<Admin>,
     admin_stop: watch::Sender<bool>,
     hub: Hub,
@@ -156,6 +158,7 @@ impl App {
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ok(App {
+            edge: edge.clone(),
             server: Server::new(edge, settings.server.clone(), metrics.server.clone()),
             admin: Server::new(admin, settings.server, admin_metrics),
             admin_stop,
@@ -266,6 +269,7 @@ impl App {
         info!("draining: no new connections, GOAWAY, ending streams");
         let _ = stop.send(true);
         self.hub.drain(self.drain.window).await;
+        self.edge.close_tunnels();
         for listener in listeners {
             let _ = listener.await;
         }

@@ -1,8 +1,9 @@
-//! The edge's metrics: authorization denials, passthrough outcomes, malformed requests.
+//! The edge's metrics: authorization denials, passthrough outcomes, WebSocket tunnels,
+//! malformed requests.
 
-use prometheus::Registry;
+use prometheus::{IntGauge, Registry};
 
-use crate::ops::metrics::{Family, Label};
+use crate::ops::metrics::{gauge, Family, Label};
 
 /// The kinds of [`Denial`], as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,31 @@ impl Label for Outcome {
     }
 }
 
+/// How a passthrough WebSocket opening handshake went
+/// (`sse_relay_websocket_tunnels_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelOutcome {
+    /// The origin switched protocols (101) and both sides were joined.
+    Opened,
+    /// The origin answered anything but 101; the client got that answer.
+    Refused,
+    /// The origin could not be reached or answered late (502, 504), or an upgrade did not
+    /// complete after the 101.
+    Failed,
+}
+
+impl Label for TunnelOutcome {
+    const ALL: &'static [Self] = &[Self::Opened, Self::Refused, Self::Failed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Why a request or request part was refused as malformed
 /// (`sse_relay_requests_rejected_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +106,10 @@ pub struct EdgeMetrics {
     pub passthrough: Family<Outcome>,
     /// Requests or request parts refused as malformed, by reason (counter).
     pub rejected: Family<RejectReason>,
+    /// Passthrough WebSocket opening handshakes, by outcome (counter).
+    pub websocket_tunnels: Family<TunnelOutcome>,
+    /// WebSocket tunnels open (gauge).
+    pub websocket_tunnels_open: IntGauge,
 }
 
 impl EdgeMetrics {
@@ -106,6 +136,17 @@ impl EdgeMetrics {
                 "sse_relay_requests_rejected_total",
                 "Malformed requests or request parts refused, by reason.",
                 "reason",
+            )?,
+            websocket_tunnels: Family::new(
+                registry,
+                "sse_relay_websocket_tunnels_total",
+                "Passthrough WebSocket opening handshakes, by outcome.",
+                "outcome",
+            )?,
+            websocket_tunnels_open: gauge(
+                registry,
+                "sse_relay_websocket_tunnels_open",
+                "WebSocket tunnels open.",
             )?,
         })
     }

@@ -29,7 +29,7 @@ use crate::upstream::Upstream;
 use answer::{Rejection, ResponseBody};
 use auth::{AuthRequest, AuthSettings, Authorizer};
 use cors::Cors;
-pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason};
+pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason, TunnelOutcome};
 use passthrough::{Passthrough, PassthroughSettings};
 use routing::{Router, TopicTarget};
 
@@ -158,6 +158,14 @@ impl Edge {
                 upstream.replayer(target.upstream.clone(), target.upstream_headers.clone()),
             ),
             follow: upstream.follower(target.upstream, target.upstream_headers),
+        }
+    }
+
+    /// Ends every open passthrough WebSocket tunnel, and any opened from now on: the drain's
+    /// last step (a tunnel never ends by itself, as an SSE stream does not).
+    pub fn close_tunnels(&self) {
+        if let Some(passthrough) = &self.inner.passthrough {
+            passthrough.close_tunnels();
         }
     }
 

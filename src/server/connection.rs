@@ -2,6 +2,9 @@
 //! together with its watchdogs, since hyper has no h2 header-read timeout of its own: a deadline
 //! for the first request (h2 preface included), an idle timeout while no stream is open, a
 //! lifetime cap on streams followed by GOAWAY, and the drain signal (GOAWAY, then wait).
+//! HTTP/1.1 upgrades (RFC 9110 §7.8) are served: the handler may take a request's
+//! [`TunnelLease`], which keeps the connection counted (and the drain waiting) while the
+//! upgraded tunnel runs.
 //!
 //! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE:
 //! requests go to the [`Handler`].
@@ -53,8 +56,14 @@ pub async fn serve<IO, H>(
 {
     let state = Arc::new(ConnectionState::new(metrics.clone()));
     let service_state = state.clone();
-    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+    let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
         let guard = service_state.stream_started(request.version());
+        if request.version() == http::Version::HTTP_11
+            && request.headers().contains_key(http::header::UPGRADE)
+        {
+            let lease = TunnelLease::new(service_state.clone());
+            request.extensions_mut().insert(lease);
+        }
         let handler = handler.clone();
         // Boxed: hyper keeps each h2 stream's task sized for its largest state, and the
         // handler's future (auth, passthrough) is kilobytes larger than the streaming body that
@@ -67,16 +76,19 @@ pub async fn serve<IO, H>(
             }))
         })
     });
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let cause = tokio::select! {
         result = connection.as_mut() => {
             if let Err(e) = result {
                 debug!(error = %e, "connection ended with an error");
             }
+            // An upgraded connection lives on in its tunnel; whoever runs it ends it.
+            state.tunnels_closed().await;
             return;
         }
-        _ = drain.wait_for(|d| *d) => None,
+        // (Its `Ref` dropped at once: held across the await above, it would not be `Send`.)
+        () = async { let _ = drain.wait_for(|d| *d).await; } => None,
         cause = state.watchdog(limits) => Some(cause),
     };
     connection.as_mut().graceful_shutdown();
@@ -84,6 +96,7 @@ pub async fn serve<IO, H>(
         None => {
             // Draining: the server waits for us (under its own deadline).
             let _ = connection.await;
+            state.tunnels_closed().await;
         }
         Some(cause) => {
             debug!(?cause, "closing the connection");
@@ -104,6 +117,8 @@ struct ConnectionState {
     protocol: AtomicU8,
     open_streams: AtomicUsize,
     total_streams: AtomicU64,
+    /// [`TunnelLease`]s alive, count.
+    tunnels: AtomicUsize,
     changed: Notify,
 }
 
@@ -115,6 +130,7 @@ impl ConnectionState {
             protocol: AtomicU8::new(PENDING),
             open_streams: AtomicUsize::new(0),
             total_streams: AtomicU64::new(0),
+            tunnels: AtomicUsize::new(0),
             changed: Notify::new(),
         }
     }
@@ -146,6 +162,19 @@ impl ConnectionState {
         self.total_streams.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
         StreamGuard(self.clone())
+    }
+
+    /// Resolves once no [`TunnelLease`] of this connection is alive.
+    async fn tunnels_closed(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.tunnels.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Resolves when a watchdog condition holds.
@@ -197,6 +226,35 @@ struct StreamGuard(Arc<ConnectionState>);
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         if self.0.open_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
+/// Held by whoever runs an HTTP/1.1 upgrade's tunnel (RFC 9110 §7.8) on this connection: in the
+/// extensions of every HTTP/1.1 request with an `Upgrade` header, for the handler to take
+/// (`request.extensions_mut().remove::<TunnelLease>()`). While it lives, the connection stays
+/// open in the metrics, holds its connection-cap slots and keeps the drain waiting for it
+/// (bounded by the drain timeout); dropping it (with the request, when not taken) releases
+/// them.
+pub struct TunnelLease(Arc<ConnectionState>);
+
+impl TunnelLease {
+    fn new(state: Arc<ConnectionState>) -> Self {
+        state.tunnels.fetch_add(1, Ordering::AcqRel);
+        Self(state)
+    }
+}
+
+impl Clone for TunnelLease {
+    fn clone(&self) -> Self {
+        Self::new(self.0.clone())
+    }
+}
+
+impl Drop for TunnelLease {
+    fn drop(&mut self) {
+        if self.0.tunnels.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.changed.notify_waiters();
         }
     }

@@ -26,7 +26,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
-pub use connection::ConnectionLimits;
+pub use connection::{ConnectionLimits, TunnelLease};
 pub use handler::{plain_text, Handler, Peer};
 pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
 

@@ -25,7 +25,7 @@ use http::Uri;
 use http_body_util::Empty;
 
 pub use backoff::{Backoff, BackoffError};
-pub use client::{http_client, HttpClient};
+pub use client::{http1_client, http_client, HttpClient};
 pub use credentials::{CredentialError, UpstreamHeaders};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod websocket;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

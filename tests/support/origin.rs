@@ -1,6 +1,7 @@
 //! An in-process SSE origin for tests: real hyper server on 127.0.0.1:0 that counts its
 //! subscriptions per topic, keeps a history so it honours `Last-Event-ID`, and can be told to
-//! cut every stream mid-event or to go down.
+//! cut every stream mid-event or to go down. `/ws/...` are WebSocket endpoints
+//! ([`super::websocket`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -90,6 +91,7 @@ struct Inner {
     wrong_type: AtomicBool,
     strict_ids: AtomicBool,
     ignore_ids: AtomicBool,
+    ws: Arc<super::websocket::WsLog>,
 }
 
 impl Clone for Live {
@@ -180,6 +182,7 @@ impl TestOrigin {
             wrong_type: AtomicBool::new(false),
             strict_ids: AtomicBool::new(false),
             ignore_ids: AtomicBool::new(false),
+            ws: Arc::default(),
         });
         let served = inner.clone();
         tokio::spawn(async move {
@@ -201,11 +204,12 @@ impl TestOrigin {
                                 return;
                             };
                             let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;
                         }
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                            let io = TokioIo::new(tcp);
+                            let _ = builder.serve_connection_with_upgrades(io, service).await;
                         }
                     }
                 });
@@ -302,6 +306,11 @@ impl TestOrigin {
             .map_or(0, |t| t.hits)
     }
 
+    /// What the WebSocket endpoints saw (see [`super::websocket::WsLog`]).
+    pub fn websocket_log(&self) -> Vec<String> {
+        self.inner.ws.entries()
+    }
+
     /// Streams of `topic` open right now.
     pub fn open(&self, topic: &str) -> usize {
         self.inner
@@ -314,6 +323,9 @@ impl TestOrigin {
 }
 
 fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes, std::io::Error>> {
+    if req.uri().path().starts_with("/ws/") {
+        return super::websocket::respond(&inner.ws, req);
+    }
     let Some(topic) = req.uri().path().strip_prefix("/sub/").map(str::to_string) else {
         return status(StatusCode::NOT_FOUND);
     };

@@ -1,0 +1,130 @@
+//! The header rules of passthrough requests and responses: hop-by-hop fields removed (RFC 9110
+//! §7.6.1, including those `Connection` names), `Forwarded` (RFC 7239), `X-Forwarded-For`,
+//! `-Proto`, `-Host` and `Via` (RFC 9110 §7.6.3) added.
+//!
+//! This module only rewrites header maps; it never decides where a request goes.
+
+use http::header::{HeaderName, CONNECTION, VIA};
+use http::{HeaderMap, HeaderValue, Version};
+
+use crate::server::Peer;
+
+/// Hop-by-hop fields that are never forwarded (RFC 9110 §7.6.1), besides those `Connection`
+/// names.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// The value of `name`, if present and visible ASCII.
+pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_string)
+}
+
+/// Removes the hop-by-hop fields and those named in `Connection` (RFC 9110 §7.6.1).
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Adds `Forwarded`, `X-Forwarded-For` (appended to any earlier hops), `X-Forwarded-Proto` and
+/// `X-Forwarded-Host`.
+pub(super) fn add_forwarding(headers: &mut HeaderMap, peer: Peer, host: Option<&str>) {
+    let proto = if peer.tls { "https" } else { "http" };
+    let ip = peer.addr.ip();
+    let for_value = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut forwarded = format!("for={for_value};proto={proto}");
+    if let Some(host) = host {
+        forwarded.push_str(&format!(";host=\"{host}\""));
+    }
+    let xff = match header_str(headers, "x-forwarded-for") {
+        Some(earlier) => format!("{earlier}, {ip}"),
+        None => ip.to_string(),
+    };
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.append("forwarded", v);
+    }
+    set(headers, "x-forwarded-for", &xff);
+    set(headers, "x-forwarded-proto", proto);
+    if let Some(host) = host {
+        set(headers, "x-forwarded-host", host);
+    }
+}
+
+/// Appends this hop to `Via` (RFC 9110 §7.6.3).
+pub(super) fn append_via(headers: &mut HeaderMap, version: Version) {
+    let protocol = match version {
+        Version::HTTP_2 => "2",
+        Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("{protocol} sse-relay")) {
+        headers.append(VIA, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_and_hop_by_hop_fields_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn forwarding_headers_append_to_earlier_hops() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        let peer = Peer {
+            addr: "[::1]:5000".parse().unwrap(),
+            tls: true,
+        };
+        add_forwarding(&mut h, peer, Some("app.example"));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";proto=https;host=\"app.example\""
+        );
+    }
+}

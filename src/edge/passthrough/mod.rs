@@ -1,0 +1,169 @@
+//! Passthrough: requests that match no SSE route go to the default origin, one upstream request
+//! per downstream request, as a reverse proxy. Bodies stream both ways and are never buffered
+//! whole (a POST answered with its own `text/event-stream` flows event by event); the header
+//! rules are in [`headers`]; h1 or h2 to the origin by ALPN, with connection pooling. A client
+//! that goes away drops the upstream request with it. HTTP/1.1 WebSocket upgrades are tunnelled
+//! to the origin ([`websocket`]).
+//!
+//! This module owns the passthrough path only; SSE topics never go through it.
+
+mod headers;
+mod websocket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tracing::warn;
+
+use super::answer::{plain, BoxBody};
+use super::metrics::{EdgeMetrics, Outcome};
+use crate::ops::WarnLimit;
+use crate::server::{Peer, TunnelLease};
+use crate::upstream::{http1_client, http_client, HttpClient};
+use headers::{add_forwarding, append_via, header_str, strip_hop_by_hop};
+use websocket::{Tunnels, Upgrade};
+
+/// `[passthrough]`, validated: the origin (`scheme://authority`) and its deadlines.
+#[derive(Debug, Clone)]
+pub struct PassthroughSettings {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port of the origin.
+    pub authority: Authority,
+    /// TCP (and TLS) connect timeout; a failure answers 502.
+    pub connect_timeout: Duration,
+    /// Deadline for the origin's response headers; past it the answer is 504.
+    pub response_timeout: Duration,
+}
+
+/// The passthrough reverse proxy to one origin.
+pub struct Passthrough {
+    client: HttpClient<Incoming>,
+    /// HTTP/1.1 only, for WebSocket upgrades (h2 has no `Upgrade`, RFC 9113 §8.2.2).
+    upgrade_client: HttpClient<Incoming>,
+    tunnels: Tunnels,
+    settings: PassthroughSettings,
+    metrics: Arc<EdgeMetrics>,
+    unreachable: WarnLimit,
+}
+
+impl Passthrough {
+    /// Creates the proxy; `tls` is for an https origin.
+    pub fn new(
+        settings: PassthroughSettings,
+        tls: rustls::ClientConfig,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Self {
+        Self {
+            client: http_client(tls.clone(), settings.connect_timeout),
+            upgrade_client: http1_client(tls, settings.connect_timeout),
+            tunnels: Tunnels::new(metrics.clone()),
+            settings,
+            metrics,
+            unreachable: WarnLimit::default(),
+        }
+    }
+
+    /// Forwards one request and streams the answer back; 502 when the origin cannot be
+    /// reached, 504 when its response headers do not come within the response timeout (the
+    /// body says which). A WebSocket upgrade the origin accepts (101) becomes a tunnel.
+    pub async fn forward(&self, mut request: Request<Incoming>, peer: Peer) -> Response<BoxBody> {
+        let upgrade = Upgrade::take(&mut request);
+        let Some(request) = self.origin_request(request, peer, upgrade.is_some()) else {
+            return plain(StatusCode::BAD_REQUEST, "bad request target\n");
+        };
+        let client = match upgrade {
+            Some(_) => &self.upgrade_client,
+            None => &self.client,
+        };
+        let response =
+            tokio::time::timeout(self.settings.response_timeout, client.request(request));
+        let response = match response.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                if let Some(suppressed) = self.unreachable.check() {
+                    warn!(error = %e, suppressed, "passthrough: origin unreachable");
+                }
+                self.metrics.passthrough.inc(Outcome::ConnectError);
+                self.tunnels.not_opened(upgrade.is_some());
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    "bad gateway: the origin could not be reached\n",
+                );
+            }
+            Err(_) => {
+                self.metrics.passthrough.inc(Outcome::Timeout);
+                self.tunnels.not_opened(upgrade.is_some());
+                return plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway timeout: the origin's response headers did not come in time\n",
+                );
+            }
+        };
+        self.metrics.passthrough.inc(Outcome::Ok);
+        match upgrade {
+            Some(upgrade) => self.tunnels.answer(upgrade, response),
+            None => relayed(response),
+        }
+    }
+
+    /// Ends every open WebSocket tunnel (the drain's last step), and any opened from now on.
+    pub fn close_tunnels(&self) {
+        self.tunnels.close_all();
+    }
+
+    /// The request as the origin gets it: its URI, version and headers rewritten (hop-by-hop
+    /// removed, forwarding added; an upgrade keeps its upgrade headers). `None` when the
+    /// request target cannot be put on the origin's URI.
+    fn origin_request(
+        &self,
+        request: Request<Incoming>,
+        peer: Peer,
+        upgrade: bool,
+    ) -> Option<Request<Incoming>> {
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.remove::<TunnelLease>();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let original_host = parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| header_str(&parts.headers, HOST.as_str()));
+        let version = parts.version;
+        parts.uri = Uri::builder()
+            .scheme(self.settings.scheme.clone())
+            .authority(self.settings.authority.clone())
+            .path_and_query(path)
+            .build()
+            .ok()?;
+        // The client picks the upstream version by ALPN.
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        if upgrade {
+            websocket::keep_upgrade_headers(&mut parts.headers);
+        }
+        parts.headers.remove(HOST);
+        add_forwarding(&mut parts.headers, peer, original_host.as_deref());
+        append_via(&mut parts.headers, version);
+        Some(Request::from_parts(parts, body))
+    }
+}
+
+/// The origin's answer as the client gets it: hop-by-hop fields removed, `Via` added, the body
+/// streamed.
+fn relayed(response: Response<Incoming>) -> Response<BoxBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    append_via(&mut parts.headers, parts.version);
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body.boxed())
+}
