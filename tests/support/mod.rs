@@ -164,7 +164,8 @@ impl TestRelay {
     }
 }
 
-fn tls_connector(cert: &Path, alpn: &[u8]) -> TlsConnector {
+/// A TLS client trusting the relay's certificate `cert`, offering `alpn`.
+pub fn tls_connector(cert: &Path, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for c in sse_relay::server::tls::read_certs(cert).unwrap() {
         roots.add(c).unwrap();
@@ -228,7 +229,8 @@ impl H2Client {
         Self::over(tcp, cert, None).await
     }
 
-    async fn over(tcp: TcpStream, cert: &Path, stream_window: Option<u32>) -> H2Client {
+    /// Speaks TLS and h2 on a connection already open (e.g. after a PROXY protocol header).
+    pub async fn over(tcp: TcpStream, cert: &Path, stream_window: Option<u32>) -> H2Client {
         let tls = tls_handshake(tcp, cert, b"h2").await;
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         if let Some(window) = stream_window {
@@ -490,6 +492,21 @@ impl Drop for ClockHold {
             panic!("the clock hold expired after {WAIT:?} of real time: time ran on its own");
         }
     }
+}
+
+/// Reads from `stream` until the peer closes it; panics if it stays open past [`WAIT`].
+pub async fn until_closed<R: tokio::io::AsyncRead + Unpin>(mut stream: R) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the relay closes the connection");
 }
 
 /// A plain HTTP/1.1 GET (for the admin listener); returns status and body text.
