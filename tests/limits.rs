@@ -10,7 +10,8 @@ use rustls::pki_types::ServerName;
 use sse_relay::config::Config;
 use sse_relay::server::Cap;
 use sse_relay::server::CloseCause;
-use support::{eventually, until_closed, TestOrigin, TestRelay};
+use support::raw::until_closed;
+use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpStream;
 
 /// Tight limits, so the watchdogs act within the test.

@@ -19,7 +19,8 @@ use ppp::v2::{Builder, Protocol};
 use sse_relay::config::Config;
 use sse_relay::server::proxy_protocol::Rejection;
 use sse_relay::server::Cap;
-use support::{eventually, http_get, until_closed, H2Client, TestRelay, WAIT};
+use support::raw::until_closed;
+use support::{eventually, http_get, H2Client, TestRelay, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 

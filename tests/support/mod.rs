@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod raw;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -492,21 +493,6 @@ impl Drop for ClockHold {
             panic!("the clock hold expired after {WAIT:?} of real time: time ran on its own");
         }
     }
-}
-
-/// Reads from `stream` until the peer closes it; panics if it stays open past [`WAIT`].
-pub async fn until_closed<R: tokio::io::AsyncRead + Unpin>(mut stream: R) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(WAIT, async {
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the relay closes the connection");
 }
 
 /// A plain HTTP/1.1 GET (for the admin listener); returns status and body text.
