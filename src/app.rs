@@ -159,7 +159,8 @@ impl App {
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ok(App {
             edge: edge.clone(),
-            server: Server::new(edge, settings.server.clone(), metrics.server.clone()),
+            server: Server::new(edge, settings.server.clone(), metrics.server.clone())
+                .with_proxy_protocol(settings.proxy_protocol),
             admin: Server::new(admin, settings.server, admin_metrics),
             admin_stop,
             hub,

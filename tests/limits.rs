@@ -10,8 +10,8 @@ use rustls::pki_types::ServerName;
 use sse_relay::config::Config;
 use sse_relay::server::Cap;
 use sse_relay::server::CloseCause;
-use support::{eventually, TestOrigin, TestRelay, WAIT};
-use tokio::io::AsyncReadExt;
+use support::raw::until_closed;
+use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpStream;
 
 /// Tight limits, so the watchdogs act within the test.
@@ -22,20 +22,6 @@ fn tight(c: &mut Config) {
     l.idle_connection_timeout_ms = 300;
     l.max_streams_per_connection_lifetime = 3;
     l.max_connections_per_ip = 4;
-}
-
-/// Reads until the peer closes; panics if it stays open past [`WAIT`].
-async fn until_closed<R: AsyncReadExt + Unpin>(mut stream: R) {
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(WAIT, async {
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the relay closes the connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod issue;
 mod overrides;
+mod proxy_protocol;
 mod routes;
 mod sections;
 mod settings;

@@ -14,6 +14,7 @@ use super::issue::{file_exists, ms, positive, ConfigIssue};
 use super::{Config, LogConfig};
 use crate::edge::EdgeSettings;
 use crate::hub::{CatchUpSettings, HubSettings, RingLimits};
+use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::tls::ClientIdentity;
 use crate::server::{ConnectionLimits, H2Settings, ServerSettings};
 use crate::upstream::{Backoff, UpstreamSettings};
@@ -71,6 +72,8 @@ pub struct Settings {
     pub upstream_identity: Option<ClientIdentity>,
     /// Connection handling of the listeners.
     pub server: ServerSettings,
+    /// The PROXY protocol on the relay's client listeners (not admin), when enabled.
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// The drain phases.
     pub drain: DrainSettings,
     /// Topics and their rings.
@@ -139,6 +142,7 @@ impl TryFrom<Config> for Settings {
             extra_ca_file: config.upstream.extra_ca_file.clone(),
             upstream_identity,
             server,
+            proxy_protocol: super::proxy_protocol::settings(s)?,
             drain,
             hub,
             upstream,

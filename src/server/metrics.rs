@@ -1,8 +1,9 @@
 //! The serving layer's metrics: connections accepted and open by protocol, refused at a cap,
-//! closed by a watchdog, TLS handshake failures and certificate reloads.
+//! closed by a watchdog, TLS handshake failures, PROXY headers refused and certificate reloads.
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::proxy_protocol::Rejection;
 use crate::ops::metrics::{counter, Family, Label};
 
 /// Why a watchdog ended a connection (a label of `sse_relay_connections_closed_total`).
@@ -110,6 +111,8 @@ pub struct ServerMetrics {
     pub connections_closed: Family<CloseCause>,
     /// Certificate reloads, by result (counter).
     pub cert_reloads: Family<Reload>,
+    /// Connections closed for want of a valid PROXY header, by reason (counter).
+    pub proxy_protocol_rejected: Family<Rejection>,
 }
 
 impl ServerMetrics {
@@ -168,6 +171,12 @@ impl ServerMetrics {
                 "sse_relay_cert_reloads_total",
                 "Certificate reloads, by result.",
                 "result",
+            )?,
+            proxy_protocol_rejected: Family::new(
+                r,
+                "sse_relay_proxy_protocol_rejected_total",
+                "Connections closed for want of a valid PROXY protocol header, by reason.",
+                "reason",
             )?,
         })
     }

@@ -1,6 +1,7 @@
 //! The serving layer: accept loop (backing off on accept errors such as EMFILE), global and
-//! per-IP connection caps ([`per_ip`]), TLS handshake under a deadline inside the connection
-//! task ([`tls`] holds the rustls side), hyper-util's auto builder serving HTTP/1.1 and h2 on
+//! per-IP connection caps ([`per_ip`]), the PROXY protocol header on listeners that expect one
+//! ([`proxy_protocol`]), TLS handshake under a deadline inside the connection task ([`tls`]
+//! holds the rustls side), hyper-util's auto builder serving HTTP/1.1 and h2 on
 //! one listener with explicit h2 settings, the connection driver and its watchdogs
 //! ([`connection`]), and the drain (GOAWAY on h2, close after the current request on
 //! HTTP/1.1, wait under a deadline).
@@ -12,6 +13,7 @@ pub mod connection;
 mod handler;
 mod metrics;
 mod per_ip;
+pub mod proxy_protocol;
 pub mod tls;
 
 use std::future::Future;
@@ -24,7 +26,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, field, warn, Instrument};
 
 pub use connection::{ConnectionLimits, TunnelLease};
 pub use handler::{plain_text, Handler, Peer};
@@ -32,6 +34,7 @@ pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, Ser
 
 use crate::ops::WarnLimit;
 use per_ip::PerIp;
+use proxy_protocol::{ProxyProtocol, Rewind};
 
 /// HTTP/2 server settings (RFC 9113 §6.5.2), all set explicitly.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +83,8 @@ pub struct Server<H> {
     settings: ServerSettings,
     metrics: Arc<ServerMetrics>,
     accept_errors: Arc<WarnLimit>,
+    /// PROXY protocol expected on every connection, if configured.
+    proxy_protocol: Option<Arc<ProxyProtocol>>,
 }
 
 impl<H: Clone> Clone for Server<H> {
@@ -92,6 +97,7 @@ impl<H: Clone> Clone for Server<H> {
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             accept_errors: self.accept_errors.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         }
     }
 }
@@ -109,7 +115,17 @@ impl<H: Handler> Server<H> {
             settings,
             metrics,
             accept_errors: Arc::default(),
+            proxy_protocol: None,
         }
+    }
+
+    /// Expects a PROXY protocol header (v1 or v2) first on every connection of every listener
+    /// this server serves, when `proxy_protocol` is set: its declared client address is then
+    /// the [`Peer`] address (and the per-IP cap's key); a connection without a valid header is
+    /// closed and counted.
+    pub fn with_proxy_protocol(mut self, proxy_protocol: Option<ProxyProtocol>) -> Self {
+        self.proxy_protocol = proxy_protocol.map(Arc::new);
+        self
     }
 
     /// Accepts connections on `listener` (TLS when `tls` is set, else plaintext HTTP/1.1 and
@@ -162,54 +178,95 @@ impl<H: Handler> Server<H> {
             debug!(%peer, "connection refused: limits.max_connections reached");
             return;
         };
-        let ip_slot = match &self.per_ip {
-            Some(per_ip) => match per_ip.acquire(peer.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    self.metrics.connections_refused.inc(Cap::PerIp);
-                    debug!(%peer, "connection refused: limits.max_connections_per_ip reached");
-                    return;
-                }
-            },
-            None => None,
-        };
         let _ = tcp.set_nodelay(true);
         let server = self.clone();
-        let span = tracing::debug_span!("connection", client.addr = %peer);
+        let span = tracing::debug_span!(
+            "connection",
+            client.addr = field::Empty,
+            proxy.addr = field::Empty
+        );
         tokio::spawn(
             async move {
+                // The PROXY header is read here, in the connection's own task, so a slow one
+                // holds up no other connection; the per-IP cap counts the address it declares.
+                let Some((io, client)) = server.proxy_header(tcp, peer).await else {
+                    return;
+                };
+                tracing::Span::current().record("client.addr", field::display(client));
+                let ip_slot = match &server.per_ip {
+                    Some(per_ip) => match per_ip.acquire(client.ip()) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            server.metrics.connections_refused.inc(Cap::PerIp);
+                            debug!("connection refused: limits.max_connections_per_ip reached");
+                            return;
+                        }
+                    },
+                    None => None,
+                };
                 let peer = Peer {
-                    addr: peer,
+                    addr: client,
                     tls: tls.is_some(),
                 };
-                match tls {
-                    Some(acceptor) => {
-                        // Boxed, here and below: the task is then sized for neither the
-                        // handshake nor the connection, and each lives only as long as needed.
-                        let handshake = Box::pin(tokio::time::timeout(
-                            server.settings.tls_handshake_timeout,
-                            acceptor.accept(tcp),
-                        ));
-                        match handshake.await {
-                            Ok(Ok(stream)) => {
-                                Box::pin(server.serve_connection(stream, peer, drain)).await
-                            }
-                            Ok(Err(e)) => {
-                                server.metrics.tls_handshake_failures.inc();
-                                debug!(error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => {
-                                server.metrics.tls_handshake_failures.inc();
-                                debug!("TLS handshake timed out");
-                            }
-                        }
-                    }
-                    None => Box::pin(server.serve_connection(tcp, peer, drain)).await,
-                }
+                server.handshake(io, peer, tls, drain).await;
                 drop((permit, ip_slot));
             }
             .instrument(span),
         );
+    }
+
+    /// The stream to serve and the client's address: the socket and its peer, or, where a
+    /// PROXY header is expected, the stream after it and the address it declares (`None`: the
+    /// header was refused, counted, and the connection is to be closed).
+    async fn proxy_header(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(Rewind<TcpStream>, SocketAddr)> {
+        let Some(proxy_protocol) = &self.proxy_protocol else {
+            return Some((Rewind::new(bytes::Bytes::new(), tcp), peer));
+        };
+        tracing::Span::current().record("proxy.addr", field::display(peer));
+        match proxy_protocol.accept(tcp, peer).await {
+            Ok(accepted) => Some(accepted),
+            Err(rejection) => {
+                self.metrics.proxy_protocol_rejected.inc(rejection);
+                debug!(%peer, reason = %rejection, "connection refused: PROXY protocol");
+                None
+            }
+        }
+    }
+
+    /// The TLS handshake under its deadline (when `tls` is set), then the connection.
+    async fn handshake(
+        &self,
+        io: Rewind<TcpStream>,
+        peer: Peer,
+        tls: Option<TlsAcceptor>,
+        drain: watch::Receiver<bool>,
+    ) {
+        match tls {
+            Some(acceptor) => {
+                // Boxed, here and below: the task is then sized for neither the handshake nor
+                // the connection, and each lives only as long as needed.
+                let handshake = Box::pin(tokio::time::timeout(
+                    self.settings.tls_handshake_timeout,
+                    acceptor.accept(io),
+                ));
+                match handshake.await {
+                    Ok(Ok(stream)) => Box::pin(self.serve_connection(stream, peer, drain)).await,
+                    Ok(Err(e)) => {
+                        self.metrics.tls_handshake_failures.inc();
+                        debug!(error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        self.metrics.tls_handshake_failures.inc();
+                        debug!("TLS handshake timed out");
+                    }
+                }
+            }
+            None => Box::pin(self.serve_connection(io, peer, drain)).await,
+        }
     }
 
     async fn serve_connection<IO>(&self, io: IO, peer: Peer, drain: watch::Receiver<bool>)

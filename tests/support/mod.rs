@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod raw;
 pub mod websocket;
 
 use std::collections::VecDeque;
@@ -165,7 +166,8 @@ impl TestRelay {
     }
 }
 
-fn tls_connector(cert: &Path, alpn: &[u8]) -> TlsConnector {
+/// A TLS client trusting the relay's certificate `cert`, offering `alpn`.
+pub fn tls_connector(cert: &Path, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for c in sse_relay::server::tls::read_certs(cert).unwrap() {
         roots.add(c).unwrap();
@@ -229,7 +231,8 @@ impl H2Client {
         Self::over(tcp, cert, None).await
     }
 
-    async fn over(tcp: TcpStream, cert: &Path, stream_window: Option<u32>) -> H2Client {
+    /// Speaks TLS and h2 on a connection already open (e.g. after a PROXY protocol header).
+    pub async fn over(tcp: TcpStream, cert: &Path, stream_window: Option<u32>) -> H2Client {
         let tls = tls_handshake(tcp, cert, b"h2").await;
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         if let Some(window) = stream_window {

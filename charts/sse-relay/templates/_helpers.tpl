@@ -74,6 +74,18 @@ probes and mounts the chart renders, so they are not left to `config`.
 {{- end -}}
 
 {{- /*
+`proxyProtocol` as relay.toml keys (JSON; `{}` when off). Lists stay lists, so this is
+rendered into the file, not set by environment like the chart-owned keys.
+*/ -}}
+{{- define "sse-relay.proxyProtocolConfig" -}}
+{{- if .Values.proxyProtocol.enabled -}}
+{{- toJson (dict "server" (dict "proxy_protocol" true "proxy_protocol_from" (.Values.proxyProtocol.from | default list))) -}}
+{{- else -}}
+{}
+{{- end -}}
+{{- end -}}
+
+{{- /*
 The configuration the relay will run with, as JSON: the parsed configToml, or `config`
 with the chart-owned keys laid over it.
 */ -}}
@@ -86,6 +98,7 @@ with the chart-owned keys laid over it.
 {{- toJson $parsed -}}
 {{- else -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
+{{- $cfg = mustMergeOverwrite $cfg (include "sse-relay.proxyProtocolConfig" . | fromJson) -}}
 {{- $owned := include "sse-relay.ownedConfig" . | fromJson -}}
 {{- toJson (mustMergeOverwrite $cfg $owned) -}}
 {{- end -}}
@@ -151,6 +164,12 @@ defaults (5000 / 30000).
 {{- end -}}
 {{- if and .Values.sidecar.enabled (not .Values.sidecar.appContainers) -}}
 {{- fail "sidecar.enabled needs sidecar.appContainers (the application's containers)" -}}
+{{- end -}}
+{{- if and .Values.proxyProtocol.from (not .Values.proxyProtocol.enabled) -}}
+{{- fail "proxyProtocol.from needs proxyProtocol.enabled" -}}
+{{- end -}}
+{{- if and .Values.proxyProtocol.enabled .Values.configToml -}}
+{{- fail "proxyProtocol.enabled is not applied to configToml: set server.proxy_protocol (and proxy_protocol_from) there" -}}
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (ne .Values.kind "Deployment") -}}
 {{- fail "autoscaling.enabled needs kind: Deployment (a DaemonSet runs one pod per node)" -}}

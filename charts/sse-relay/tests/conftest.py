@@ -44,6 +44,11 @@ INLINE_SCENARIOS: dict[str, dict[str, Any]] = {
             'upstream = "http://origin:8080/live/{topic}"\n'
         ),
     },
+    "inline-proxy-protocol": {
+        "tls": {"existingSecret": "edge-tls"},
+        "ports": {"plaintext": {"enabled": True, "port": 8080}},
+        "proxyProtocol": {"enabled": True, "from": ["10.0.0.0/8", "fd00::/8"]},
+    },
     "inline-plaintext-prestop": {
         "ports": {"plaintext": {"enabled": True, "port": 8080}},
         "preStopSleepSeconds": 3,

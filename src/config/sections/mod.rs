@@ -43,6 +43,18 @@ pub struct ServerConfig {
     /// `Strict-Transport-Security: max-age=…` on TLS responses (RFC 6797), seconds; 0 sends
     /// none. Default 0.
     pub hsts_max_age_s: u64,
+    /// Expect a PROXY protocol header (v1 or v2, haproxy.org `proxy-protocol.txt`) first on
+    /// every connection of `listen` and `plaintext_listen`, before TLS or HTTP; its declared
+    /// client address is used for the per-IP cap, logs, `X-Forwarded-For` and forward auth.
+    /// A connection without a valid header is closed and counted. Default false: a relay not
+    /// behind a balancer that sends the header would otherwise refuse every client.
+    pub proxy_protocol: bool,
+    /// Who may send the header: CIDRs (`"10.0.0.0/8"`) or addresses of the balancers; other
+    /// peers are refused. Needs `proxy_protocol = true`. Default: none (any peer).
+    pub proxy_protocol_from: Vec<String>,
+    /// The header must be complete this long after accept, else the connection is closed, ms.
+    /// Default 5000 (as `limits.tls_handshake_timeout_ms`; a balancer sends it at once).
+    pub proxy_protocol_timeout_ms: u64,
     /// HTTP/2 settings sent to clients.
     pub h2: H2Config,
 }
@@ -60,6 +72,9 @@ impl Default for ServerConfig {
             drain_timeout_ms: 30_000,
             tls_reload_interval_ms: 2_000,
             hsts_max_age_s: 0,
+            proxy_protocol: false,
+            proxy_protocol_from: Vec::new(),
+            proxy_protocol_timeout_ms: 5_000,
             h2: H2Config::default(),
         }
     }
