@@ -301,3 +301,23 @@ fn a_jwt_claim_in_the_upstream_needs_jwt_auth() {
     let e = parse(&route.replace("{jwt.sub}", "{jwt.}")).unwrap_err();
     assert_eq!(e.key, "route[0].upstream");
 }
+
+#[test]
+fn catch_up_is_on_by_default_and_its_bounds_are_checked() {
+    let c = parse(ROUTE).expect("valid");
+    assert!(
+        c.replay.catch_up,
+        "resumes past the ring ask the origin by default"
+    );
+    assert!(c.replay.catch_up_max_bytes >= c.limits.max_event_bytes);
+    let e = parse(&format!("{ROUTE}[replay]\ncatch_up_max_bytes = 1024\n")).unwrap_err();
+    assert_eq!(e.key, "replay.catch_up_max_bytes");
+    assert!(e.reason.contains("limits.max_event_bytes"), "{e}");
+    let e = parse(&format!("{ROUTE}[replay]\ncatch_up_timeout_ms = 0\n")).unwrap_err();
+    assert_eq!(e.key, "replay.catch_up_timeout_ms");
+    let off = "[replay]\ncatch_up = false\ncatch_up_timeout_ms = 0\n";
+    assert!(
+        parse(&format!("{ROUTE}{off}")).is_ok(),
+        "bounds of a disabled catch-up are unused"
+    );
+}
