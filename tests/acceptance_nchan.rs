@@ -31,18 +31,7 @@ const MESSAGES: usize = 10;
 #[test]
 #[ignore = "acceptance: needs nginx + libnginx-mod-nchan; run with --include-ignored (CI does)"]
 fn fifty_h2_subscribers_cost_nchan_one_subscriber_and_all_get_every_message() {
-    let dir = TempDir::new("nchan");
-    let nginx = Nginx::start(dir.path());
-    let mut relay = RelayProcess::start(
-        dir.path(),
-        &nginx.upstream_template(),
-        RelayOptions::default(),
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let (_dir, nginx, mut relay, runtime) = nchan_behind_the_relay("nchan");
 
     // 50 streams on 5 TLS connections; each stream's headers and preamble have arrived, so the
     // relay has registered all 50 subscribers before anything is published.
@@ -125,18 +114,7 @@ const RESUME_AFTER: usize = 100;
 #[test]
 #[ignore = "acceptance: needs nginx + libnginx-mod-nchan; run with --include-ignored (CI does)"]
 fn a_resume_from_the_100th_of_3000_is_caught_up_from_nchan_exactly_once_then_live() {
-    let dir = TempDir::new("nchan-catch-up");
-    let nginx = Nginx::start(dir.path());
-    let mut relay = RelayProcess::start(
-        dir.path(),
-        &nginx.upstream_template(),
-        RelayOptions::default(),
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let (_dir, nginx, mut relay, runtime) = nchan_behind_the_relay("nchan-catch-up");
     let _context = runtime.enter();
     let port = relay.tls_port;
     let connector = tls_connector(&relay.cert);
@@ -153,17 +131,9 @@ fn a_resume_from_the_100th_of_3000_is_caught_up_from_nchan_exactly_once_then_liv
     runtime.block_on(live.read_text(PREAMBLE.len()));
     nginx.wait_for_subscribers(CATCH_UP_TOPIC, 1);
     let live = runtime.spawn(async move { live.read_events(PUBLISHED).await });
-    let mut expected = Vec::new();
-    for i in 1..=PUBLISHED {
-        let data = format!("message {i}");
-        let info = nginx.publish(CATCH_UP_TOPIC, &data);
-        let id = acceptance::json_string(&info, "last_message_id").expect("nchan message id");
-        expected.push(SseEvent {
-            id: Some(id),
-            event: None,
-            data,
-        });
-    }
+    let mut expected: Vec<SseEvent> = (1..=PUBLISHED)
+        .map(|i| publish(&nginx, CATCH_UP_TOPIC, format!("message {i}")))
+        .collect();
     let seen_live = runtime
         .block_on(tokio::time::timeout(WAIT, live))
         .expect("the live subscriber did not get all 3000 in time")
@@ -189,16 +159,7 @@ fn a_resume_from_the_100th_of_3000_is_caught_up_from_nchan_exactly_once_then_liv
     assert_eq!(caught_up[..], expected[RESUME_AFTER..], "101-3000 in order");
 
     // Then live ones.
-    for i in 1..=3 {
-        let data = format!("live {i}");
-        let info = nginx.publish(CATCH_UP_TOPIC, &data);
-        let id = acceptance::json_string(&info, "last_message_id").expect("nchan message id");
-        expected.push(SseEvent {
-            id: Some(id),
-            event: None,
-            data,
-        });
-    }
+    expected.extend((1..=3).map(|i| publish(&nginx, CATCH_UP_TOPIC, format!("live {i}"))));
     let all = runtime
         .block_on(tokio::time::timeout(WAIT, resumed.read_events(missed + 3)))
         .expect("the resumed subscriber did not get the live events in time");
@@ -210,6 +171,35 @@ fn a_resume_from_the_100th_of_3000_is_caught_up_from_nchan_exactly_once_then_liv
         "resumed from message {RESUME_AFTER} of {PUBLISHED} (relay ring 1024): got {missed} \
          caught-up events exactly once, in order, then 3 live ones"
     );
+}
+
+/// nginx + nchan in a temp dir named after `test`, the relay binary in front of it with the
+/// default config, and a runtime for the clients.
+fn nchan_behind_the_relay(test: &str) -> (TempDir, Nginx, RelayProcess, tokio::runtime::Runtime) {
+    let dir = TempDir::new(test);
+    let nginx = Nginx::start(dir.path());
+    let relay = RelayProcess::start(
+        dir.path(),
+        &nginx.upstream_template(),
+        RelayOptions::default(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    (dir, nginx, relay, runtime)
+}
+
+/// Publishes `data` to `topic`; returns the event subscribers should get (with nchan's id).
+fn publish(nginx: &Nginx, topic: &str, data: String) -> SseEvent {
+    let info = nginx.publish(topic, &data);
+    let id = acceptance::json_string(&info, "last_message_id").expect("nchan message id");
+    SseEvent {
+        id: Some(id),
+        event: None,
+        data,
+    }
 }
 
 /// Opens every stream; returns one task per stream that yields its first `MESSAGES` events.
