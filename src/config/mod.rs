@@ -82,6 +82,9 @@ pub struct Config {
     /// Authorization backends used by routes with `auth = "jwt"` or `"forward"`.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Relays sharing one origin subscription per topic (off unless peers are configured).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 impl Settings {

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 mod auth;
+mod cluster;
 
 pub use crate::downstream::LagPolicy;
 pub use crate::edge::auth::{AuthMode, AuthUnavailable};
 pub use auth::{AuthConfig, ForwardAuthConfig, JwtConfig};
+pub use cluster::ClusterConfig;
 
 /// `[server]`: listeners, TLS and drain.
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +311,11 @@ impl Default for TopicsConfig {
 pub struct LimitsConfig {
     /// Open downstream connections (all listeners), count. Default 10000.
     pub max_connections: usize,
+    /// Relays a subscription may have passed through (its `sse-relay-hops` header, counted by
+    /// each relay on its upstream requests); past it the relay answers 508 Loop Detected, so a
+    /// loop of relays (a route whose upstream leads back to itself) ends. Default 8: far above
+    /// any real tiering (edge → regional → origin, plus one cluster hop each).
+    pub max_hops: u32,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per h2 connection, count. Default 256.
     pub max_streams_per_connection: u32,
     /// Largest event accepted from an origin (raw field bytes); larger ones are dropped (their
@@ -350,6 +357,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_hops: 8,
             max_streams_per_connection: 256,
             max_event_bytes: 1024 * 1024,
             tls_handshake_timeout_ms: 5_000,
