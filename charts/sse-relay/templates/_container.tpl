@@ -25,6 +25,11 @@ them); otherwise it is the pod's only main container.
       containerPort: {{ .Values.ports.plaintext.port }}
       protocol: TCP
     {{- end }}
+    {{- if .Values.cluster.enabled }}
+    - name: peer
+      containerPort: {{ .Values.cluster.peerPort }}
+      protocol: TCP
+    {{- end }}
   env:
     - name: SSE_RELAY_LOG
       value: {{ .Values.log.level | quote }}
@@ -36,6 +41,20 @@ them); otherwise it is the pod's only main container.
     {{- range $key, $value := get $owned $section }}
     - name: {{ printf "SSE_RELAY__%s__%s" ($section | upper) ($key | upper) }}
       value: {{ $value | quote }}
+    {{- end }}
+    {{- end }}
+    {{- if .Values.cluster.enabled }}
+    {{- /* This pod's peer address: only the pod knows its IP. POD_IP must come first, for
+    Kubernetes expands $(POD_IP) only from variables defined earlier in the list. */}}
+    - name: POD_IP
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIP
+    - name: SSE_RELAY__CLUSTER__SELF
+      value: {{ printf "$(POD_IP):%d" (int .Values.cluster.peerPort) | quote }}
+    {{- range $key, $value := $owned.cluster }}
+    - name: {{ printf "SSE_RELAY__CLUSTER__%s" ($key | upper) }}
+      value: {{ include "sse-relay.clusterEnvValue" (list $key $value) | quote }}
     {{- end }}
     {{- end }}
     {{- with .Values.extraEnv }}
@@ -81,6 +100,12 @@ them); otherwise it is the pod's only main container.
     # rotation and the relay watches the files and hot-reloads them.
     - name: tls
       mountPath: {{ include "sse-relay.tlsDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- if .Values.cluster.enabled }}
+    # The peer CA, certificate, key and token: a directory too, so rotations reach the relay.
+    - name: cluster
+      mountPath: {{ include "sse-relay.clusterDir" . }}
       readOnly: true
     {{- end }}
     - name: tmp

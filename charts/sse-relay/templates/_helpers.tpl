@@ -56,7 +56,8 @@ app.kubernetes.io/component: sse-relay
 
 {{- /*
 The chart-owned config keys, as a nested dict: they must agree with the container ports,
-probes and mounts the chart renders, so they are not left to `config`.
+probes and mounts the chart renders, so they are not left to `config`. With cluster.enabled
+they include the `[cluster]` keys (sse-relay.clusterConfig; `self` is set by environment only).
 */ -}}
 {{- define "sse-relay.ownedConfig" -}}
 {{- $server := dict "listen" (printf "%s:%d" .Values.listenHost (int .Values.ports.https)) -}}
@@ -70,7 +71,11 @@ probes and mounts the chart renders, so they are not left to `config`.
 {{- $_ := set $server "dev_cert_dir" (include "sse-relay.devCertDir" .) -}}
 {{- end -}}
 {{- $admin := dict "listen" (printf "%s:%d" .Values.listenHost (int .Values.ports.admin)) -}}
-{{- toJson (dict "server" $server "admin" $admin) -}}
+{{- $owned := dict "server" $server "admin" $admin -}}
+{{- if .Values.cluster.enabled -}}
+{{- $_ := set $owned "cluster" (include "sse-relay.clusterConfig" . | fromJson) -}}
+{{- end -}}
+{{- toJson $owned -}}
 {{- end -}}
 
 {{- /*
@@ -174,6 +179,7 @@ defaults (5000 / 30000).
 {{- if and .Values.autoscaling.enabled (ne .Values.kind "Deployment") -}}
 {{- fail "autoscaling.enabled needs kind: Deployment (a DaemonSet runs one pod per node)" -}}
 {{- end -}}
+{{- include "sse-relay.clusterValidate" . -}}
 {{- if and .Values.autoscaling.enabled (not (or .Values.autoscaling.cpu.enabled .Values.autoscaling.subscribers.enabled .Values.autoscaling.extraMetrics)) -}}
 {{- fail "autoscaling.enabled needs at least one metric (cpu, subscribers or extraMetrics)" -}}
 {{- end -}}
