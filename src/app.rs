@@ -18,14 +18,16 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{DrainSettings, Listeners, Settings, TlsSource};
+use crate::cluster::{link, Cluster, ClusterMetrics, PeerToken};
+use crate::config::{ClusterSetup, DrainSettings, Listeners, Settings, TlsSource};
 use crate::demo_origin;
 use crate::downstream::DownstreamMetrics;
+use crate::edge::peer::PeerEdge;
 use crate::edge::{Edge, EdgeHandles, EdgeMetrics};
 use crate::hub::{Hub, HubMetrics, Refused};
 use crate::server::tls::{self, CertStore};
 use crate::server::{Server, ServerMetrics};
-use crate::upstream::{Upstream, UpstreamMetrics};
+use crate::upstream::{http_client, Upstream, UpstreamMetrics};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,8 @@ pub struct Metrics {
     pub edge: Arc<EdgeMetrics>,
     /// Connections of the relay's listeners.
     pub server: Arc<ServerMetrics>,
+    /// Cluster mode: peers, owned and peer-read topics (at 0 on a single relay).
+    pub cluster: Arc<ClusterMetrics>,
 }
 
 impl Metrics {
@@ -78,6 +82,7 @@ impl Metrics {
             downstream: Arc::new(DownstreamMetrics::new(registry)?),
             edge: Arc::new(EdgeMetrics::new(registry)?),
             server: Arc::new(ServerMetrics::new(registry)?),
+            cluster: Arc::new(ClusterMetrics::new(registry)?),
         })
     }
 }
@@ -102,6 +107,15 @@ pub struct App {
     demo_origin: Option<tokio::task::JoinHandle<()>>,
     drain: DrainSettings,
     tls_reload_interval: Option<std::time::Duration>,
+    /// Cluster mode: the peer listener, its TLS and its server.
+    peer_link: Option<PeerLink>,
+}
+
+/// The peer listener of cluster mode.
+struct PeerLink {
+    server: Server<PeerEdge>,
+    listener: TcpListener,
+    tls: TlsAcceptor,
 }
 
 impl App {
@@ -126,11 +140,19 @@ impl App {
             None => None,
         };
         let hub = Hub::new(settings.hub, metrics.hub.clone());
-        let upstream = Arc::new(Upstream::new(
+        let cluster = match &settings.cluster {
+            Some(setup) => Some(start_cluster(setup, &settings, &metrics).await?),
+            None => None,
+        };
+        let mut upstream = Upstream::new(
             settings.upstream.clone(),
             upstream_tls,
             metrics.upstream.clone(),
-        ));
+        );
+        if let Some((cluster, ..)) = &cluster {
+            upstream = upstream.with_cluster(cluster.clone());
+        }
+        let upstream = Arc::new(upstream);
         let handles = EdgeHandles {
             hub: hub.clone(),
             upstream,
@@ -157,7 +179,17 @@ impl App {
             stop: admin_stopped,
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
+        let peer_link = cluster.map(|(cluster, listener, tls)| PeerLink {
+            server: Server::new(
+                PeerEdge::new(edge.clone(), cluster),
+                settings.server.clone(),
+                Arc::new(ServerMetrics::unexported()),
+            ),
+            listener,
+            tls,
+        });
         Ok(App {
+            peer_link,
             edge: edge.clone(),
             server: Server::new(edge, settings.server.clone(), metrics.server.clone())
                 .with_proxy_protocol(settings.proxy_protocol),
@@ -191,6 +223,13 @@ impl App {
         self.plaintext_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound peer-listener address (cluster mode).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_link
+            .as_ref()
+            .and_then(|p| p.listener.local_addr().ok())
     }
 
     /// The bound admin address.
@@ -245,6 +284,14 @@ impl App {
                 server.serve(listener, None, stop_plain).await
             }));
         }
+        if let Some(peer) = self.peer_link {
+            let stop_peers = until(&stopped);
+            listeners.push(tokio::spawn(async move {
+                peer.server
+                    .serve(peer.listener, Some(peer.tls), stop_peers)
+                    .await
+            }));
+        }
         let admin_server = self.admin.clone();
         let admin_stopped = until(&self.admin_stop.subscribe());
         let admin_listener = self.admin_listener;
@@ -281,6 +328,32 @@ impl App {
         }
         info!("drained");
     }
+}
+
+/// Cluster mode's parts: the peer link's TLS and token, the first view of the peers, and the
+/// bound peer listener with its TLS.
+async fn start_cluster(
+    setup: &ClusterSetup,
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<(Cluster, TcpListener, TlsAcceptor), StartError> {
+    let (server_tls, client_tls) = link::configs(
+        &setup.ca_file,
+        &setup.cert_file,
+        &setup.key_file,
+        &setup.peer_name,
+    )?;
+    let token = PeerToken::read(&setup.token_file)?;
+    let listener = bind(setup.listen).await?;
+    let client = http_client(client_tls, settings.upstream.connect_timeout);
+    let cluster = Cluster::start(
+        setup.settings.clone(),
+        client,
+        token,
+        metrics.cluster.clone(),
+    )
+    .await;
+    Ok((cluster, listener, TlsAcceptor::from(Arc::new(server_tls))))
 }
 
 /// Binds the TLS, plaintext (if any) and admin listeners.

@@ -7,13 +7,15 @@
 //! The modules, bottom to top: [`sse`] (wire format) and [`ops`] (metrics primitives,
 //! warnings) know no other module; [`hub`] (topics, rings, subscribers, each topic's
 //! supervisor); [`upstream`] (following an origin) and [`downstream`] (a subscriber's body);
-//! [`server`] (listeners and connections, generic over a handler); [`edge`] (the per-request
+//! [`cluster`] (peers and topic owners, read by the upstream); [`server`] (listeners and
+//! connections, generic over a handler); [`edge`] (the per-request
 //! decision); [`config`] (raw model → validated settings); [`admin`] and [`demo_origin`] on the
 //! server layer; [`app`], the composition root.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod demo_origin;
 pub mod downstream;

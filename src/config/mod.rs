@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod cluster;
 mod issue;
 mod overrides;
 mod proxy_protocol;
@@ -19,6 +20,7 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::ClusterSetup;
 pub use issue::{ms, ConfigIssue};
 pub use overrides::ENV_PREFIX;
 use overrides::{apply_override, path_error, with_position};

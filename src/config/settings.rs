@@ -74,6 +74,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The PROXY protocol on the relay's client listeners (not admin), when enabled.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Cluster mode, when peers are configured.
+    pub cluster: Option<super::ClusterSetup>,
     /// The drain phases.
     pub drain: DrainSettings,
     /// Topics and their rings.
@@ -143,6 +145,7 @@ impl TryFrom<Config> for Settings {
             upstream_identity,
             server,
             proxy_protocol: super::proxy_protocol::settings(s)?,
+            cluster: super::cluster::setup(&config.cluster)?,
             drain,
             hub,
             upstream,

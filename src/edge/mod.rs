@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cors;
 mod metrics;
 pub mod passthrough;
+pub mod peer;
 pub mod routing;
 
 use std::sync::Arc;

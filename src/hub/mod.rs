@@ -159,6 +159,23 @@ impl Hub {
         Ok(Subscription::attach(&topic, last_event_id))
     }
 
+    /// Subscribes another relay of the cluster, as [`Hub::subscribe`] does a client; while it
+    /// is attached the topic reads from the origin, whoever the owner is in this relay's view
+    /// (a peer subscription is never passed on to a third relay, so peers cannot subscribe in
+    /// a circle).
+    ///
+    /// # Errors
+    /// As [`Hub::subscribe`].
+    pub fn subscribe_peer(
+        &self,
+        spec: TopicSpec,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, Refused> {
+        let mut subscription = self.subscribe(spec, last_event_id)?;
+        subscription.mark_peer();
+        Ok(subscription)
+    }
+
     /// Opens the topic of `spec` now and keeps it open, with or without subscribers, until the
     /// origin closes it (204) or the relay drains: `topics.always_on`, so its replay buffer
     /// fills before the first client comes (DESIGN.md invariant 1).

@@ -82,6 +82,8 @@ pub struct Subscription {
     gap: Option<Option<Box<str>>>,
     /// The catch-up this subscriber waits for, then the next of its replayed frames to send.
     catch_up: Option<(Arc<CatchUp>, usize)>,
+    /// Another relay of the cluster (counted in the topic while attached).
+    peer: bool,
 }
 
 impl Subscription {
@@ -129,6 +131,16 @@ impl Subscription {
             drain_slot: rand::random::<u16>(),
             gap: None,
             catch_up: None,
+            peer: false,
+        }
+    }
+
+    /// Marks this subscriber as another relay of the cluster: while it is attached, the topic
+    /// reads from the origin (see [`Topic::peer_subscribers`]).
+    pub(super) fn mark_peer(&mut self) {
+        if !self.peer {
+            self.peer = true;
+            self.topic.count_peer(true);
         }
     }
 
@@ -285,6 +297,9 @@ fn batch(sizes: impl Iterator<Item = usize>) -> (usize, usize) {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if self.peer {
+            self.topic.count_peer(false);
+        }
         self.topic.remove_subscriber();
     }
 }

@@ -101,6 +101,10 @@ pub struct TopicSnapshot {
     pub events_received: u64,
     /// Kept open without subscribers (`topics.always_on`).
     pub always_on: bool,
+    /// The peer relay the upstream reads from (cluster mode), `None` for the origin.
+    pub source_peer: Option<String>,
+    /// Other relays of the cluster subscribed here, count.
+    pub peer_subscribers: usize,
 }
 
 /// One topic: its replay ring and its subscribers' wakers.
@@ -127,6 +131,11 @@ pub struct Topic {
     catch_up: Option<(Replay, Arc<CatchUpPool>)>,
     /// Catch-ups under way, by the id they replay after.
     catch_ups: Mutex<HashMap<Box<str>, Arc<CatchUp>>>,
+    /// Subscribers that are other relays of the cluster, count: while there are any, this
+    /// relay reads the topic from the origin itself (so peers never subscribe in a circle).
+    peer_subscribers: watch::Sender<usize>,
+    /// Where the upstream reads from now (`None`: the origin), for `/topics`.
+    source: Mutex<Option<std::net::SocketAddr>>,
 }
 
 /// What a new topic is made of, besides what the hub gives every topic.
@@ -197,7 +206,25 @@ impl Topic {
             metrics,
             catch_up: new.replay.map(|replay| (replay, catch_up_pool.clone())),
             catch_ups: Mutex::new(HashMap::new()),
+            peer_subscribers: watch::Sender::new(0),
+            source: Mutex::new(None),
         }
+    }
+
+    /// Watches how many subscribers are other relays of the cluster.
+    pub fn peer_subscribers(&self) -> watch::Receiver<usize> {
+        self.peer_subscribers.subscribe()
+    }
+
+    /// Counts a subscriber that is another relay (`joined`), or one leaving.
+    pub(super) fn count_peer(&self, joined: bool) {
+        self.peer_subscribers
+            .send_modify(|n| *n = if joined { *n + 1 } else { n.saturating_sub(1) });
+    }
+
+    /// Records where the upstream reads from (`None`: the origin; else the owning peer).
+    pub fn set_source(&self, peer: Option<std::net::SocketAddr>) {
+        *lock(&self.source) = peer;
     }
 
     /// The topic's way to ask its origin for a replay, and the caps, when it has one.
@@ -373,6 +400,8 @@ impl Topic {
             ring_bytes: state.bytes,
             events_received: state.received,
             always_on: self.is_pinned(),
+            source_peer: lock(&self.source).map(|p| p.to_string()),
+            peer_subscribers: *self.peer_subscribers.borrow(),
         }
     }
 

@@ -35,7 +35,8 @@ pub enum TlsError {
 /// ALPN protocol ids offered to clients, in preference order (RFC 7301; "h2" per RFC 9113 §3.2).
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider every TLS config of the relay uses (ring).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -304,6 +305,14 @@ pub fn client_config(
 /// [`TlsError::File`] when unreadable, malformed or empty.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     parse_certs(&read(path)?, path)
+}
+
+/// Reads the private key of a PEM file.
+///
+/// # Errors
+/// [`TlsError::File`] when unreadable or holding no private key.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    parse_key(&read(path)?, path)
 }
 
 fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -15,11 +15,13 @@ use tracing::{debug, warn};
 
 use super::metrics::{Defect, Failure};
 use super::request::OriginRequest;
-use super::{Upstream, UpstreamHeaders};
+use super::{HttpClient, Upstream, UpstreamHeaders};
 use crate::hub::{OriginAnswer, Topic, UpstreamState};
 use crate::ops::WarnLimit;
 use crate::ops::{error_chain, Side};
 use crate::sse::{self, Item, Parser};
+use bytes::Bytes;
+use http_body_util::Empty;
 
 /// Why an attempt gave no stream, or how its stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,9 @@ pub(super) enum AttemptError {
     /// The `Last-Event-ID` cannot be sent in a header (an origin's id with control bytes).
     #[error("Last-Event-ID is not a valid header value")]
     UnsendableId,
+    /// In a cluster, the topic's source changed (a new owner): the attempt was ended to move.
+    #[error("the topic's source changed")]
+    Moved,
 }
 
 impl AttemptError {
@@ -69,7 +74,7 @@ impl AttemptError {
             Self::Refused(_) => Failure::Refused,
             Self::Redirect(_) => Failure::Redirect,
             Self::ContentType(_) => Failure::ContentType,
-            Self::Broke(_) | Self::Ended => Failure::Stream,
+            Self::Broke(_) | Self::Ended | Self::Moved => Failure::Stream,
             Self::IdleTimeout => Failure::IdleTimeout,
             Self::UnsendableId => Failure::LastEventId,
         }
@@ -121,6 +126,8 @@ pub(super) struct TopicWarnings {
 /// What one attempt works with.
 pub(super) struct Attempt<'a> {
     pub upstream: &'a Upstream,
+    /// The origin's client, or the cluster's peer client.
+    pub client: &'a HttpClient<Empty<Bytes>>,
     pub uri: &'a Uri,
     /// The route's headers toward the origin.
     pub headers: &'a UpstreamHeaders,
@@ -139,6 +146,7 @@ impl Attempt<'_> {
     pub async fn run(self, last_id: Option<&str>) -> Result<Answer, AttemptError> {
         let response = OriginRequest {
             upstream: self.upstream,
+            client: self.client,
             uri: self.uri,
             headers: self.headers,
             credential_warnings: &self.warnings.credentials,

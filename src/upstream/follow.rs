@@ -16,7 +16,9 @@ use tracing::{debug, warn};
 
 use super::attempt::{Answer, Attempt, AttemptError, TopicWarnings};
 use super::metrics::{Defect, Refusal};
+use super::peer;
 use super::{Upstream, UpstreamHeaders};
+use crate::cluster::Source;
 use crate::hub::{OriginAnswer, Topic, UpstreamEnd, UpstreamState};
 use crate::ops::metrics::Label;
 use crate::sse::Parser;
@@ -43,27 +45,66 @@ impl Upstream {
         let mut retry: Option<Duration> = None;
         let mut backoff = self.settings.backoff.clone();
         let mut not_event_stream = 0;
+        let mut last_source = None;
         for attempt in 0u64.. {
             if attempt > 0 {
                 self.metrics.reconnects.inc();
             }
             topic.set_upstream_state(UpstreamState::Connecting);
-            let outcome = Attempt {
+            let source = match &self.cluster {
+                Some((cluster, _)) => peer::source_of(cluster, topic),
+                None => Source::Origin,
+            };
+            if last_source
+                .replace(source)
+                .is_some_and(|last| last != source)
+            {
+                if let Some((cluster, _)) = &self.cluster {
+                    cluster.metrics().ownership_moves.inc();
+                }
+            }
+            let (target, target_headers, client) = match (&self.cluster, source) {
+                (Some((cluster, token)), Source::Peer(addr)) => {
+                    topic.set_source(Some(addr));
+                    let uri = peer::subscribe_uri(addr, topic).unwrap_or_else(|| uri.clone());
+                    (uri, token, cluster.client())
+                }
+                _ => {
+                    topic.set_source(None);
+                    (uri.clone(), headers, &self.client)
+                }
+            };
+            let _counted = self
+                .cluster
+                .as_ref()
+                .map(|(cluster, _)| peer::SourceGauge::new(cluster, source));
+            let attempt = Attempt {
                 upstream: self,
-                uri: &uri,
-                headers,
+                client,
+                uri: &target,
+                headers: target_headers,
                 topic,
                 parser: &mut parser,
                 retry: &mut retry,
                 warnings: &warnings,
             }
-            .run(last_id.as_deref())
-            .await;
+            .run(last_id.as_deref());
+            let outcome = match &self.cluster {
+                None => attempt.await,
+                Some((cluster, _)) => tokio::select! {
+                    outcome = attempt => outcome,
+                    () = peer::source_changes(cluster, topic, source) => Err(AttemptError::Moved),
+                },
+            };
             if parser.finish() {
                 self.metrics.malformed.inc(Defect::Truncated);
             }
             if let Some(id) = parser.last_event_id() {
                 last_id = (!id.is_empty()).then(|| id.to_string());
+            }
+            if matches!(outcome, Err(AttemptError::Moved)) {
+                debug!(last_event_id = ?last_id, "topic's source changed: moving its upstream");
+                continue;
             }
             let error = match outcome {
                 Ok(Answer::NoContent) => return UpstreamEnd::OriginClosed,

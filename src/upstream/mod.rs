@@ -14,6 +14,7 @@ pub mod client;
 pub mod credentials;
 mod follow;
 mod metrics;
+mod peer;
 mod replay;
 mod request;
 
@@ -29,6 +30,7 @@ pub use client::{http1_client, http_client, HttpClient};
 pub use credentials::{CredentialError, UpstreamHeaders};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
 
+use crate::cluster::Cluster;
 use crate::hub::{Follow, Replay};
 
 /// Settings of upstream subscriptions.
@@ -49,6 +51,8 @@ pub struct Upstream {
     client: HttpClient<Empty<Bytes>>,
     settings: UpstreamSettings,
     metrics: Arc<UpstreamMetrics>,
+    /// In a cluster: where each topic reads from, and the token toward peers.
+    cluster: Option<(Cluster, UpstreamHeaders)>,
 }
 
 impl Upstream {
@@ -62,7 +66,24 @@ impl Upstream {
             client: http_client(tls, settings.connect_timeout),
             settings,
             metrics,
+            cluster: None,
         }
+    }
+
+    /// Reads each topic from its owner in `cluster` unless this relay owns it (see
+    /// [`Cluster::source`]).
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        let mut headers = UpstreamHeaders::none();
+        let token = cluster
+            .token()
+            .header()
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        // A token that is a valid header value (checked when it was read) is a valid literal.
+        let _ = headers.literal("authorization", &token);
+        self.cluster = Some((cluster, headers));
+        self
     }
 
     /// How a new topic follows its origin at `uri`, sending `headers` on each request (see

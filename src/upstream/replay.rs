@@ -23,6 +23,7 @@ impl Upstream {
         let warnings = WarnLimit::default();
         let request = OriginRequest {
             upstream: self,
+            client: &self.client,
             uri,
             headers,
             credential_warnings: &warnings,

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::attempt::AttemptError;
-use super::{Upstream, UpstreamHeaders};
+use super::{HttpClient, Upstream, UpstreamHeaders};
 use crate::ops::{error_chain, WarnLimit};
 
 /// Redirects followed per attempt, at most (as many as a browser's fetch would follow for
@@ -22,6 +22,8 @@ pub const MAX_REDIRECTS: usize = 5;
 /// One request toward a route's origin.
 pub(super) struct OriginRequest<'a> {
     pub upstream: &'a Upstream,
+    /// The client that sends it (the origin's, or the cluster's peer client).
+    pub client: &'a HttpClient<Empty<Bytes>>,
     /// The route's upstream URL for this topic.
     pub uri: &'a Uri,
     /// The route's headers toward the origin.
@@ -80,7 +82,7 @@ impl OriginRequest<'_> {
         }
         self.upstream.metrics.connects.inc();
         let deadline = self.upstream.settings.connect_timeout * 2;
-        match tokio::time::timeout(deadline, self.upstream.client.request(request)).await {
+        match tokio::time::timeout(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(AttemptError::Connect(error_chain(&e))),
             Err(_) => Err(AttemptError::HeadersTimeout),

@@ -43,6 +43,29 @@ pub struct Router {
     routes: Vec<Route>,
 }
 
+impl Router {
+    /// The topic another relay of the cluster subscribes to by its key (`<route index>
+    /// <upstream URL>`, as [`Matched::target`] makes it), labelled `label`; `None` unless the
+    /// route exists and the URL is on its upstream's origin (a peer cannot point this relay at
+    /// another host, token or not).
+    pub fn peer_target(&self, key: &str, label: &str) -> Option<TopicTarget> {
+        let (index, url) = key.split_once(' ')?;
+        let route = self.routes.get(index.parse::<usize>().ok()?)?;
+        let upstream: Uri = url.parse().ok()?;
+        if !route.upstream.admits(&upstream) || upstream != url {
+            return None;
+        }
+        Some(TopicTarget {
+            key: key.to_string(),
+            upstream,
+            path: label.to_string(),
+            query: String::new(),
+            auth: route.auth,
+            upstream_headers: route.upstream_headers.clone(),
+        })
+    }
+}
+
 /// One compiled `[[route]]`.
 #[derive(Debug, Clone)]
 pub struct Route {

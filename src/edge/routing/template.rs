@@ -185,6 +185,8 @@ pub struct UpstreamTemplate {
     template: String,
     /// Names of the `{jwt.NAME}` claims it uses.
     claims: Vec<String>,
+    /// `scheme://authority` when no variable is in it: every URL it renders starts so.
+    origin: Option<String>,
 }
 
 /// A `{jwt.NAME}` variable whose claim the token lacks, or holds as neither a string nor a
@@ -228,10 +230,27 @@ impl UpstreamTemplate {
         if uri.host().is_none() {
             return Err(TemplateError::NoHost);
         }
+        let scheme_end = template.find("://").map_or(0, |i| i + 3);
+        let authority_end = template[scheme_end..]
+            .find(['/', '?'])
+            .map_or(template.len(), |i| scheme_end + i);
+        let origin = (!template[..authority_end].contains('{'))
+            .then(|| template[..authority_end].to_ascii_lowercase());
         Ok(Self {
             template: template.to_string(),
             claims,
+            origin,
         })
+    }
+
+    /// True when `uri` could have been rendered from this template as far as its origin goes
+    /// (same scheme and authority); false for a template with a variable in its authority.
+    pub fn admits(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        let rendered = format!("{scheme}://{authority}").to_ascii_lowercase();
+        self.origin.as_deref() == Some(rendered.as_str())
     }
 
     /// The `{jwt.NAME}` claims the template uses (empty: none).

@@ -1,0 +1,65 @@
+//! A topic's upstream in a cluster: where its next attempt goes ([`Source`]: the origin or the
+//! owning peer, see [`Cluster::source`]), the peer's subscribe URL, the gauges of topics read
+//! either way, and the watch that ends an attempt once its source is no longer right (the
+//! owner changed, or other relays started reading the topic from here).
+
+use std::net::SocketAddr;
+
+use http::Uri;
+
+use crate::cluster::{Cluster, Source, SUBSCRIBE_PATH};
+use crate::hub::Topic;
+
+/// The URL that subscribes to `topic` on the peer at `addr` (its owner).
+pub(super) fn subscribe_uri(addr: SocketAddr, topic: &Topic) -> Option<Uri> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("key", topic.key())
+        .append_pair("label", topic.label())
+        .finish();
+    format!("https://{addr}{SUBSCRIBE_PATH}?{query}")
+        .parse()
+        .ok()
+}
+
+/// The source of `topic`'s next attempt, with this relay's view now.
+pub(super) fn source_of(cluster: &Cluster, topic: &Topic) -> Source {
+    let serving_peers = *topic.peer_subscribers().borrow() > 0;
+    cluster.source(topic.key(), serving_peers)
+}
+
+/// Resolves once `topic`'s source is no longer `current`.
+pub(super) async fn source_changes(cluster: &Cluster, topic: &Topic, current: Source) {
+    let mut view = cluster.view();
+    let mut peers = topic.peer_subscribers();
+    loop {
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { std::future::pending::<()>().await },
+            changed = peers.changed() => if changed.is_err() { std::future::pending::<()>().await },
+        }
+        if source_of(cluster, topic) != current {
+            return;
+        }
+    }
+}
+
+/// Counts a topic in `sse_relay_cluster_owned_topics` or `_peer_subscriptions` while an
+/// attempt reads it from that source.
+pub(super) struct SourceGauge(prometheus::IntGauge);
+
+impl SourceGauge {
+    pub fn new(cluster: &Cluster, source: Source) -> Self {
+        let metrics = cluster.metrics();
+        let gauge = match source {
+            Source::Origin => metrics.owned_topics.clone(),
+            Source::Peer(_) => metrics.peer_subscriptions.clone(),
+        };
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for SourceGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,251 @@
+//! Cluster mode on loopback addresses (127.0.0.11–13), each relay on a runtime of its own so
+//! killing one drops every task and socket it had, as a crash does: one origin subscription
+//! per topic for all three, clients on every relay get every event exactly once, in order,
+//! through the owner's death; the peer link refuses a wrong token and another CA.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sse_relay::app::App;
+use sse_relay::app::Metrics;
+use sse_relay::config::Settings;
+use support::{eventually, temp_dir, test_config, H2Client, TestOrigin};
+
+const TOKEN: &str = "peer-token-for-tests";
+
+/// The cluster's CA, and one peer certificate (SAN `sse-relay-peer`) all relays share.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    token: PathBuf,
+}
+
+fn make_pki(dir: &Path, token: &str) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["sse-relay-peer".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let files = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("peer.pem"),
+        key: dir.join("peer.key"),
+        token: dir.join("token"),
+    };
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.token, format!("{token}\n")).unwrap();
+    files
+}
+
+/// One relay of the cluster on a runtime of its own.
+struct Node {
+    addr: SocketAddr,
+    cert: PathBuf,
+    metrics: Metrics,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Node {
+    async fn start(origin: &str, me: SocketAddr, peers: &[SocketAddr], pki: &Pki) -> Node {
+        let mut config = test_config(origin);
+        let c = &mut config.cluster;
+        c.peers = peers.iter().map(SocketAddr::to_string).collect();
+        c.peer_listen = Some(me);
+        c.self_addr = Some(me);
+        c.refresh_ms = 200;
+        c.ca_file = Some(pki.ca.clone());
+        c.cert_file = Some(pki.cert.clone());
+        c.key_file = Some(pki.key.clone());
+        c.token_file = Some(pki.token.clone());
+        config.upstream.backoff_min_ms = 10;
+        config.upstream.backoff_max_ms = 100;
+        let settings = Settings::try_from(config).expect("valid cluster config");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = runtime.spawn(async move {
+            let app = App::bind(settings).await.expect("relay starts");
+            let (addr, cert) = (app.tls_addr(), app.dev_cert_path().unwrap().to_owned());
+            let metrics = app.metrics().clone();
+            tokio::spawn(app.run(std::future::pending()));
+            (addr, cert, metrics)
+        });
+        let (addr, cert, metrics) = started.await.expect("relay starts");
+        Node {
+            addr,
+            cert,
+            metrics,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Ends the relay as a crash would: every task and socket of its runtime goes at once.
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    fn owns(&self) -> bool {
+        self.metrics.cluster.owned_topics.get() == 1
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three peer addresses on 127.0.0.11–13 with one port free on the first.
+fn peer_addresses() -> Vec<SocketAddr> {
+    let port = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 11), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (11..=13)
+        .map(|last| SocketAddr::from(([127, 0, 0, last], port)))
+        .collect()
+}
+
+/// Starts three relays on `peers`, waiting until each sees all three.
+async fn three_relays(origin: &TestOrigin, peers: &[SocketAddr], pki: &Pki) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for me in peers {
+        nodes.push(Node::start(&origin.template(), *me, peers, pki).await);
+    }
+    nodes
+}
+
+fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|i| format!("e{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_relays_hold_one_origin_subscription_and_outlive_the_owner() {
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("cluster");
+    let pki = make_pki(&dir, TOKEN);
+    let peers = peer_addresses();
+    let mut nodes = three_relays(&origin, &peers, &pki).await;
+    eventually("every relay sees three peers", || {
+        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
+    })
+    .await;
+
+    let mut clients = Vec::new();
+    for node in &nodes {
+        let mut conn = H2Client::connect(node.addr, &node.cert, None).await;
+        let stream = conn.subscribe("/events/a", &[]).await;
+        clients.push((conn, stream));
+    }
+    eventually("one origin subscription for three relays", || {
+        origin.open("a") == 1 && nodes.iter().filter(|n| n.owns()).count() == 1
+    })
+    .await;
+    let readers = nodes
+        .iter()
+        .filter(|n| n.metrics.cluster.peer_subscriptions.get() == 1)
+        .count();
+    assert_eq!(readers, 2, "the two others read the topic from its owner");
+    for i in 1..=5 {
+        origin.publish("a", &i.to_string(), &format!("e{i}"));
+    }
+    for (_, stream) in &mut clients {
+        assert_eq!(stream.data(5).await, numbered(1..=5));
+    }
+
+    // The owner dies; what is published meanwhile is not lost on the survivors.
+    let owner = nodes.iter().position(Node::owns).unwrap();
+    nodes[owner].kill();
+    for i in 6..=10 {
+        origin.publish("a", &i.to_string(), &format!("e{i}"));
+    }
+    for (i, (_, stream)) in clients.iter_mut().enumerate() {
+        if i != owner {
+            assert_eq!(
+                stream.data(5).await,
+                numbered(6..=10),
+                "relay {i}'s client: every event once, in order"
+            );
+        }
+    }
+    eventually("a survivor took the topic over, alone", || {
+        origin.open("a") == 1
+            && nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| *i != owner && n.owns())
+                .count()
+                == 1
+    })
+    .await;
+    let moves: u64 = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != owner)
+        .map(|(_, n)| n.metrics.cluster.ownership_moves.get())
+        .sum();
+    assert!(moves >= 2, "both survivors moved their upstream ({moves})");
+    for i in 11..=12 {
+        origin.publish("a", &i.to_string(), &format!("e{i}"));
+    }
+    for (i, (_, stream)) in clients.iter_mut().enumerate() {
+        if i != owner {
+            assert_eq!(stream.data(2).await, numbered(11..=12), "then live");
+        }
+    }
+}
+
+/// A GET to a relay's peer health path with `client_tls` and `token`; the status, or the
+/// error when the TLS handshake (or connection) failed.
+async fn peer_health(
+    peer: SocketAddr,
+    client_tls: rustls::ClientConfig,
+    token: &str,
+) -> Result<u16, String> {
+    let client = sse_relay::upstream::http_client(client_tls, Duration::from_secs(5));
+    let request = http::Request::get(format!("https://{peer}/_peer/v1/health"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    match client.request(request).await {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_link_refuses_a_wrong_token_and_another_ca() {
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("cluster-link");
+    let pki = make_pki(&dir, TOKEN);
+    let me = peer_addresses()[0];
+    let node = Node::start(&origin.template(), me, &[me], &pki).await;
+    let configs = |p: &Pki| {
+        sse_relay::cluster::link::configs(&p.ca, &p.cert, &p.key, "sse-relay-peer")
+            .unwrap()
+            .1
+    };
+    assert_eq!(peer_health(me, configs(&pki), TOKEN).await, Ok(200));
+    assert_eq!(peer_health(me, configs(&pki), "wrong").await, Ok(401));
+    assert_eq!(node.metrics.cluster.peer_refused.get(), 1);
+    let other_dir = temp_dir("cluster-other-ca");
+    let other = make_pki(&other_dir, TOKEN);
+    let refused = peer_health(me, configs(&other), TOKEN).await;
+    assert!(refused.is_err(), "a certificate of another CA: {refused:?}");
+}
