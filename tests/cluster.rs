@@ -16,7 +16,8 @@ use support::{eventually, temp_dir, test_config, H2Client, TestOrigin};
 
 const TOKEN: &str = "peer-token-for-tests";
 
-/// The cluster's CA, and one peer certificate (SAN `sse-relay-peer`) all relays share.
+/// The cluster's CA, one peer certificate (SAN `sse-relay-peer`) all relays share, and the
+/// token file.
 struct Pki {
     ca: PathBuf,
     cert: PathBuf,
@@ -25,27 +26,15 @@ struct Pki {
 }
 
 fn make_pki(dir: &Path, token: &str) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["sse-relay-peer".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let files = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("peer.pem"),
-        key: dir.join("peer.key"),
-        token: dir.join("token"),
-    };
-    std::fs::write(&files.ca, ca.pem()).unwrap();
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    std::fs::write(&files.token, format!("{token}\n")).unwrap();
-    files
+    let files = support::pki::pki(dir, &["sse-relay-peer"]);
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    Pki {
+        ca: files.ca,
+        cert: files.cert,
+        key: files.key,
+        token: token_file,
+    }
 }
 
 /// One relay of the cluster on a runtime of its own.

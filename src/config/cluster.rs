@@ -55,8 +55,6 @@ pub(super) fn setup(c: &ClusterConfig) -> Result<Option<ClusterSetup>, ConfigIss
     if c.peer_name.trim().is_empty() {
         return Err(ConfigIssue::new("cluster.peer_name", "must not be empty"));
     }
-    let listen = required("cluster.peer_listen", c.peer_listen)?;
-    let self_addr = required("cluster.self", c.self_addr)?;
     for (i, peer) in c.peers.iter().enumerate() {
         if peer
             .rsplit_once(':')
@@ -69,6 +67,8 @@ pub(super) fn setup(c: &ClusterConfig) -> Result<Option<ClusterSetup>, ConfigIss
             ));
         }
     }
+    let listen = required("cluster.peer_listen", c.peer_listen)?;
+    let self_addr = required("cluster.self", c.self_addr)?;
     Ok(Some(ClusterSetup {
         settings: ClusterSettings {
             self_addr,

@@ -118,6 +118,7 @@ impl TryFrom<Config> for Settings {
         let always_on = super::routes::always_on(&config.topics.always_on, &router)?;
         let upstream = upstream(&config)?;
         let origin_answer_wait = upstream.connect_timeout * 2;
+        positive("limits.max_hops", u64::from(config.limits.max_hops))?;
         let hub = hub(&config)?;
         let server = server(&config)?;
         let cors = super::routes::cors(&config.cors)?;
@@ -163,6 +164,7 @@ impl TryFrom<Config> for Settings {
                         .expect("digits are a valid header value")
                 }),
                 origin_answer_wait,
+                max_hops: config.limits.max_hops,
             },
             max_topic_labels: config.admin.max_topic_labels,
             log: config.log,

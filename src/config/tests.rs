@@ -321,3 +321,25 @@ fn catch_up_is_on_by_default_and_its_bounds_are_checked() {
         "bounds of a disabled catch-up are unused"
     );
 }
+
+#[test]
+fn a_cluster_needs_its_listener_address_and_files() {
+    let e = parse(&format!("{ROUTE}[cluster]\npeers = [\"10.0.0.1:9443\"]\n")).unwrap_err();
+    assert_eq!(e.key, "cluster.peer_listen");
+    let e = parse(&format!(
+        "{ROUTE}[cluster]\npeers = [\"10.0.0.1:9443\"]\npeer_listen = \"0.0.0.0:9443\"\n\
+         self = \"10.0.0.2:9443\"\nca_file = \"/nonexistent/ca.pem\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "cluster.ca_file");
+    assert!(e.reason.contains("does not exist"), "{e}");
+    let e = parse(&format!("{ROUTE}[cluster]\npeers = [\"10.0.0.1\"]\n")).unwrap_err();
+    assert_eq!(e.key, "cluster.peers[0]");
+    let e = parse(&format!(
+        "{ROUTE}[cluster]\npeer_listen = \"0.0.0.0:9443\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "cluster.peer_listen", "set without peers: {e}");
+    let single = parse(ROUTE).expect("valid");
+    assert!(single.cluster.peers.is_empty() && single.cluster.dns_name.is_none());
+}

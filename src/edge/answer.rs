@@ -42,6 +42,10 @@ pub enum Rejection {
     /// A method other than GET or OPTIONS on an SSE route: 405.
     #[error("use GET")]
     Method,
+    /// The subscription has passed through `limits.max_hops` relays (its `sse-relay-hops`):
+    /// 508 Loop Detected (RFC 5842 §7.2), as relays whose routes lead back to each other would.
+    #[error("too many relays on the way (sse-relay-hops)")]
+    HopLimit,
     /// The SSE route did not resolve to a topic: 404 or 400.
     #[error(transparent)]
     Route(#[from] RouteMiss),
@@ -84,6 +88,10 @@ impl Edge {
             }
             Rejection::Route(RouteMiss::MissingClaim) => {
                 return plain(StatusCode::FORBIDDEN, &format!("{rejection}\n")).map(Either::Right)
+            }
+            Rejection::HopLimit => {
+                return plain(StatusCode::LOOP_DETECTED, &format!("{rejection}\n"))
+                    .map(Either::Right)
             }
             Rejection::Route(RouteMiss::BadQuery) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("{rejection}\n")).map(Either::Right)

@@ -85,15 +85,18 @@ pub enum RejectReason {
     NoncanonicalPath,
     /// A `Last-Event-ID` (header or `lastEventId` query) that no origin can have sent: ignored.
     LastEventId,
+    /// A subscription that has passed through `limits.max_hops` relays already: 508.
+    HopLimit,
 }
 
 impl Label for RejectReason {
-    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId];
+    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId, Self::HopLimit];
 
     fn label(self) -> &'static str {
         match self {
             Self::NoncanonicalPath => "noncanonical_path",
             Self::LastEventId => "last_event_id",
+            Self::HopLimit => "hop_limit",
         }
     }
 }

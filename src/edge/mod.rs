@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
 use crate::hub::{Hub, Refused, TopicSpec, Verdict};
 use crate::server::{Handler, Peer};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, HOPS_HEADER};
 use answer::{Rejection, ResponseBody};
 use auth::{AuthRequest, AuthSettings, Authorizer};
 use cors::Cors;
@@ -54,6 +54,8 @@ pub struct EdgeSettings {
     pub lag_policy: LagPolicy,
     /// `Strict-Transport-Security` for TLS responses, if configured.
     pub hsts: Option<HeaderValue>,
+    /// Relays a subscription may have passed through (`limits.max_hops`), count.
+    pub max_hops: u32,
     /// How long a subscriber of a topic whose origin has not answered yet waits for that
     /// answer (so it can be given the origin's refusal) before it gets its stream anyway: the
     /// upstream's own deadline for response headers (twice `upstream.connect_timeout_ms`).
@@ -78,6 +80,9 @@ struct Parts {
     passthrough: Option<Passthrough>,
     auth: Authorizer,
     hsts: Option<HeaderValue>,
+    max_hops: u32,
+    /// This relay's id in [`HOPS_HEADER`] lists: random per start.
+    instance: String,
     origin_answer_wait: Duration,
     metrics: Arc<EdgeMetrics>,
     downstream_metrics: Arc<DownstreamMetrics>,
@@ -128,6 +133,8 @@ impl Edge {
                 passthrough,
                 auth: Authorizer::new(settings.auth, client_tls, metrics.clone()),
                 hsts: settings.hsts,
+                max_hops: settings.max_hops,
+                instance: format!("{:016x}", rand::random::<u64>()),
                 origin_answer_wait: settings.origin_answer_wait,
                 metrics,
                 downstream_metrics,
@@ -139,7 +146,7 @@ impl Edge {
 
     fn open_always_on(&self, targets: &[TopicTarget]) -> Result<(), (String, Refused)> {
         for target in targets {
-            let spec = self.topic_spec(target.clone());
+            let spec = self.topic_spec(target.clone(), "");
             self.inner
                 .hub
                 .open_always_on(spec)
@@ -150,16 +157,45 @@ impl Edge {
 
     /// The hub's view of a resolved target: its key, its label, how to follow its origin, and
     /// how to ask it for a catch-up.
-    fn topic_spec(&self, target: TopicTarget) -> TopicSpec {
+    /// `hops`: the relays the subscription passed through before this one (see [`Self::hops`]).
+    fn topic_spec(&self, target: TopicTarget, hops: &str) -> TopicSpec {
         let upstream = &self.inner.upstream;
+        let hops: Arc<str> = match hops {
+            "" => self.inner.instance.as_str().into(),
+            before => format!("{before}, {}", self.inner.instance).into(),
+        };
+        let (uri, headers) = (target.upstream, target.upstream_headers);
         TopicSpec {
             key: target.key,
             label: target.path,
-            replay: Some(
-                upstream.replayer(target.upstream.clone(), target.upstream_headers.clone()),
-            ),
-            follow: upstream.follower(target.upstream, target.upstream_headers),
+            replay: Some(upstream.replayer(uri.clone(), headers.clone(), hops.clone())),
+            follow: upstream.follower(uri, headers, hops),
         }
+    }
+
+    /// The relays `request` passed through ([`HOPS_HEADER`], as received; empty without).
+    ///
+    /// # Errors
+    /// [`Rejection::HopLimit`] (counted) when this relay is among them (a loop) or they are
+    /// `limits.max_hops` or more.
+    fn hops<'r, B>(&self, request: &'r Request<B>) -> Result<&'r str, Rejection> {
+        let hops = request
+            .headers()
+            .get(HOPS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim();
+        let relays: Vec<&str> = hops
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .collect();
+        let looped = relays.contains(&self.inner.instance.as_str());
+        if looped || relays.len() >= self.inner.max_hops as usize {
+            self.inner.metrics.rejected.inc(RejectReason::HopLimit);
+            return Err(Rejection::HopLimit);
+        }
+        Ok(hops)
     }
 
     /// Ends every open passthrough WebSocket tunnel, and any opened from now on: the drain's
@@ -208,6 +244,7 @@ impl Edge {
         if request.method() != Method::GET {
             return Err(Rejection::Method);
         }
+        let hops = self.hops(request)?;
         let matched = inner
             .router
             .matched(request.uri().path(), request.uri().query())?;
@@ -221,7 +258,7 @@ impl Edge {
         let grant = inner.auth.authorize(matched.auth, &auth_request).await?;
         let target = matched.target(grant.claims.as_ref())?;
         let last_event_id = answer::last_event_id(request, &inner.metrics);
-        let spec = self.topic_spec(target);
+        let spec = self.topic_spec(target, hops);
         let subscription = inner.hub.subscribe(spec, last_event_id.as_deref())?;
         let verdict = tokio::time::timeout(inner.origin_answer_wait, subscription.verdict());
         if let Ok(Verdict::Final(answer)) = verdict.await {

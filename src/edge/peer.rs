@@ -52,8 +52,12 @@ impl PeerEdge {
             )
             .map(Either::Right);
         };
+        let hops = match self.edge.hops(request) {
+            Ok(hops) => hops,
+            Err(rejection) => return self.edge.reject(rejection, request),
+        };
         let last_event_id = answer::last_event_id(request, &inner.metrics);
-        let spec = self.edge.topic_spec(target);
+        let spec = self.edge.topic_spec(target, hops);
         let subscription = match inner.hub.subscribe_peer(spec, last_event_id.as_deref()) {
             Ok(subscription) => subscription,
             Err(refused) => return self.edge.reject(Rejection::from(refused), request),

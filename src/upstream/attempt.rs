@@ -136,6 +136,8 @@ pub(super) struct Attempt<'a> {
     /// The origin's last `retry:` value.
     pub retry: &'a mut Option<Duration>,
     pub warnings: &'a TopicWarnings,
+    /// The relays the subscription has passed through, this one last.
+    pub hops: &'a str,
 }
 
 impl Attempt<'_> {
@@ -150,6 +152,7 @@ impl Attempt<'_> {
             uri: self.uri,
             headers: self.headers,
             credential_warnings: &self.warnings.credentials,
+            hops: self.hops,
         }
         .send(last_id)
         .await?;
@@ -281,11 +284,11 @@ impl Drop for OpenStream<'_> {
 }
 
 /// True for an answer passed on to subscribers as final: a 4xx, but 408 Request Timeout and
-/// 429 Too Many Requests, which say "later" and are retried.
+/// 429 Too Many Requests, which say "later" and are retried; and 508 Loop Detected (another
+/// relay found this subscription in a loop of relays, which no retry ends).
 fn is_final_refusal(status: StatusCode) -> bool {
-    status.is_client_error()
-        && status != StatusCode::REQUEST_TIMEOUT
-        && status != StatusCode::TOO_MANY_REQUESTS
+    let later = status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
+    (status.is_client_error() && !later) || status == StatusCode::LOOP_DETECTED
 }
 
 /// The delay a `Retry-After` value asks for (RFC 9110 §10.2.3: delay-seconds or an HTTP-date,

@@ -35,6 +35,7 @@ impl Upstream {
         &self,
         uri: Uri,
         headers: &UpstreamHeaders,
+        hops: &str,
         topic: &Topic,
     ) -> UpstreamEnd {
         let warnings = TopicWarnings::default();
@@ -87,6 +88,7 @@ impl Upstream {
                 parser: &mut parser,
                 retry: &mut retry,
                 warnings: &warnings,
+                hops,
             }
             .run(last_id.as_deref());
             let outcome = match &self.cluster {

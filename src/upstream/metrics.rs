@@ -72,6 +72,8 @@ pub enum Refusal {
     OtherClientError,
     /// 502 from the relay: answers that were not an event stream, or a redirect not followed.
     BadGateway,
+    /// 508 Loop Detected: the origin is a relay that found this subscription in a loop.
+    LoopDetected,
 }
 
 impl Refusal {
@@ -84,6 +86,7 @@ impl Refusal {
             404 => Self::NotFound,
             410 => Self::Gone,
             502 => Self::BadGateway,
+            508 => Self::LoopDetected,
             _ => Self::OtherClientError,
         }
     }
@@ -98,6 +101,7 @@ impl Label for Refusal {
         Self::Gone,
         Self::OtherClientError,
         Self::BadGateway,
+        Self::LoopDetected,
     ];
 
     fn label(self) -> &'static str {
@@ -109,6 +113,7 @@ impl Label for Refusal {
             Self::Gone => "410",
             Self::OtherClientError => "4xx",
             Self::BadGateway => "502",
+            Self::LoopDetected => "508",
         }
     }
 }

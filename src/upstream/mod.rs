@@ -29,6 +29,7 @@ pub use backoff::{Backoff, BackoffError};
 pub use client::{http1_client, http_client, HttpClient};
 pub use credentials::{CredentialError, UpstreamHeaders};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
+pub use request::HOPS_HEADER;
 
 use crate::cluster::Cluster;
 use crate::hub::{Follow, Replay};
@@ -86,20 +87,34 @@ impl Upstream {
         self
     }
 
-    /// How a new topic follows its origin at `uri`, sending `headers` on each request (see
+    /// How a new topic follows its origin at `uri`, sending `headers` on each request and
+    /// `hops` (the relays passed, this one last) in [`HOPS_HEADER`] (see
     /// [`crate::hub::TopicSpec`]).
-    pub fn follower(self: &Arc<Self>, uri: Uri, headers: Arc<UpstreamHeaders>) -> Follow {
+    pub fn follower(
+        self: &Arc<Self>,
+        uri: Uri,
+        headers: Arc<UpstreamHeaders>,
+        hops: Arc<str>,
+    ) -> Follow {
         let upstream = self.clone();
-        Box::new(move |topic| Box::pin(async move { upstream.follow(uri, &headers, &topic).await }))
+        Box::new(move |topic| {
+            Box::pin(async move { upstream.follow(uri, &headers, &hops, &topic).await })
+        })
     }
 
     /// How a topic at `uri` asks its origin to replay after an id its ring lacks, sending
     /// `headers` (see [`crate::hub::TopicSpec::replay`]).
-    pub fn replayer(self: &Arc<Self>, uri: Uri, headers: Arc<UpstreamHeaders>) -> Replay {
+    pub fn replayer(
+        self: &Arc<Self>,
+        uri: Uri,
+        headers: Arc<UpstreamHeaders>,
+        hops: Arc<str>,
+    ) -> Replay {
         let upstream = self.clone();
         Arc::new(move |catch_up| {
             let (upstream, uri, headers) = (upstream.clone(), uri.clone(), headers.clone());
-            Box::pin(async move { upstream.replay(&uri, &headers, &catch_up).await })
+            let hops = hops.clone();
+            Box::pin(async move { upstream.replay(&uri, &headers, &hops, &catch_up).await })
         })
     }
 }

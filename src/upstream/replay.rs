@@ -19,7 +19,13 @@ use crate::sse::{self, Item, Parser};
 impl Upstream {
     /// Asks the origin at `uri` to replay after `catch_up`'s id and feeds what it sends to
     /// `catch_up` until the catch-up is decided or the stream ends (the hub bounds the time).
-    pub(super) async fn replay(&self, uri: &Uri, headers: &UpstreamHeaders, catch_up: &CatchUp) {
+    pub(super) async fn replay(
+        &self,
+        uri: &Uri,
+        headers: &UpstreamHeaders,
+        hops: &str,
+        catch_up: &CatchUp,
+    ) {
         let warnings = WarnLimit::default();
         let request = OriginRequest {
             upstream: self,
@@ -27,6 +33,7 @@ impl Upstream {
             uri,
             headers,
             credential_warnings: &warnings,
+            hops,
         };
         let response = match request.send(Some(catch_up.last_event_id())).await {
             Ok(response) => response,

@@ -30,7 +30,16 @@ pub(super) struct OriginRequest<'a> {
     pub headers: &'a UpstreamHeaders,
     /// Rate-limits the warning for a header file that could not be re-read.
     pub credential_warnings: &'a WarnLimit,
+    /// The relays the subscription has passed through, this one last ([`HOPS_HEADER`]).
+    pub hops: &'a str,
 }
+
+/// The request header that lists the relays a subscription passed through (each relay's
+/// random instance id, comma-separated, as `Via` lists proxies, RFC 9110 §7.6.3): each relay
+/// adds its own to what it received, and refuses a request that lists it already or lists
+/// `limits.max_hops` relays (508), so relays whose routes lead back to each other stop instead
+/// of subscribing in a circle.
+pub const HOPS_HEADER: &str = "sse-relay-hops";
 
 impl OriginRequest<'_> {
     /// Sends the request (resuming after `last_id`), following redirects (at most [`MAX_REDIRECTS`], within the route's
@@ -66,6 +75,7 @@ impl OriginRequest<'_> {
         if let Some(id) = last_id {
             request = request.header("last-event-id", id);
         }
+        request = request.header(HOPS_HEADER, self.hops);
         let mut request = request
             .body(Empty::<Bytes>::new())
             .map_err(|_| AttemptError::UnsendableId)?;

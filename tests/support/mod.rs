@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod pki;
 pub mod raw;
 pub mod websocket;
 

@@ -311,10 +311,11 @@ impl Default for TopicsConfig {
 pub struct LimitsConfig {
     /// Open downstream connections (all listeners), count. Default 10000.
     pub max_connections: usize,
-    /// Relays a subscription may have passed through (its `sse-relay-hops` header, counted by
-    /// each relay on its upstream requests); past it the relay answers 508 Loop Detected, so a
-    /// loop of relays (a route whose upstream leads back to itself) ends. Default 8: far above
-    /// any real tiering (edge → regional → origin, plus one cluster hop each).
+    /// Relays a subscription may have passed through (listed in its `sse-relay-hops` header,
+    /// to which each relay adds its own id upstream); a request listing this many, or listing
+    /// this relay itself (a loop: a route whose upstream leads back to it), is answered 508 Loop
+    /// Detected, which the relay before passes on as final. Default 8: far above any real
+    /// tiering (edge → regional → origin, plus one cluster hop each).
     pub max_hops: u32,
     /// SETTINGS_MAX_CONCURRENT_STREAMS per h2 connection, count. Default 256.
     pub max_streams_per_connection: u32,

@@ -1,0 +1,147 @@
+//! Relay tiers: an edge relay whose route's upstream is a regional relay's public route, which
+//! follows the origin. Event ids pass both hops unchanged, the edge's clients ride out the
+//! regional relay's restart (the edge resumes from it by `Last-Event-ID`, the regional from the
+//! origin), and relays whose routes lead back to each other are stopped by the hop list.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+use sse_relay::config::Config;
+use support::pki::{pki, Pki};
+use support::{eventually, temp_dir, TestOrigin, TestRelay};
+
+fn fast_reconnect(c: &mut Config) {
+    c.upstream.backoff_min_ms = 10;
+    c.upstream.backoff_max_ms = 50;
+    c.downstream.heartbeat_interval_ms = 600_000;
+}
+
+/// A regional relay on `addr` (a fixed port, so a restart listens where the edge dials),
+/// serving the certificate of `pki` for `localhost`.
+async fn regional(origin: &TestOrigin, addr: SocketAddr, pki: &Pki) -> TestRelay {
+    TestRelay::start(origin, |c| {
+        fast_reconnect(c);
+        c.server.listen = addr;
+        c.server.dev_cert_dir = None;
+        c.server.tls_cert = Some(pki.cert.clone());
+        c.server.tls_key = Some(pki.key.clone());
+    })
+    .await
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_pass_two_hops_and_the_edge_resumes_across_a_regional_restart() {
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("tiers");
+    let pki = pki(&dir, &["localhost"]);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let regional_relay = regional(&origin, addr, &pki).await;
+    let upstream = format!("https://localhost:{}/events/{{topic}}", addr.port());
+    let edge = TestRelay::start_with(&upstream, |c| {
+        fast_reconnect(c);
+        c.upstream.extra_ca_file = Some(pki.ca.clone());
+    })
+    .await;
+    let mut conn = edge.h2().await;
+    let mut client = conn.subscribe("/events/a", &[]).await;
+    eventually("the chain reached the origin", || origin.open("a") == 1).await;
+    for i in 1..=3 {
+        origin.publish("a", &format!("id-{i}"), &format!("e{i}"));
+    }
+    for i in 1..=3 {
+        let event = client.next_event().await.unwrap();
+        assert_eq!(
+            event.id.as_deref(),
+            Some(format!("id-{i}").as_str()),
+            "ids unchanged"
+        );
+        assert_eq!(event.data.as_deref(), Some(format!("e{i}").as_str()));
+    }
+    let hops = origin.requests("a")[0].headers["sse-relay-hops"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        hops.split(", ").count(),
+        2,
+        "the origin sees two relays listed: {hops}"
+    );
+
+    // The regional relay restarts; the origin publishes meanwhile.
+    regional_relay.stop().await;
+    origin.publish("a", "id-4", "e4");
+    let regional_relay = regional(&origin, addr, &pki).await;
+    origin.publish("a", "id-5", "e5");
+    assert_eq!(
+        client.data(2).await,
+        ["e4", "e5"],
+        "the edge's client lost nothing"
+    );
+    let last = origin.requests("a").last().unwrap().last_event_id.clone();
+    assert_eq!(
+        last.as_deref(),
+        Some("id-3"),
+        "the new regional resumed the origin"
+    );
+    // A client that reconnects to the edge by Last-Event-ID resumes there.
+    let mut resumed = conn
+        .subscribe("/events/a", &[("last-event-id", "id-2")])
+        .await;
+    assert_eq!(resumed.data(3).await, ["e3", "e4", "e5"]);
+    regional_relay.stop().await;
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_whose_routes_lead_back_to_each_other_are_stopped_and_counted() {
+    let dir = temp_dir("tiers-loop");
+    let pki = pki(&dir, &["localhost"]);
+    let (a_addr, b_addr) = (
+        SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+    );
+    let relay_on = |addr: SocketAddr, upstream: SocketAddr| {
+        let pki = &pki;
+        let upstream = format!("https://localhost:{}/events/{{topic}}", upstream.port());
+        async move {
+            TestRelay::start_with(&upstream, |c| {
+                fast_reconnect(c);
+                c.server.listen = addr;
+                c.server.dev_cert_dir = None;
+                c.server.tls_cert = Some(pki.cert.clone());
+                c.server.tls_key = Some(pki.key.clone());
+                c.upstream.extra_ca_file = Some(pki.ca.clone());
+            })
+            .await
+        }
+    };
+    let a = relay_on(a_addr, b_addr).await;
+    let b = relay_on(b_addr, a_addr).await;
+    let mut conn = support::H2Client::connect(a.addr, &pki.ca, None).await;
+    let response = conn.get("/events/loop", &[]).await;
+    assert_eq!(
+        response.status(),
+        508,
+        "A → B → A is a loop: A finds itself listed and says so"
+    );
+    let hop_limit = |relay: &TestRelay| {
+        relay
+            .metrics
+            .edge
+            .rejected
+            .get(sse_relay::edge::RejectReason::HopLimit)
+            .get()
+    };
+    assert_eq!(hop_limit(&a) + hop_limit(&b), 1);
+    a.stop().await;
+    b.stop().await;
+}
