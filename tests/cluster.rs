@@ -238,3 +238,90 @@ async fn the_peer_link_refuses_a_wrong_token_and_another_ca() {
     let refused = peer_health(me, configs(&other), TOKEN).await;
     assert!(refused.is_err(), "a certificate of another CA: {refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_relay_takes_over_its_topics_without_loss() {
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("cluster-join");
+    let pki = make_pki(&dir, TOKEN);
+    let mut peers = peer_addresses();
+    peers.push(SocketAddr::new([127, 0, 0, 14].into(), peers[0].port()));
+    // Two topics the fourth relay will own once it is up, and two it will not.
+    let owner_of = |topic: &str| {
+        let key = format!("0 {}", origin.template().replace("{topic}", topic));
+        *sse_relay::cluster::rendezvous::owner(&key, &peers).unwrap()
+    };
+    let (mut moving, mut staying) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let topic = format!("t{i}");
+        match owner_of(&topic) == peers[3] {
+            true if moving.len() < 2 => moving.push(topic),
+            false if staying.len() < 2 => staying.push(topic),
+            _ => {}
+        }
+        if moving.len() == 2 && staying.len() == 2 {
+            break;
+        }
+    }
+    let topics: Vec<String> = moving.iter().chain(&staying).cloned().collect();
+    let mut nodes = Vec::new();
+    for me in &peers[..3] {
+        nodes.push(Node::start(&origin.template(), *me, &peers, &pki).await);
+    }
+    eventually("three of four peers up", || {
+        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
+    })
+    .await;
+    let (mut conns, mut streams) = (Vec::new(), Vec::new());
+    for node in &nodes {
+        let mut conn = H2Client::connect(node.addr, &node.cert, None).await;
+        for topic in &topics {
+            streams.push((
+                topic.clone(),
+                conn.subscribe(&format!("/events/{topic}"), &[]).await,
+            ));
+        }
+        conns.push(conn);
+    }
+    eventually("one origin subscription per topic", || {
+        topics.iter().all(|t| origin.open(t) == 1)
+    })
+    .await;
+    for topic in &topics {
+        for i in 1..=3 {
+            origin.publish(topic, &i.to_string(), &format!("e{i}"));
+        }
+    }
+    for (_, stream) in &mut streams {
+        assert_eq!(stream.data(3).await, numbered(1..=3));
+    }
+
+    // The fourth relay comes up; events go on meanwhile.
+    nodes.push(Node::start(&origin.template(), peers[3], &peers, &pki).await);
+    for topic in &topics {
+        for i in 4..=6 {
+            origin.publish(topic, &i.to_string(), &format!("e{i}"));
+        }
+    }
+    for (topic, stream) in &mut streams {
+        assert_eq!(
+            stream.data(3).await,
+            numbered(4..=6),
+            "{topic}: no loss, no duplicate"
+        );
+    }
+    eventually(
+        "the newcomer owns its two topics, one origin stream each",
+        || {
+            nodes[3].metrics.cluster.owned_topics.get() == 2
+                && topics.iter().all(|t| origin.open(t) == 1)
+        },
+    )
+    .await;
+    for topic in &topics {
+        origin.publish(topic, "7", "e7");
+    }
+    for (topic, stream) in &mut streams {
+        assert_eq!(stream.data(1).await, ["e7"], "{topic}: then live");
+    }
+}
