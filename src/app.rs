@@ -179,10 +179,16 @@ impl App {
             stop: admin_stopped,
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
+        // One h2 connection from each peer carries every topic it reads from here: no
+        // per-connection stream cap below the topic cap (hyper's client queues past it).
+        let mut peer_server = settings.server.clone();
+        peer_server.max_streams_per_connection = u32::try_from(settings.hub.max_topics)
+            .unwrap_or(u32::MAX)
+            .max(peer_server.max_streams_per_connection);
         let peer_link = cluster.map(|(cluster, listener, tls)| PeerLink {
             server: Server::new(
                 PeerEdge::new(edge.clone(), cluster),
-                settings.server.clone(),
+                peer_server,
                 Arc::new(ServerMetrics::unexported()),
             ),
             listener,
@@ -345,10 +351,16 @@ async fn start_cluster(
     )?;
     let token = PeerToken::read(&setup.token_file)?;
     let listener = bind(setup.listen).await?;
-    let client = http_client(client_tls, settings.upstream.connect_timeout);
+    let timeout = settings.upstream.connect_timeout;
+    // Probes on a connection of their own, so a busy subscription link never delays them.
+    let (client, probes) = (
+        http_client(client_tls.clone(), timeout),
+        http_client(client_tls, timeout),
+    );
     let cluster = Cluster::start(
         setup.settings.clone(),
         client,
+        probes,
         token,
         metrics.cluster.clone(),
     )

@@ -145,3 +145,40 @@ async fn relays_whose_routes_lead_back_to_each_other_are_stopped_and_counted() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_own_relay_list_cannot_shut_a_shared_topic() {
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("tiers-poison");
+    let pki = pki(&dir, &["localhost"]);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let regional_relay = regional(&origin, addr, &pki).await;
+    let upstream = format!("https://localhost:{}/events/{{topic}}", addr.port());
+    let edge = TestRelay::start_with(&upstream, |c| {
+        fast_reconnect(c);
+        c.upstream.extra_ca_file = Some(pki.ca.clone());
+    })
+    .await;
+    let mut conn = edge.h2().await;
+    // Seven made-up relays: the edge accepts it (under 8), the regional then sees eight.
+    let forged = "a1, a2, a3, a4, a5, a6, a7";
+    let refused = conn.get("/events/a", &[("sse-relay-hops", forged)]).await;
+    assert_eq!(
+        refused.status(),
+        508,
+        "the forged chain is refused further on"
+    );
+    let mut client = conn.subscribe("/events/a", &[]).await;
+    eventually("the shared topic reached the origin", || {
+        origin.open("a") == 1
+    })
+    .await;
+    origin.publish("a", "1", "e1");
+    assert_eq!(
+        client.data(1).await,
+        ["e1"],
+        "the shared topic is not refused"
+    );
+    regional_relay.stop().await;
+    edge.stop().await;
+}

@@ -79,17 +79,18 @@ struct Inner {
 impl Cluster {
     /// Resolves and probes the peers once (so the first topics already go to their owners),
     /// then keeps refreshing in the background for as long as this handle or a clone lives.
-    /// `client` dials peers with the link's TLS.
+    /// `client` dials peers with the link's TLS for subscriptions, `probes` for health probes.
     pub async fn start(
         settings: ClusterSettings,
         client: HttpClient<Empty<Bytes>>,
+        probes: HttpClient<Empty<Bytes>>,
         token: PeerToken,
         metrics: Arc<ClusterMetrics>,
     ) -> Self {
         let self_addr = settings.self_addr;
         let prober = membership::Prober {
             settings,
-            client: client.clone(),
+            client: probes,
             token: token.clone(),
             metrics: metrics.clone(),
         };

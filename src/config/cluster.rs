@@ -69,6 +69,12 @@ pub(super) fn setup(c: &ClusterConfig) -> Result<Option<ClusterSetup>, ConfigIss
     }
     let listen = required("cluster.peer_listen", c.peer_listen)?;
     let self_addr = required("cluster.self", c.self_addr)?;
+    if self_addr.ip().is_unspecified() || self_addr.port() == 0 {
+        return Err(ConfigIssue::new(
+            "cluster.self",
+            format!("{self_addr} is not an address peers can dial (the chart sets the pod IP)"),
+        ));
+    }
     Ok(Some(ClusterSetup {
         settings: ClusterSettings {
             self_addr,

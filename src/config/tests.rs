@@ -340,6 +340,12 @@ fn a_cluster_needs_its_listener_address_and_files() {
     ))
     .unwrap_err();
     assert_eq!(e.key, "cluster.peer_listen", "set without peers: {e}");
+    let e = parse(&format!(
+        "{ROUTE}[cluster]\npeers = [\"10.0.0.1:9443\"]\npeer_listen = \"0.0.0.0:9443\"\n\
+         self = \"0.0.0.0:9443\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "cluster.self", "peers cannot dial 0.0.0.0: {e}");
     let single = parse(ROUTE).expect("valid");
     assert!(single.cluster.peers.is_empty() && single.cluster.dns_name.is_none());
 }

@@ -256,7 +256,14 @@ impl Edge {
             client: peer.addr.ip(),
         };
         let grant = inner.auth.authorize(matched.auth, &auth_request).await?;
-        let target = matched.target(grant.claims.as_ref())?;
+        let mut target = matched.target(grant.claims.as_ref())?;
+        // A client's own relay list must not decide a shared topic's (one that nearly fills
+        // `max_hops` would make every relay further on refuse it): requests that passed a
+        // different number of relays get topics of their own.
+        let relays = hops.split(',').filter(|r| !r.trim().is_empty()).count();
+        if relays > 0 {
+            target.key.push_str(&format!(" hops={relays}"));
+        }
         let last_event_id = answer::last_event_id(request, &inner.metrics);
         let spec = self.topic_spec(target, hops);
         let subscription = inner.hub.subscribe(spec, last_event_id.as_deref())?;

@@ -13,7 +13,9 @@ use hyper::body::Incoming;
 use super::answer::{self, plain, Rejection, ResponseBody};
 use super::Edge;
 use crate::cluster::{Cluster, HEALTH_PATH, SUBSCRIBE_PATH};
-use crate::downstream::EventStreamBody;
+use std::sync::Arc;
+
+use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::hub::{Refused, Verdict};
 use crate::server::{Handler, Peer};
 
@@ -22,12 +24,21 @@ use crate::server::{Handler, Peer};
 pub struct PeerEdge {
     edge: Edge,
     cluster: Cluster,
+    /// The subscribers' frames without the gap signal: a relay reading from here would take
+    /// it for an event and pass it to all its clients.
+    frames: Arc<DownstreamFrames>,
 }
 
 impl PeerEdge {
     /// The peer listener's handler over the relay's `edge` (its routes, hub and upstream).
     pub fn new(edge: Edge, cluster: Cluster) -> Self {
-        Self { edge, cluster }
+        let mut frames = (*edge.inner.frames).clone();
+        frames.gap_event = None;
+        Self {
+            edge,
+            cluster,
+            frames: Arc::new(frames),
+        }
     }
 
     async fn subscribe(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
@@ -70,7 +81,7 @@ impl PeerEdge {
         }
         let body = EventStreamBody::live(
             subscription,
-            inner.frames.clone(),
+            self.frames.clone(),
             inner.lag_policy,
             inner.downstream_metrics.clone(),
         );

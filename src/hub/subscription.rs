@@ -159,6 +159,16 @@ impl Subscription {
         }
         let mut state = lock(&self.topic.state);
         let caught_up = self.catch_up.is_none();
+        // A catch-up decided after `replayed` looked: its wake-up may be past (it sets the
+        // outcome before taking this lock to wake), so look again rather than wait.
+        if self
+            .catch_up
+            .as_ref()
+            .is_some_and(|(catch_up, _)| catch_up.outcome().is_some())
+        {
+            drop(state);
+            return self.poll_next(cx);
+        }
         if caught_up && self.cursor < state.first_seq {
             return Poll::Ready(Next::Lagged);
         }

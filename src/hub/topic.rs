@@ -238,15 +238,24 @@ impl Topic {
     }
 
     /// Ready when the ring's head moved past `seen` (which it then records) or the topic
-    /// closed; otherwise registers the task to be woken by the next publish, tick or close.
-    pub(super) fn poll_changed(&self, seen: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<()> {
+    /// closed; otherwise registers the task (once per wake generation, `listed_in`) to be
+    /// woken by the next publish, tick or close.
+    pub(super) fn poll_changed(
+        &self,
+        seen: &mut Option<u64>,
+        listed_in: &mut Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
         let mut state = lock(&self.state);
         let head = state.next_seq();
         if *seen != Some(head) || state.closed.is_some() {
             *seen = Some(head);
             return Poll::Ready(());
         }
-        state.waiters.push(cx.waker().clone());
+        if *listed_in != Some(state.wake_generation) {
+            state.waiters.push(cx.waker().clone());
+            *listed_in = Some(state.wake_generation);
+        }
         Poll::Pending
     }
 

@@ -56,6 +56,14 @@ impl Upstream {
                 Some((cluster, _)) => peer::source_of(cluster, topic),
                 None => Source::Origin,
             };
+            // A key too long for a peer URL is read from the origin (never the token elsewhere).
+            let peer_target = match source {
+                Source::Peer(addr) => peer::subscribe_uri(addr, topic).map(|uri| (addr, uri)),
+                Source::Origin => None,
+            };
+            let source = peer_target
+                .as_ref()
+                .map_or(Source::Origin, |(addr, _)| Source::Peer(*addr));
             if last_source
                 .replace(source)
                 .is_some_and(|last| last != source)
@@ -64,11 +72,10 @@ impl Upstream {
                     cluster.metrics().ownership_moves.inc();
                 }
             }
-            let (target, target_headers, client) = match (&self.cluster, source) {
-                (Some((cluster, token)), Source::Peer(addr)) => {
+            let (target, target_headers, client) = match (&self.cluster, peer_target) {
+                (Some((cluster, token)), Some((addr, peer_uri))) => {
                     topic.set_source(Some(addr));
-                    let uri = peer::subscribe_uri(addr, topic).unwrap_or_else(|| uri.clone());
-                    (uri, token, cluster.client())
+                    (peer_uri, token, cluster.client())
                 }
                 _ => {
                     topic.set_source(None);

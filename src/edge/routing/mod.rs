@@ -49,7 +49,9 @@ impl Router {
     /// route exists and the URL is on its upstream's origin (a peer cannot point this relay at
     /// another host, token or not).
     pub fn peer_target(&self, key: &str, label: &str) -> Option<TopicTarget> {
-        let (index, url) = key.split_once(' ')?;
+        let (index, rest) = key.split_once(' ')?;
+        // A URI has no space: what follows one is the key's relay count (`hops=N`).
+        let url = rest.split_once(' ').map_or(rest, |(url, _)| url);
         let route = self.routes.get(index.parse::<usize>().ok()?)?;
         let upstream: Uri = url.parse().ok()?;
         if !route.upstream.admits(&upstream) || upstream != url {

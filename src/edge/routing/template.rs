@@ -243,14 +243,18 @@ impl UpstreamTemplate {
         })
     }
 
-    /// True when `uri` could have been rendered from this template as far as its origin goes
-    /// (same scheme and authority); false for a template with a variable in its authority.
+    /// True when `uri` could have been rendered from this template as far as its origin goes:
+    /// the same scheme and authority, or, for a template with a variable in its authority
+    /// (e.g. `https://{tenant}.api/…`), the same scheme.
     pub fn admits(&self, uri: &Uri) -> bool {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return false;
         };
         let rendered = format!("{scheme}://{authority}").to_ascii_lowercase();
-        self.origin.as_deref() == Some(rendered.as_str())
+        match &self.origin {
+            Some(origin) => *origin == rendered,
+            None => self.template.starts_with(&format!("{scheme}://")),
+        }
     }
 
     /// The `{jwt.NAME}` claims the template uses (empty: none).

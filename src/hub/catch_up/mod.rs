@@ -131,11 +131,9 @@ impl CatchUp {
         if let Some(id) = id {
             let (met, first_in_ring) = {
                 let ring = lock(&self.topic.state);
-                let first = progress.first_id.as_deref();
-                (
-                    ring.seq_of(id),
-                    first.and_then(|f| ring.seq_of(f)).is_some(),
-                )
+                let met = ring.seq_of(id);
+                let first = progress.first_id.as_deref().filter(|_| met.is_some());
+                (met, first.and_then(|f| ring.seq_of(f)).is_some())
             };
             if let Some(at) = met {
                 let replayed = progress.first_id.is_some() && !first_in_ring && at < self.head;
@@ -209,9 +207,9 @@ impl CatchUp {
 
     /// Resolves once the catch-up is decided by a change of the ring (see [`Self::recheck`]).
     async fn watch_ring(&self) {
-        let mut seen = None;
+        let (mut seen, mut listed_in) = (None, None);
         loop {
-            poll_fn(|cx| self.topic.poll_changed(&mut seen, cx)).await;
+            poll_fn(|cx| self.topic.poll_changed(&mut seen, &mut listed_in, cx)).await;
             if self.recheck() {
                 return;
             }
@@ -250,8 +248,13 @@ pub(super) fn start(topic: &Arc<Topic>, wanted: &str, head: u64) -> Option<Arc<C
     Some(catch_up)
 }
 
-/// Runs one catch-up's request until it is decided or its time is up, then releases its slot.
+/// Runs one catch-up's request until it is decided or its time is up, then releases its slot
+/// (also if the request panics: the slot is a drop guard).
 async fn run(catch_up: Arc<CatchUp>, replay: Replay, pool: Arc<CatchUpPool>) {
+    let _slot = Slot {
+        catch_up: catch_up.clone(),
+        pool: pool.clone(),
+    };
     let request = replay(catch_up.clone());
     let decided = async {
         tokio::select! {
@@ -265,12 +268,24 @@ async fn run(catch_up: Arc<CatchUp>, replay: Replay, pool: Arc<CatchUpPool>) {
     {
         debug!(last_event_id = %catch_up.last_event_id, "catch-up timed out");
     }
-    // Ended or timed out before meeting the ring: the origin could not replay.
-    catch_up.conclude(Outcome::Gap, CatchUpOutcome::Failed);
-    let topic = &catch_up.topic;
-    lock(topic.catch_ups()).remove(&catch_up.last_event_id);
-    topic.metrics.catch_ups_open.dec();
-    pool.release();
+}
+
+/// A catch-up's place in its topic and in the pool, given back when its task ends however it
+/// ends; one still undecided then could not replay.
+struct Slot {
+    catch_up: Arc<CatchUp>,
+    pool: Arc<CatchUpPool>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let catch_up = &self.catch_up;
+        catch_up.conclude(Outcome::Gap, CatchUpOutcome::Failed);
+        let topic = &catch_up.topic;
+        lock(topic.catch_ups()).remove(&catch_up.last_event_id);
+        topic.metrics.catch_ups_open.dec();
+        self.pool.release();
+    }
 }
 
 #[cfg(test)]
