@@ -38,19 +38,45 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_pass_two_hops_and_the_edge_resumes_across_a_regional_restart() {
+/// An origin, a regional relay in front of it on a fixed port (its certificate from `pki`),
+/// and an edge relay whose route's upstream is the regional relay's public route.
+struct Chain {
+    origin: TestOrigin,
+    pki: Pki,
+    addr: SocketAddr,
+    regional: TestRelay,
+    edge: TestRelay,
+}
+
+async fn chain(name: &str) -> Chain {
     let origin = TestOrigin::start().await;
-    let dir = temp_dir("tiers");
-    let pki = pki(&dir, &["localhost"]);
+    let pki = pki(&temp_dir(name), &["localhost"]);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let regional_relay = regional(&origin, addr, &pki).await;
+    let regional = regional(&origin, addr, &pki).await;
     let upstream = format!("https://localhost:{}/events/{{topic}}", addr.port());
     let edge = TestRelay::start_with(&upstream, |c| {
         fast_reconnect(c);
         c.upstream.extra_ca_file = Some(pki.ca.clone());
     })
     .await;
+    Chain {
+        origin,
+        pki,
+        addr,
+        regional,
+        edge,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_pass_two_hops_and_the_edge_resumes_across_a_regional_restart() {
+    let Chain {
+        origin,
+        pki,
+        addr,
+        regional: regional_relay,
+        edge,
+    } = chain("tiers").await;
     let mut conn = edge.h2().await;
     let mut client = conn.subscribe("/events/a", &[]).await;
     eventually("the chain reached the origin", || origin.open("a") == 1).await;
@@ -148,17 +174,12 @@ async fn relays_whose_routes_lead_back_to_each_other_are_stopped_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_own_relay_list_cannot_shut_a_shared_topic() {
-    let origin = TestOrigin::start().await;
-    let dir = temp_dir("tiers-poison");
-    let pki = pki(&dir, &["localhost"]);
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let regional_relay = regional(&origin, addr, &pki).await;
-    let upstream = format!("https://localhost:{}/events/{{topic}}", addr.port());
-    let edge = TestRelay::start_with(&upstream, |c| {
-        fast_reconnect(c);
-        c.upstream.extra_ca_file = Some(pki.ca.clone());
-    })
-    .await;
+    let Chain {
+        origin,
+        regional: regional_relay,
+        edge,
+        ..
+    } = chain("tiers-poison").await;
     let mut conn = edge.h2().await;
     // Seven made-up relays: the edge accepts it (under 8), the regional then sees eight.
     let forged = "a1, a2, a3, a4, a5, a6, a7";

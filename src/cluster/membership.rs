@@ -28,16 +28,6 @@ pub struct PeerSet {
     pub known: usize,
 }
 
-impl PeerSet {
-    /// Only this relay.
-    pub fn alone(self_addr: SocketAddr) -> Self {
-        Self {
-            live: vec![self_addr],
-            known: 1,
-        }
-    }
-}
-
 /// The path every relay answers on its peer listener while it serves.
 pub const HEALTH_PATH: &str = "/_peer/v1/health";
 

@@ -109,11 +109,6 @@ impl Cluster {
         }
     }
 
-    /// This relay's peer address.
-    pub fn self_addr(&self) -> SocketAddr {
-        self.inner.self_addr
-    }
-
     /// The live peers now.
     pub fn peers(&self) -> Arc<PeerSet> {
         self.inner.view.borrow().clone()

@@ -8,20 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{Response, StatusCode, Uri};
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::metrics::{Defect, Failure};
 use super::request::OriginRequest;
-use super::{HttpClient, Upstream, UpstreamHeaders};
 use crate::hub::{OriginAnswer, Topic, UpstreamState};
 use crate::ops::WarnLimit;
 use crate::ops::{error_chain, Side};
 use crate::sse::{self, Item, Parser};
-use bytes::Bytes;
-use http_body_util::Empty;
 
 /// Why an attempt gave no stream, or how its stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -125,19 +122,13 @@ pub(super) struct TopicWarnings {
 
 /// What one attempt works with.
 pub(super) struct Attempt<'a> {
-    pub upstream: &'a Upstream,
-    /// The origin's client, or the cluster's peer client.
-    pub client: &'a HttpClient<Empty<Bytes>>,
-    pub uri: &'a Uri,
-    /// The route's headers toward the origin.
-    pub headers: &'a UpstreamHeaders,
+    /// The request it sends (to the origin, or to the owning peer in a cluster).
+    pub request: OriginRequest<'a>,
     pub topic: &'a Topic,
     pub parser: &'a mut Parser,
     /// The origin's last `retry:` value.
     pub retry: &'a mut Option<Duration>,
     pub warnings: &'a TopicWarnings,
-    /// The relays the subscription has passed through, this one last.
-    pub hops: &'a str,
 }
 
 impl Attempt<'_> {
@@ -146,16 +137,7 @@ impl Attempt<'_> {
     /// # Errors
     /// The [`AttemptError`] when no event stream was opened.
     pub async fn run(self, last_id: Option<&str>) -> Result<Answer, AttemptError> {
-        let response = OriginRequest {
-            upstream: self.upstream,
-            client: self.client,
-            uri: self.uri,
-            headers: self.headers,
-            credential_warnings: &self.warnings.credentials,
-            hops: self.hops,
-        }
-        .send(last_id)
-        .await?;
+        let response = self.request.send(last_id).await?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(Answer::NoContent);
@@ -181,7 +163,7 @@ impl Attempt<'_> {
         debug!(%status, "upstream stream open");
         self.topic.set_upstream_state(UpstreamState::Streaming);
         self.topic.accept();
-        let _open = OpenStream::new(&self.upstream.metrics.open);
+        let _open = OpenStream::new(&self.request.upstream.metrics.open);
         Ok(self.read(response.into_body()).await)
     }
 
@@ -191,7 +173,7 @@ impl Attempt<'_> {
     async fn refusal(&self, response: Response<Incoming>) -> OriginAnswer {
         let (parts, body) = response.into_parts();
         let limited = http_body_util::Limited::new(body, MAX_REFUSAL_BODY);
-        let wait = self.upstream.settings.connect_timeout;
+        let wait = self.request.upstream.settings.connect_timeout;
         let body = match tokio::time::timeout(wait, limited.collect()).await {
             Ok(Ok(collected)) => Some(collected.to_bytes()),
             _ => None,
@@ -209,7 +191,7 @@ impl Attempt<'_> {
         let mut items = Vec::new();
         let mut delivered = false;
         let end = loop {
-            let frame = match self.upstream.settings.read_idle_timeout {
+            let frame = match self.request.upstream.settings.read_idle_timeout {
                 Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
                     Ok(frame) => frame,
                     Err(_) => break AttemptError::IdleTimeout,
@@ -234,7 +216,7 @@ impl Attempt<'_> {
 
     /// Acts on one parsed item; true when it was an event.
     fn handle(&mut self, item: Item) -> bool {
-        let metrics = &self.upstream.metrics;
+        let metrics = &self.request.upstream.metrics;
         match item {
             Item::Event(event) => {
                 self.topic.publish(event.id.as_deref(), sse::encode(&event));
@@ -246,7 +228,7 @@ impl Attempt<'_> {
                 if let Some(suppressed) = self.warnings.oversized.check() {
                     warn!(
                         bytes,
-                        limit = self.upstream.settings.max_event_bytes,
+                        limit = self.request.upstream.settings.max_event_bytes,
                         topic = %self.topic.key(),
                         path = %self.topic.label(),
                         suppressed,

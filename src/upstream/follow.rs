@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use super::attempt::{Answer, Attempt, AttemptError, TopicWarnings};
 use super::metrics::{Defect, Refusal};
 use super::peer;
+use super::request::OriginRequest;
 use super::{Upstream, UpstreamHeaders};
 use crate::cluster::Source;
 use crate::hub::{OriginAnswer, Topic, UpstreamEnd, UpstreamState};
@@ -52,18 +53,14 @@ impl Upstream {
                 self.metrics.reconnects.inc();
             }
             topic.set_upstream_state(UpstreamState::Connecting);
-            let source = match &self.cluster {
-                Some((cluster, _)) => peer::source_of(cluster, topic),
-                None => Source::Origin,
-            };
-            // A key too long for a peer URL is read from the origin (never the token elsewhere).
-            let peer_target = match source {
-                Source::Peer(addr) => peer::subscribe_uri(addr, topic).map(|uri| (addr, uri)),
-                Source::Origin => None,
-            };
-            let source = peer_target
+            let leg = self
+                .cluster
                 .as_ref()
-                .map_or(Source::Origin, |(addr, _)| Source::Peer(*addr));
+                .and_then(|(cluster, token)| peer::leg(cluster, token, topic));
+            let source = leg
+                .as_ref()
+                .map_or(Source::Origin, |leg| Source::Peer(leg.addr));
+            topic.set_source(leg.as_ref().map(|leg| leg.addr));
             if last_source
                 .replace(source)
                 .is_some_and(|last| last != source)
@@ -72,30 +69,27 @@ impl Upstream {
                     cluster.metrics().ownership_moves.inc();
                 }
             }
-            let (target, target_headers, client) = match (&self.cluster, peer_target) {
-                (Some((cluster, token)), Some((addr, peer_uri))) => {
-                    topic.set_source(Some(addr));
-                    (peer_uri, token, cluster.client())
-                }
-                _ => {
-                    topic.set_source(None);
-                    (uri.clone(), headers, &self.client)
-                }
+            let (target, target_headers, client) = match leg {
+                Some(leg) => (leg.uri, leg.headers, leg.client),
+                None => (uri.clone(), headers, &self.client),
             };
             let _counted = self
                 .cluster
                 .as_ref()
                 .map(|(cluster, _)| peer::SourceGauge::new(cluster, source));
             let attempt = Attempt {
-                upstream: self,
-                client,
-                uri: &target,
-                headers: target_headers,
+                request: OriginRequest {
+                    upstream: self,
+                    client,
+                    uri: &target,
+                    headers: target_headers,
+                    credential_warnings: &warnings.credentials,
+                    hops,
+                },
                 topic,
                 parser: &mut parser,
                 retry: &mut retry,
                 warnings: &warnings,
-                hops,
             }
             .run(last_id.as_deref());
             let outcome = match &self.cluster {

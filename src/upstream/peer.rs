@@ -5,20 +5,49 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use http::Uri;
+use http_body_util::Empty;
 
+use super::{HttpClient, UpstreamHeaders};
 use crate::cluster::{Cluster, Source, SUBSCRIBE_PATH};
 use crate::hub::Topic;
 
-/// The URL that subscribes to `topic` on the peer at `addr` (its owner).
-pub(super) fn subscribe_uri(addr: SocketAddr, topic: &Topic) -> Option<Uri> {
+/// Where an attempt goes when it reads from the owning peer.
+pub(super) struct PeerLeg<'a> {
+    /// The owner's peer address.
+    pub addr: SocketAddr,
+    /// Its subscribe URL for the topic.
+    pub uri: Uri,
+    /// The cluster token.
+    pub headers: &'a UpstreamHeaders,
+    /// The peer link's client.
+    pub client: &'a HttpClient<Empty<Bytes>>,
+}
+
+/// The peer `topic`'s next attempt reads from, sending `token`; `None` for the origin (also
+/// when the key is too long for a peer URL: the token never goes anywhere but a peer).
+pub(super) fn leg<'a>(
+    cluster: &'a Cluster,
+    token: &'a UpstreamHeaders,
+    topic: &Topic,
+) -> Option<PeerLeg<'a>> {
+    let Source::Peer(addr) = source_of(cluster, topic) else {
+        return None;
+    };
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("key", topic.key())
         .append_pair("label", topic.label())
         .finish();
-    format!("https://{addr}{SUBSCRIBE_PATH}?{query}")
+    let uri = format!("https://{addr}{SUBSCRIBE_PATH}?{query}")
         .parse()
-        .ok()
+        .ok()?;
+    Some(PeerLeg {
+        addr,
+        uri,
+        headers: token,
+        client: cluster.client(),
+    })
 }
 
 /// The source of `topic`'s next attempt, with this relay's view now.
