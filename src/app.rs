@@ -177,6 +177,7 @@ impl App {
             server: metrics.server.clone(),
             readiness: readiness.clone(),
             stop: admin_stopped,
+            cluster: cluster.as_ref().map(|(cluster, ..)| cluster.clone()),
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         // One h2 connection from each peer carries every topic it reads from here: no

@@ -1,7 +1,8 @@
 //! Cluster mode on loopback addresses (127.0.0.11–13), each relay on a runtime of its own so
 //! killing one drops every task and socket it had, as a crash does: one origin subscription
-//! per topic for all three, clients on every relay get every event exactly once, in order,
-//! through the owner's death; the peer link refuses a wrong token and another CA.
+//! per topic for all three (and `/topics` names the same owner on each), clients on every
+//! relay get every event exactly once, in order, through the owner's death; the peer link
+//! refuses a wrong token and another CA.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use sse_relay::app::App;
 use sse_relay::app::Metrics;
 use sse_relay::config::Settings;
-use support::{eventually, temp_dir, test_config, H2Client, TestOrigin};
+use support::{eventually, http_get, temp_dir, test_config, H2Client, TestOrigin};
 
 const TOKEN: &str = "peer-token-for-tests";
 
@@ -40,6 +41,9 @@ fn make_pki(dir: &Path, token: &str) -> Pki {
 /// One relay of the cluster on a runtime of its own.
 struct Node {
     addr: SocketAddr,
+    /// Its peer address (`cluster.self`).
+    me: SocketAddr,
+    admin: SocketAddr,
     cert: PathBuf,
     metrics: Metrics,
     runtime: Option<tokio::runtime::Runtime>,
@@ -68,13 +72,15 @@ impl Node {
         let started = runtime.spawn(async move {
             let app = App::bind(settings).await.expect("relay starts");
             let (addr, cert) = (app.tls_addr(), app.dev_cert_path().unwrap().to_owned());
-            let metrics = app.metrics().clone();
+            let (admin, metrics) = (app.admin_addr(), app.metrics().clone());
             tokio::spawn(app.run(std::future::pending()));
-            (addr, cert, metrics)
+            (addr, admin, cert, metrics)
         });
-        let (addr, cert, metrics) = started.await.expect("relay starts");
+        let (addr, admin, cert, metrics) = started.await.expect("relay starts");
         Node {
             addr,
+            me,
+            admin,
             cert,
             metrics,
             runtime: Some(runtime),
@@ -151,6 +157,29 @@ async fn three_relays_hold_one_origin_subscription_and_outlive_the_owner() {
         .filter(|n| n.metrics.cluster.peer_subscriptions.get() == 1)
         .count();
     assert_eq!(readers, 2, "the two others read the topic from its owner");
+    let owner_addr = nodes.iter().find(|n| n.owns()).unwrap().me.to_string();
+    for node in &nodes {
+        let (status, body) = http_get(node.admin, "/topics").await;
+        assert_eq!(status, 200);
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let cluster = &stats["cluster"];
+        assert_eq!(cluster["self"], node.me.to_string(), "{body}");
+        assert_eq!(cluster["member"], true);
+        assert_eq!(cluster["known"], 3);
+        let live: Vec<String> = peers.iter().map(SocketAddr::to_string).collect();
+        assert_eq!(cluster["live"], serde_json::json!(live), "{body}");
+        let topic = &stats["topics"][0];
+        assert_eq!(
+            topic["owner"], owner_addr,
+            "every relay names the same owner"
+        );
+        let reads_from = if node.owns() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::String(owner_addr.clone())
+        };
+        assert_eq!(topic["source_peer"], reads_from, "{body}");
+    }
     for i in 1..=5 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
     }

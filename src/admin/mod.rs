@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz` (liveness), `/readyz`
 //! (readiness: fails while starting or draining, never because an origin is down), `/topics`
-//! (JSON), `/` (a live status page) and `/stats` (the SSE stream of stats that feeds it).
+//! (JSON; in cluster mode with the peer set and each topic's owner), `/` (a live status page)
+//! and `/stats` (the SSE stream of stats that feeds it).
 //!
 //! It runs on the same serving layer as the relay ([`crate::server`]), with its own
 //! connection metrics, unexported. This module only reads the relay's state; it never changes
@@ -20,6 +21,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::cluster::Cluster;
 use crate::downstream::DownstreamMetrics;
 use crate::hub::{Hub, TopicSnapshot};
 use crate::server::{plain_text, Handler, Peer, ServerMetrics};
@@ -64,6 +66,8 @@ pub struct Admin {
     pub readiness: Readiness,
     /// Turns true when the admin listener stops: `/stats` streams end then.
     pub stop: watch::Receiver<bool>,
+    /// Cluster mode: the peer set and topic owners shown by `/topics` and the status page.
+    pub cluster: Option<Cluster>,
 }
 
 /// The JSON document of `/topics` and of each `/stats` event.
@@ -77,7 +81,31 @@ struct Stats {
     connections: i64,
     events_received_total: u64,
     events_delivered_total: u64,
-    topics: Vec<TopicSnapshot>,
+    /// Cluster mode only (absent on a single relay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<PeerView>,
+    topics: Vec<TopicRow>,
+}
+
+/// The cluster as this relay sees it: its own peer address, the live set, the count resolved.
+#[derive(serde::Serialize)]
+struct PeerView {
+    #[serde(rename = "self")]
+    self_addr: String,
+    /// Whether this relay is in `live` (it owns topics only then).
+    member: bool,
+    live: Vec<String>,
+    known: usize,
+}
+
+/// One topic of `/topics`: the hub's snapshot, and in cluster mode the topic's owner (the
+/// peer address rendezvous hashing picks in the current view).
+#[derive(serde::Serialize)]
+struct TopicRow {
+    #[serde(flatten)]
+    snapshot: TopicSnapshot,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 impl Handler for Admin {
@@ -137,7 +165,27 @@ impl Admin {
             connections: self.server.connections_open.total(),
             events_received_total: self.upstream.events_received.get(),
             events_delivered_total: self.downstream.events_delivered.get(),
-            topics: self.hub.snapshot(),
+            cluster: self.cluster.as_ref().map(|c| {
+                let peers = c.peers();
+                PeerView {
+                    self_addr: c.self_addr().to_string(),
+                    member: peers.member,
+                    live: peers.live.iter().map(ToString::to_string).collect(),
+                    known: peers.known,
+                }
+            }),
+            topics: self
+                .hub
+                .snapshot()
+                .into_iter()
+                .map(|snapshot| TopicRow {
+                    owner: self
+                        .cluster
+                        .as_ref()
+                        .map(|c| c.owner(&snapshot.key).to_string()),
+                    snapshot,
+                })
+                .collect(),
         }
     }
 

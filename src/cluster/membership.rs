@@ -19,13 +19,17 @@ use super::metrics::ClusterMetrics;
 use super::ClusterSettings;
 use crate::upstream::HttpClient;
 
-/// The live peers, this relay included, sorted.
+/// The live peers, sorted: every peer that answered its probe, and this relay when it is a
+/// member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSet {
-    /// Peer addresses that answered (and this relay's own).
+    /// Peer addresses that answered (and this relay's own when it is a member).
     pub live: Vec<SocketAddr>,
     /// Peers resolved, count (this relay included).
     pub known: usize,
+    /// Whether this relay is in `live`: static peers configured, listed by `dns_name`, or no
+    /// other peer answering. A relay that is not a member owns no topic.
+    pub member: bool,
 }
 
 /// The path every relay answers on its peer listener while it serves.
@@ -41,9 +45,17 @@ pub(super) struct Prober {
 
 impl Prober {
     /// Resolves and probes once; the live set.
+    ///
+    /// This relay is in the set when static `cluster.peers` are configured (a static list
+    /// names the whole cluster, this relay with it), when `cluster.dns_name` lists its own
+    /// address, or when no other peer answers (it then serves as a single node). A relay the
+    /// name does not list (a Kubernetes pod not yet ready, say) is no member: it owns no
+    /// topic and reads every topic from its owner, as the members' view has it, so the views
+    /// agree and the origin still sees one subscription per topic.
     pub async fn refresh(&self) -> PeerSet {
         let me = self.settings.self_addr;
         let mut candidates = self.resolve().await;
+        let listed = candidates.contains(&me) || !self.settings.peers.is_empty();
         candidates.retain(|a| *a != me);
         if candidates.is_empty() {
             self.metrics.resolve_failures.inc();
@@ -55,11 +67,15 @@ impl Prober {
             .zip(answers)
             .filter_map(|(addr, up)| up.then_some(*addr))
             .collect();
-        live.push(me);
+        let member = listed || live.is_empty();
+        if member {
+            live.push(me);
+        }
         live.sort();
         let set = PeerSet {
             known: candidates.len() + 1,
             live,
+            member,
         };
         self.metrics.peers_known.set(set.known as i64);
         self.metrics.peers_up.set(set.live.len() as i64);
@@ -121,7 +137,7 @@ pub(super) async fn run(prober: Prober, view: watch::Sender<Arc<PeerSet>>) {
                 return false;
             }
             info!(live = ?set.live, known = set.known, "cluster peer set changed");
-            if set.live.len() == 1 {
+            if set.live.len() == 1 && set.member {
                 warn!("no peer answers: serving as a single node");
             }
             *current = set.clone();

@@ -38,7 +38,7 @@ impl ClusterMetrics {
             peers_up: gauge(
                 r,
                 "sse_relay_cluster_peers_up",
-                "Peers that answered their last probe, this relay included.",
+                "Peers that answered their last probe, this relay included when it is a member.",
             )?,
             owned_topics: gauge(
                 r,

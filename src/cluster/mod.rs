@@ -109,6 +109,11 @@ impl Cluster {
         }
     }
 
+    /// This relay's own peer address (`cluster.self`).
+    pub fn self_addr(&self) -> SocketAddr {
+        self.inner.self_addr
+    }
+
     /// The live peers now.
     pub fn peers(&self) -> Arc<PeerSet> {
         self.inner.view.borrow().clone()

@@ -8,11 +8,13 @@
 // Each test binary uses a different part of this harness.
 #![allow(dead_code, unused_imports)]
 
+mod netns;
 mod nginx;
 mod relay;
 mod text;
 
-pub use nginx::{http_request, Nginx};
+pub use netns::{Host, Lan};
+pub use nginx::{http_request, nginx_conf, Nginx};
 pub use relay::{RelayOptions, RelayProcess};
 pub use text::{json_number, json_string, parse_events, SseEvent};
 

@@ -67,7 +67,7 @@ impl Nginx {
         let port = free_port();
         let conf = dir.join("nginx.conf");
         fs::create_dir_all(dir.join("www")).expect("create www dir");
-        fs::write(&conf, nginx_conf(dir, port)).expect("write nginx.conf");
+        fs::write(&conf, nginx_conf(dir, &format!("127.0.0.1:{port}"))).expect("write nginx.conf");
         let log = dir.join("nginx.log");
         let out = fs::File::create(&log).expect("create nginx.log");
         let mut command = Command::new(nginx);
@@ -144,7 +144,8 @@ impl Nginx {
     }
 }
 
-fn nginx_conf(dir: &Path, port: u16) -> String {
+/// The nginx config of [`Nginx`], listening on `listen` (`addr:port`), with its files in `dir`.
+pub fn nginx_conf(dir: &Path, listen: &str) -> String {
     let d = dir.display();
     format!(
         r#"load_module {NCHAN_MODULE};
@@ -161,7 +162,7 @@ http {{
     scgi_temp_path {d}/scgi;
     types {{ text/html html; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
         location ~ ^/pub/([A-Za-z0-9_-]+)$ {{
             nchan_publisher;
             nchan_channel_id $1;

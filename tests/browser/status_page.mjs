@@ -4,7 +4,7 @@
 //
 // Driven by tests/acceptance_status_page.rs:
 //   node tests/browser/status_page.mjs --url URL [--chromium PATH]
-// Prints one JSON object: {"first": {...}, "later": {...}, "rows": [...]}.
+// Prints one JSON object: {"first": {...}, "later": {...}, "rows": [...], "cluster": ...}.
 // Exit status: 0 when it could report, 1 on a harness error (message on stderr).
 
 import { chromium } from 'playwright-core';
@@ -44,7 +44,16 @@ try {
   const later = await figures();
   const rows = await page.$$eval('#topic-rows tr', (trs) =>
     trs.map((tr) => Array.from(tr.children, (td) => td.textContent)));
-  console.log(JSON.stringify({ first, later, rows }));
+  // Cluster mode: the peer set as shown (null when the section is hidden, a single relay).
+  const cluster = await page.evaluate(() => {
+    const section = document.getElementById('cluster');
+    if (section.hidden) return null;
+    return {
+      count: document.getElementById('peers-count').textContent,
+      peers: Array.from(document.querySelectorAll('#peers li'), (li) => li.textContent),
+    };
+  });
+  console.log(JSON.stringify({ first, later, rows, cluster }));
 } finally {
   clearTimeout(watchdog);
   await browser.close();
