@@ -15,6 +15,8 @@ mod chart;
 mod client;
 #[path = "fanout/cluster.rs"]
 mod cluster;
+#[path = "fanout/peers.rs"]
+mod peers;
 #[path = "../tests/support/pki.rs"]
 mod pki;
 #[path = "fanout/procs.rs"]

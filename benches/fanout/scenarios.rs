@@ -286,7 +286,7 @@ impl CpuMark {
 }
 
 /// Busy CPU time of the whole machine (all cores) from `/proc/stat`.
-fn machine_busy() -> Result<Duration> {
+pub fn machine_busy() -> Result<Duration> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let fields: Vec<u64> = line

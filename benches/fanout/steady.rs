@@ -11,7 +11,9 @@ use anyhow::{bail, Result};
 use tokio::time::Interval;
 
 use crate::cluster::Group;
+use crate::procs::{proc_cpu, Child, Cpu};
 use crate::publisher::Pipeline;
+use crate::scenarios::{machine_busy, Values};
 
 /// Events published one topic after another, each topic at the same steady rate.
 pub struct Steady<'a> {
@@ -77,16 +79,25 @@ impl<'a> Steady<'a> {
 
     /// Publishes for `duration` with latency recorded afresh for `groups`, then waits until
     /// they had every event; fails on a lost, duplicated or reordered event or an ended
-    /// stream.
-    pub async fn measure(&mut self, groups: &[Group], duration: Duration) -> Result<()> {
+    /// stream. Records in `v` the CPU the named `servers`, this process and the machine used
+    /// meanwhile ([`CpuMark`]).
+    pub async fn measure(
+        &mut self,
+        groups: &[Group],
+        duration: Duration,
+        servers: &[(String, &Child)],
+        v: &mut Values,
+    ) -> Result<()> {
         for g in groups {
             g.tally.reset_latency();
             g.tally.recording.store(true, Ordering::Release);
         }
+        let cpu = CpuMark::take(servers)?;
         let start = Instant::now();
         while start.elapsed() < duration {
             self.tick().await?;
         }
+        cpu.put(v, "steady_cpu_cores.")?;
         let all: Vec<&Group> = groups.iter().collect();
         let complete = delivered_all(&all, self.published(), Duration::from_secs(60)).await;
         for g in groups {
@@ -112,5 +123,46 @@ pub async fn delivered_all(groups: &[&Group], published: &[u64], timeout: Durati
             return all;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// CPU times at the start of a stretch: each named server's, this process's (load generator
+/// and publisher) and the machine's busy time (all cores).
+struct CpuMark<'a> {
+    servers: Vec<(&'a str, &'a Child, Cpu)>,
+    client: Cpu,
+    machine: Duration,
+    wall: Instant,
+}
+
+impl<'a> CpuMark<'a> {
+    fn take(servers: &'a [(String, &'a Child)]) -> Result<Self> {
+        let servers = servers
+            .iter()
+            .map(|(name, child)| Ok((name.as_str(), *child, child.cpu_time()?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            servers,
+            client: proc_cpu("self")?,
+            machine: machine_busy()?,
+            wall: Instant::now(),
+        })
+    }
+
+    /// Records the CPU used since [`Self::take`] in cores (CPU seconds per second of wall
+    /// time) as `<prefix><server name>`, `<prefix>client` and `<prefix>machine` (2 = both
+    /// cores busy).
+    fn put(self, v: &mut Values, prefix: &str) -> Result<()> {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cores = |d: Duration| d.as_secs_f64() / wall;
+        for (name, child, before) in &self.servers {
+            let used = child.cpu_time()?.since(*before).total();
+            v.insert(format!("{prefix}{name}"), cores(used));
+        }
+        let client = proc_cpu("self")?.since(self.client).total();
+        v.insert(format!("{prefix}client"), cores(client));
+        let machine = machine_busy()?.saturating_sub(self.machine);
+        v.insert(format!("{prefix}machine"), cores(machine));
+        Ok(())
     }
 }
