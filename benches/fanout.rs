@@ -3,7 +3,9 @@
 //! streams, or HTTP/1.1) subscribes to each target; one HTTP publisher POSTs events carrying
 //! their publish time to nchan; every delivery's latency goes into an HDR histogram and every
 //! stream is checked for complete, in-order delivery (a lost event fails the scenario). Writes
-//! `RESULTS.md` and a chart. `benches/run.sh` is the one-command entry point.
+//! `RESULTS.md` and a chart. `benches/run.sh` is the one-command entry point. `--cluster`
+//! measures a three-relay cluster against one relay instead (issue 12, [`cluster`]) and only
+//! prints and saves its figures.
 //!
 //! Run: `cargo bench --bench fanout -- --help`.
 
@@ -11,6 +13,12 @@
 mod chart;
 #[path = "fanout/client.rs"]
 mod client;
+#[path = "fanout/cluster.rs"]
+mod cluster;
+#[path = "fanout/peers.rs"]
+mod peers;
+#[path = "../tests/support/pki.rs"]
+mod pki;
 #[path = "fanout/procs.rs"]
 mod procs;
 #[path = "fanout/publisher.rs"]
@@ -19,6 +27,10 @@ mod publisher;
 mod report;
 #[path = "fanout/scenarios.rs"]
 mod scenarios;
+#[path = "fanout/steady.rs"]
+mod steady;
+#[path = "fanout/takeover.rs"]
+mod takeover;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -27,6 +39,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::client::Proto;
+use crate::cluster::ClusterSizes;
 use crate::scenarios::{Bench, Record, Scenario, Sizes, TargetKind};
 
 /// Fan-out benchmark of sse-relay against nginx + nchan.
@@ -65,6 +78,23 @@ struct Args {
     /// --massif-out-file=/tmp/massif.out`); it is ended with SIGTERM so the tool writes its output.
     #[arg(long, default_value = "")]
     relay_wrapper: String,
+    /// Instead of the scenarios: three relays in cluster mode (127.0.0.11–13, static peers)
+    /// vs one relay, same subscribers and topics: origin subscriptions, owner vs peer-hop
+    /// latency, takeover after the owner of the most topics is killed. Printed and saved as
+    /// `cluster.json` in the work dir; RESULTS.md is not touched.
+    #[arg(long)]
+    cluster: bool,
+    /// For `--cluster`: the relays' `cluster.refresh_ms`, one cluster each (default 5000,1000).
+    #[arg(long, value_delimiter = ',', value_name = "MS")]
+    cluster_refresh_ms: Vec<u64>,
+    /// For `--cluster`: subscribers per topic, all relays together (a multiple of 3 × the
+    /// streams per connection; default 3000, --quick 300).
+    #[arg(long, value_name = "N")]
+    cluster_subscribers: Option<usize>,
+    /// For `--cluster`: events per second per topic of the steady-rate latency measurement
+    /// and around the kill (default 2, --quick 20: 60,000 deliveries/s either way).
+    #[arg(long, value_name = "R")]
+    cluster_rate: Option<u64>,
     /// Padding bytes in each event's data.
     #[arg(long, default_value_t = 64)]
     payload: usize,
@@ -126,7 +156,12 @@ async fn run(args: Args) -> Result<()> {
             std::fs::read_to_string(saved).with_context(|| format!("read {}", saved.display()))?;
         return write_report(&args, serde_json::from_str(&text)?);
     }
-    let mode = if args.quick { "quick" } else { "full" };
+    let mode = match (args.cluster, args.quick) {
+        (true, true) => "cluster-quick",
+        (true, false) => "cluster",
+        (false, true) => "quick",
+        (false, false) => "full",
+    };
     let work = std::path::absolute(&args.work_dir)?.join(mode);
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clean {}", work.display()))?;
@@ -135,6 +170,9 @@ async fn run(args: Args) -> Result<()> {
     let bench = Bench::new(sizes, work.clone(), relay_bin, args.payload)?;
     if let Some(s) = args.subscribers {
         return custom(&bench, &args, s).await;
+    }
+    if args.cluster {
+        return cluster_mode(&bench, &args).await;
     }
     let scenarios = if args.scenarios.is_empty() {
         Scenario::ALL.to_vec()
@@ -216,6 +254,61 @@ fn write_report(args: &Args, data: RunData) -> Result<()> {
     report::write(&path, &context, &data.records, data.profiles)?;
     eprintln!("wrote {} and {}", path.display(), chart.display());
     Ok(())
+}
+
+/// The cluster benchmark: runs, prints every figure, saves `cluster.json` in the work dir.
+async fn cluster_mode(bench: &Bench, args: &Args) -> Result<()> {
+    let mut sizes = if args.quick {
+        ClusterSizes::quick()
+    } else {
+        ClusterSizes::full()
+    };
+    if !args.cluster_refresh_ms.is_empty() {
+        sizes.refresh_ms = args.cluster_refresh_ms.clone();
+    }
+    if let Some(n) = args.cluster_subscribers {
+        sizes.per_topic = n;
+    }
+    if let Some(rate) = args.cluster_rate {
+        sizes.rate = rate;
+    }
+    let started = Instant::now();
+    let load_before = report::load_average();
+    let records = cluster::run(bench, &sizes).await;
+    let elapsed = started.elapsed();
+    let load_after = report::load_average();
+    println!("cluster benchmark ({:.0?}): {sizes:?}", elapsed);
+    println!("load average before: {load_before}; after: {load_after}");
+    print_records(&records);
+    let saved = serde_json::json!({
+        "command": args.command,
+        "date": report::now(),
+        "elapsed_s": elapsed.as_secs_f64(),
+        "load_before": load_before,
+        "load_after": load_after,
+        "sizes": sizes,
+        "records": records,
+    });
+    let path = bench.work.join("cluster.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&saved)?)?;
+    eprintln!("wrote {}", path.display());
+    match records.iter().find_map(|r| r.failure.as_ref()) {
+        Some(f) => anyhow::bail!("the cluster benchmark failed: {f}"),
+        None => Ok(()),
+    }
+}
+
+/// Prints each record's shape and figures (or failure).
+fn print_records(records: &[Record]) {
+    for r in records {
+        println!("{}: {}", r.scenario, r.shape);
+        if let Some(f) = &r.failure {
+            println!("  FAILED: {f}");
+        }
+        for (k, v) in &r.values {
+            println!("  {k:<28} {v:.3}");
+        }
+    }
 }
 
 /// One ad-hoc fan-out measurement, printed.

@@ -4,6 +4,8 @@
 #   bash benches/run.sh            full run (~6 min of scenarios, plus the build): writes benches/RESULTS.md + benches/fanout.svg
 #   bash benches/run.sh --quick    smoke run (< 3 min): writes target/fanout-bench/quick/RESULTS.md
 #   bash benches/run.sh --profile  also profile the relay under callgrind (adds a few minutes)
+#   bash benches/run.sh --cluster  three relays in cluster mode vs one relay (issue 12, ~5 min):
+#                                  prints the figures, saves target/fanout-bench/cluster/cluster.json
 #
 # Any other argument is passed to the benchmark (`cargo bench --bench fanout -- --help`).
 # On a fresh Debian machine it installs nginx, libnginx-mod-nchan and valgrind with apt-get.
@@ -42,7 +44,7 @@ cargo build --release --bin sse-relay
 cargo bench --bench fanout --no-run
 # A private copy: a rebuild during the run must not change the binary under test.
 mkdir -p target/fanout-bench
-cp target/release/sse-relay target/fanout-bench/sse-relay
+cp "${CARGO_TARGET_DIR:-target}/release/sse-relay" target/fanout-bench/sse-relay
 
 # The benchmark runs in its own process group so that everything it started (nginx, the relay,
 # valgrind) can be stopped by that group's id whatever happens to it.

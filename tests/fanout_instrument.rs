@@ -9,6 +9,12 @@
 mod chart;
 #[path = "../benches/fanout/client.rs"]
 mod client;
+#[path = "../benches/fanout/cluster.rs"]
+mod cluster;
+#[path = "../benches/fanout/peers.rs"]
+mod peers;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "../benches/fanout/procs.rs"]
 mod procs;
 #[path = "../benches/fanout/publisher.rs"]
@@ -17,3 +23,7 @@ mod publisher;
 mod report;
 #[path = "../benches/fanout/scenarios.rs"]
 mod scenarios;
+#[path = "../benches/fanout/steady.rs"]
+mod steady;
+#[path = "../benches/fanout/takeover.rs"]
+mod takeover;

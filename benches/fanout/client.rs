@@ -112,6 +112,12 @@ pub struct Tally {
     pub recording: AtomicBool,
     /// The negotiated protocol and cipher suite (first connection).
     pub tls_params: OnceLock<String>,
+    /// A sequence number to watch for (`u64::MAX`: none); see [`Tally::watch_for`].
+    mark: AtomicU64,
+    /// Streams that have received the event numbered [`Tally::watch_for`] (or a later one).
+    pub reached_mark: AtomicU64,
+    /// When the latest of those streams got there, [`now_ns`].
+    pub reached_mark_last_ns: AtomicU64,
     latency: Vec<Mutex<Histogram<u64>>>,
 }
 
@@ -155,8 +161,20 @@ impl Tally {
             last_delivery_ns: AtomicU64::new(0),
             recording: AtomicBool::new(false),
             tls_params: OnceLock::new(),
+            mark: AtomicU64::new(u64::MAX),
+            reached_mark: AtomicU64::new(0),
+            reached_mark_last_ns: AtomicU64::new(0),
             latency: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
         })
+    }
+
+    /// From now on, counts in `reached_mark` each stream as it receives event `seq` or a later
+    /// one (once per stream), and keeps the time of the latest in `reached_mark_last_ns`. Set it
+    /// before `seq` is published.
+    pub fn watch_for(&self, seq: u64) {
+        self.reached_mark.store(0, Ordering::Release);
+        self.reached_mark_last_ns.store(0, Ordering::Release);
+        self.mark.store(seq, Ordering::Release);
     }
 
     /// Clears the latency histograms.
@@ -421,6 +439,7 @@ pub async fn add_streams(
 async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
     let mut check = SequenceCheck::default();
     let mut latencies: Vec<u64> = Vec::new();
+    let mut reached = u64::MAX;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         let Ok(data) = frame.into_data() else {
@@ -444,11 +463,30 @@ async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
                 .order_errors
                 .fetch_add(fed.out_of_sequence, Ordering::AcqRel);
         }
+        if passes_mark(
+            &mut reached,
+            check.next_seq,
+            tally.mark.load(Ordering::Relaxed),
+        ) {
+            tally.reached_mark_last_ns.fetch_max(now, Ordering::AcqRel);
+            tally.reached_mark.fetch_add(1, Ordering::AcqRel);
+        }
         tally.event_frames.fetch_add(1, Ordering::Relaxed);
         tally.last_delivery_ns.fetch_max(now, Ordering::AcqRel);
         tally.delivered.fetch_add(fed.events, Ordering::AcqRel);
     }
     tally.ended.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Whether a stream whose next expected sequence number is `next_seq` has just reached `mark`
+/// (received it or a later event) for the first time; `reached` remembers the mark it last
+/// reached, so each mark counts once per stream.
+fn passes_mark(reached: &mut u64, next_seq: u64, mark: u64) -> bool {
+    if *reached == mark || next_seq <= mark {
+        return false;
+    }
+    *reached = mark;
+    true
 }
 
 /// One stream's events and their order: splits the body at blank lines, reads `<seq> <publish
@@ -680,6 +718,19 @@ mod tests {
         let (head, tail) = whole.split_at(whole.len() - 1);
         assert_eq!(check.feed(head.as_bytes(), 5_000, &mut latencies).events, 0);
         assert_eq!(check.feed(tail.as_bytes(), 5_000, &mut latencies).events, 1);
+    }
+
+    #[test]
+    fn a_stream_passes_a_mark_once_when_it_receives_that_event_or_a_later_one() {
+        let mut reached = u64::MAX;
+        assert!(!passes_mark(&mut reached, 5, u64::MAX), "no mark set");
+        assert!(!passes_mark(&mut reached, 7, 7), "event 7 not received yet");
+        assert!(passes_mark(&mut reached, 8, 7), "event 7 received");
+        assert!(!passes_mark(&mut reached, 9, 7), "counted once");
+        assert!(
+            passes_mark(&mut reached, 12, 10),
+            "a new mark, passed by a later event"
+        );
     }
 
     #[test]

@@ -89,6 +89,19 @@ impl Child {
         proc_cpu(&self.pid().to_string())
     }
 
+    /// Sends SIGKILL now (a crash: no drain, every socket closed by the kernel) and reaps it.
+    pub fn kill_now(&mut self) -> Result<()> {
+        self.child
+            .kill()
+            .with_context(|| format!("kill {}", self.name))?;
+        self.child.wait()?;
+        let pid = self.child.id();
+        if let Ok(mut c) = CHILDREN.lock() {
+            c.retain(|&p| p != pid);
+        }
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit (then kills it).
     pub fn terminate(mut self, timeout: Duration) -> Result<()> {
         let _ = Command::new("kill")
@@ -172,21 +185,29 @@ fn clock_ticks() -> u64 {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    free_port_on(Ipv4Addr::LOCALHOST)
 }
 
-/// Waits until something accepts on `port`.
+/// A free port on the loopback address `ip` (any of 127.0.0.0/8; bound then released).
+pub fn free_port_on(ip: Ipv4Addr) -> Result<u16> {
+    Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+/// Waits until something accepts on 127.0.0.1:`port`.
 pub fn wait_for_port(child: &mut Child, port: u16, timeout: Duration) -> Result<()> {
+    wait_for_addr(child, (Ipv4Addr::LOCALHOST, port).into(), timeout)
+}
+
+/// Waits until something accepts on `addr`.
+pub fn wait_for_addr(child: &mut Child, addr: SocketAddr, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if TcpStream::connect(addr).is_ok() {
             return Ok(());
         }
         child.check_running()?;
         if Instant::now() > deadline {
-            bail!("{} did not listen on {port} within {timeout:?}", child.name);
+            bail!("{} did not listen on {addr} within {timeout:?}", child.name);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -318,6 +339,8 @@ http {{
 pub struct Relay {
     /// The process (valgrind's, when wrapped: it becomes the relay).
     pub child: Child,
+    /// The loopback address it listens on (TLS and admin).
+    pub ip: Ipv4Addr,
     /// TLS port.
     pub port: u16,
     /// Admin port (plain HTTP).
@@ -325,13 +348,36 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay (optionally under `wrapper`, e.g. valgrind) and waits until it accepts.
+    /// Starts the relay on 127.0.0.1 (optionally under `wrapper`, e.g. valgrind) and waits
+    /// until it accepts.
     pub fn start(
         dir: &Path,
         bin: &Path,
         cert: &Cert,
         origin_port: u16,
         wrapper: &[String],
+    ) -> Result<Self> {
+        Self::start_on(
+            dir,
+            bin,
+            cert,
+            origin_port,
+            wrapper,
+            Ipv4Addr::LOCALHOST,
+            "",
+        )
+    }
+
+    /// Starts the relay listening on the loopback address `ip`, with `extra` appended to its
+    /// config (TOML sections, e.g. `[cluster]`), and waits until it accepts.
+    pub fn start_on(
+        dir: &Path,
+        bin: &Path,
+        cert: &Cert,
+        origin_port: u16,
+        wrapper: &[String],
+        ip: Ipv4Addr,
+        extra: &str,
     ) -> Result<Self> {
         if !bin.exists() {
             bail!(
@@ -340,11 +386,12 @@ impl Relay {
             );
         }
         fs::create_dir_all(dir)?;
-        let (port, admin_port) = (free_port()?, free_port()?);
+        let (port, admin_port) = (free_port_on(ip)?, free_port_on(ip)?);
         let slow = !wrapper.is_empty();
         let conf = dir.join("relay.toml");
-        fs::File::create(&conf)?
-            .write_all(relay_conf(cert, port, admin_port, origin_port, slow).as_bytes())?;
+        let mut text = relay_conf(cert, (ip, port).into(), admin_port, origin_port, slow);
+        text.push_str(extra);
+        fs::File::create(&conf)?.write_all(text.as_bytes())?;
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -356,25 +403,37 @@ impl Relay {
         command.arg("--config").arg(&conf);
         let mut child = Child::spawn("sse-relay", &mut command, dir.join("relay.out"))?;
         let timeout = Duration::from_secs(if slow { 120 } else { 15 });
-        wait_for_port(&mut child, port, timeout)?;
-        wait_for_port(&mut child, admin_port, timeout)?;
+        wait_for_addr(&mut child, (ip, port).into(), timeout)?;
+        wait_for_addr(&mut child, (ip, admin_port).into(), timeout)?;
         Ok(Self {
             child,
+            ip,
             port,
             admin_port,
         })
+    }
+
+    /// The TLS listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        (self.ip, self.port).into()
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        (self.ip, self.admin_port).into()
     }
 }
 
 /// The relay's config: every limit that would refuse the benchmark's load from one loopback
 /// address raised, drain immediate, no demo origin, warnings only.
-fn relay_conf(cert: &Cert, port: u16, admin: u16, origin: u16, slow: bool) -> String {
+fn relay_conf(cert: &Cert, listen: SocketAddr, admin: u16, origin: u16, slow: bool) -> String {
     let (c, k) = (cert.cert_pem.display(), cert.key_pem.display());
     // Under valgrind everything is ~50x slower: widen the handshake deadlines.
     let deadline = if slow { 120_000 } else { 10_000 };
+    let ip = listen.ip();
     format!(
         r#"[server]
-listen = "127.0.0.1:{port}"
+listen = "{listen}"
 tls_cert = "{c}"
 tls_key = "{k}"
 drain_delay_ms = 0
@@ -393,7 +452,7 @@ tls_handshake_timeout_ms = {deadline}
 first_request_timeout_ms = {deadline}
 
 [admin]
-listen = "127.0.0.1:{admin}"
+listen = "{ip}:{admin}"
 
 [demo_origin]
 enabled = false

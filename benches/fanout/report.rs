@@ -103,6 +103,13 @@ pub fn now() -> String {
     sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
 }
 
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), as `uptime` prints them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|e| format!("(/proc/loadavg: {e})"))
+}
+
 fn sh(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)

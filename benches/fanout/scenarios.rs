@@ -151,7 +151,8 @@ pub struct Bench {
     runs: Mutex<usize>,
 }
 
-type Values = BTreeMap<String, f64>;
+/// Named figures of a record.
+pub type Values = BTreeMap<String, f64>;
 
 /// A started target: nginx always (the origin), plus the relay in front of it.
 struct Started {
@@ -180,7 +181,7 @@ impl Started {
     fn endpoint(&self) -> Endpoint {
         match &self.relay {
             Some(relay) => Endpoint {
-                addr: ([127, 0, 0, 1], relay.port).into(),
+                addr: relay.addr(),
                 prefix: "/events/",
             },
             None => Endpoint {
@@ -216,7 +217,7 @@ impl Started {
         let n = self.publisher.subscribers(&self.channel).await?;
         v.insert("origin_subscribers".into(), n as f64);
         if let Some(relay) = &self.relay {
-            let metrics = http_get(([127, 0, 0, 1], relay.admin_port).into(), "/metrics")?;
+            let metrics = http_get(relay.admin_addr(), "/metrics")?;
             if let Some(open) = metric(&metrics, "sse_relay_upstream_subscriptions_open") {
                 v.insert("relay_upstream_open".into(), open);
             }
@@ -285,7 +286,7 @@ impl CpuMark {
 }
 
 /// Busy CPU time of the whole machine (all cores) from `/proc/stat`.
-fn machine_busy() -> Result<Duration> {
+pub fn machine_busy() -> Result<Duration> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let fields: Vec<u64> = line
@@ -300,7 +301,7 @@ fn machine_busy() -> Result<Duration> {
 }
 
 /// A sample's value from Prometheus text.
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -1,5 +1,6 @@
 //! A throw-away CA and one certificate it signs, written as PEM files, for tests that need
-//! TLS between relays (a cluster's peer link, a relay as another relay's origin).
+//! TLS between relays (a cluster's peer link, a relay as another relay's origin); the fan-out
+//! benchmark's cluster mode includes this file too.
 
 use std::path::{Path, PathBuf};
 
