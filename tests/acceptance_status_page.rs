@@ -63,17 +63,7 @@ async fn status_page_shows_the_peer_set_and_owners_in_cluster_mode() {
     ];
     let configure = |me: SocketAddr| {
         let (pki, token) = (&pki, &token);
-        move |config: &mut Config| {
-            let c = &mut config.cluster;
-            c.peers = peers.iter().map(SocketAddr::to_string).collect();
-            c.peer_listen = Some(me);
-            c.self_addr = Some(me);
-            c.refresh_ms = 200;
-            c.ca_file = Some(pki.ca.clone());
-            c.cert_file = Some(pki.cert.clone());
-            c.key_file = Some(pki.key.clone());
-            c.token_file = Some(token.clone());
-        }
+        move |config: &mut Config| support::join_static_cluster(config, me, &peers, pki, token)
     };
     let relay = TestRelay::start(&origin, configure(peers[0])).await;
     let other = TestRelay::start(&origin, configure(peers[1])).await;

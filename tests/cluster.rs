@@ -20,9 +20,7 @@ const TOKEN: &str = "peer-token-for-tests";
 /// The cluster's CA, one peer certificate (SAN `sse-relay-peer`) all relays share, and the
 /// token file.
 struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+    files: support::pki::Pki,
     token: PathBuf,
 }
 
@@ -31,9 +29,7 @@ fn make_pki(dir: &Path, token: &str) -> Pki {
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     Pki {
-        ca: files.ca,
-        cert: files.cert,
-        key: files.key,
+        files,
         token: token_file,
     }
 }
@@ -52,15 +48,7 @@ struct Node {
 impl Node {
     async fn start(origin: &str, me: SocketAddr, peers: &[SocketAddr], pki: &Pki) -> Node {
         let mut config = test_config(origin);
-        let c = &mut config.cluster;
-        c.peers = peers.iter().map(SocketAddr::to_string).collect();
-        c.peer_listen = Some(me);
-        c.self_addr = Some(me);
-        c.refresh_ms = 200;
-        c.ca_file = Some(pki.ca.clone());
-        c.cert_file = Some(pki.cert.clone());
-        c.key_file = Some(pki.key.clone());
-        c.token_file = Some(pki.token.clone());
+        support::join_static_cluster(&mut config, me, peers, &pki.files, &pki.token);
         config.upstream.backoff_min_ms = 10;
         config.upstream.backoff_max_ms = 100;
         let settings = Settings::try_from(config).expect("valid cluster config");
@@ -255,9 +243,14 @@ async fn the_peer_link_refuses_a_wrong_token_and_another_ca() {
     let me = peer_addresses()[0];
     let node = Node::start(&origin.template(), me, &[me], &pki).await;
     let configs = |p: &Pki| {
-        sse_relay::cluster::link::configs(&p.ca, &p.cert, &p.key, "sse-relay-peer")
-            .unwrap()
-            .1
+        sse_relay::cluster::link::configs(
+            &p.files.ca,
+            &p.files.cert,
+            &p.files.key,
+            "sse-relay-peer",
+        )
+        .unwrap()
+        .1
     };
     assert_eq!(peer_health(me, configs(&pki), TOKEN).await, Ok(200));
     assert_eq!(peer_health(me, configs(&pki), "wrong").await, Ok(401));

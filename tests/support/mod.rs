@@ -545,3 +545,24 @@ pub fn sample(metrics: &str, name: &str) -> Option<f64> {
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
 }
+
+/// Makes `config` a member of a static cluster on loopback: peer listener and `cluster.self`
+/// at `me`, static `peers`, refresh every 200 ms, the link's CA, certificate and key from
+/// `pki` and the token file `token`.
+pub fn join_static_cluster(
+    config: &mut Config,
+    me: SocketAddr,
+    peers: &[SocketAddr],
+    pki: &pki::Pki,
+    token: &Path,
+) {
+    let c = &mut config.cluster;
+    c.peers = peers.iter().map(SocketAddr::to_string).collect();
+    c.peer_listen = Some(me);
+    c.self_addr = Some(me);
+    c.refresh_ms = 200;
+    c.ca_file = Some(pki.ca.clone());
+    c.cert_file = Some(pki.cert.clone());
+    c.key_file = Some(pki.key.clone());
+    c.token_file = Some(token.to_path_buf());
+}
