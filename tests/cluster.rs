@@ -47,10 +47,22 @@ struct Node {
 
 impl Node {
     async fn start(origin: &str, me: SocketAddr, peers: &[SocketAddr], pki: &Pki) -> Node {
+        Self::start_with_backoff(origin, me, peers, pki, 10, 100).await
+    }
+
+    /// A relay whose upstream reconnect delays lie in `min_ms..=max_ms` (ms).
+    async fn start_with_backoff(
+        origin: &str,
+        me: SocketAddr,
+        peers: &[SocketAddr],
+        pki: &Pki,
+        min_ms: u64,
+        max_ms: u64,
+    ) -> Node {
         let mut config = test_config(origin);
         support::join_static_cluster(&mut config, me, peers, &pki.files, &pki.token);
-        config.upstream.backoff_min_ms = 10;
-        config.upstream.backoff_max_ms = 100;
+        config.upstream.backoff_min_ms = min_ms;
+        config.upstream.backoff_max_ms = max_ms;
         let settings = Settings::try_from(config).expect("valid cluster config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -345,5 +357,53 @@ async fn a_joining_relay_takes_over_its_topics_without_loss() {
     }
     for (topic, stream) in &mut streams {
         assert_eq!(stream.data(1).await, ["e7"], "{topic}: then live");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_does_not_wait_out_the_backoff_the_dead_owner_earned() {
+    // Reconnect delays of ten minutes, at least: the survivors' links to the dead owner break
+    // at once, but the view drops it only at the next probe (200 ms). Their backoff belongs to
+    // the dead owner; the new source is tried as soon as the view changes, so the survivors'
+    // clients get what is published next within the tests' wait (20 s), not after ten minutes.
+    const TEN_MINUTES_MS: u64 = 600_000;
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("cluster-backoff");
+    let pki = make_pki(&dir, TOKEN);
+    let peers = peer_addresses();
+    let mut nodes = Vec::new();
+    for me in &peers {
+        let (min, max) = (TEN_MINUTES_MS, TEN_MINUTES_MS);
+        nodes.push(Node::start_with_backoff(&origin.template(), *me, &peers, &pki, min, max).await);
+    }
+    eventually("every relay sees three peers", || {
+        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
+    })
+    .await;
+    let mut clients = Vec::new();
+    for node in &nodes {
+        let mut conn = H2Client::connect(node.addr, &node.cert, None).await;
+        let stream = conn.subscribe("/events/a", &[]).await;
+        clients.push((conn, stream));
+    }
+    eventually("one origin subscription for three relays", || {
+        origin.open("a") == 1 && nodes.iter().filter(|n| n.owns()).count() == 1
+    })
+    .await;
+    origin.publish("a", "1", "e1");
+    for (_, stream) in &mut clients {
+        assert_eq!(stream.data(1).await, numbered(1..=1));
+    }
+    let owner = nodes.iter().position(Node::owns).unwrap();
+    nodes[owner].kill();
+    origin.publish("a", "2", "e2");
+    for (i, (_, stream)) in clients.iter_mut().enumerate() {
+        if i != owner {
+            assert_eq!(
+                stream.data(1).await,
+                numbered(2..=2),
+                "relay {i}'s client, within the wait"
+            );
+        }
     }
 }

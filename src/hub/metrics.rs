@@ -24,13 +24,23 @@ pub enum CatchUpOutcome {
     /// The request failed, ended, timed out or outgrew `replay.catch_up_max_bytes` before
     /// meeting the ring: its subscribers got the gap signal.
     Failed,
+    /// Not needed after all: the topic's own subscription delivered the resume id into the
+    /// ring before the origin replayed (a topic whose upstream had just opened); its
+    /// subscribers resumed right after it.
+    Ring,
     /// Not started: over `replay.catch_up_max_per_topic` or `_max_total` (the subscriber got
     /// the gap signal).
     Capped,
 }
 
 impl Label for CatchUpOutcome {
-    const ALL: &'static [Self] = &[Self::Joined, Self::NoReplay, Self::Failed, Self::Capped];
+    const ALL: &'static [Self] = &[
+        Self::Joined,
+        Self::NoReplay,
+        Self::Failed,
+        Self::Capped,
+        Self::Ring,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -38,6 +48,7 @@ impl Label for CatchUpOutcome {
             Self::NoReplay => "no_replay",
             Self::Failed => "failed",
             Self::Capped => "capped",
+            Self::Ring => "ring",
         }
     }
 }
@@ -57,6 +68,9 @@ pub struct HubMetrics {
     pub replay_hits: IntCounter,
     /// Resumes with a `Last-Event-ID` not in the replay buffer (counter).
     pub replay_misses: IntCounter,
+    /// Events an upstream that moved to another source sent again although the topic's ring
+    /// held them, dropped (counter; see [`super::Topic::expect_overlap`]).
+    pub duplicates_dropped: IntCounter,
     /// Origin-assisted catch-ups, by how they ended (counter; one per request, however many
     /// subscribers shared it).
     pub catch_ups: Family<CatchUpOutcome>,
@@ -102,6 +116,11 @@ impl HubMetrics {
                 r,
                 "sse_relay_replay_hits_total",
                 "Resumes whose Last-Event-ID was in the replay buffer.",
+            )?,
+            duplicates_dropped: counter(
+                r,
+                "sse_relay_upstream_duplicates_dropped_total",
+                "Events a moved upstream sent again that the replay buffer held, dropped.",
             )?,
             replay_misses: counter(
                 r,

@@ -114,6 +114,29 @@ async fn resume_starts_after_the_last_event_id() {
 }
 
 #[tokio::test]
+async fn after_a_move_the_new_sources_overlap_is_dropped_until_its_first_new_event() {
+    let hub = hub(8);
+    let mut sub = hub.subscribe(spec("k"), None).unwrap();
+    let topic = sub.topic().clone();
+    let publish = |i: u32| topic.publish(Some(&i.to_string()), Bytes::from(format!("{i}")));
+    (1..=4).for_each(publish);
+    assert_eq!(frame(next(&mut sub).await), "1234");
+    // The new source resumes from further back (2) and sends 2–4 again, then 5; once 5 has
+    // passed, an id the ring holds is the origin's own business again.
+    topic.expect_overlap();
+    (2..=5).for_each(publish);
+    publish(3);
+    assert_eq!(frame(next(&mut sub).await), "53");
+    assert_eq!(hub.metrics().duplicates_dropped.get(), 3);
+    // An event without an id also ends the overlap (nothing to compare it with).
+    topic.expect_overlap();
+    topic.publish(None, Bytes::from("n"));
+    publish(4);
+    assert_eq!(frame(next(&mut sub).await), "n4");
+    assert_eq!(hub.metrics().duplicates_dropped.get(), 3);
+}
+
+#[tokio::test]
 async fn waiting_events_go_out_joined_up_to_the_batch_size() {
     let hub = hub(64);
     let mut sub = hub.subscribe(spec("k"), None).unwrap();

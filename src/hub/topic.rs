@@ -166,6 +166,9 @@ pub(super) struct RingState {
     pub heartbeat_generation: u64,
     pub closed: Option<CloseReason>,
     received: u64,
+    /// Set when the upstream moved to another source: until an event the ring does not hold
+    /// arrives, events it holds already are the new source's overlap and are dropped.
+    overlap: bool,
 }
 
 /// Drain progress at which every subscriber has been ended (slots are `u16`).
@@ -194,6 +197,7 @@ impl Topic {
                 heartbeat_generation: 0,
                 closed: None,
                 received: 0,
+                overlap: false,
             }),
             subscribers: AtomicUsize::new(0),
             emptied_at: Mutex::new(Instant::now()),
@@ -320,6 +324,13 @@ impl Topic {
             if state.closed.is_some() {
                 return;
             }
+            if state.overlap {
+                if id.is_some_and(|id| state.seq_of(id).is_some()) {
+                    self.metrics.duplicates_dropped.inc();
+                    return;
+                }
+                state.overlap = false;
+            }
             let now = Instant::now();
             self.metrics.buffered_bytes.add(frame.len() as i64);
             state.bytes += frame.len();
@@ -334,6 +345,17 @@ impl Topic {
             state.take_waiters()
         };
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Says that the upstream now reads from another source, resuming after the newest id the
+    /// ring holds (a cluster's ownership move): the new source may send again events this ring
+    /// has (an owner that fell back to its oldest buffered event, an origin that ignored
+    /// `Last-Event-ID`). Until the first event whose id the ring does not hold (or that has
+    /// none), [`Self::publish`] drops each event whose id the ring holds, counted in
+    /// `sse_relay_upstream_duplicates_dropped_total`, so no subscriber gets an event twice.
+    /// Only after a move: an origin may reuse an id, and its own reconnects resume as asked.
+    pub fn expect_overlap(&self) {
+        lock(&self.state).overlap = true;
     }
 
     /// Marks the topic closed and ends every subscriber's stream (after the frames already in

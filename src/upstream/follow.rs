@@ -6,6 +6,10 @@
 //! (4xx but 408/429, a redirect not followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that
 //! are not an event stream) is passed on to them.
 //!
+//! In a cluster an attempt ends as soon as the topic's source changes (a new owner), and so does
+//! a backoff wait: the delay was earned by the source that failed, not by the new one. A peer's
+//! `retry:` (its advice to browsers) never seeds the backoff.
+//!
 //! It returns only when the topic is over; its supervisor drops it on retire or drain.
 
 use std::sync::Arc;
@@ -45,6 +49,7 @@ impl Upstream {
         let mut client_id = topic.initial_last_event_id().map(str::to_string);
         let mut last_id = client_id.clone();
         let mut retry: Option<Duration> = None;
+        let mut peer_retry: Option<Duration> = None;
         let mut backoff = self.settings.backoff.clone();
         let mut not_event_stream = 0;
         let mut last_source = None;
@@ -88,7 +93,12 @@ impl Upstream {
                 },
                 topic,
                 parser: &mut parser,
-                retry: &mut retry,
+                // A peer's `retry:` is its advice to browsers; this relay's backoff toward a
+                // peer starts at its own minimum.
+                retry: match source {
+                    Source::Origin => &mut retry,
+                    Source::Peer(_) => &mut peer_retry,
+                },
                 warnings: &warnings,
             }
             .run(last_id.as_deref());
@@ -107,6 +117,7 @@ impl Upstream {
             }
             if matches!(outcome, Err(AttemptError::Moved)) {
                 debug!(last_event_id = ?last_id, "topic's source changed: moving its upstream");
+                topic.expect_overlap();
                 continue;
             }
             let error = match outcome {
@@ -162,10 +173,24 @@ impl Upstream {
             }
             topic.set_upstream_state(UpstreamState::Backoff);
             let delay = backoff
-                .next_delay(retry)
+                .next_delay(if source == Source::Origin {
+                    retry
+                } else {
+                    None
+                })
                 .max(retry_after.unwrap_or_default());
             debug!(?delay, last_event_id = ?last_id, "reconnecting");
-            tokio::time::sleep(delay).await;
+            match &self.cluster {
+                None => tokio::time::sleep(delay).await,
+                // The backoff is for the source that failed; once the topic's source is another
+                // (its owner died and the view dropped it), the new one is tried at once.
+                Some((cluster, _)) => tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = peer::source_changes(cluster, topic, source) => {
+                        debug!("topic's source changed during the backoff: moving now");
+                    }
+                },
+            }
         }
         unreachable!("the attempt counter does not run out")
     }

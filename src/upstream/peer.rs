@@ -56,10 +56,13 @@ pub(super) fn source_of(cluster: &Cluster, topic: &Topic) -> Source {
     cluster.source(topic.key(), serving_peers)
 }
 
-/// Resolves once `topic`'s source is no longer `current`.
+/// Resolves once `topic`'s source is no longer `current` (at once if it is not now).
 pub(super) async fn source_changes(cluster: &Cluster, topic: &Topic, current: Source) {
     let mut view = cluster.view();
     let mut peers = topic.peer_subscribers();
+    if source_of(cluster, topic) != current {
+        return;
+    }
     loop {
         tokio::select! {
             changed = view.changed() => if changed.is_err() { std::future::pending::<()>().await },

@@ -174,17 +174,37 @@ impl CatchUp {
     }
 
     /// Decides the catch-up (the first call wins), counts it and wakes the topic's waiting
-    /// subscribers.
+    /// subscribers. A gap is no gap when the ring has come to hold the resume id itself (the
+    /// topic's own subscription delivered it: an upstream that had just opened, or opened with
+    /// an older id or none): the subscribers then resume right after it, with nothing missing
+    /// and nothing twice, counted as [`CatchUpOutcome::Ring`].
     fn conclude(&self, outcome: Outcome, label: CatchUpOutcome) {
+        if self.outcome.get().is_some() {
+            return;
+        }
+        let (outcome, label) = match outcome {
+            Outcome::Gap => match lock(&self.topic.state).seq_of(&self.last_event_id) {
+                Some(seq) => {
+                    let resumed = Outcome::Joined {
+                        frames: Vec::new(),
+                        at: seq + 1,
+                        ready_at: Instant::now(),
+                    };
+                    (resumed, CatchUpOutcome::Ring)
+                }
+                None => (Outcome::Gap, label),
+            },
+            joined => (joined, label),
+        };
         if self.outcome.set(outcome).is_ok() {
             self.topic.metrics.catch_ups.inc(label);
             self.topic.wake_all();
         }
     }
 
-    /// Re-checks after the ring moved: the topic closed, or the first replayed event has
-    /// reached the ring on the topic's own subscription (the origin sent live events). True
-    /// once decided.
+    /// Re-checks after the ring moved: the topic closed, the ring now holds the resume id
+    /// itself, or the first replayed event has reached the ring on the topic's own subscription
+    /// (the origin sent live events). True once decided.
     fn recheck(&self) -> bool {
         if self.outcome.get().is_some() {
             return true;
@@ -194,15 +214,18 @@ impl CatchUp {
             return true;
         }
         let progress = lock(&self.progress);
-        let first_in_ring = progress
-            .first_id
-            .as_deref()
-            .is_some_and(|first| lock(&self.topic.state).seq_of(first).is_some());
+        let ring = lock(&self.topic.state);
+        let decided = ring.seq_of(&self.last_event_id).is_some()
+            || progress
+                .first_id
+                .as_deref()
+                .is_some_and(|first| ring.seq_of(first).is_some());
+        drop(ring);
         drop(progress);
-        if first_in_ring {
+        if decided {
             self.conclude(Outcome::Gap, CatchUpOutcome::NoReplay);
         }
-        first_in_ring
+        decided
     }
 
     /// Resolves once the catch-up is decided by a change of the ring (see [`Self::recheck`]).

@@ -272,3 +272,47 @@ async fn the_id_the_topic_was_opened_with_needs_no_catch_up() {
     read_events(&mut second, 4..=4).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// A topic whose upstream has just opened without an id (its first subscriber had none) and
+/// whose ring is still empty, with a second subscriber resuming from 5: what a relay of a
+/// cluster meets when another relay moves a topic's upstream to it.
+fn hub_opening_empty(replay: &Replay) -> (Hub, Subscription, Subscription) {
+    let hub = hub_with(settings(16));
+    let live = hub.subscribe(spec(replay), None).unwrap();
+    let resumed = hub.subscribe(spec(replay), Some("5")).unwrap();
+    (hub, live, resumed)
+}
+
+#[tokio::test]
+async fn a_resume_id_the_ring_comes_to_hold_resumes_right_after_it_not_from_the_oldest() {
+    // The topic's own subscription delivers 1–8 (an origin that sends its backlog to a new
+    // subscriber) before the catch-up's first event, 6, which the ring then holds: the
+    // subscriber had 5, so it gets 6–8, no gap and not 1–5 again.
+    let calls = Arc::default();
+    let replay = replaying((6..=8).collect(), &calls);
+    let (hub, live, mut resumed) = hub_opening_empty(&replay);
+    for i in 1..=8 {
+        live.topic().publish(Some(&i.to_string()), event(i));
+    }
+    read_events(&mut resumed, 6..=8).await;
+    live.topic().publish(Some("9"), event(9));
+    read_events(&mut resumed, 9..=9).await;
+    assert_eq!(outcome(&hub, CatchUpOutcome::Ring), 1);
+    assert_eq!(outcome(&hub, CatchUpOutcome::NoReplay), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_id_reaching_the_ring_decides_the_catch_up_without_waiting_for_the_origin() {
+    // The origin never answers the catch-up; the ring gets 1–8 on the topic's own
+    // subscription: the subscriber resumes after 5 at once, not at the time bound.
+    let replay: Replay = Arc::new(|_| Box::pin(std::future::pending()));
+    let (hub, live, mut resumed) = hub_opening_empty(&replay);
+    let started = tokio::time::Instant::now();
+    tokio::task::yield_now().await;
+    for i in 1..=8 {
+        live.topic().publish(Some(&i.to_string()), event(i));
+    }
+    read_events(&mut resumed, 6..=8).await;
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    assert_eq!(outcome(&hub, CatchUpOutcome::Ring), 1);
+}
