@@ -13,7 +13,7 @@ use std::time::Duration;
 use sse_relay::app::App;
 use sse_relay::app::Metrics;
 use sse_relay::config::Settings;
-use support::{eventually, http_get, temp_dir, test_config, H2Client, TestOrigin};
+use support::{eventually, http_get, temp_dir, test_config, EventReader, H2Client, TestOrigin};
 
 const TOKEN: &str = "peer-token-for-tests";
 
@@ -117,13 +117,39 @@ fn peer_addresses() -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Starts three relays on `peers`, waiting until each sees all three.
-async fn three_relays(origin: &TestOrigin, peers: &[SocketAddr], pki: &Pki) -> Vec<Node> {
+/// Starts three relays on `peers` with reconnect delays of `backoff_ms` (min, max; ms),
+/// waiting until each sees all three.
+async fn three_relays(
+    origin: &TestOrigin,
+    peers: &[SocketAddr],
+    pki: &Pki,
+    backoff_ms: (u64, u64),
+) -> Vec<Node> {
     let mut nodes = Vec::new();
     for me in peers {
-        nodes.push(Node::start(&origin.template(), *me, peers, pki).await);
+        let (min, max) = backoff_ms;
+        nodes.push(Node::start_with_backoff(&origin.template(), *me, peers, pki, min, max).await);
     }
+    eventually("every relay sees three peers", || {
+        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
+    })
+    .await;
     nodes
+}
+
+/// One client per relay on topic `a`, once the topic has one origin subscription and one owner.
+async fn a_client_on_each(origin: &TestOrigin, nodes: &[Node]) -> Vec<(H2Client, EventReader)> {
+    let mut clients = Vec::new();
+    for node in nodes {
+        let mut conn = H2Client::connect(node.addr, &node.cert, None).await;
+        let stream = conn.subscribe("/events/a", &[]).await;
+        clients.push((conn, stream));
+    }
+    eventually("one origin subscription for three relays", || {
+        origin.open("a") == 1 && nodes.iter().filter(|n| n.owns()).count() == 1
+    })
+    .await;
+    clients
 }
 
 fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
@@ -136,22 +162,8 @@ async fn three_relays_hold_one_origin_subscription_and_outlive_the_owner() {
     let dir = temp_dir("cluster");
     let pki = make_pki(&dir, TOKEN);
     let peers = peer_addresses();
-    let mut nodes = three_relays(&origin, &peers, &pki).await;
-    eventually("every relay sees three peers", || {
-        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
-    })
-    .await;
-
-    let mut clients = Vec::new();
-    for node in &nodes {
-        let mut conn = H2Client::connect(node.addr, &node.cert, None).await;
-        let stream = conn.subscribe("/events/a", &[]).await;
-        clients.push((conn, stream));
-    }
-    eventually("one origin subscription for three relays", || {
-        origin.open("a") == 1 && nodes.iter().filter(|n| n.owns()).count() == 1
-    })
-    .await;
+    let mut nodes = three_relays(&origin, &peers, &pki, (10, 100)).await;
+    let mut clients = a_client_on_each(&origin, &nodes).await;
     let readers = nodes
         .iter()
         .filter(|n| n.metrics.cluster.peer_subscriptions.get() == 1)
@@ -371,25 +383,9 @@ async fn a_takeover_does_not_wait_out_the_backoff_the_dead_owner_earned() {
     let dir = temp_dir("cluster-backoff");
     let pki = make_pki(&dir, TOKEN);
     let peers = peer_addresses();
-    let mut nodes = Vec::new();
-    for me in &peers {
-        let (min, max) = (TEN_MINUTES_MS, TEN_MINUTES_MS);
-        nodes.push(Node::start_with_backoff(&origin.template(), *me, &peers, &pki, min, max).await);
-    }
-    eventually("every relay sees three peers", || {
-        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
-    })
-    .await;
-    let mut clients = Vec::new();
-    for node in &nodes {
-        let mut conn = H2Client::connect(node.addr, &node.cert, None).await;
-        let stream = conn.subscribe("/events/a", &[]).await;
-        clients.push((conn, stream));
-    }
-    eventually("one origin subscription for three relays", || {
-        origin.open("a") == 1 && nodes.iter().filter(|n| n.owns()).count() == 1
-    })
-    .await;
+    let backoff = (TEN_MINUTES_MS, TEN_MINUTES_MS);
+    let mut nodes = three_relays(&origin, &peers, &pki, backoff).await;
+    let mut clients = a_client_on_each(&origin, &nodes).await;
     origin.publish("a", "1", "e1");
     for (_, stream) in &mut clients {
         assert_eq!(stream.data(1).await, numbered(1..=1));

@@ -70,6 +70,9 @@ impl Upstream {
                 .replace(source)
                 .is_some_and(|last| last != source)
             {
+                // However the last source ended (moved away from, or failed), the new one may
+                // start further back than asked.
+                topic.expect_overlap();
                 if let Some((cluster, _)) = &self.cluster {
                     cluster.metrics().ownership_moves.inc();
                 }
@@ -117,7 +120,6 @@ impl Upstream {
             }
             if matches!(outcome, Err(AttemptError::Moved)) {
                 debug!(last_event_id = ?last_id, "topic's source changed: moving its upstream");
-                topic.expect_overlap();
                 continue;
             }
             let error = match outcome {
