@@ -1,4 +1,5 @@
-//! Fan-out benchmark: sse-relay side by side with nginx + nchan, same run, same client, same
+//! Fan-out benchmark: sse-relay side by side with nginx + nchan and with a minimal fan-out server
+//! written directly on hyper ([`minimal`], issue 13), same run, same client, same
 //! publisher (issue 4). A load generator (hyper + rustls client: C TLS connections × S/C h2
 //! streams, or HTTP/1.1) subscribes to each target; one HTTP publisher POSTs events carrying
 //! their publish time to nchan; every delivery's latency goes into an HDR histogram and every
@@ -15,6 +16,8 @@ mod chart;
 mod client;
 #[path = "fanout/cluster.rs"]
 mod cluster;
+#[path = "fanout/minimal.rs"]
+mod minimal;
 #[path = "fanout/peers.rs"]
 mod peers;
 #[path = "../tests/support/pki.rs"]
@@ -56,7 +59,7 @@ struct Args {
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Targets to run (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["nchan", "relay"])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["nchan", "relay", "hyper-minimal"])]
     targets: Vec<TargetKind>,
     /// Also profile the relay under valgrind's callgrind and put the hot spots in the report.
     #[arg(long)]
@@ -120,6 +123,10 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(minimal::ARG) {
+        return minimal::serve(&argv[2..]);
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command: sse-relay side by side with nginx + nchan (issue 4).
 #
-#   bash benches/run.sh            full run (~6 min of scenarios, plus the build): writes benches/RESULTS.md + benches/fanout.svg
+#   bash benches/run.sh            full run (~9 min of scenarios, plus the build; targets nchan, sse-relay and
+#                                  the minimal hyper server): writes benches/RESULTS.md + benches/fanout.svg
 #   bash benches/run.sh --quick    smoke run (< 3 min): writes target/fanout-bench/quick/RESULTS.md
 #   bash benches/run.sh --profile  also profile the relay under callgrind (adds a few minutes)
 #   bash benches/run.sh --cluster  three relays in cluster mode vs one relay (issue 12, ~5 min):

@@ -30,7 +30,11 @@ pub fn draw(records: &[Record], path: &Path) -> Result<()> {
 
 fn series(records: &[Record], value: impl Fn(&Record) -> Option<f64>) -> Vec<Series> {
     let mut out = Vec::new();
-    for target in [TargetKind::Nchan, TargetKind::Relay] {
+    for target in [
+        TargetKind::Nchan,
+        TargetKind::Relay,
+        TargetKind::HyperMinimal,
+    ] {
         for multiplexed in [false, true] {
             let mut points: Vec<(f64, f64)> = records
                 .iter()
@@ -48,6 +52,8 @@ fn series(records: &[Record], value: impl Fn(&Record) -> Option<f64>) -> Vec<Ser
                 (TargetKind::Nchan, true) => (RGBColor(240, 150, 40), "100 streams/conn"),
                 (TargetKind::Relay, false) => (RGBColor(30, 80, 200), "1 stream/conn"),
                 (TargetKind::Relay, true) => (RGBColor(40, 170, 170), "100 streams/conn"),
+                (TargetKind::HyperMinimal, false) => (RGBColor(90, 90, 90), "1 stream/conn"),
+                (TargetKind::HyperMinimal, true) => (RGBColor(160, 160, 160), "100 streams/conn"),
             };
             if !points.is_empty() {
                 out.push(Series {

@@ -476,3 +476,30 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default())
 }
+
+/// The minimal hyper server ([`crate::minimal`]): this bench binary re-executed, on 127.0.0.1,
+/// with nchan's plain port as its origin.
+pub struct Minimal {
+    /// The process.
+    pub child: Child,
+    /// TLS port.
+    pub port: u16,
+}
+
+impl Minimal {
+    /// Starts it and waits until it accepts.
+    pub fn start(dir: &Path, cert: &Cert, origin_port: u16) -> Result<Self> {
+        fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg(crate::minimal::ARG)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&cert.cert_pem)
+            .arg(&cert.key_pem)
+            .arg(origin_port.to_string());
+        let mut child = Child::spawn("hyper-minimal", &mut command, dir.join("minimal.out"))?;
+        wait_for_port(&mut child, port, Duration::from_secs(15))?;
+        Ok(Self { child, port })
+    }
+}

@@ -294,24 +294,61 @@ const CPU_ROWS: &[Row] = &[
 ];
 
 /// A scenario table: one row per figure (groups of rows, in order), columns sse-relay, nchan,
-/// ratio.
-fn table(out: &mut String, relay: Option<&Record>, nchan: Option<&Record>, rows: &[&[Row]]) {
-    let shape = relay.or(nchan).map(|r| r.shape.clone()).unwrap_or_default();
+/// ratio; and, when the minimal hyper server ([`crate::minimal`]) ran the same scenario and
+/// size, its column and the ratio to it ("what you would get without us", issue 13).
+fn table(
+    out: &mut String,
+    records: &[Record],
+    relay: Option<&Record>,
+    nchan: Option<&Record>,
+    rows: &[&[Row]],
+) {
+    let either = relay.or(nchan);
+    let shape = either.map(|r| r.shape.clone()).unwrap_or_default();
+    let minimal = either.and_then(|r| {
+        find(
+            records,
+            &r.scenario,
+            TargetKind::HyperMinimal,
+            Some(r.subscribers),
+        )
+    });
     let _ = writeln!(out, "Load: {shape}.\n");
-    let _ = writeln!(
-        out,
-        "| figure | sse-relay | nchan | sse-relay / nchan |\n| --- | ---: | ---: | ---: |"
-    );
+    match minimal {
+        None => {
+            let _ = writeln!(
+                out,
+                "| figure | sse-relay | nchan | sse-relay / nchan |\n| --- | ---: | ---: | ---: |"
+            );
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "| figure | sse-relay | nchan | sse-relay / nchan | hyper-minimal | sse-relay / hyper-minimal |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+            );
+        }
+    }
     for (label, key, unit) in rows.iter().copied().flatten() {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "| {label} | {} | {} | {} |",
             fmt(value(relay, key), *unit),
             fmt(value(nchan, key), *unit),
             fmt(ratio(relay, nchan, key), Unit::Ratio)
         );
+        if minimal.is_some() {
+            let _ = write!(
+                out,
+                " {} | {} |",
+                fmt(value(minimal, key), *unit),
+                fmt(ratio(relay, minimal, key), Unit::Ratio)
+            );
+        }
+        out.push('\n');
     }
-    for (name, r) in [("sse-relay", relay), ("nchan", nchan)] {
+    let columns = [("sse-relay", relay), ("nchan", nchan)];
+    let minimal_column = minimal.map(|m| ("hyper-minimal", Some(m)));
+    for (name, r) in columns.into_iter().chain(minimal_column) {
         if let Some(f) = failure(r) {
             let _ = writeln!(out, "\n**{name}: {f}**");
         }
@@ -588,6 +625,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
         let (relay, nchan) = pair(records, "sweep", Some(s as u64));
         table(
             out,
+            records,
             relay,
             nchan,
             &[
@@ -614,6 +652,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     let (relay, nchan) = pair(records, "multiplexed", None);
     table(
         out,
+        records,
         relay,
         nchan,
         &[
@@ -640,6 +679,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     let (relay, nchan) = pair(records, "http1", None);
     table(
         out,
+        records,
         relay,
         nchan,
         &[
@@ -657,6 +697,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     let (relay, nchan) = pair(records, "sustained", None);
     table(
         out,
+        records,
         relay,
         nchan,
         &[
@@ -678,6 +719,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     let (relay, nchan) = pair(records, "burst", None);
     table(
         out,
+        records,
         relay,
         nchan,
         &[
@@ -710,6 +752,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     let (relay, nchan) = pair(records, "ramp", None);
     table(
         out,
+        records,
         relay,
         nchan,
         &[&[
@@ -728,6 +771,7 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     let (relay, nchan) = pair(records, "big", None);
     table(
         out,
+        records,
         relay,
         nchan,
         &[

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::client::{self, quantiles, ClientTls, Endpoint, Fleet, Proto, Subscribe, Tally};
-use crate::procs::{http_get, proc_cpu, Cert, Child, Cpu, Nginx, Relay};
+use crate::procs::{http_get, proc_cpu, Cert, Child, Cpu, Minimal, Nginx, Relay};
 use crate::publisher::Pipeline;
 use crate::publisher::Publisher;
 
@@ -33,6 +33,8 @@ pub enum TargetKind {
     Nchan,
     /// sse-relay with nchan as its origin, clients subscribe to the relay.
     Relay,
+    /// The minimal fan-out server on hyper ([`crate::minimal`]) with nchan as its origin.
+    HyperMinimal,
 }
 
 impl TargetKind {
@@ -41,6 +43,7 @@ impl TargetKind {
         match self {
             Self::Nchan => "nchan",
             Self::Relay => "sse-relay",
+            Self::HyperMinimal => "hyper-minimal",
         }
     }
 }
@@ -158,6 +161,7 @@ pub type Values = BTreeMap<String, f64>;
 struct Started {
     nginx: Nginx,
     relay: Option<Relay>,
+    minimal: Option<Minimal>,
     publisher: Publisher,
     channel: String,
     tallies: Vec<Arc<Tally>>,
@@ -165,26 +169,38 @@ struct Started {
 
 impl Started {
     fn measured(&self) -> &Child {
-        match &self.relay {
-            Some(relay) => &relay.child,
-            None => &self.nginx.child,
+        match (&self.relay, &self.minimal) {
+            (Some(relay), _) => &relay.child,
+            (None, Some(minimal)) => &minimal.child,
+            (None, None) => &self.nginx.child,
         }
     }
 
     fn measured_mut(&mut self) -> &mut Child {
-        match &mut self.relay {
-            Some(relay) => &mut relay.child,
-            None => &mut self.nginx.child,
+        match (&mut self.relay, &mut self.minimal) {
+            (Some(relay), _) => &mut relay.child,
+            (None, Some(minimal)) => &mut minimal.child,
+            (None, None) => &mut self.nginx.child,
         }
     }
 
+    /// True when nchan is only the origin of the server measured (the relay or the minimal
+    /// server), holding one subscription per topic.
+    fn fronted(&self) -> bool {
+        self.relay.is_some() || self.minimal.is_some()
+    }
+
     fn endpoint(&self) -> Endpoint {
-        match &self.relay {
-            Some(relay) => Endpoint {
+        match (&self.relay, &self.minimal) {
+            (Some(relay), _) => Endpoint {
                 addr: relay.addr(),
                 prefix: "/events/",
             },
-            None => Endpoint {
+            (None, Some(minimal)) => Endpoint {
+                addr: ([127, 0, 0, 1], minimal.port).into(),
+                prefix: "/events/",
+            },
+            (None, None) => Endpoint {
                 addr: ([127, 0, 0, 1], self.nginx.tls_port).into(),
                 prefix: "/sub/",
             },
@@ -205,7 +221,7 @@ impl Started {
     /// Waits until the origin sees the subscribers: all of them (nchan), or the relay's one
     /// upstream subscription.
     async fn wait_ready(&self, subscribers: u64) -> Result<()> {
-        let expected = if self.relay.is_some() { 1 } else { subscribers };
+        let expected = if self.fronted() { 1 } else { subscribers };
         self.publisher
             .wait_subscribers(&self.channel, expected, Duration::from_secs(120))
             .await
@@ -241,19 +257,15 @@ impl CpuMark {
         Ok(Self {
             server: t.measured().cpu_time()?,
             client: proc_cpu("self")?,
-            origin: t
-                .relay
-                .as_ref()
-                .map(|_| t.nginx.child.cpu_time())
-                .transpose()?,
+            origin: t.fronted().then(|| t.nginx.child.cpu_time()).transpose()?,
             machine: machine_busy()?,
             wall: Instant::now(),
         })
     }
 
     fn finish(self, t: &Started) -> Result<Self> {
-        let origin = match (self.origin, &t.relay) {
-            (Some(before), Some(_)) => Some(t.nginx.child.cpu_time()?.since(before)),
+        let origin = match (self.origin, t.fronted()) {
+            (Some(before), true) => Some(t.nginx.child.cpu_time()?.since(before)),
             _ => None,
         };
         Ok(Self {
@@ -332,7 +344,7 @@ impl Bench {
         let dir = self.work.join(format!("{n:02}-{scenario}-{}", kind.name()));
         let nginx = Nginx::start(&dir.join("nginx"), &self.cert)?;
         let relay = match kind {
-            TargetKind::Nchan => None,
+            TargetKind::Nchan | TargetKind::HyperMinimal => None,
             TargetKind::Relay => Some(Relay::start(
                 &dir.join("relay"),
                 &self.relay_bin,
@@ -341,10 +353,19 @@ impl Bench {
                 wrapper,
             )?),
         };
+        let minimal = match kind {
+            TargetKind::HyperMinimal => Some(Minimal::start(
+                &dir.join("minimal"),
+                &self.cert,
+                nginx.plain_port,
+            )?),
+            TargetKind::Nchan | TargetKind::Relay => None,
+        };
         let publisher = Publisher::new(nginx.plain_port, self.payload);
         Ok(Started {
             nginx,
             relay,
+            minimal,
             publisher,
             channel: format!("{scenario}-{n}"),
             tallies: Vec::new(),
