@@ -21,9 +21,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::broadcast;
 
-/// The command-line flag that makes the bench binary serve as the minimal server:
-/// `fanout --serve-hyper-minimal <listen addr> <cert.pem> <key.pem> <nchan plain port>`.
-pub const ARG: &str = "--serve-hyper-minimal";
+/// The command-line flag that makes the bench binary serve as the minimal server.
+pub use crate::procs::SERVE_MINIMAL_ARG as ARG;
 
 /// Events a slow subscriber may fall behind before it skips ahead (count).
 const CHANNEL_EVENTS: usize = 1024;

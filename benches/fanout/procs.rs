@@ -477,8 +477,12 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
-/// The minimal hyper server ([`crate::minimal`]): this bench binary re-executed, on 127.0.0.1,
-/// with nchan's plain port as its origin.
+/// The flag that makes the fanout bench binary serve as the minimal hyper server:
+/// `fanout --serve-hyper-minimal <listen addr> <cert.pem> <key.pem> <nchan plain port>`.
+pub const SERVE_MINIMAL_ARG: &str = "--serve-hyper-minimal";
+
+/// The minimal hyper server (`benches/fanout/minimal.rs`): this bench binary re-executed with
+/// [`SERVE_MINIMAL_ARG`], on 127.0.0.1, with nchan's plain port as its origin.
 pub struct Minimal {
     /// The process.
     pub child: Child,
@@ -493,7 +497,7 @@ impl Minimal {
         let port = free_port()?;
         let mut command = Command::new(std::env::current_exe()?);
         command
-            .arg(crate::minimal::ARG)
+            .arg(SERVE_MINIMAL_ARG)
             .arg(format!("127.0.0.1:{port}"))
             .arg(&cert.cert_pem)
             .arg(&cert.key_pem)

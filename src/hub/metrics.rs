@@ -24,9 +24,9 @@ pub enum CatchUpOutcome {
     /// The request failed, ended, timed out or outgrew `replay.catch_up_max_bytes` before
     /// meeting the ring: its subscribers got the gap signal.
     Failed,
-    /// Not needed after all: the topic's own subscription delivered the resume id into the
-    /// ring before the origin replayed (a topic whose upstream had just opened); its
-    /// subscribers resumed right after it.
+    /// Not needed after all: by the time the catch-up was decided (met the ring, failed, timed
+    /// out), the topic's own subscription had delivered the resume id into the ring (a topic
+    /// whose upstream had just opened); its subscribers resumed right after it.
     Ring,
     /// Not started: over `replay.catch_up_max_per_topic` or `_max_total` (the subscriber got
     /// the gap signal).

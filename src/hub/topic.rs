@@ -325,7 +325,7 @@ impl Topic {
                 return;
             }
             if state.overlap {
-                if id.is_some_and(|id| state.seq_of(id).is_some()) {
+                if id.is_some_and(|id| state.holds(id, &frame)) {
                     self.metrics.duplicates_dropped.inc();
                     return;
                 }
@@ -350,10 +350,13 @@ impl Topic {
     /// Says that the upstream now reads from another source, resuming after the newest id the
     /// ring holds (a cluster's ownership move): the new source may send again events this ring
     /// has (an owner that fell back to its oldest buffered event, an origin that ignored
-    /// `Last-Event-ID`). Until the first event whose id the ring does not hold (or that has
-    /// none), [`Self::publish`] drops each event whose id the ring holds, counted in
-    /// `sse_relay_upstream_duplicates_dropped_total`, so no subscriber gets an event twice.
-    /// Only after a move: an origin may reuse an id, and its own reconnects resume as asked.
+    /// `Last-Event-ID`). Until the first event the ring does not hold (or one without an id),
+    /// [`Self::publish`] drops each event the ring holds, the same id with the same encoded
+    /// bytes, counted in `sse_relay_upstream_duplicates_dropped_total`: no subscriber gets an
+    /// event twice that the ring still holds (an overlap reaching back past the ring's oldest
+    /// event ends the guard at its first event, and passes). An event that reuses an id with
+    /// other data is new: it passes and ends the guard, so an origin that repeats ids loses
+    /// nothing. The guard stays on across reconnects until that first new event.
     pub fn expect_overlap(&self) {
         lock(&self.state).overlap = true;
     }
@@ -465,6 +468,15 @@ impl Topic {
 impl RingState {
     pub(super) fn next_seq(&self) -> u64 {
         self.first_seq + self.entries.len() as u64
+    }
+
+    /// True when the ring holds an event with this `id` and these encoded bytes (the same
+    /// event: the encoding is the same on every relay).
+    fn holds(&self, id: &str, frame: &Bytes) -> bool {
+        self.entries
+            .iter()
+            .rev()
+            .any(|e| e.id.as_deref() == Some(id) && e.frame == *frame)
     }
 
     /// The sequence number of the newest buffered event whose id is `id`.

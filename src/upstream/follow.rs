@@ -7,8 +7,8 @@
 //! are not an event stream) is passed on to them.
 //!
 //! In a cluster an attempt ends as soon as the topic's source changes (a new owner), and so does
-//! a backoff wait: the delay was earned by the source that failed, not by the new one. A peer's
-//! `retry:` (its advice to browsers) never seeds the backoff.
+//! a backoff wait: the delay was earned by the source that failed, not by the new one, whose
+//! backoff starts afresh. A peer's `retry:` (its advice to browsers) never seeds the backoff.
 //!
 //! It returns only when the topic is over; its supervisor drops it on retire or drain.
 
@@ -66,13 +66,21 @@ impl Upstream {
                 .as_ref()
                 .map_or(Source::Origin, |leg| Source::Peer(leg.addr));
             topic.set_source(leg.as_ref().map(|leg| leg.addr));
+            // What the view says the source is: a peer whose URL could not be made for this
+            // key is read from the origin, and the watches below wait for the view to change,
+            // not for `source` to match it.
+            let planned = self
+                .cluster
+                .as_ref()
+                .map_or(source, |(cluster, _)| peer::source_of(cluster, topic));
             if last_source
                 .replace(source)
                 .is_some_and(|last| last != source)
             {
                 // However the last source ended (moved away from, or failed), the new one may
-                // start further back than asked.
+                // start further back than asked; and its backoff starts afresh.
                 topic.expect_overlap();
+                backoff.reset();
                 if let Some((cluster, _)) = &self.cluster {
                     cluster.metrics().ownership_moves.inc();
                 }
@@ -109,7 +117,7 @@ impl Upstream {
                 None => attempt.await,
                 Some((cluster, _)) => tokio::select! {
                     outcome = attempt => outcome,
-                    () = peer::source_changes(cluster, topic, source) => Err(AttemptError::Moved),
+                    () = peer::source_changes(cluster, topic, planned) => Err(AttemptError::Moved),
                 },
             };
             if parser.finish() {
@@ -188,7 +196,7 @@ impl Upstream {
                 // (its owner died and the view dropped it), the new one is tried at once.
                 Some((cluster, _)) => tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = peer::source_changes(cluster, topic, source) => {
+                    () = peer::source_changes(cluster, topic, planned) => {
                         debug!("topic's source changed during the backoff: moving now");
                     }
                 },

@@ -6,7 +6,9 @@
 //! ring from that event on: no gap, no duplicate.
 //!
 //! When the origin cannot replay, the subscriber gets the in-band gap signal ([`super::Gap`])
-//! and the ring from its oldest event, as without catch-up. The origin cannot replay when its
+//! and the ring from its oldest event, as without catch-up; unless the ring has come to hold
+//! the resume id itself by then (a topic whose upstream had just opened), which resumes it
+//! right after that id. The origin cannot replay when its
 //! first event is already in the ring, when the event it meets the ring with arrived after the
 //! catch-up started (it sent live events, not the past: it ignored `Last-Event-ID`), when it
 //! fails or ends first, or when the catch-up outgrows its time or byte bound.
