@@ -152,6 +152,25 @@ async fn a_client_on_each(origin: &TestOrigin, nodes: &[Node]) -> Vec<(H2Client,
     clients
 }
 
+/// Asserts that every client but the one of relay `dead` gets the events `range` next, once
+/// each, in order (each within the tests' wait).
+async fn survivors_get(
+    clients: &mut [(H2Client, EventReader)],
+    dead: usize,
+    range: std::ops::RangeInclusive<u32>,
+) {
+    let n = range.clone().count();
+    for (i, (_, stream)) in clients.iter_mut().enumerate() {
+        if i != dead {
+            assert_eq!(
+                stream.data(n).await,
+                numbered(range.clone()),
+                "relay {i}'s client: every event once, in order"
+            );
+        }
+    }
+}
+
 fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
     range.map(|i| format!("e{i}")).collect()
 }
@@ -205,15 +224,7 @@ async fn three_relays_hold_one_origin_subscription_and_outlive_the_owner() {
     for i in 6..=10 {
         origin.publish("a", &i.to_string(), &format!("e{i}"));
     }
-    for (i, (_, stream)) in clients.iter_mut().enumerate() {
-        if i != owner {
-            assert_eq!(
-                stream.data(5).await,
-                numbered(6..=10),
-                "relay {i}'s client: every event once, in order"
-            );
-        }
-    }
+    survivors_get(&mut clients, owner, 6..=10).await;
     eventually("a survivor took the topic over, alone", || {
         origin.open("a") == 1
             && nodes
@@ -393,13 +404,5 @@ async fn a_takeover_does_not_wait_out_the_backoff_the_dead_owner_earned() {
     let owner = nodes.iter().position(Node::owns).unwrap();
     nodes[owner].kill();
     origin.publish("a", "2", "e2");
-    for (i, (_, stream)) in clients.iter_mut().enumerate() {
-        if i != owner {
-            assert_eq!(
-                stream.data(1).await,
-                numbered(2..=2),
-                "relay {i}'s client, within the wait"
-            );
-        }
-    }
+    survivors_get(&mut clients, owner, 2..=2).await;
 }

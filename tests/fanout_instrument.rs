@@ -11,6 +11,8 @@ mod chart;
 mod client;
 #[path = "../benches/fanout/cluster.rs"]
 mod cluster;
+#[path = "../benches/fanout/minimal.rs"]
+mod minimal;
 #[path = "../benches/fanout/peers.rs"]
 mod peers;
 #[path = "support/pki.rs"]

@@ -21,11 +21,44 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::broadcast;
 
-/// The command-line flag that makes the bench binary serve as the minimal server.
-pub use crate::procs::SERVE_MINIMAL_ARG as ARG;
+use crate::procs::{free_port, wait_for_port, Cert, Child};
+
+/// The flag that makes the fanout bench binary serve as the minimal server:
+/// `fanout --serve-hyper-minimal <listen addr> <cert.pem> <key.pem> <nchan plain port>`.
+pub const ARG: &str = "--serve-hyper-minimal";
 
 /// Events a slow subscriber may fall behind before it skips ahead (count).
 const CHANNEL_EVENTS: usize = 1024;
+
+/// The minimal server as the bench starts it: this bench binary re-executed with [`ARG`], on
+/// 127.0.0.1, with nchan's plain port as its origin.
+pub struct Minimal {
+    /// The process.
+    pub child: Child,
+    /// TLS port.
+    pub port: u16,
+}
+
+impl Minimal {
+    /// Starts it (its output in `dir`) and waits until it accepts.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not accept within 15 s.
+    pub fn start(dir: &Path, cert: &Cert, origin_port: u16) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .arg(ARG)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&cert.cert_pem)
+            .arg(&cert.key_pem)
+            .arg(origin_port.to_string());
+        let mut child = Child::spawn("hyper-minimal", &mut command, dir.join("minimal.out"))?;
+        wait_for_port(&mut child, port, std::time::Duration::from_secs(15))?;
+        Ok(Self { child, port })
+    }
+}
 
 type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
 

@@ -41,7 +41,11 @@ pub struct Child {
 }
 
 impl Child {
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Result<Self> {
+    /// Starts `command` as `name`, its output to `log`, listed for [`kill_all_children`].
+    ///
+    /// # Errors
+    /// When the log cannot be created or the program cannot be started.
+    pub fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Result<Self> {
         let out = fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
         command
             .stdin(Stdio::null())
@@ -475,35 +479,4 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default())
-}
-
-/// The flag that makes the fanout bench binary serve as the minimal hyper server:
-/// `fanout --serve-hyper-minimal <listen addr> <cert.pem> <key.pem> <nchan plain port>`.
-pub const SERVE_MINIMAL_ARG: &str = "--serve-hyper-minimal";
-
-/// The minimal hyper server (`benches/fanout/minimal.rs`): this bench binary re-executed with
-/// [`SERVE_MINIMAL_ARG`], on 127.0.0.1, with nchan's plain port as its origin.
-pub struct Minimal {
-    /// The process.
-    pub child: Child,
-    /// TLS port.
-    pub port: u16,
-}
-
-impl Minimal {
-    /// Starts it and waits until it accepts.
-    pub fn start(dir: &Path, cert: &Cert, origin_port: u16) -> Result<Self> {
-        fs::create_dir_all(dir)?;
-        let port = free_port()?;
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .arg(SERVE_MINIMAL_ARG)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(&cert.cert_pem)
-            .arg(&cert.key_pem)
-            .arg(origin_port.to_string());
-        let mut child = Child::spawn("hyper-minimal", &mut command, dir.join("minimal.out"))?;
-        wait_for_port(&mut child, port, Duration::from_secs(15))?;
-        Ok(Self { child, port })
-    }
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::client::{self, quantiles, ClientTls, Endpoint, Fleet, Proto, Subscribe, Tally};
-use crate::procs::{http_get, proc_cpu, Cert, Child, Cpu, Minimal, Nginx, Relay};
+use crate::minimal::Minimal;
+use crate::procs::{http_get, proc_cpu, Cert, Child, Cpu, Nginx, Relay};
 use crate::publisher::Pipeline;
 use crate::publisher::Publisher;
 

@@ -12,6 +12,7 @@
 mod catch_up;
 mod metrics;
 mod registry;
+mod ring;
 mod subscription;
 mod supervisor;
 #[cfg(test)]

@@ -1,11 +1,12 @@
-//! One topic: its replay ring of shared encoded frames and its subscribers' wakers.
+//! One topic: publishing into its replay ring ([`super::ring`]) and waking its subscribers,
+//! its subscriber counts, upstream state, verdict, source and catch-ups.
 //!
 //! Events live once per topic, as shared [`Bytes`], in a ring bounded by events, bytes and
 //! age. Publishing never waits for a subscriber (DESIGN.md invariants 2–4). The topic does not
 //! decide its own life: its [`super::supervisor`] closes it, and nothing here calls back into
 //! the registry. This module knows nothing of HTTP.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -18,18 +19,9 @@ use tokio::time::Instant;
 
 use super::catch_up::{CatchUp, CatchUpPool, Replay};
 use super::metrics::HubMetrics;
+pub use super::ring::RingLimits;
+use super::ring::{Entry, RingState};
 use super::verdict::{OriginAnswer, Verdict};
-
-/// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
-#[derive(Debug, Clone, Copy)]
-pub struct RingLimits {
-    /// Events kept, count (≥ 1).
-    pub max_events: usize,
-    /// Encoded bytes kept (the newest event is always kept, whatever its size).
-    pub max_bytes: usize,
-    /// Oldest age kept.
-    pub max_age: Duration,
-}
 
 /// Why a topic ended its subscribers' streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,30 +139,6 @@ pub(super) struct NewTopic {
     pub replay: Option<Replay>,
 }
 
-pub(super) struct Entry {
-    /// The event's own `id:` field, if it had one.
-    pub id: Option<Arc<str>>,
-    pub frame: Bytes,
-    pub at: Instant,
-}
-
-pub(super) struct RingState {
-    pub entries: VecDeque<Entry>,
-    /// Sequence number of `entries[0]`; the next event gets `first_seq + entries.len()`.
-    pub first_seq: u64,
-    bytes: usize,
-    limits: RingLimits,
-    pub waiters: Vec<Waker>,
-    /// Bumped each time `waiters` is drained, so a subscriber knows whether it is listed.
-    pub wake_generation: u64,
-    pub heartbeat_generation: u64,
-    pub closed: Option<CloseReason>,
-    received: u64,
-    /// Set when the upstream moved to another source: until an event the ring does not hold
-    /// arrives, events it holds already are the new source's overlap and are dropped.
-    overlap: bool,
-}
-
 /// Drain progress at which every subscriber has been ended (slots are `u16`).
 pub const DRAIN_DONE: u32 = 1 << 16;
 
@@ -187,18 +155,7 @@ impl Topic {
             key: new.key,
             label: new.label,
             initial_last_event_id: new.initial_last_event_id,
-            state: Mutex::new(RingState {
-                entries: VecDeque::new(),
-                first_seq: 0,
-                bytes: 0,
-                limits,
-                waiters: Vec::new(),
-                wake_generation: 0,
-                heartbeat_generation: 0,
-                closed: None,
-                received: 0,
-                overlap: false,
-            }),
+            state: Mutex::new(RingState::new(limits)),
             subscribers: AtomicUsize::new(0),
             emptied_at: Mutex::new(Instant::now()),
             unused: Notify::new(),
@@ -462,58 +419,6 @@ impl Topic {
             *lock(&self.emptied_at) = Instant::now();
             self.unused.notify_one();
         }
-    }
-}
-
-impl RingState {
-    pub(super) fn next_seq(&self) -> u64 {
-        self.first_seq + self.entries.len() as u64
-    }
-
-    /// True when the ring holds an event with this `id` and these encoded bytes (the same
-    /// event: the encoding is the same on every relay).
-    fn holds(&self, id: &str, frame: &Bytes) -> bool {
-        self.entries
-            .iter()
-            .rev()
-            .any(|e| e.id.as_deref() == Some(id) && e.frame == *frame)
-    }
-
-    /// The sequence number of the newest buffered event whose id is `id`.
-    pub(super) fn seq_of(&self, id: &str) -> Option<u64> {
-        self.entries
-            .iter()
-            .rposition(|e| e.id.as_deref() == Some(id))
-            .map(|index| self.first_seq + index as u64)
-    }
-
-    /// Drops what exceeds the bounds; returns the bytes freed.
-    fn evict(&mut self, now: Instant) -> usize {
-        let before = self.bytes;
-        while let Some(front) = self.entries.front() {
-            let too_old = now.saturating_duration_since(front.at) > self.limits.max_age;
-            let over = self.entries.len() > self.limits.max_events
-                || (self.bytes > self.limits.max_bytes && self.entries.len() > 1);
-            if !(too_old || over) {
-                break;
-            }
-            if let Some(e) = self.entries.pop_front() {
-                self.bytes -= e.frame.len();
-                self.first_seq += 1;
-            }
-        }
-        before - self.bytes
-    }
-
-    fn take_waiters(&mut self) -> Vec<Waker> {
-        if self.waiters.is_empty() {
-            return Vec::new();
-        }
-        self.wake_generation += 1;
-        // Most subscribers list themselves again right after: one allocation of the size they
-        // need instead of a dozen doublings per event.
-        let size = self.waiters.len();
-        std::mem::replace(&mut self.waiters, Vec::with_capacity(size))
     }
 }
 
