@@ -87,6 +87,38 @@ async fn two_topics_get_two_upstream_subscriptions() {
     relay.stop().await;
 }
 
+/// The streams of an h2 connection are served by the connection's own task: opening 50 more
+/// SSE streams on it adds no tasks to the relay's runtime (hyper's default executor would add
+/// one per stream), and every stream still gets every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_of_an_h2_connection_add_no_tasks() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, quiet).await;
+    let mut conn = relay.h2().await;
+    let mut readers = vec![conn.subscribe("/events/a", &[]).await];
+    eventually("the origin sees the subscription", || origin.open("a") == 1).await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    for _ in 0..50 {
+        readers.push(conn.subscribe("/events/a", &[]).await);
+    }
+    assert!(readers.iter().all(|r| r.status == 200));
+    assert_eq!(relay.metrics.hub.subscribers.get(), 51);
+    let added = tasks().saturating_sub(before);
+    assert!(added < 5, "50 streams added {added} tasks");
+
+    origin.publish("a", "1", "one");
+    origin.publish("a", "2", "two");
+    for r in &mut readers {
+        assert_eq!(r.data(2).await, ["one", "two"]);
+    }
+    relay.stop().await;
+}
+
 /// An origin that accepts subscriptions and never answers them; counts the connections.
 async fn silent_origin() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -19,13 +19,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::sync::{watch, Notify};
 use tracing::debug;
 
 use super::handler::{Handler, Peer};
 use super::metrics::{CloseCause, ServerMetrics};
+use super::stream_executor::{StreamExecutor, Streams};
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +47,7 @@ pub async fn serve<IO, H>(
     io: IO,
     peer: Peer,
     handler: H,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExecutor>>,
     limits: ConnectionLimits,
     mut drain: watch::Receiver<bool>,
     metrics: Arc<ServerMetrics>,
@@ -65,7 +66,7 @@ pub async fn serve<IO, H>(
             request.extensions_mut().insert(lease);
         }
         let handler = handler.clone();
-        // Boxed: hyper keeps each h2 stream's task sized for its largest state, and the
+        // Boxed: each h2 stream's future (hyper's `H2Stream`) is sized for its largest state, and the
         // handler's future (auth, passthrough) is kilobytes larger than the streaming body that
         // outlives it, so an inline future would cost every long-lived SSE stream that much.
         Box::pin(async move {
@@ -78,8 +79,10 @@ pub async fn serve<IO, H>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
+    // The h2 streams run in this task, beside the connection (see `stream_executor`).
+    let mut streams = Streams::default();
     let cause = tokio::select! {
-        result = connection.as_mut() => {
+        result = streams.drive(connection.as_mut()) => {
             if let Err(e) = result {
                 debug!(error = %e, "connection ended with an error");
             }
@@ -95,13 +98,14 @@ pub async fn serve<IO, H>(
     match cause {
         None => {
             // Draining: the server waits for us (under its own deadline).
-            let _ = connection.await;
+            let _ = streams.drive(connection.as_mut()).await;
             state.tunnels_closed().await;
         }
         Some(cause) => {
             debug!(?cause, "closing the connection");
             metrics.connections_closed.inc(cause);
-            let _ = tokio::time::timeout(limits.close_grace, connection).await;
+            let closed = streams.drive(connection.as_mut());
+            let _ = tokio::time::timeout(limits.close_grace, closed).await;
         }
     }
 }

@@ -2,7 +2,8 @@
 //! per-IP connection caps ([`per_ip`]), the PROXY protocol header on listeners that expect one
 //! ([`proxy_protocol`]), TLS handshake under a deadline inside the connection task ([`tls`]
 //! holds the rustls side), hyper-util's auto builder serving HTTP/1.1 and h2 on
-//! one listener with explicit h2 settings, the connection driver and its watchdogs
+//! one listener with explicit h2 settings, each h2 connection's streams run in the connection's
+//! own task (`stream_executor`), the connection driver and its watchdogs
 //! ([`connection`]), and the drain (GOAWAY on h2, close after the current request on
 //! HTTP/1.1, wait under a deadline).
 //!
@@ -14,6 +15,7 @@ mod handler;
 mod metrics;
 mod per_ip;
 pub mod proxy_protocol;
+mod stream_executor;
 pub mod tls;
 
 use std::future::Future;
@@ -21,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -35,6 +37,7 @@ pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, Ser
 use crate::ops::WarnLimit;
 use per_ip::PerIp;
 use proxy_protocol::{ProxyProtocol, Rewind};
+use stream_executor::StreamExecutor;
 
 /// HTTP/2 server settings (RFC 9113 §6.5.2), all set explicitly.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +79,7 @@ pub struct ServerSettings {
 /// Shared by every listener: the handler, the connection caps and the metrics.
 pub struct Server<H> {
     handler: H,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExecutor>>,
     connections: Arc<Semaphore>,
     /// The per-IP cap, if one is configured.
     per_ip: Option<Arc<PerIp>>,
@@ -286,9 +289,9 @@ impl<H: Handler> Server<H> {
     }
 }
 
-fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
+fn builder(settings: &ServerSettings) -> auto::Builder<StreamExecutor> {
     let h2 = &settings.h2;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(StreamExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())
