@@ -39,7 +39,7 @@ impl Handler for Subscribe {
     type Body = EventStreamBody;
     type Error = Infallible;
 
-    async fn handle(&self, _request: Request<Incoming>, _peer: Peer) -> Response<EventStreamBody> {
+    async fn handle(self, _request: Request<Incoming>, _peer: Peer) -> Response<EventStreamBody> {
         let subscription = self.hub.subscribe(spec(), None).expect("subscribe");
         Response::new(EventStreamBody::live(
             subscription,

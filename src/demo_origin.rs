@@ -49,7 +49,7 @@ impl Handler for DemoOrigin {
     type Body = BoxBody<Bytes, Infallible>;
     type Error = Infallible;
 
-    async fn handle(&self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+    async fn handle(self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
         respond(&request, self.started, self.started_wall)
     }
 }

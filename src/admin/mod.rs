@@ -112,7 +112,7 @@ impl Handler for Admin {
     type Body = BoxBody<Bytes, Infallible>;
     type Error = Infallible;
 
-    async fn handle(&self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+    async fn handle(self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
         self.respond(&request)
     }
 }

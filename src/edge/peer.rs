@@ -93,7 +93,7 @@ impl Handler for PeerEdge {
     type Body = ResponseBody;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    async fn handle(&self, request: Request<Incoming>, _peer: Peer) -> Response<ResponseBody> {
+    async fn handle(self, request: Request<Incoming>, _peer: Peer) -> Response<ResponseBody> {
         let presented = request.headers().get(http::header::AUTHORIZATION);
         if !self.cluster.token().accepts(presented) {
             self.cluster.metrics().peer_refused.inc();

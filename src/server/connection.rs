@@ -10,6 +10,7 @@
 //! requests go to the [`Handler`].
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -43,15 +45,22 @@ pub struct ConnectionLimits {
 
 /// Serves one connection until it ends, the drain signal turns true (then GOAWAY and wait), or a
 /// watchdog fires (then GOAWAY and close within the close grace).
-pub async fn serve<IO, H>(
+///
+/// Not an `async fn`: the connection (which owns `io`, the TLS state included) is made and
+/// boxed before the returned future, so the stream is stored once. An `async fn` keeps its
+/// arguments beside the futures it moves them into, and pinning the connection inside the
+/// future would keep another copy: together about 1.5 KB per connection (RESULTS.md, issue 13
+/// item 3).
+pub fn serve<'b, IO, H>(
     io: IO,
     peer: Peer,
     handler: H,
-    builder: Arc<auto::Builder<StreamExecutor>>,
+    builder: &'b auto::Builder<StreamExecutor>,
     limits: ConnectionLimits,
     mut drain: watch::Receiver<bool>,
     metrics: Arc<ServerMetrics>,
-) where
+) -> impl Future<Output = ()> + Send + 'b
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -65,47 +74,50 @@ pub async fn serve<IO, H>(
             let lease = TunnelLease::new(service_state.clone());
             request.extensions_mut().insert(lease);
         }
-        let handler = handler.clone();
-        // Boxed: each h2 stream's future (hyper's `H2Stream`) is sized for its largest state, and the
-        // handler's future (auth, passthrough) is kilobytes larger than the streaming body that
-        // outlives it, so an inline future would cost every long-lived SSE stream that much.
-        Box::pin(async move {
-            let response = handler.handle(request, peer).await;
+        // Boxed: each h2 stream's future (hyper's `H2Stream`) is sized for its largest
+        // state, and the handler's future (auth, the wait for the origin's first answer) is
+        // larger than the streaming body that outlives it, so an inline future would cost
+        // every long-lived SSE stream that much. Made first and mapped, not awaited in an
+        // async block, which would hold it twice (captured and awaited).
+        let handling = handler.clone().handle(request, peer);
+        Box::pin(handling.map(move |response| {
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 body,
                 _guard: guard,
             }))
-        })
+        }))
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    // The h2 streams run in this task, beside the connection (see `stream_executor`).
-    let mut streams = Streams::default();
-    let cause = tokio::select! {
-        result = streams.drive(connection.as_mut()) => {
-            if let Err(e) = result {
-                debug!(error = %e, "connection ended with an error");
+    let mut connection =
+        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    async move {
+        // The h2 streams run in this task, beside the connection (see `stream_executor`).
+        let mut streams = Streams::default();
+        let cause = tokio::select! {
+            result = streams.drive(connection.as_mut()) => {
+                if let Err(e) = result {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                // An upgraded connection lives on in its tunnel; whoever runs it ends it.
+                state.tunnels_closed().await;
+                return;
             }
-            // An upgraded connection lives on in its tunnel; whoever runs it ends it.
-            state.tunnels_closed().await;
-            return;
-        }
-        // (Its `Ref` dropped at once: held across the await above, it would not be `Send`.)
-        () = async { let _ = drain.wait_for(|d| *d).await; } => None,
-        cause = state.watchdog(limits) => Some(cause),
-    };
-    connection.as_mut().graceful_shutdown();
-    match cause {
-        None => {
-            // Draining: the server waits for us (under its own deadline).
-            let _ = streams.drive(connection.as_mut()).await;
-            state.tunnels_closed().await;
-        }
-        Some(cause) => {
-            debug!(?cause, "closing the connection");
-            metrics.connections_closed.inc(cause);
-            let closed = streams.drive(connection.as_mut());
-            let _ = tokio::time::timeout(limits.close_grace, closed).await;
+            // (Its `Ref` dropped at once: held across the await above, it would not be `Send`.)
+            () = async { let _ = drain.wait_for(|d| *d).await; } => None,
+            cause = state.watchdog(limits) => Some(cause),
+        };
+        connection.as_mut().graceful_shutdown();
+        match cause {
+            None => {
+                // Draining: the server waits for us (under its own deadline).
+                let _ = streams.drive(connection.as_mut()).await;
+                state.tunnels_closed().await;
+            }
+            Some(cause) => {
+                debug!(?cause, "closing the connection");
+                metrics.connections_closed.inc(cause);
+                let closed = streams.drive(connection.as_mut());
+                let _ = tokio::time::timeout(limits.close_grace, closed).await;
+            }
         }
     }
 }

@@ -27,9 +27,12 @@ pub trait Handler: Clone + Send + Sync + 'static {
     /// The body's error type.
     type Error: Into<Box<dyn std::error::Error + Send + Sync>>;
 
-    /// Answers one request from `peer` (HTTP/1.1 or h2 alike).
+    /// Answers one request from `peer` (HTTP/1.1 or h2 alike). Takes the handler by value (the
+    /// server passes a clone, for a handler an `Arc` or two): the future then owns what it
+    /// needs and the server makes it before boxing it, so a request that waits (e.g. for the
+    /// origin's first answer) holds one copy of its state, not one per async layer.
     fn handle(
-        &self,
+        self,
         request: Request<Incoming>,
         peer: Peer,
     ) -> impl Future<Output = Response<Self::Body>> + Send;

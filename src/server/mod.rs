@@ -251,28 +251,37 @@ impl<H: Handler> Server<H> {
         match tls {
             Some(acceptor) => {
                 // Boxed, here and below: the task is then sized for neither the handshake nor
-                // the connection, and each lives only as long as needed.
-                let handshake = Box::pin(tokio::time::timeout(
-                    self.settings.tls_handshake_timeout,
-                    acceptor.accept(io),
-                ));
-                match handshake.await {
-                    Ok(Ok(stream)) => Box::pin(self.serve_connection(stream, peer, drain)).await,
+                // the connection, and each lives only as long as needed (the handshake's box
+                // is a temporary of this statement, freed before the connection is served).
+                let handshake =
+                    tokio::time::timeout(self.settings.tls_handshake_timeout, acceptor.accept(io));
+                let stream = match Box::pin(handshake).await {
+                    Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
                         self.metrics.tls_handshake_failures.inc();
                         debug!(error = %e, "TLS handshake failed");
+                        return;
                     }
                     Err(_) => {
                         self.metrics.tls_handshake_failures.inc();
                         debug!("TLS handshake timed out");
+                        return;
                     }
-                }
+                };
+                Box::pin(self.serve_connection(stream, peer, drain)).await;
             }
             None => Box::pin(self.serve_connection(io, peer, drain)).await,
         }
     }
 
-    async fn serve_connection<IO>(&self, io: IO, peer: Peer, drain: watch::Receiver<bool>)
+    /// The connection's future (see [`connection::serve`]: made by a plain function, so
+    /// the stream is stored once).
+    fn serve_connection<IO>(
+        &self,
+        io: IO,
+        peer: Peer,
+        drain: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + '_
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -280,12 +289,11 @@ impl<H: Handler> Server<H> {
             io,
             peer,
             self.handler.clone(),
-            self.builder.clone(),
+            &self.builder,
             self.settings.connection,
             drain,
             self.metrics.clone(),
         )
-        .await;
     }
 }
 
