@@ -18,6 +18,8 @@ mod client;
 mod cluster;
 #[path = "fanout/minimal.rs"]
 mod minimal;
+#[path = "fanout/minimal_targets.rs"]
+mod minimal_targets;
 #[path = "fanout/peers.rs"]
 mod peers;
 #[path = "../tests/support/pki.rs"]
@@ -77,8 +79,9 @@ struct Args {
     /// Events (rounds) for `--subscribers`.
     #[arg(long, default_value_t = 10)]
     events: u64,
-    /// For `--subscribers`: run the relay under this command (e.g. `valgrind --tool=massif
-    /// --massif-out-file=/tmp/massif.out`); it is ended with SIGTERM so the tool writes its output.
+    /// For `--subscribers`: run the relay (and the minimal hyper server) under this command
+    /// (e.g. `valgrind --tool=massif --massif-out-file=/tmp/massif.out`); it is ended with
+    /// SIGTERM so the tool writes its output.
     #[arg(long, default_value = "")]
     relay_wrapper: String,
     /// Instead of the scenarios: three relays in cluster mode (127.0.0.11–13, static peers)

@@ -13,6 +13,8 @@ mod client;
 mod cluster;
 #[path = "../benches/fanout/minimal.rs"]
 mod minimal;
+#[path = "../benches/fanout/minimal_targets.rs"]
+mod minimal_targets;
 #[path = "../benches/fanout/peers.rs"]
 mod peers;
 #[path = "support/pki.rs"]

@@ -40,14 +40,23 @@ pub struct Minimal {
 }
 
 impl Minimal {
-    /// Starts it (its output in `dir`) and waits until it accepts.
+    /// Starts it (its output in `dir`; under `wrapper` when one is given, e.g. `env
+    /// LD_PRELOAD=…` for a heap profiler) and waits until it accepts.
     ///
     /// # Errors
     /// When it cannot be started or does not accept within 15 s.
-    pub fn start(dir: &Path, cert: &Cert, origin_port: u16) -> Result<Self> {
+    pub fn start(dir: &Path, cert: &Cert, origin_port: u16, wrapper: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port()?;
-        let mut command = std::process::Command::new(std::env::current_exe()?);
+        let exe = std::env::current_exe()?;
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
         command
             .arg(ARG)
             .arg(format!("127.0.0.1:{port}"))

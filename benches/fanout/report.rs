@@ -184,7 +184,7 @@ fn machine() -> String {
     s
 }
 
-fn find<'a>(
+pub(crate) fn find<'a>(
     records: &'a [Record],
     scenario: &str,
     target: TargetKind,
@@ -213,7 +213,7 @@ fn pair<'a>(
 
 /// How a figure is printed.
 #[derive(Clone, Copy)]
-enum Unit {
+pub(crate) enum Unit {
     Bytes,
     Micros,
     MicrosCpu,
@@ -223,7 +223,7 @@ enum Unit {
     Percent,
 }
 
-fn fmt(v: Option<f64>, unit: Unit) -> String {
+pub(crate) fn fmt(v: Option<f64>, unit: Unit) -> String {
     let Some(v) = v else { return "–".into() };
     match unit {
         Unit::Bytes if v.abs() >= 1e6 => format!("{:.1} MB", v / 1e6),
@@ -242,11 +242,11 @@ fn fmt(v: Option<f64>, unit: Unit) -> String {
     }
 }
 
-fn value(r: Option<&Record>, key: &str) -> Option<f64> {
+pub(crate) fn value(r: Option<&Record>, key: &str) -> Option<f64> {
     r.filter(|r| r.failure.is_none())?.get(key)
 }
 
-fn ratio(relay: Option<&Record>, nchan: Option<&Record>, key: &str) -> Option<f64> {
+pub(crate) fn ratio(relay: Option<&Record>, nchan: Option<&Record>, key: &str) -> Option<f64> {
     let (a, b) = (value(relay, key)?, value(nchan, key)?);
     (b != 0.0).then(|| a / b)
 }
@@ -356,11 +356,12 @@ fn table(
     out.push('\n');
 }
 
-struct Verdict {
-    scenario: String,
-    target: String,
-    figure: String,
-    met: Option<bool>,
+/// One row of a targets table.
+pub(crate) struct Verdict {
+    pub(crate) scenario: String,
+    pub(crate) target: String,
+    pub(crate) figure: String,
+    pub(crate) met: Option<bool>,
 }
 
 fn mark(met: Option<bool>) -> &'static str {
@@ -371,7 +372,7 @@ fn mark(met: Option<bool>) -> &'static str {
     }
 }
 
-fn verdicts(records: &[Record], sizes: &Sizes) -> Vec<Verdict> {
+pub(crate) fn verdicts(records: &[Record], sizes: &Sizes) -> Vec<Verdict> {
     let mut v = Vec::new();
     let top = sizes.sweep.last().copied().unwrap_or(0) as u64;
     let (relay, nchan) = pair(records, "sweep", Some(top));
@@ -803,6 +804,23 @@ fn scenario_tables(out: &mut String, records: &[Record], sizes: &Sizes) {
     );
 }
 
+fn verdict_table(out: &mut String, verdicts: Vec<Verdict>) {
+    let _ = writeln!(
+        out,
+        "| scenario | target | figure (this run) | verdict |\n| --- | --- | --- | --- |"
+    );
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            v.scenario,
+            v.target,
+            v.figure,
+            mark(v.met)
+        );
+    }
+}
+
 /// Writes the report to `path`, keeping the analysis section of an existing one.
 pub fn write(
     path: &Path,
@@ -844,20 +862,17 @@ pub fn write(
              size shown in its row, not to the issue's target size.**\n"
         );
     }
+    verdict_table(&mut out, verdicts(records, ctx.sizes));
+    out.push('\n');
     let _ = writeln!(
         out,
-        "| scenario | target | figure (this run) | verdict |\n| --- | --- | --- | --- |"
+        "## Targets (issue 13): against the minimal hyper server\n\n{}\n",
+        crate::minimal_targets::NOTE
     );
-    for v in verdicts(records, ctx.sizes) {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            v.scenario,
-            v.target,
-            v.figure,
-            mark(v.met)
-        );
-    }
+    verdict_table(
+        &mut out,
+        crate::minimal_targets::verdicts(records, ctx.sizes),
+    );
     out.push('\n');
     method(&mut out, ctx, records);
     scenario_tables(&mut out, records, ctx.sizes);

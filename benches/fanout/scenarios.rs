@@ -359,6 +359,7 @@ impl Bench {
                 &dir.join("minimal"),
                 &self.cert,
                 nginx.plain_port,
+                wrapper,
             )?),
             TargetKind::Nchan | TargetKind::Relay => None,
         };
