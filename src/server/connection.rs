@@ -301,3 +301,89 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Empty;
+    use std::io;
+    use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+
+    /// A stream with 8 KiB of ballast: a future that stores the stream is at least that large.
+    struct Ballast {
+        _ballast: [u8; 8192],
+        inner: DuplexStream,
+    }
+
+    impl AsyncRead for Ballast {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Ballast {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[derive(Clone)]
+    struct Nothing;
+
+    impl Handler for Nothing {
+        type Body = Empty<Bytes>;
+        type Error = Infallible;
+
+        async fn handle(
+            self,
+            _request: http::Request<hyper::body::Incoming>,
+            _peer: Peer,
+        ) -> http::Response<Empty<Bytes>> {
+            http::Response::new(Empty::new())
+        }
+    }
+
+    /// The stream (for TLS, rustls's whole connection state) is stored once, in the boxed
+    /// connection: the future that drives it holds none of it (an `async fn` would keep it as
+    /// its argument besides).
+    #[tokio::test]
+    async fn the_connection_future_does_not_hold_the_stream() {
+        let (inner, _client) = tokio::io::duplex(64);
+        let io = Ballast {
+            _ballast: [0; 8192],
+            inner,
+        };
+        let builder = auto::Builder::new(StreamExecutor);
+        let metrics = Arc::new(ServerMetrics::new(&prometheus::Registry::new()).unwrap());
+        let limits = ConnectionLimits {
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_streams_lifetime: 100,
+            close_grace: Duration::from_secs(1),
+        };
+        let (_drain, drain) = watch::channel(false);
+        let peer = Peer {
+            addr: ([127, 0, 0, 1], 1).into(),
+            tls: false,
+        };
+        let future = serve(io, peer, Nothing, &builder, limits, drain, metrics);
+        let size = std::mem::size_of_val(&future);
+        assert!(size < 4096, "the connection's future is {size} bytes");
+    }
+}
