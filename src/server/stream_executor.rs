@@ -6,11 +6,17 @@
 //! connection lock from both worker threads. [`StreamExecutor`] keeps those futures in the
 //! connection's own task instead ([`Streams`]): a topic event wakes that one task however many
 //! of its streams watch the topic, every ready stream hands h2 its frames, and then the
-//! connection is polled once, which writes them all before one flush.
+//! connection is polled, which writes them all before one flush. (h2 wakes the connection's
+//! waker when a stream hands it data; that is this same task, so each round ends with one more,
+//! idle poll of it.)
 //!
 //! Everything else stays hyper's: the h2 protocol, flow control, reset-flood and header limits,
-//! keep-alive PINGs, GOAWAY. This module owns only where the stream futures run. A panic in one
-//! of them ends that stream only, as it would in a task of its own.
+//! keep-alive PINGs, GOAWAY. This module owns only where the stream futures run. A panic while
+//! a stream's future is polled ends that stream only, as it would in a task of its own (one
+//! while it is dropped is not caught, as tokio's task harness would: it ends the connection).
+//! All streams of a connection now share its task, and so one core at a time: a slow poll of
+//! one (a handler's first poll, a large passthrough body) delays the others and the
+//! connection's PING answers, as it would delay an HTTP/1.1 connection's next request.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -45,7 +51,7 @@ where
         let mut future = Some(future);
         let queued = HANDED_OVER.try_with(|handed_over| {
             if let Some(future) = future.take() {
-                handed_over.borrow_mut().push(Box::pin(future));
+                handed_over.borrow_mut().push(isolated(future));
             }
         });
         if queued.is_err() {
@@ -67,7 +73,8 @@ pub struct Streams {
 impl Streams {
     /// A future that drives `connection` and this connection's streams together and resolves
     /// with the connection's output. Streams still running then (the connection is gone, so
-    /// they can only fail) end when `self` is dropped.
+    /// they can only fail) end when `self` is dropped; streams hyper started in the very poll
+    /// in which the connection ended are dropped unpolled (their handler never runs).
     pub fn drive<'a, C: Future>(&'a mut self, connection: Pin<&'a mut C>) -> Drive<'a, C> {
         Drive {
             streams: self,
@@ -76,17 +83,20 @@ impl Streams {
     }
 
     fn start(&mut self, future: StreamFuture) {
-        // A panic ends this stream only (the connection and its other streams go on), as with
-        // a task per stream; the panic hook has printed it already.
-        let isolated = AssertUnwindSafe(future).catch_unwind().map(|outcome| {
-            if outcome.is_err() {
-                error!("an h2 stream's future panicked; that stream is gone");
-            }
-        });
         self.running
             .get_or_insert_with(FuturesUnordered::new)
-            .push(Box::pin(isolated));
+            .push(future);
     }
+}
+
+/// `future`, boxed once, with a panic in its poll ending it alone (the connection and its other
+/// streams go on), as with a task per stream; the panic hook has printed it already.
+fn isolated<F: Future<Output = ()> + Send + 'static>(future: F) -> StreamFuture {
+    Box::pin(AssertUnwindSafe(future).catch_unwind().map(|outcome| {
+        if outcome.is_err() {
+            error!("an h2 stream's future panicked; that stream is gone");
+        }
+    }))
 }
 
 /// See [`Streams::drive`].
@@ -106,8 +116,8 @@ impl<C: Future> Future for Drive<'_, C> {
             if let Some(running) = &mut this.streams.running {
                 while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
             }
-            // ... then the connection, once: reads, starts new streams, writes every frame
-            // handed over and flushes.
+            // ... then the connection: reads, starts new streams, writes every frame handed
+            // over and flushes.
             let connection = this.connection.as_mut();
             let (poll, started) = HANDED_OVER.sync_scope(RefCell::new(Vec::new()), || {
                 let poll = connection.poll(cx);
