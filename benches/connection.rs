@@ -17,12 +17,16 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sse_relay::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
-use sse_relay::hub::{CatchUpSettings, Hub, HubMetrics, HubSettings, RingLimits, TopicSpec};
+use sse_relay::hub::Hub;
 use sse_relay::server::{
     ConnectionLimits, H2Settings, Handler, Peer, Server, ServerMetrics, ServerSettings,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+#[path = "fixtures/hub.rs"]
+mod fixture;
+use fixture::{hub, spec};
 
 /// Streams of the one connection, count.
 const STREAMS: u64 = 100;
@@ -48,41 +52,6 @@ impl Handler for Subscribe {
             self.metrics.clone(),
         ))
     }
-}
-
-/// The one topic, whose upstream never ends (events are published by hand).
-fn spec() -> TopicSpec {
-    TopicSpec {
-        key: "t".into(),
-        label: "/t".into(),
-        follow: Box::new(|_| Box::pin(std::future::pending())),
-        replay: None,
-    }
-}
-
-fn hub() -> Hub {
-    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).expect("metrics"));
-    let settings = HubSettings {
-        ring: RingLimits {
-            max_events: 1024,
-            max_bytes: 1 << 20,
-            max_age: Duration::from_secs(300),
-        },
-        idle_grace: Duration::from_secs(5),
-        origin_closed_ttl: Duration::ZERO,
-        origin_error_ttl: Duration::ZERO,
-        heartbeat_interval: Duration::from_secs(3600),
-        max_buffered_bytes: 1 << 30,
-        max_topics: 10,
-        catch_up: CatchUpSettings {
-            enabled: false,
-            timeout: Duration::from_secs(10),
-            max_bytes: 1 << 20,
-            max_per_topic: 1,
-            max_total: 1,
-        },
-    };
-    Hub::new(settings, metrics)
 }
 
 /// The relay's defaults where they matter here (h2 limits, watchdogs far away).

@@ -3,15 +3,15 @@
 //! per-delivery work measured end to end by `benches/fanout.rs` (see RESULTS.md).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sse_relay::hub::{
-    CatchUpSettings, Hub, HubMetrics, HubSettings, Next, RingLimits, Subscription, TopicSpec,
-};
+use sse_relay::hub::{Next, Subscription};
+
+#[path = "fixtures/hub.rs"]
+mod fixture;
+use fixture::{hub, spec};
 
 /// A typical encoded event: an id and a ~200-byte JSON payload.
 fn event(seq: u64) -> Bytes {
@@ -19,41 +19,6 @@ fn event(seq: u64) -> Bytes {
         "id: {seq}\ndata: {{\"seq\":{seq},\"symbol\":\"ACME\",\"price\":101.25,\"pad\":\"{}\"}}\n\n",
         "x".repeat(140)
     ))
-}
-
-fn hub() -> Hub {
-    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).expect("metrics"));
-    let settings = HubSettings {
-        ring: RingLimits {
-            max_events: 1024,
-            max_bytes: 1 << 20,
-            max_age: Duration::from_secs(300),
-        },
-        idle_grace: Duration::from_secs(5),
-        origin_closed_ttl: Duration::ZERO,
-        origin_error_ttl: Duration::ZERO,
-        heartbeat_interval: Duration::from_secs(3600),
-        max_buffered_bytes: 1 << 30,
-        max_topics: 10,
-        catch_up: CatchUpSettings {
-            enabled: false,
-            timeout: Duration::from_secs(10),
-            max_bytes: 1 << 20,
-            max_per_topic: 1,
-            max_total: 1,
-        },
-    };
-    Hub::new(settings, metrics)
-}
-
-/// The benchmark's one topic, whose upstream never ends (events are published by hand).
-fn spec() -> TopicSpec {
-    TopicSpec {
-        key: "t".into(),
-        label: "/t".into(),
-        follow: Box::new(|_| Box::pin(std::future::pending())),
-        replay: None,
-    }
 }
 
 /// Polls until nothing is ready; returns the events handed over.

@@ -10,18 +10,25 @@ use crate::scenarios::{Record, Sizes, TargetKind};
 pub const NOTE: &str = "Same client, same publisher, same run; the minimal server is \
 `benches/fanout/minimal.rs` (hyper's auto builder, tokio-rustls, one `broadcast` per topic).";
 
+/// The records of `scenario` (at `subs` subscribers, if given) on sse-relay, the minimal
+/// server and nchan.
+fn targets<'a>(
+    records: &'a [Record],
+    scenario: &str,
+    subs: Option<u64>,
+) -> (Option<&'a Record>, Option<&'a Record>, Option<&'a Record>) {
+    (
+        find(records, scenario, TargetKind::Relay, subs),
+        find(records, scenario, TargetKind::HyperMinimal, subs),
+        find(records, scenario, TargetKind::Nchan, subs),
+    )
+}
+
 /// The rows of issue 13's targets table.
 pub fn verdicts(records: &[Record], sizes: &Sizes) -> Vec<Verdict> {
     let mut v = Vec::new();
     let top = sizes.sweep.last().copied().unwrap_or(0) as u64;
-    let at = |scenario: &str, target: TargetKind, subs: Option<u64>| {
-        find(records, scenario, target, subs)
-    };
-    let (relay, minimal, nchan) = (
-        at("sweep", TargetKind::Relay, Some(top)),
-        at("sweep", TargetKind::HyperMinimal, Some(top)),
-        at("sweep", TargetKind::Nchan, Some(top)),
-    );
+    let (relay, minimal, nchan) = targets(records, "sweep", Some(top));
     let key = "rss_per_sub_bytes";
     let (to_minimal, to_nchan) = (ratio(relay, minimal, key), ratio(relay, nchan, key));
     v.push(Verdict {
@@ -38,11 +45,7 @@ pub fn verdicts(records: &[Record], sizes: &Sizes) -> Vec<Verdict> {
         met: to_minimal.zip(to_nchan).map(|(m, n)| m <= 1.0 && n <= 0.6),
     });
 
-    let (mrelay, mminimal, mnchan) = (
-        at("multiplexed", TargetKind::Relay, None),
-        at("multiplexed", TargetKind::HyperMinimal, None),
-        at("multiplexed", TargetKind::Nchan, None),
-    );
+    let (mrelay, mminimal, mnchan) = targets(records, "multiplexed", None);
     let shape = mrelay.map(|r| r.shape.as_str()).unwrap_or("");
     let extra = value(mrelay, "rss_per_extra_stream_bytes");
     v.push(Verdict {
@@ -87,7 +90,7 @@ pub fn verdicts(records: &[Record], sizes: &Sizes) -> Vec<Verdict> {
         met: p.map(|p| p <= 0.33),
     });
 
-    let big = at("big", TargetKind::Relay, None);
+    let big = find(records, "big", TargetKind::Relay, None);
     let (total, p99) = (value(big, "rss_loaded_bytes"), value(big, "p99_us"));
     v.push(Verdict {
         scenario: format!(
@@ -133,25 +136,9 @@ pub fn verdicts(records: &[Record], sizes: &Sizes) -> Vec<Verdict> {
 #[cfg(test)]
 #[allow(dead_code)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
+    use crate::report::tests::record;
     use TargetKind::{HyperMinimal, Nchan, Relay};
-
-    fn record(scenario: &str, target: TargetKind, subs: u64, values: &[(&str, f64)]) -> Record {
-        Record {
-            scenario: scenario.into(),
-            target,
-            shape: String::new(),
-            subscribers: subs,
-            failure: None,
-            values: values
-                .iter()
-                .map(|&(k, v)| (k.to_string(), v))
-                .collect::<BTreeMap<_, _>>(),
-            tls: None,
-        }
-    }
 
     /// Every relay figure exactly at its issue-13 target; issue 4's kept rows met.
     fn at_targets() -> Vec<Record> {

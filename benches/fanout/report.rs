@@ -914,12 +914,14 @@ pub fn write(
 /// them without a test runner, hence `dead_code` there.
 #[cfg(test)]
 #[allow(dead_code)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
 
-    fn record(
+    /// A record of `scenario` on `target` with these figures (shared with
+    /// `minimal_targets.rs`'s tests).
+    pub(crate) fn record(
         scenario: &str,
         target: TargetKind,
         subscribers: u64,
