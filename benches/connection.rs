@@ -61,6 +61,7 @@ fn server_settings() -> ServerSettings {
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 1024,
             max_header_list_size: 16 << 10,
+            header_table_size: 0,
             keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
             max_send_buf_size: 400 << 10,

@@ -1,6 +1,6 @@
 //! The HTTP surface around the streams: CORS for pages on other origins, the plaintext
-//! listener (HTTP/1.1 and h2c prior knowledge), and answers for paths and methods that are not
-//! subscriptions.
+//! listener (HTTP/1.1 and h2c prior knowledge), the h2 settings the relay advertises, and
+//! answers for paths and methods that are not subscriptions.
 
 mod support;
 
@@ -168,5 +168,55 @@ async fn non_subscription_requests_get_clear_statuses() {
         0,
         "no upstream work for refused requests"
     );
+    relay.stop().await;
+}
+
+/// The server's first SETTINGS frame on an h2 connection (ALPN `h2`, then the client preface
+/// and an empty SETTINGS frame, RFC 9113 §3.4): its parameters as (identifier, value) pairs.
+async fn advertised_settings(relay: &TestRelay) -> Vec<(u16, u32)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let mut tls = support::tls_connector(&relay.cert, b"h2")
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // Frame header (RFC 9113 §4.1): length (24 bits), type, flags, stream id (32 bits).
+    let mut header = [0u8; 9];
+    tls.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 0x4, "the server's first frame is SETTINGS");
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; length];
+    tls.read_exact(&mut payload).await.unwrap();
+    // Each parameter: identifier (16 bits), value (32 bits), RFC 9113 §6.5.1.
+    payload
+        .chunks_exact(6)
+        .map(|p| {
+            (
+                u16::from_be_bytes([p[0], p[1]]),
+                u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+            )
+        })
+        .collect()
+}
+
+/// SETTINGS_HEADER_TABLE_SIZE (identifier 0x1, RFC 9113 §6.5.2) is 0 by default, so no client
+/// keeps an HPACK dynamic table in the relay for a connection's life; the configured value is
+/// what is advertised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hpack_table_advertised_is_empty_by_default_and_configurable() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
+    let settings = advertised_settings(&relay).await;
+    assert!(settings.contains(&(0x1, 0)), "advertised {settings:?}");
+    relay.stop().await;
+    let relay = TestRelay::start(&origin, |c| c.server.h2.header_table_size = 4096).await;
+    let settings = advertised_settings(&relay).await;
+    assert!(settings.contains(&(0x1, 4096)), "advertised {settings:?}");
     relay.stop().await;
 }

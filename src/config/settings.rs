@@ -360,6 +360,7 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
             max_pending_accept_reset_streams: h2.max_pending_accept_reset_streams,
             max_local_error_reset_streams: h2.max_local_error_reset_streams,
             max_header_list_size: h2.max_header_list_size,
+            header_table_size: h2.header_table_size,
             keep_alive_interval: (h2.keep_alive_interval_ms > 0)
                 .then(|| ms(h2.keep_alive_interval_ms)),
             keep_alive_timeout: ms(h2.keep_alive_timeout_ms),

@@ -1,33 +1,37 @@
-//! One downstream connection after TLS: hyper-util's auto builder (HTTP/1.1 or h2) driven
-//! together with its watchdogs, since hyper has no h2 header-read timeout of its own: a deadline
-//! for the first request (h2 preface included), an idle timeout while no stream is open, a
-//! lifetime cap on streams followed by GOAWAY, and the drain signal (GOAWAY, then wait).
-//! HTTP/1.1 upgrades (RFC 9110 §7.8) are served: the handler may take a request's
-//! [`TunnelLease`], which keeps the connection counted (and the drain waiting) while the
-//! upgraded tunnel runs.
+//! One downstream connection after TLS: hyper's HTTP/1.1 or h2 connection (ALPN `h2` means h2;
+//! otherwise the first bytes tell, RFC 9113 §3.4), driven together with its watchdogs, since
+//! hyper has no h2 header-read timeout of its own: a deadline for the first request (h2
+//! preface included), an idle timeout while no stream is open, a lifetime cap on streams
+//! followed by GOAWAY, and the drain signal (GOAWAY, then wait). HTTP/1.1 upgrades (RFC 9110
+//! §7.8) are served: the handler may take a request's [`TunnelLease`], which keeps the
+//! connection counted (and the drain waiting) while the upgraded tunnel runs.
 //!
 //! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE:
 //! requests go to the [`Handler`].
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http_body::{Body, Frame, SizeHint};
-use hyper::service::service_fn;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{watch, Notify};
 use tracing::debug;
 
 use super::handler::{Handler, Peer};
 use super::metrics::{CloseCause, ServerMetrics};
+use super::rewind::Rewind;
 use super::stream_executor::{StreamExecutor, Streams};
 
 /// Per-connection limits.
@@ -43,30 +47,56 @@ pub struct ConnectionLimits {
     pub close_grace: Duration,
 }
 
+/// What every connection of a server is made with: hyper's two connection builders and the
+/// watchdogs' limits, configured once per server.
+#[derive(Debug, Clone)]
+pub struct ConnectionBuilder {
+    /// HTTP/1.1 connections.
+    pub http1: http1::Builder,
+    /// h2 connections; their streams run in the connection's task ([`StreamExecutor`]).
+    pub http2: http2::Builder<StreamExecutor>,
+    /// The watchdogs' limits.
+    pub limits: ConnectionLimits,
+}
+
+/// What TLS said about the protocol (RFC 7301, ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `h2` was negotiated: the connection is h2.
+    H2,
+    /// Anything else (`http/1.1`, no ALPN, or no TLS): the first bytes decide (the h2
+    /// connection preface, RFC 9113 §3.4, or HTTP/1.1).
+    Undecided,
+}
+
+/// The h2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Serves one connection until it ends, the drain signal turns true (then GOAWAY and wait), or a
 /// watchdog fires (then GOAWAY and close within the close grace).
 ///
-/// Not an `async fn`: the connection (which owns `io`, the TLS state included) is made and
-/// boxed before the returned future, so the stream is stored once. An `async fn` keeps its
-/// arguments beside the futures it moves them into, and pinning the connection inside the
-/// future would keep another copy (with the handshake's box freed first, `server::handshake`,
-/// 3.7 KB less heap per connection: RESULTS.md, issue 13 item 3).
+/// Not an `async fn`: the stream (`io`, the TLS state included) is moved into a box before the
+/// returned future (the connection's; without ALPN, first the one that tells the protocol),
+/// so it is stored once. An `async fn` keeps its arguments beside the futures it moves them into, and
+/// pinning the connection inside the future would keep another copy (with the handshake's box
+/// freed first, `server::handshake`, 3.7 KB less heap per connection: RESULTS.md, issue 13
+/// item 3).
 pub fn serve<'b, IO, H>(
     io: IO,
+    alpn: Alpn,
     peer: Peer,
     handler: H,
-    builder: &'b auto::Builder<StreamExecutor>,
-    limits: ConnectionLimits,
+    builder: &'b ConnectionBuilder,
     mut drain: watch::Receiver<bool>,
     metrics: Arc<ServerMetrics>,
 ) -> impl Future<Output = ()> + Send + 'b
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let state = Arc::new(ConnectionState::new(metrics.clone()));
     let service_state = state.clone();
-    let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+    let service = service_fn(move |mut request: http::Request<Incoming>| {
         let guard = service_state.stream_started(request.version());
         if request.version() == http::Version::HTTP_11
             && request.headers().contains_key(http::header::UPGRADE)
@@ -87,13 +117,60 @@ where
             }))
         }))
     });
-    let mut connection =
-        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let limits = builder.limits;
+    // hyper's connection for `io`: h2 when `h2` is set, else HTTP/1.1 (with upgrades).
+    let connect = move |io: Rewind<IO>, h2: bool, service| {
+        let io = TokioIo::new(io);
+        if h2 {
+            Connection::H2(Box::pin(builder.http2.serve_connection(io, service)))
+        } else {
+            Connection::Http1(Box::pin(
+                builder.http1.serve_connection(io, service).with_upgrades(),
+            ))
+        }
+    };
+    let opening = match alpn {
+        Alpn::H2 => Opening::Open(connect(Rewind::new(Bytes::new(), io), true, service)),
+        // Tells the protocol from the first bytes; `None` when the client closed or failed
+        // before saying.
+        Alpn::Undecided => Opening::Telling(Box::pin(async move {
+            let mut io = io;
+            match first_bytes(&mut io).await {
+                Ok((h2, read)) => Some(connect(Rewind::new(read, io), h2, service)),
+                Err(e) => {
+                    debug!(error = %e, "connection closed before its first request");
+                    None
+                }
+            }
+        })),
+    };
     async move {
+        // One watchdog for the whole life: the first-request deadline runs from the accept,
+        // across telling the protocol and the h2 preface.
+        let watchdog = state.watchdog(limits);
+        tokio::pin!(watchdog);
+        let mut connection = match opening {
+            Opening::Open(connection) => connection,
+            Opening::Telling(telling) => {
+                let told = tokio::select! {
+                    told = telling => told,
+                    () = async { let _ = drain.wait_for(|d| *d).await; } => return,
+                    cause = &mut watchdog => {
+                        debug!(?cause, "closing the connection");
+                        metrics.connections_closed.inc(cause);
+                        return;
+                    }
+                };
+                let Some(connection) = told else {
+                    return;
+                };
+                connection
+            }
+        };
         // The h2 streams run in this task, beside the connection (see `stream_executor`).
         let mut streams = Streams::default();
         let cause = tokio::select! {
-            result = streams.drive(connection.as_mut()) => {
+            result = streams.drive(Pin::new(&mut connection)) => {
                 if let Err(e) = result {
                     debug!(error = %e, "connection ended with an error");
                 }
@@ -103,21 +180,95 @@ where
             }
             // (Its `Ref` dropped at once: held across the await above, it would not be `Send`.)
             () = async { let _ = drain.wait_for(|d| *d).await; } => None,
-            cause = state.watchdog(limits) => Some(cause),
+            cause = &mut watchdog => Some(cause),
         };
-        connection.as_mut().graceful_shutdown();
+        connection.graceful_shutdown();
         match cause {
             None => {
                 // Draining: the server waits for us (under its own deadline).
-                let _ = streams.drive(connection.as_mut()).await;
+                let _ = streams.drive(Pin::new(&mut connection)).await;
                 state.tunnels_closed().await;
             }
             Some(cause) => {
                 debug!(?cause, "closing the connection");
                 metrics.connections_closed.inc(cause);
-                let closed = streams.drive(connection.as_mut());
+                let closed = streams.drive(Pin::new(&mut connection));
                 let _ = tokio::time::timeout(limits.close_grace, closed).await;
             }
+        }
+    }
+}
+
+/// A connection, or, while its protocol is not known yet, the future telling it (boxed: it
+/// holds the stream until then).
+enum Opening<C, F> {
+    Open(C),
+    Telling(Pin<Box<F>>),
+}
+
+/// Reads until the bytes read either are the h2 connection preface (RFC 9113 §3.4) or cannot
+/// be (then HTTP/1.1): whether it is h2, and the bytes read, to be read again by hyper.
+///
+/// # Errors
+/// The stream's read error, or `UnexpectedEof` when it ends before telling.
+async fn first_bytes<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<(bool, Bytes)> {
+    let mut read = BytesMut::with_capacity(H2_PREFACE.len());
+    loop {
+        if io.read_buf(&mut read).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = read.len().min(H2_PREFACE.len());
+        if read[..n] != H2_PREFACE[..n] {
+            return Ok((false, read.freeze()));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok((true, read.freeze()));
+        }
+    }
+}
+
+/// hyper's connection, by protocol, boxed (the future driving it stays small).
+enum Connection<IO, S>
+where
+    S: HttpService<Incoming>,
+{
+    Http1(Pin<Box<http1::UpgradeableConnection<TokioIo<IO>, S>>>),
+    H2(Pin<Box<http2::Connection<TokioIo<IO>, S, StreamExecutor>>>),
+}
+
+impl<IO, S, B> Connection<IO, S>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    /// GOAWAY on h2; on HTTP/1.1, close after the current request.
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Self::Http1(connection) => connection.as_mut().graceful_shutdown(),
+            Self::H2(connection) => connection.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+impl<IO, S, B> Future for Connection<IO, S>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        match self.get_mut() {
+            Self::Http1(connection) => connection.as_mut().poll(cx),
+            Self::H2(connection) => connection.as_mut().poll(cx),
         }
     }
 }
@@ -304,8 +455,8 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::handler::EmptyAnswer;
     use super::*;
-    use http_body_util::Empty;
     use std::io;
     use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
@@ -343,20 +494,49 @@ mod tests {
         }
     }
 
-    #[derive(Clone)]
-    struct Nothing;
+    /// A short HTTP/1.1 request is told at once: the bytes differ from the h2 preface at the
+    /// first one, so nothing waits for 24 bytes that will never come.
+    #[tokio::test]
+    async fn http1_is_told_from_its_first_bytes() {
+        let (mut server, mut client) = tokio::io::duplex(1024);
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let (h2, read) = first_bytes(&mut server).await.unwrap();
+        assert!(!h2);
+        assert_eq!(
+            &read[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            "what was read is handed on"
+        );
+    }
 
-    impl Handler for Nothing {
-        type Body = Empty<Bytes>;
-        type Error = Infallible;
-
-        async fn handle(
-            self,
-            _request: http::Request<hyper::body::Incoming>,
-            _peer: Peer,
-        ) -> http::Response<Empty<Bytes>> {
-            http::Response::new(Empty::new())
+    /// The h2 preface is told once all 24 bytes are in, however they are split.
+    #[tokio::test]
+    async fn the_h2_preface_is_told_across_reads() {
+        let (mut server, mut client) = tokio::io::duplex(1024);
+        let reading = tokio::spawn(async move { first_bytes(&mut server).await.unwrap() });
+        for part in H2_PREFACE.chunks(5) {
+            tokio::io::AsyncWriteExt::write_all(&mut client, part)
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
         }
+        let (h2, read) = reading.await.unwrap();
+        assert!(h2);
+        assert_eq!(&read[..], H2_PREFACE);
+    }
+
+    /// A client that closes mid-preface is an error, not a guess.
+    #[tokio::test]
+    async fn a_stream_ending_before_telling_is_an_error() {
+        let (mut server, mut client) = tokio::io::duplex(1024);
+        tokio::io::AsyncWriteExt::write_all(&mut client, &H2_PREFACE[..10])
+            .await
+            .unwrap();
+        drop(client);
+        let error = first_bytes(&mut server).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     /// The stream (for TLS, rustls's whole connection state) is stored once, in the boxed
@@ -369,20 +549,31 @@ mod tests {
             _ballast: [0; 8192],
             inner,
         };
-        let builder = auto::Builder::new(StreamExecutor);
-        let metrics = Arc::new(ServerMetrics::new(&prometheus::Registry::new()).unwrap());
-        let limits = ConnectionLimits {
-            first_request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(10),
-            max_streams_lifetime: 100,
-            close_grace: Duration::from_secs(1),
+        let builder = ConnectionBuilder {
+            http1: http1::Builder::new(),
+            http2: http2::Builder::new(StreamExecutor),
+            limits: ConnectionLimits {
+                first_request_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(10),
+                max_streams_lifetime: 100,
+                close_grace: Duration::from_secs(1),
+            },
         };
+        let metrics = Arc::new(ServerMetrics::new(&prometheus::Registry::new()).unwrap());
         let (_drain, drain) = watch::channel(false);
         let peer = Peer {
             addr: ([127, 0, 0, 1], 1).into(),
             tls: false,
         };
-        let future = serve(io, peer, Nothing, &builder, limits, drain, metrics);
+        let future = serve(
+            io,
+            Alpn::Undecided,
+            peer,
+            EmptyAnswer,
+            &builder,
+            drain,
+            metrics,
+        );
         let size = std::mem::size_of_val(&future);
         assert!(size < 4096, "the connection's future is {size} bytes");
     }

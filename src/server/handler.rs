@@ -52,3 +52,18 @@ pub fn plain_text<E>(status: StatusCode, text: &str) -> Response<BoxBody<Bytes, 
     );
     response
 }
+
+/// Answers every request with an empty 200: for the server layer's own tests.
+#[cfg(test)]
+#[derive(Clone)]
+pub(super) struct EmptyAnswer;
+
+#[cfg(test)]
+impl Handler for EmptyAnswer {
+    type Body = http_body_util::Empty<Bytes>;
+    type Error = std::convert::Infallible;
+
+    async fn handle(self, _request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+        Response::new(http_body_util::Empty::new())
+    }
+}

@@ -94,6 +94,12 @@ pub struct H2Config {
     pub max_local_error_reset_streams: usize,
     /// SETTINGS_MAX_HEADER_LIST_SIZE, bytes. Default 16384.
     pub max_header_list_size: u32,
+    /// SETTINGS_HEADER_TABLE_SIZE we advertise (RFC 9113 §6.5.2): the HPACK dynamic table
+    /// (RFC 7541 §2.3.2) a client may keep in our decoder for the connection's life, bytes.
+    /// Default 0: an SSE connection carries a few long-lived requests, so indexing their
+    /// headers saves a few hundred bytes once, while the table would hold up to 4 KiB (a
+    /// browser's cookies and client hints) per connection for its whole life.
+    pub header_table_size: u32,
     /// Interval between keep-alive PINGs, ms (0 disables). Default 20000.
     pub keep_alive_interval_ms: u64,
     /// Time to wait for a PING ack before closing the connection, ms. Default 20000.
@@ -108,6 +114,7 @@ impl Default for H2Config {
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 1024,
             max_header_list_size: 16 * 1024,
+            header_table_size: 0,
             keep_alive_interval_ms: 20_000,
             keep_alive_timeout_ms: 20_000,
             max_send_buf_size: 64 * 1024,

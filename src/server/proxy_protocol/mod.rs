@@ -4,12 +4,11 @@
 //! it ([`frame`]: v1 up to 107 bytes ending in CRLF, §2.1; v2 the 16-byte fixed part and its
 //! length, §2.2), taking the declared source address from it ([`parse`], the field parsing
 //! itself by the `ppp` crate), and handing the bytes read past the header back through
-//! [`Rewind`] so TLS, HTTP/1.1 or h2c continue on the same stream.
+//! [`Rewind`](super::Rewind) so TLS, HTTP/1.1 or h2c continue on the same stream.
 //!
 //! This module owns the header only: it never decides what a connection may do after it (the
 //! caps, TLS and the connection driver do), and it never writes to the socket.
 
-mod rewind;
 #[cfg(test)]
 mod tests;
 
@@ -20,9 +19,8 @@ use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::Rewind;
 use crate::ops::metrics::Label;
-
-pub use rewind::Rewind;
 
 /// The v2 signature, the first 12 bytes of every binary header (spec §2.2).
 pub const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";

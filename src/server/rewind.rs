@@ -1,6 +1,6 @@
 //! [`Rewind`]: a stream that first yields bytes already read from it (what followed a PROXY
-//! header in the same read), then reads on from the stream itself. Writes pass straight
-//! through.
+//! header in the same read, or the first bytes read to tell HTTP/1.1 from h2), then reads on
+//! from the stream itself. Writes pass straight through.
 
 use std::io;
 use std::pin::Pin;
@@ -39,6 +39,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if this.prefix.is_empty() {
+                // An emptied `Bytes` still holds its buffer: release it for the connection's life.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
