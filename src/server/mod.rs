@@ -1,9 +1,9 @@
 //! The serving layer: accept loop (backing off on accept errors such as EMFILE), global and
 //! per-IP connection caps ([`per_ip`]), the PROXY protocol header on listeners that expect one
 //! ([`proxy_protocol`]), TLS handshake under a deadline inside the connection task ([`tls`]
-//! holds the rustls side), hyper-util's auto builder serving HTTP/1.1 and h2 on
-//! one listener with explicit h2 settings, each h2 connection's streams run in the connection's
-//! own task (`stream_executor`), the connection driver and its watchdogs
+//! holds the rustls side), hyper's HTTP/1.1 and h2 connections on one listener (ALPN, else the
+//! first bytes, tell which) with explicit h2 settings, each h2 connection's streams run in the
+//! connection's own task (`stream_executor`), the connection driver and its watchdogs
 //! ([`connection`]), and the drain (GOAWAY on h2, close after the current request on
 //! HTTP/1.1, wait under a deadline).
 //!
