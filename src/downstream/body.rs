@@ -18,14 +18,17 @@ use crate::hub::{CloseReason, Next, Subscription};
 
 enum State {
     Live(Subscription),
-    /// Send this last frame, then end.
-    Ending(Bytes),
+    /// Send the farewell frame, then end.
+    Ending,
     Done,
 }
 
-/// The `text/event-stream` body of one subscriber.
+/// The `text/event-stream` body of one subscriber. 96 bytes, inline in each stream's future,
+/// so the frames it sends besides the subscription's (preamble, farewell) are the shared
+/// [`DownstreamFrames`], not copies.
 pub struct EventStreamBody {
-    preamble: Option<Bytes>,
+    /// The preamble is still to be sent.
+    preamble: bool,
     /// Set for streams authorized by an expiring credential: end (after a `retry:` hint) then.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     state: State,
@@ -43,7 +46,7 @@ impl EventStreamBody {
         metrics: Arc<DownstreamMetrics>,
     ) -> Self {
         Self {
-            preamble: Some(frames.preamble.clone()),
+            preamble: true,
             deadline: None,
             state: State::Live(subscription),
             frames,
@@ -57,9 +60,9 @@ impl EventStreamBody {
     /// answer (WHATWG HTML §9.2.3).
     pub fn retry_later(frames: Arc<DownstreamFrames>, metrics: Arc<DownstreamMetrics>) -> Self {
         Self {
-            preamble: Some(frames.preamble.clone()),
+            preamble: true,
             deadline: None,
-            state: State::Ending(frames.farewell.clone()),
+            state: State::Ending,
             frames,
             lag_policy: LagPolicy::Disconnect,
             metrics,
@@ -95,8 +98,8 @@ impl Body for EventStreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        if let Some(preamble) = this.preamble.take() {
-            return Poll::Ready(Some(Ok(Frame::data(preamble))));
+        if std::mem::take(&mut this.preamble) {
+            return Poll::Ready(Some(Ok(Frame::data(this.frames.preamble.clone()))));
         }
         let expired = this
             .deadline
@@ -104,17 +107,14 @@ impl Body for EventStreamBody {
             .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
         if expired && matches!(this.state, State::Live(_)) {
             this.deadline = None;
-            this.state = State::Ending(this.frames.farewell.clone());
+            this.state = State::Ending;
         }
         loop {
             let subscription = match &mut this.state {
                 State::Live(subscription) => subscription,
-                State::Ending(_) => {
-                    let State::Ending(last) = std::mem::replace(&mut this.state, State::Done)
-                    else {
-                        unreachable!("matched Ending above")
-                    };
-                    return Poll::Ready(Some(Ok(Frame::data(last))));
+                State::Ending => {
+                    this.state = State::Done;
+                    return Poll::Ready(Some(Ok(Frame::data(this.frames.farewell.clone()))));
                 }
                 State::Done => return Poll::Ready(None),
             };
@@ -153,7 +153,7 @@ impl Body for EventStreamBody {
                         }
                         LagPolicy::Disconnect => {
                             tracing::debug!(topic = %subscription.topic().key(), "subscriber lagged: ending its stream");
-                            this.state = State::Ending(this.frames.farewell.clone());
+                            this.state = State::Ending;
                             continue;
                         }
                     }
@@ -165,7 +165,7 @@ impl Body for EventStreamBody {
                     continue;
                 }
                 Poll::Ready(Next::Closed(CloseReason::Draining | CloseReason::Retired)) => {
-                    this.state = State::Ending(this.frames.farewell.clone());
+                    this.state = State::Ending;
                     continue;
                 }
             };
@@ -174,6 +174,20 @@ impl Body for EventStreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.preamble.is_none() && matches!(self.state, State::Done)
+        !self.preamble && matches!(self.state, State::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every live stream's future holds its body and subscription inline (hyper's `H2Stream`):
+    /// sizes guarded, the preamble and farewell taken from the shared frames, the rare
+    /// subscription state boxed (100k streams: 7 MB per 72 bytes).
+    #[test]
+    fn a_live_streams_body_stays_small() {
+        assert!(std::mem::size_of::<Subscription>() <= 64);
+        assert!(std::mem::size_of::<EventStreamBody>() <= 96);
     }
 }

@@ -68,22 +68,43 @@ const MIN_STALL: Duration = Duration::from_millis(1);
 
 /// One subscriber's place in a topic: a cursor and a waker slot, nothing per event.
 /// Dropping it detaches the subscriber (and may start the topic's idle grace period).
+/// 64 bytes: every live stream holds one, so what few subscribers need is boxed ([`Detour`]).
 pub struct Subscription {
     topic: Arc<Topic>,
     cursor: u64,
-    /// `wake_generation` at which this subscriber's waker was listed, if any.
-    listed_in: Option<u64>,
+    /// 1 + the `wake_generation` at which this subscriber's waker was listed; 0: never.
+    listed_in: u64,
     heartbeat_seen: u64,
     /// When the previous frame was handed off, if the subscriber has not waited since.
     last_handoff: Option<Instant>,
+    /// A hole to report or a catch-up under way, for the few subscribers that have one.
+    detour: Option<Box<Detour>>,
     /// Position in the drain order: this stream ends once drain progress passes it.
     drain_slot: u16,
+    /// Another relay of the cluster (counted in the topic while attached).
+    peer: bool,
+}
+
+/// What only some subscribers carry, for a while: those resumed from an id the ring lacked,
+/// or skipped ahead after lagging.
+#[derive(Default)]
+struct Detour {
     /// A hole to report before the next event: `Some(last id the client had, if known)`.
     gap: Option<Option<Box<str>>>,
     /// The catch-up this subscriber waits for, then the next of its replayed frames to send.
     catch_up: Option<(Arc<CatchUp>, usize)>,
-    /// Another relay of the cluster (counted in the topic while attached).
-    peer: bool,
+}
+
+impl Detour {
+    /// Takes the hole to report from `slot`, if any (and the detour once it holds nothing).
+    fn take_gap(slot: &mut Option<Box<Self>>) -> Option<Option<Box<str>>> {
+        let detour = slot.as_mut()?;
+        let gap = detour.gap.take();
+        if detour.catch_up.is_none() {
+            *slot = None;
+        }
+        gap
+    }
 }
 
 impl Subscription {
@@ -114,8 +135,8 @@ impl Subscription {
         // into this ring, so nothing is missing.
         if topic.initial_last_event_id() != Some(wanted) {
             match catch_up::start(topic, wanted, head) {
-                Some(catch_up) => subscription.catch_up = Some((catch_up, 0)),
-                None => subscription.gap = Some(Some(wanted.into())),
+                Some(catch_up) => subscription.detour().catch_up = Some((catch_up, 0)),
+                None => subscription.detour().gap = Some(Some(wanted.into())),
             }
         }
         subscription
@@ -125,12 +146,11 @@ impl Subscription {
         Self {
             topic,
             cursor,
-            listed_in: None,
+            listed_in: 0,
             heartbeat_seen,
             last_handoff: None,
+            detour: None,
             drain_slot: rand::random::<u16>(),
-            gap: None,
-            catch_up: None,
             peer: false,
         }
     }
@@ -142,6 +162,16 @@ impl Subscription {
             self.peer = true;
             self.topic.count_peer(true);
         }
+    }
+
+    /// This subscriber's [`Detour`], made if it had none.
+    fn detour(&mut self) -> &mut Detour {
+        self.detour.get_or_insert_with(Box::default)
+    }
+
+    /// The catch-up under way, if any.
+    fn catch_up(&self) -> Option<&(Arc<CatchUp>, usize)> {
+        self.detour.as_ref()?.catch_up.as_ref()
     }
 
     /// The topic subscribed to.
@@ -158,12 +188,11 @@ impl Subscription {
             return Poll::Ready(Next::Frame(delivery));
         }
         let mut state = lock(&self.topic.state);
-        let caught_up = self.catch_up.is_none();
+        let caught_up = self.catch_up().is_none();
         // A catch-up decided after `replayed` looked: its wake-up may be past (it sets the
         // outcome before taking this lock to wake), so look again rather than wait.
         if self
-            .catch_up
-            .as_ref()
+            .catch_up()
             .is_some_and(|(catch_up, _)| catch_up.outcome().is_some())
         {
             drop(state);
@@ -174,7 +203,7 @@ impl Subscription {
         }
         let offset = self.cursor.saturating_sub(state.first_seq) as usize;
         if let Some(entry) = state.entries.get(offset).filter(|_| caught_up) {
-            if let Some(last_event_id) = self.gap.take() {
+            if let Some(last_event_id) = Detour::take_gap(&mut self.detour) {
                 return Poll::Ready(Next::Gap(Gap {
                     last_event_id,
                     next_event_id: entry.id.clone(),
@@ -225,9 +254,9 @@ impl Subscription {
             self.heartbeat_seen = state.heartbeat_generation;
             return Poll::Ready(Next::Heartbeat);
         }
-        if self.listed_in != Some(state.wake_generation) {
+        if self.listed_in != state.wake_generation + 1 {
             state.waiters.push(cx.waker().clone());
-            self.listed_in = Some(state.wake_generation);
+            self.listed_in = state.wake_generation + 1;
         }
         Poll::Pending
     }
@@ -236,7 +265,8 @@ impl Subscription {
     /// batches, then the cursor moves to where it met the ring; once it could not, the cursor
     /// moves to the oldest buffered event with a gap before it.
     fn replayed(&mut self) -> Option<Delivery> {
-        let (catch_up, next) = self.catch_up.as_mut()?;
+        let detour = self.detour.as_mut()?;
+        let (catch_up, next) = detour.catch_up.as_mut()?;
         match catch_up.outcome()? {
             Outcome::Joined {
                 frames,
@@ -268,11 +298,14 @@ impl Subscription {
                 self.cursor = *at;
             }
             Outcome::Gap => {
-                self.gap = Some(Some(catch_up.last_event_id().into()));
+                detour.gap = Some(Some(catch_up.last_event_id().into()));
                 self.cursor = lock(&self.topic.state).first_seq;
             }
         }
-        self.catch_up = None;
+        detour.catch_up = None;
+        if detour.gap.is_none() {
+            self.detour = None;
+        }
         None
     }
 
@@ -287,7 +320,7 @@ impl Subscription {
     /// comes before that event.
     pub fn skip_to_oldest(&mut self) {
         self.cursor = lock(&self.topic.state).first_seq;
-        self.gap = Some(None);
+        self.detour().gap = Some(None);
     }
 }
 
