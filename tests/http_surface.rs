@@ -31,6 +31,26 @@ async fn cors_allows_listed_origins_only() {
         .subscribe("/events/a", &[("origin", "https://evil.example")])
         .await;
     assert!(denied.headers.get("access-control-allow-origin").is_none());
+    // The origin's refusal, answered after the wait for it (the request's `Origin` is all
+    // that waits with the subscriber), is visible to an allowed page too.
+    origin.answer("gone", support::origin::Canned::status(410, "gone"));
+    let refused = send_h2(
+        &mut conn.clone(),
+        Request::get("https://localhost/events/gone").header("origin", "https://app.example"),
+    )
+    .await;
+    assert_eq!(refused.status(), 410);
+    assert_eq!(
+        refused.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let refused = send_h2(
+        &mut conn.clone(),
+        Request::get("https://localhost/events/gone").header("origin", "https://evil.example"),
+    )
+    .await;
+    assert_eq!(refused.status(), 410);
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
 
     let preflight = |origin: &'static str| {
         Request::options("https://localhost/events/a")
