@@ -50,7 +50,10 @@ async fn cors_allows_listed_origins_only() {
     )
     .await;
     assert_eq!(refused.status(), 410);
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 
     let preflight = |origin: &'static str| {
         Request::options("https://localhost/events/a")
