@@ -9,30 +9,33 @@
 //! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE:
 //! requests go to the [`Handler`].
 
+mod state;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::debug;
 
 use super::handler::{Handler, Peer};
-use super::metrics::{CloseCause, ServerMetrics};
+use super::metrics::ServerMetrics;
 use super::rewind::Rewind;
 use super::stream_executor::{StreamExecutor, Streams};
+use state::ConnectionState;
+pub use state::{TrackedBody, TunnelLease};
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -111,10 +114,7 @@ where
         // async block, which would hold it twice (captured and awaited).
         let handling = handler.clone().handle(request, peer);
         Box::pin(handling.map(move |response| {
-            Ok::<_, Infallible>(response.map(|body| TrackedBody {
-                body,
-                _guard: guard,
-            }))
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
         }))
     });
     let limits = builder.limits;
@@ -273,308 +273,5 @@ where
     }
 }
 
-const PENDING: u8 = 0;
-const HTTP1: u8 = 1;
-const H2: u8 = 2;
-
-/// What the service and the watchdogs share about one connection.
-struct ConnectionState {
-    metrics: Arc<ServerMetrics>,
-    /// `PENDING` until the first request, then its protocol.
-    protocol: AtomicU8,
-    open_streams: AtomicUsize,
-    total_streams: AtomicU64,
-    /// [`TunnelLease`]s alive, count.
-    tunnels: AtomicUsize,
-    changed: Notify,
-}
-
-impl ConnectionState {
-    fn new(metrics: Arc<ServerMetrics>) -> Self {
-        metrics.connections_open.pending.inc();
-        Self {
-            metrics,
-            protocol: AtomicU8::new(PENDING),
-            open_streams: AtomicUsize::new(0),
-            total_streams: AtomicU64::new(0),
-            tunnels: AtomicUsize::new(0),
-            changed: Notify::new(),
-        }
-    }
-
-    /// A request arrived: counts the connection by its first request's protocol, and the
-    /// stream until the returned guard (moved into the response body) drops.
-    fn stream_started(self: &Arc<Self>, version: http::Version) -> StreamGuard {
-        let protocol = if version == http::Version::HTTP_2 {
-            H2
-        } else {
-            HTTP1
-        };
-        let first = self
-            .protocol
-            .compare_exchange(PENDING, protocol, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if first {
-            let m = &self.metrics;
-            m.connections_open.pending.dec();
-            if protocol == H2 {
-                m.connections_open.h2.inc();
-                m.connections_accepted.h2.inc();
-            } else {
-                m.connections_open.http1.inc();
-                m.connections_accepted.http1.inc();
-            }
-        }
-        self.open_streams.fetch_add(1, Ordering::AcqRel);
-        self.total_streams.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_waiters();
-        StreamGuard(self.clone())
-    }
-
-    /// Resolves once no [`TunnelLease`] of this connection is alive.
-    async fn tunnels_closed(&self) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.tunnels.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            changed.await;
-        }
-    }
-
-    /// Resolves when a watchdog condition holds.
-    async fn watchdog(&self, limits: ConnectionLimits) -> CloseCause {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.total_streams.load(Ordering::Acquire) >= limits.max_streams_lifetime {
-                return CloseCause::StreamLifetime;
-            }
-            if self.open_streams.load(Ordering::Acquire) > 0 {
-                changed.await;
-                continue;
-            }
-            let (wait, cause) = if self.protocol.load(Ordering::Acquire) == PENDING {
-                (
-                    limits.first_request_timeout,
-                    CloseCause::FirstRequestTimeout,
-                )
-            } else {
-                (limits.idle_timeout, CloseCause::Idle)
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => return cause,
-                _ = changed => {}
-            }
-        }
-    }
-}
-
-impl Drop for ConnectionState {
-    fn drop(&mut self) {
-        let m = &self.metrics;
-        match self.protocol.load(Ordering::Acquire) {
-            PENDING => {
-                m.connections_open.pending.dec();
-                m.connections_accepted.none.inc();
-            }
-            H2 => m.connections_open.h2.dec(),
-            _ => m.connections_open.http1.dec(),
-        }
-    }
-}
-
-/// Counts one open stream of a connection while it lives.
-struct StreamGuard(Arc<ConnectionState>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        if self.0.open_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.changed.notify_waiters();
-        }
-    }
-}
-
-/// Held by whoever runs an HTTP/1.1 upgrade's tunnel (RFC 9110 §7.8) on this connection: in the
-/// extensions of every HTTP/1.1 request with an `Upgrade` header, for the handler to take
-/// (`request.extensions_mut().remove::<TunnelLease>()`). While it lives, the connection stays
-/// open in the metrics, holds its connection-cap slots and keeps the drain waiting for it
-/// (bounded by the drain timeout); dropping it (with the request, when not taken) releases
-/// them.
-pub struct TunnelLease(Arc<ConnectionState>);
-
-impl TunnelLease {
-    fn new(state: Arc<ConnectionState>) -> Self {
-        state.tunnels.fetch_add(1, Ordering::AcqRel);
-        Self(state)
-    }
-}
-
-impl Clone for TunnelLease {
-    fn clone(&self) -> Self {
-        Self::new(self.0.clone())
-    }
-}
-
-impl Drop for TunnelLease {
-    fn drop(&mut self) {
-        if self.0.tunnels.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.changed.notify_waiters();
-        }
-    }
-}
-
-/// A response body that keeps its stream counted until hyper drops it.
-pub struct TrackedBody<B> {
-    body: B,
-    _guard: StreamGuard,
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::super::handler::EmptyAnswer;
-    use super::*;
-    use std::io;
-    use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-
-    /// A stream with 8 KiB of ballast: a future that stores the stream is at least that large.
-    struct Ballast {
-        _ballast: [u8; 8192],
-        inner: DuplexStream,
-    }
-
-    impl AsyncRead for Ballast {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for Ballast {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.inner).poll_write(cx, buf)
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_shutdown(cx)
-        }
-    }
-
-    /// A short HTTP/1.1 request is told at once: the bytes differ from the h2 preface at the
-    /// first one, so nothing waits for 24 bytes that will never come.
-    #[tokio::test]
-    async fn http1_is_told_from_its_first_bytes() {
-        let (mut server, mut client) = tokio::io::duplex(1024);
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let (h2, read) = first_bytes(&mut server).await.unwrap();
-        assert!(!h2);
-        assert_eq!(
-            &read[..],
-            b"GET / HTTP/1.1\r\n\r\n",
-            "what was read is handed on"
-        );
-    }
-
-    /// The h2 preface is told once all 24 bytes are in, however they are split.
-    #[tokio::test]
-    async fn the_h2_preface_is_told_across_reads() {
-        let (mut server, mut client) = tokio::io::duplex(1024);
-        let reading = tokio::spawn(async move { first_bytes(&mut server).await.unwrap() });
-        for part in H2_PREFACE.chunks(5) {
-            tokio::io::AsyncWriteExt::write_all(&mut client, part)
-                .await
-                .unwrap();
-            tokio::task::yield_now().await;
-        }
-        let (h2, read) = reading.await.unwrap();
-        assert!(h2);
-        assert_eq!(&read[..], H2_PREFACE);
-    }
-
-    /// A client that closes mid-preface is an error, not a guess.
-    #[tokio::test]
-    async fn a_stream_ending_before_telling_is_an_error() {
-        let (mut server, mut client) = tokio::io::duplex(1024);
-        tokio::io::AsyncWriteExt::write_all(&mut client, &H2_PREFACE[..10])
-            .await
-            .unwrap();
-        drop(client);
-        let error = first_bytes(&mut server).await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-    }
-
-    /// The stream (for TLS, rustls's whole connection state) is stored once, in the boxed
-    /// connection: the future that drives it holds none of it (an `async fn` would keep it as
-    /// its argument besides).
-    #[tokio::test]
-    async fn the_connection_future_does_not_hold_the_stream() {
-        let (inner, _client) = tokio::io::duplex(64);
-        let io = Ballast {
-            _ballast: [0; 8192],
-            inner,
-        };
-        let builder = ConnectionBuilder {
-            http1: http1::Builder::new(),
-            http2: http2::Builder::new(StreamExecutor),
-            limits: ConnectionLimits {
-                first_request_timeout: Duration::from_secs(10),
-                idle_timeout: Duration::from_secs(10),
-                max_streams_lifetime: 100,
-                close_grace: Duration::from_secs(1),
-            },
-        };
-        let metrics = Arc::new(ServerMetrics::new(&prometheus::Registry::new()).unwrap());
-        let (_drain, drain) = watch::channel(false);
-        let peer = Peer {
-            addr: ([127, 0, 0, 1], 1).into(),
-            tls: false,
-        };
-        let future = serve(
-            io,
-            Alpn::Undecided,
-            peer,
-            EmptyAnswer,
-            &builder,
-            drain,
-            metrics,
-        );
-        let size = std::mem::size_of_val(&future);
-        assert!(size < 4096, "the connection's future is {size} bytes");
-    }
-}
+mod tests;
