@@ -194,9 +194,11 @@ async fn non_subscription_requests_get_clear_statuses() {
     relay.stop().await;
 }
 
-/// The server's first SETTINGS frame on an h2 connection (ALPN `h2`, then the client preface
-/// and an empty SETTINGS frame, RFC 9113 §3.4): its parameters as (identifier, value) pairs.
-async fn advertised_settings(relay: &TestRelay) -> Vec<(u16, u32)> {
+/// What the server says first on an h2 connection (ALPN `h2`, then the client preface and an
+/// empty SETTINGS frame, RFC 9113 §3.4): the parameters of its SETTINGS frame as (identifier,
+/// value) pairs, and the increment of its first WINDOW_UPDATE on stream 0 (the connection
+/// window above the initial 65535, RFC 9113 §6.9.2), read within the server's first ten frames.
+async fn server_preface(relay: &TestRelay) -> (Vec<(u16, u32)>, Option<u32>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
     let mut tls = support::tls_connector(&relay.cert, b"h2")
@@ -209,23 +211,51 @@ async fn advertised_settings(relay: &TestRelay) -> Vec<(u16, u32)> {
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .unwrap();
-    // Frame header (RFC 9113 §4.1): length (24 bits), type, flags, stream id (32 bits).
-    let mut header = [0u8; 9];
-    tls.read_exact(&mut header).await.unwrap();
-    assert_eq!(header[3], 0x4, "the server's first frame is SETTINGS");
-    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
-    let mut payload = vec![0u8; length];
-    tls.read_exact(&mut payload).await.unwrap();
-    // Each parameter: identifier (16 bits), value (32 bits), RFC 9113 §6.5.1.
-    payload
-        .chunks_exact(6)
-        .map(|p| {
-            (
-                u16::from_be_bytes([p[0], p[1]]),
-                u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
-            )
-        })
-        .collect()
+    let mut settings = None;
+    let mut window_increment = None;
+    for _ in 0..10 {
+        // Frame header (RFC 9113 §4.1): length (24 bits), type, flags, stream id (32 bits).
+        let mut header = [0u8; 9];
+        tls.read_exact(&mut header).await.unwrap();
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+        let mut payload = vec![0u8; length];
+        tls.read_exact(&mut payload).await.unwrap();
+        match header[3] {
+            // SETTINGS without ACK; each parameter: identifier (16 bits), value (32 bits),
+            // RFC 9113 §6.5.1.
+            0x4 if header[4] & 0x1 == 0 => {
+                assert!(settings.is_none(), "one SETTINGS frame before our ACK");
+                settings = Some(
+                    payload
+                        .chunks_exact(6)
+                        .map(|p| {
+                            (
+                                u16::from_be_bytes([p[0], p[1]]),
+                                u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            0x8 if stream == 0 && window_increment.is_none() => {
+                window_increment = Some(u32::from_be_bytes([
+                    payload[0] & 0x7f,
+                    payload[1],
+                    payload[2],
+                    payload[3],
+                ]));
+            }
+            _ => {}
+        }
+        if settings.is_some() && window_increment.is_some() {
+            break;
+        }
+    }
+    (
+        settings.expect("the server sends SETTINGS"),
+        window_increment,
+    )
 }
 
 /// SETTINGS_HEADER_TABLE_SIZE (identifier 0x1, RFC 9113 §6.5.2) is 0 by default, so no client
@@ -235,11 +265,46 @@ async fn advertised_settings(relay: &TestRelay) -> Vec<(u16, u32)> {
 async fn the_hpack_table_advertised_is_empty_by_default_and_configurable() {
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, |_| {}).await;
-    let settings = advertised_settings(&relay).await;
+    let (settings, _) = server_preface(&relay).await;
     assert!(settings.contains(&(0x1, 0)), "advertised {settings:?}");
     relay.stop().await;
     let relay = TestRelay::start(&origin, |c| c.server.h2.header_table_size = 4096).await;
-    let settings = advertised_settings(&relay).await;
+    let (settings, _) = server_preface(&relay).await;
     assert!(settings.contains(&(0x1, 4096)), "advertised {settings:?}");
+    relay.stop().await;
+}
+
+/// The flow-control windows and the largest frame we accept are what `[server.h2]` says:
+/// SETTINGS_INITIAL_WINDOW_SIZE (0x4) and SETTINGS_MAX_FRAME_SIZE (0x5) in the SETTINGS frame,
+/// the connection window as a WINDOW_UPDATE on stream 0 above the initial 65535 (RFC 9113
+/// §6.5.2, §6.9.2); 1 MiB windows and 16 KiB frames by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_h2_windows_and_frame_size_advertised_are_the_configured_ones() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
+    let (settings, window_increment) = server_preface(&relay).await;
+    assert!(
+        settings.contains(&(0x4, 1 << 20)),
+        "advertised {settings:?}"
+    );
+    assert!(
+        !settings.iter().any(|&(id, v)| id == 0x5 && v != 16_384),
+        "advertised {settings:?}"
+    );
+    assert_eq!(window_increment, Some((1 << 20) - 65_535));
+    relay.stop().await;
+    let relay = TestRelay::start(&origin, |c| {
+        c.server.h2.initial_stream_window_size = 65_535;
+        c.server.h2.initial_connection_window_size = 4 << 20;
+        c.server.h2.max_frame_size = 32_768;
+    })
+    .await;
+    let (settings, window_increment) = server_preface(&relay).await;
+    assert!(
+        settings.contains(&(0x4, 65_535)) || !settings.iter().any(|&(id, _)| id == 0x4),
+        "advertised {settings:?}"
+    );
+    assert!(settings.contains(&(0x5, 32_768)), "advertised {settings:?}");
+    assert_eq!(window_increment, Some((4 << 20) - 65_535));
     relay.stop().await;
 }

@@ -355,6 +355,29 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
         ));
     }
     let h2 = &s.h2;
+    // RFC 9113 §6.5.2: windows above 2^31-1 are a FLOW_CONTROL_ERROR, frame sizes outside
+    // 2^14..=2^24-1 a PROTOCOL_ERROR.
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    for (key, window) in [
+        (
+            "server.h2.initial_stream_window_size",
+            h2.initial_stream_window_size,
+        ),
+        (
+            "server.h2.initial_connection_window_size",
+            h2.initial_connection_window_size,
+        ),
+    ] {
+        if !(1..=MAX_WINDOW).contains(&window) {
+            return Err(ConfigIssue::new(key, "must be between 1 and 2147483647"));
+        }
+    }
+    if !(16_384..=16_777_215).contains(&h2.max_frame_size) {
+        return Err(ConfigIssue::new(
+            "server.h2.max_frame_size",
+            "must be between 16384 and 16777215",
+        ));
+    }
     Ok(ServerSettings {
         h2: H2Settings {
             max_pending_accept_reset_streams: h2.max_pending_accept_reset_streams,
@@ -365,6 +388,9 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
                 .then(|| ms(h2.keep_alive_interval_ms)),
             keep_alive_timeout: ms(h2.keep_alive_timeout_ms),
             max_send_buf_size: h2.max_send_buf_size,
+            initial_stream_window_size: h2.initial_stream_window_size,
+            initial_connection_window_size: h2.initial_connection_window_size,
+            max_frame_size: h2.max_frame_size,
         },
         max_streams_per_connection: l.max_streams_per_connection,
         tls_handshake_timeout: ms(l.tls_handshake_timeout_ms),

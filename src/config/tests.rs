@@ -78,6 +78,30 @@ fn zero_and_inverted_ranges_are_rejected() {
 }
 
 #[test]
+fn h2_windows_and_frame_size_outside_rfc_9113_are_rejected() {
+    for (text, key) in [
+        (
+            "initial_stream_window_size = 0",
+            "server.h2.initial_stream_window_size",
+        ),
+        (
+            "initial_connection_window_size = 2147483648",
+            "server.h2.initial_connection_window_size",
+        ),
+        ("max_frame_size = 16383", "server.h2.max_frame_size"),
+        ("max_frame_size = 16777216", "server.h2.max_frame_size"),
+    ] {
+        let e = parse(&format!("{ROUTE}[server.h2]\n{text}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{text}");
+    }
+    let c = parse(&format!(
+        "{ROUTE}[server.h2]\ninitial_stream_window_size = 2147483647\nmax_frame_size = 16777215\n"
+    ))
+    .expect("the largest values RFC 9113 allows are valid");
+    assert_eq!(c.server.h2.max_frame_size, 16_777_215);
+}
+
+#[test]
 fn bad_lag_policy_is_named() {
     let e = parse(&format!("{ROUTE}[downstream]\nlag_policy = \"queue\"\n")).unwrap_err();
     assert_eq!(e.key, "downstream.lag_policy");

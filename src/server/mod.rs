@@ -59,6 +59,13 @@ pub struct H2Settings {
     pub keep_alive_timeout: Duration,
     /// Bytes buffered per stream for sending before the body stops being polled.
     pub max_send_buf_size: usize,
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: request-body bytes a client may send on one
+    /// stream before we read them, bytes.
+    pub initial_stream_window_size: u32,
+    /// The connection-level flow-control window we grant (RFC 9113 §6.9.2), bytes.
+    pub initial_connection_window_size: u32,
+    /// SETTINGS_MAX_FRAME_SIZE we advertise: the largest frame payload we accept, bytes.
+    pub max_frame_size: u32,
 }
 
 /// Connection handling settings.
@@ -333,7 +340,10 @@ fn builder(settings: &ServerSettings) -> ConnectionBuilder {
         .header_table_size(h2.header_table_size)
         .keep_alive_interval(h2.keep_alive_interval)
         .keep_alive_timeout(h2.keep_alive_timeout)
-        .max_send_buf_size(h2.max_send_buf_size);
+        .max_send_buf_size(h2.max_send_buf_size)
+        .initial_stream_window_size(h2.initial_stream_window_size)
+        .initial_connection_window_size(h2.initial_connection_window_size)
+        .max_frame_size(h2.max_frame_size);
     ConnectionBuilder {
         http1,
         http2,

@@ -106,6 +106,22 @@ pub struct H2Config {
     pub keep_alive_timeout_ms: u64,
     /// Bytes buffered per stream for sending before the body stops being polled. Default 65536.
     pub max_send_buf_size: usize,
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise (RFC 9113 §6.5.2, §6.9.2): request-body bytes
+    /// a client may send on one stream before the relay reads them, bytes (1..=2^31-1).
+    /// Default 1048576, hyper's: SSE requests carry no body, so the value costs nothing on an
+    /// SSE stream (measured, RESULTS.md "h2 settings"), and a passthrough upload is not slowed
+    /// below window / round-trip (1 MiB per 50 ms is 20 MB/s).
+    pub initial_stream_window_size: u32,
+    /// The connection's flow-control window we grant (RFC 9113 §6.9.2): request-body bytes a
+    /// client may have in flight on all its streams together, so the most of its unread
+    /// uploads the relay can be made to hold per connection, bytes (1..=2^31-1). Default
+    /// 1048576, hyper's, for the same reasons.
+    pub initial_connection_window_size: u32,
+    /// SETTINGS_MAX_FRAME_SIZE we advertise (RFC 9113 §6.5.2): the largest frame payload a
+    /// client may send us, bytes (16384..=16777215). Default 16384, the protocol's initial
+    /// value: a client's frames to an SSE relay are HEADERS, WINDOW_UPDATE and PING, and
+    /// frames we send are sized by the client's own setting.
+    pub max_frame_size: u32,
 }
 
 impl Default for H2Config {
@@ -118,6 +134,9 @@ impl Default for H2Config {
             keep_alive_interval_ms: 20_000,
             keep_alive_timeout_ms: 20_000,
             max_send_buf_size: 64 * 1024,
+            initial_stream_window_size: 1 << 20,
+            initial_connection_window_size: 1 << 20,
+            max_frame_size: 16_384,
         }
     }
 }
