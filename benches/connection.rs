@@ -13,13 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sse_relay::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
 use sse_relay::hub::Hub;
 use sse_relay::server::{
-    ConnectionLimits, H2Settings, Handler, Peer, Server, ServerMetrics, ServerSettings,
+    ConnectionLimits, H2Settings, Handler, Peer, RequestBody, Server, ServerMetrics, ServerSettings,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -43,7 +42,11 @@ impl Handler for Subscribe {
     type Body = EventStreamBody;
     type Error = Infallible;
 
-    async fn handle(self, _request: Request<Incoming>, _peer: Peer) -> Response<EventStreamBody> {
+    async fn handle(
+        self,
+        _request: Request<RequestBody>,
+        _peer: Peer,
+    ) -> Response<EventStreamBody> {
         let subscription = self.hub.subscribe(spec(), None).expect("subscribe");
         Response::new(EventStreamBody::live(
             subscription,

@@ -13,11 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::server::{plain_text, Handler, Peer, Server, ServerMetrics, ServerSettings};
+use crate::server::{
+    plain_text, Handler, Peer, RequestBody, Server, ServerMetrics, ServerSettings,
+};
 use crate::sse::{encode, Event};
 
 /// Replayed ticks at most, count.
@@ -49,7 +51,7 @@ impl Handler for DemoOrigin {
     type Body = BoxBody<Bytes, Infallible>;
     type Error = Infallible;
 
-    async fn handle(self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+    async fn handle(self, request: Request<RequestBody>, _peer: Peer) -> Response<Self::Body> {
         respond(&request, self.started, self.started_wall)
     }
 }
@@ -82,7 +84,7 @@ fn event(topic: &str, tick: u64, started_wall: Duration) -> Event {
 }
 
 fn respond(
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
     started: Instant,
     started_wall: Duration,
 ) -> Response<BoxBody<Bytes, Infallible>> {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::watch;
 use tracing::warn;
@@ -24,7 +24,7 @@ use tracing::warn;
 use crate::cluster::Cluster;
 use crate::downstream::DownstreamMetrics;
 use crate::hub::{Hub, TopicSnapshot};
-use crate::server::{plain_text, Handler, Peer, ServerMetrics};
+use crate::server::{plain_text, Handler, Peer, RequestBody, ServerMetrics};
 use crate::upstream::UpstreamMetrics;
 
 /// The status page, self-contained (no build step, no CDN).
@@ -112,7 +112,7 @@ impl Handler for Admin {
     type Body = BoxBody<Bytes, Infallible>;
     type Error = Infallible;
 
-    async fn handle(self, request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+    async fn handle(self, request: Request<RequestBody>, _peer: Peer) -> Response<Self::Body> {
         self.respond(&request)
     }
 }

@@ -23,11 +23,10 @@ use futures_util::FutureExt;
 use http::header::STRICT_TRANSPORT_SECURITY;
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 
 use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
 use crate::hub::{Hub, Refused, TopicSpec, Verdict};
-use crate::server::{Handler, Peer};
+use crate::server::{Handler, Peer, RequestBody};
 use crate::upstream::{Upstream, HOPS_HEADER};
 use answer::{Rejection, ResponseBody};
 use auth::{AuthRequest, AuthSettings, Authorizer};
@@ -208,7 +207,7 @@ impl Edge {
         }
     }
 
-    async fn route(self, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+    async fn route(self, request: Request<RequestBody>, peer: Peer) -> Response<ResponseBody> {
         let path = request.uri().path();
         if self.inner.router.shadows_sse_path(path) {
             self.inner
@@ -304,7 +303,7 @@ impl Handler for Edge {
     /// anything else goes to the passthrough origin (or gets 404 without one).
     fn handle(
         self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         peer: Peer,
     ) -> impl Future<Output = Response<ResponseBody>> + Send {
         let hsts = self.inner.hsts.clone().filter(|_| peer.tls);

@@ -8,7 +8,6 @@
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
-use hyper::body::Incoming;
 
 use super::answer::{self, plain, Rejection, ResponseBody};
 use super::Edge;
@@ -17,7 +16,7 @@ use std::sync::Arc;
 
 use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::hub::{Refused, Verdict};
-use crate::server::{Handler, Peer};
+use crate::server::{Handler, Peer, RequestBody};
 
 /// Serves other relays on `cluster.peer_listen` (cheap to clone).
 #[derive(Clone)]
@@ -41,7 +40,7 @@ impl PeerEdge {
         }
     }
 
-    async fn subscribe(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
+    async fn subscribe(&self, request: &Request<RequestBody>) -> Response<ResponseBody> {
         let inner = &self.edge.inner;
         let query = request.uri().query().unwrap_or_default();
         let mut key = None;
@@ -93,7 +92,7 @@ impl Handler for PeerEdge {
     type Body = ResponseBody;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    async fn handle(self, request: Request<Incoming>, _peer: Peer) -> Response<ResponseBody> {
+    async fn handle(self, request: Request<RequestBody>, _peer: Peer) -> Response<ResponseBody> {
         let presented = request.headers().get(http::header::AUTHORIZATION);
         if !self.cluster.token().accepts(presented) {
             self.cluster.metrics().peer_refused.inc();

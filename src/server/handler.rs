@@ -9,7 +9,8 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+
+use super::request_body::RequestBody;
 
 /// Who sent a request.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +34,7 @@ pub trait Handler: Clone + Send + Sync + 'static {
     /// origin's first answer) holds one copy of its state, not one per async layer.
     fn handle(
         self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         peer: Peer,
     ) -> impl Future<Output = Response<Self::Body>> + Send;
 }
@@ -63,7 +64,7 @@ impl Handler for EmptyAnswer {
     type Body = http_body_util::Empty<Bytes>;
     type Error = std::convert::Infallible;
 
-    async fn handle(self, _request: Request<Incoming>, _peer: Peer) -> Response<Self::Body> {
+    async fn handle(self, _request: Request<RequestBody>, _peer: Peer) -> Response<Self::Body> {
         Response::new(http_body_util::Empty::new())
     }
 }

@@ -15,6 +15,7 @@ mod handler;
 mod metrics;
 mod per_ip;
 pub mod proxy_protocol;
+mod request_body;
 mod rewind;
 mod stream_executor;
 pub mod tls;
@@ -37,6 +38,7 @@ pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, Ser
 use crate::ops::WarnLimit;
 use per_ip::PerIp;
 use proxy_protocol::ProxyProtocol;
+pub use request_body::RequestBody;
 pub use rewind::Rewind;
 use stream_executor::StreamExecutor;
 

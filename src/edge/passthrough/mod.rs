@@ -23,7 +23,7 @@ use tracing::warn;
 use super::answer::{plain, BoxBody};
 use super::metrics::{EdgeMetrics, Outcome};
 use crate::ops::WarnLimit;
-use crate::server::{Peer, TunnelLease};
+use crate::server::{Peer, RequestBody, TunnelLease};
 use crate::upstream::{http1_client, http_client, HttpClient};
 use headers::{add_forwarding, append_via, header_str, strip_hop_by_hop};
 use websocket::{Tunnels, Upgrade};
@@ -43,9 +43,9 @@ pub struct PassthroughSettings {
 
 /// The passthrough reverse proxy to one origin.
 pub struct Passthrough {
-    client: HttpClient<Incoming>,
+    client: HttpClient<RequestBody>,
     /// HTTP/1.1 only, for WebSocket upgrades (h2 has no `Upgrade`, RFC 9113 §8.2.2).
-    upgrade_client: HttpClient<Incoming>,
+    upgrade_client: HttpClient<RequestBody>,
     tunnels: Tunnels,
     settings: PassthroughSettings,
     metrics: Arc<EdgeMetrics>,
@@ -72,7 +72,11 @@ impl Passthrough {
     /// Forwards one request and streams the answer back; 502 when the origin cannot be
     /// reached, 504 when its response headers do not come within the response timeout (the
     /// body says which). A WebSocket upgrade the origin accepts (101) becomes a tunnel.
-    pub async fn forward(&self, mut request: Request<Incoming>, peer: Peer) -> Response<BoxBody> {
+    pub async fn forward(
+        &self,
+        mut request: Request<RequestBody>,
+        peer: Peer,
+    ) -> Response<BoxBody> {
         let upgrade = Upgrade::take(&mut request);
         let Some(request) = self.origin_request(request, peer, upgrade.is_some()) else {
             return plain(StatusCode::BAD_REQUEST, "bad request target\n");
@@ -122,10 +126,10 @@ impl Passthrough {
     /// request target cannot be put on the origin's URI.
     fn origin_request(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         peer: Peer,
         upgrade: bool,
-    ) -> Option<Request<Incoming>> {
+    ) -> Option<Request<RequestBody>> {
         let (mut parts, body) = request.into_parts();
         parts.extensions.remove::<TunnelLease>();
         let path = parts

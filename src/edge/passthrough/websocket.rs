@@ -46,7 +46,7 @@ pub(super) struct Upgrade {
 
 impl Upgrade {
     /// `Some` when `request` is a WebSocket opening handshake over HTTP/1.1 (RFC 6455 §4.1).
-    pub(super) fn take(request: &mut Request<Incoming>) -> Option<Self> {
+    pub(super) fn take<B>(request: &mut Request<B>) -> Option<Self> {
         if !is_websocket_upgrade(request) {
             return None;
         }

@@ -32,6 +32,7 @@ use tracing::debug;
 
 use super::handler::{Handler, Peer};
 use super::metrics::ServerMetrics;
+use super::request_body::RequestBody;
 use super::rewind::Rewind;
 use super::stream_executor::{StreamExecutor, Streams};
 use state::ConnectionState;
@@ -112,7 +113,7 @@ where
         // larger than the streaming body that outlives it, so an inline future would cost
         // every long-lived SSE stream that much. Made first and mapped, not awaited in an
         // async block, which would hold it twice (captured and awaited).
-        let handling = handler.clone().handle(request, peer);
+        let handling = handler.clone().handle(request.map(RequestBody::from), peer);
         Box::pin(handling.map(move |response| {
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
         }))
