@@ -355,22 +355,22 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
         ));
     }
     let h2 = &s.h2;
-    // RFC 9113 §6.5.2: windows above 2^31-1 are a FLOW_CONTROL_ERROR, frame sizes outside
-    // 2^14..=2^24-1 a PROTOCOL_ERROR.
+    // RFC 9113 §6.5.2 and §6.9.1: a window above 2^31-1 is a FLOW_CONTROL_ERROR, a frame size
+    // outside 2^14..=2^24-1 a PROTOCOL_ERROR. The connection window starts at 65535 and can
+    // only grow (§6.9.2), so a smaller value would not be what a client gets. A stream window
+    // of 0 is legal but would stall every upload: refused here, the project's own rule.
     const MAX_WINDOW: u32 = (1 << 31) - 1;
-    for (key, window) in [
-        (
+    if !(1..=MAX_WINDOW).contains(&h2.initial_stream_window_size) {
+        return Err(ConfigIssue::new(
             "server.h2.initial_stream_window_size",
-            h2.initial_stream_window_size,
-        ),
-        (
+            "must be between 1 and 2147483647",
+        ));
+    }
+    if !(65_535..=MAX_WINDOW).contains(&h2.initial_connection_window_size) {
+        return Err(ConfigIssue::new(
             "server.h2.initial_connection_window_size",
-            h2.initial_connection_window_size,
-        ),
-    ] {
-        if !(1..=MAX_WINDOW).contains(&window) {
-            return Err(ConfigIssue::new(key, "must be between 1 and 2147483647"));
-        }
+            "must be between 65535 (the window every connection starts with, RFC 9113 §6.9.2) and 2147483647",
+        ));
     }
     if !(16_384..=16_777_215).contains(&h2.max_frame_size) {
         return Err(ConfigIssue::new(

@@ -77,12 +77,22 @@ fn zero_and_inverted_ranges_are_rejected() {
     assert_eq!(e.key, "upstream.backoff_max_ms");
 }
 
+/// RFC 9113 §6.5.2 and §6.9.1 bound the windows and the frame size; a connection window
+/// below the 65535 every connection starts with, and a stream window of 0, are refused too.
 #[test]
-fn h2_windows_and_frame_size_outside_rfc_9113_are_rejected() {
+fn h2_windows_and_frame_size_out_of_bounds_are_rejected() {
     for (text, key) in [
         (
             "initial_stream_window_size = 0",
             "server.h2.initial_stream_window_size",
+        ),
+        (
+            "initial_stream_window_size = 2147483648",
+            "server.h2.initial_stream_window_size",
+        ),
+        (
+            "initial_connection_window_size = 65534",
+            "server.h2.initial_connection_window_size",
         ),
         (
             "initial_connection_window_size = 2147483648",
@@ -94,11 +104,17 @@ fn h2_windows_and_frame_size_outside_rfc_9113_are_rejected() {
         let e = parse(&format!("{ROUTE}[server.h2]\n{text}\n")).unwrap_err();
         assert_eq!(e.key, key, "{text}");
     }
-    let c = parse(&format!(
-        "{ROUTE}[server.h2]\ninitial_stream_window_size = 2147483647\nmax_frame_size = 16777215\n"
-    ))
-    .expect("the largest values RFC 9113 allows are valid");
-    assert_eq!(c.server.h2.max_frame_size, 16_777_215);
+    let extremes = format!(
+        "{ROUTE}[server.h2]\ninitial_stream_window_size = 2147483647\n\
+         initial_connection_window_size = 65535\nmax_frame_size = 16777215\n"
+    );
+    let h2 = Settings::parse(&extremes, Path::new("relay.toml"))
+        .expect("the bounds themselves are valid")
+        .server
+        .h2;
+    assert_eq!(h2.initial_stream_window_size, 2_147_483_647);
+    assert_eq!(h2.initial_connection_window_size, 65_535);
+    assert_eq!(h2.max_frame_size, 16_777_215);
 }
 
 #[test]

@@ -31,7 +31,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, field, warn, Instrument};
 
-pub use connection::{Alpn, ConnectionBuilder, ConnectionLimits, TunnelLease};
+pub(crate) use connection::{Alpn, ConnectionBuilder};
+pub use connection::{ConnectionLimits, TunnelLease};
 pub use handler::{plain_text, Handler, Peer};
 pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
 

@@ -112,10 +112,11 @@ pub struct H2Config {
     /// SSE stream (measured, RESULTS.md "h2 settings"), and a passthrough upload is not slowed
     /// below window / round-trip (1 MiB per 50 ms is 20 MB/s).
     pub initial_stream_window_size: u32,
-    /// The connection's flow-control window we grant (RFC 9113 §6.9.2): request-body bytes a
-    /// client may have in flight on all its streams together, so the most of its unread
-    /// uploads the relay can be made to hold per connection, bytes (1..=2^31-1). Default
-    /// 1048576, hyper's, for the same reasons.
+    /// The connection's flow-control window we grant (RFC 9113 §6.9.1, §6.9.2): request-body
+    /// bytes a client may have in flight on all its streams together, so the most of its
+    /// unread uploads the relay can be made to hold per connection, bytes (65535..=2^31-1:
+    /// every connection starts at 65535 and the window can only grow). Default 1048576,
+    /// hyper's, for the same reasons.
     pub initial_connection_window_size: u32,
     /// SETTINGS_MAX_FRAME_SIZE we advertise (RFC 9113 §6.5.2): the largest frame payload a
     /// client may send us, bytes (16384..=16777215). Default 16384, the protocol's initial

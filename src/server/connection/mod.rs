@@ -54,7 +54,7 @@ pub struct ConnectionLimits {
 /// What every connection of a server is made with: hyper's two connection builders and the
 /// watchdogs' limits, configured once per server.
 #[derive(Debug, Clone)]
-pub struct ConnectionBuilder {
+pub(crate) struct ConnectionBuilder {
     /// HTTP/1.1 connections.
     pub http1: http1::Builder,
     /// h2 connections; their streams run in the connection's task ([`StreamExecutor`]).
@@ -65,7 +65,7 @@ pub struct ConnectionBuilder {
 
 /// What TLS said about the protocol (RFC 7301, ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alpn {
+pub(crate) enum Alpn {
     /// `h2` was negotiated: the connection is h2.
     H2,
     /// Anything else (`http/1.1`, no ALPN, or no TLS): the first bytes decide (the h2
@@ -85,7 +85,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// pinning the connection inside the future would keep another copy (with the handshake's box
 /// freed first, `server::handshake`, 3.7 KB less heap per connection: RESULTS.md, issue 13
 /// item 3).
-pub fn serve<'b, IO, H>(
+pub(crate) fn serve<'b, IO, H>(
     io: IO,
     alpn: Alpn,
     peer: Peer,
