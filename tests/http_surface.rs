@@ -222,10 +222,14 @@ async fn read_server_preface(relay: &TestRelay) -> (Vec<(u16, u32)>, Option<u32>
         .unwrap();
     let mut settings = None;
     let mut window_increment = None;
-    for _ in 0..10 {
+    for frame in 0..10 {
         // Frame header (RFC 9113 §4.1): length (24 bits), type, flags, stream id (32 bits).
         let mut header = [0u8; 9];
         tls.read_exact(&mut header).await.unwrap();
+        if frame == 0 {
+            // RFC 9113 §3.4: the server's preface is a SETTINGS frame.
+            assert_eq!(header[3], 0x4, "the server's first frame is SETTINGS");
+        }
         let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
         let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
         let mut payload = vec![0u8; length];
