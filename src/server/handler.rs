@@ -57,7 +57,7 @@ pub fn plain_text<E>(status: StatusCode, text: &str) -> Response<BoxBody<Bytes, 
 /// Answers every request with an empty 200: for the server layer's own tests.
 #[cfg(test)]
 #[derive(Clone)]
-pub(super) struct EmptyAnswer;
+pub(crate) struct EmptyAnswer;
 
 #[cfg(test)]
 impl Handler for EmptyAnswer {

@@ -1,9 +1,10 @@
 //! The serving layer: accept loop (backing off on accept errors such as EMFILE), global and
 //! per-IP connection caps ([`per_ip`]), the PROXY protocol header on listeners that expect one
 //! ([`proxy_protocol`]), TLS handshake under a deadline inside the connection task ([`tls`]
-//! holds the rustls side), hyper's HTTP/1.1 and h2 connections on one listener (ALPN, else the
-//! first bytes, tell which) with explicit h2 settings, each h2 connection's streams run in the
-//! connection's own task (`stream_executor`), the connection driver and its watchdogs
+//! holds the rustls side), HTTP/1.1 (hyper's) and h2 (ours, on the `h2` crate) connections on
+//! one listener (ALPN, else the first bytes, tell which) with explicit h2 settings, each h2
+//! connection's streams run in the connection's own task ([`streams`]), the connection driver
+//! and its watchdogs
 //! ([`connection`]), and the drain (GOAWAY on h2, close after the current request on
 //! HTTP/1.1, wait under a deadline).
 //!
@@ -17,7 +18,7 @@ mod per_ip;
 pub mod proxy_protocol;
 mod request_body;
 mod rewind;
-mod stream_executor;
+mod streams;
 pub mod tls;
 
 use std::future::Future;
@@ -41,7 +42,6 @@ use per_ip::PerIp;
 use proxy_protocol::ProxyProtocol;
 pub use request_body::RequestBody;
 pub use rewind::Rewind;
-use stream_executor::StreamExecutor;
 
 /// HTTP/2 server settings (RFC 9113 §6.5.2), all set explicitly.
 #[derive(Debug, Clone, Copy)]
@@ -333,23 +333,9 @@ fn builder(settings: &ServerSettings) -> ConnectionBuilder {
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(settings.connection.first_request_timeout);
-    let mut http2 = hyper::server::conn::http2::Builder::new(StreamExecutor);
-    http2
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.max_streams_per_connection)
-        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(h2.max_local_error_reset_streams)
-        .max_header_list_size(h2.max_header_list_size)
-        .header_table_size(h2.header_table_size)
-        .keep_alive_interval(h2.keep_alive_interval)
-        .keep_alive_timeout(h2.keep_alive_timeout)
-        .max_send_buf_size(h2.max_send_buf_size)
-        .initial_stream_window_size(h2.initial_stream_window_size)
-        .initial_connection_window_size(h2.initial_connection_window_size)
-        .max_frame_size(h2.max_frame_size);
     ConnectionBuilder {
         http1,
-        http2,
+        http2: connection::Http2Builder::new(h2, settings.max_streams_per_connection),
         limits: settings.connection,
     }
 }

@@ -1,6 +1,6 @@
-//! One downstream connection after TLS: hyper's HTTP/1.1 or h2 connection (ALPN `h2` means h2;
-//! otherwise the first bytes tell, RFC 9113 §3.4), driven together with its watchdogs, since
-//! hyper has no h2 header-read timeout of its own: a deadline for the first request (h2
+//! One downstream connection after TLS: hyper's HTTP/1.1 connection or our h2 one ([`http2`],
+//! on the `h2` crate; ALPN `h2` means h2, otherwise the first bytes tell, RFC 9113 §3.4),
+//! driven together with its watchdogs, since neither has an h2 header-read timeout of its own: a deadline for the first request (h2
 //! preface included), an idle timeout while no stream is open, a lifetime cap on streams
 //! followed by GOAWAY, and the drain signal (GOAWAY, then wait). HTTP/1.1 upgrades (RFC 9110
 //! §7.8) are served: the handler may take a request's [`TunnelLease`], which keeps the
@@ -9,6 +9,7 @@
 //! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE:
 //! requests go to the [`Handler`].
 
+mod http2;
 mod state;
 
 use std::convert::Infallible;
@@ -23,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -34,7 +35,8 @@ use super::handler::{Handler, Peer};
 use super::metrics::ServerMetrics;
 use super::request_body::RequestBody;
 use super::rewind::Rewind;
-use super::stream_executor::{StreamExecutor, Streams};
+pub(crate) use http2::Http2Builder;
+use http2::Http2Connection;
 use state::ConnectionState;
 pub use state::{TrackedBody, TunnelLease};
 
@@ -51,14 +53,14 @@ pub struct ConnectionLimits {
     pub close_grace: Duration,
 }
 
-/// What every connection of a server is made with: hyper's two connection builders and the
-/// watchdogs' limits, configured once per server.
+/// What every connection of a server is made with: hyper's HTTP/1.1 builder, ours for h2 and
+/// the watchdogs' limits, configured once per server.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionBuilder {
     /// HTTP/1.1 connections.
     pub http1: http1::Builder,
-    /// h2 connections; their streams run in the connection's task ([`StreamExecutor`]).
-    pub http2: http2::Builder<StreamExecutor>,
+    /// h2 connections; their streams run in the connection's task.
+    pub http2: Http2Builder,
     /// The watchdogs' limits.
     pub limits: ConnectionLimits,
 }
@@ -100,6 +102,8 @@ where
 {
     let state = Arc::new(ConnectionState::new(metrics.clone()));
     let service_state = state.clone();
+    let connection_state = state.clone();
+    let h2_handler = handler.clone();
     let service = service_fn(move |mut request: http::Request<Incoming>| {
         let guard = service_state.stream_started(request.version());
         if request.version() == http::Version::HTTP_11
@@ -119,14 +123,23 @@ where
         }))
     });
     let limits = builder.limits;
-    // hyper's connection for `io`: h2 when `h2` is set, else HTTP/1.1 (with upgrades).
+    // The connection for `io`: ours on h2 when `h2` is set, else hyper's HTTP/1.1 (with
+    // upgrades).
     let connect = move |io: Rewind<IO>, h2: bool, service| {
-        let io = TokioIo::new(io);
         if h2 {
-            Connection::H2(Box::pin(builder.http2.serve_connection(io, service)))
+            Connection::H2(Box::pin(Http2Connection::new(
+                io,
+                &builder.http2,
+                h2_handler,
+                peer,
+                connection_state,
+            )))
         } else {
             Connection::Http1(Box::pin(
-                builder.http1.serve_connection(io, service).with_upgrades(),
+                builder
+                    .http1
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades(),
             ))
         }
     };
@@ -168,10 +181,8 @@ where
                 connection
             }
         };
-        // The h2 streams run in this task, beside the connection (see `stream_executor`).
-        let mut streams = Streams::default();
         let cause = tokio::select! {
-            result = streams.drive(Pin::new(&mut connection)) => {
+            result = &mut connection => {
                 if let Err(e) = result {
                     debug!(error = %e, "connection ended with an error");
                 }
@@ -187,14 +198,13 @@ where
         match cause {
             None => {
                 // Draining: the server waits for us (under its own deadline).
-                let _ = streams.drive(Pin::new(&mut connection)).await;
+                let _ = (&mut connection).await;
                 state.tunnels_closed().await;
             }
             Some(cause) => {
                 debug!(?cause, "closing the connection");
                 metrics.connections_closed.inc(cause);
-                let closed = streams.drive(Pin::new(&mut connection));
-                let _ = tokio::time::timeout(limits.close_grace, closed).await;
+                let _ = tokio::time::timeout(limits.close_grace, &mut connection).await;
             }
         }
     }
@@ -228,23 +238,22 @@ async fn first_bytes<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<(bool, By
     }
 }
 
-/// hyper's connection, by protocol, boxed (the future driving it stays small).
-enum Connection<IO, S>
+/// The connection, by protocol, boxed (the future driving it stays small).
+enum Connection<IO, S, H>
 where
     S: HttpService<Incoming>,
 {
-    Http1(Pin<Box<http1::UpgradeableConnection<TokioIo<IO>, S>>>),
-    H2(Pin<Box<http2::Connection<TokioIo<IO>, S, StreamExecutor>>>),
+    Http1(Pin<Box<http1::UpgradeableConnection<TokioIo<Rewind<IO>>, S>>>),
+    H2(Pin<Box<Http2Connection<Rewind<IO>, H>>>),
 }
 
-impl<IO, S, B> Connection<IO, S>
+impl<IO, S, B, H> Connection<IO, S, H>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     /// GOAWAY on h2; on HTTP/1.1, close after the current request.
     fn graceful_shutdown(&mut self) {
@@ -255,21 +264,21 @@ where
     }
 }
 
-impl<IO, S, B> Future for Connection<IO, S>
+impl<IO, S, B, H> Future for Connection<IO, S, H>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    H: Handler,
 {
-    type Output = hyper::Result<()>;
+    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Self::Http1(connection) => connection.as_mut().poll(cx),
-            Self::H2(connection) => connection.as_mut().poll(cx),
+            Self::Http1(connection) => connection.as_mut().poll(cx).map_err(Into::into),
+            Self::H2(connection) => connection.as_mut().poll(cx).map_err(Into::into),
         }
     }
 }

@@ -99,7 +99,21 @@ async fn the_connection_future_does_not_hold_the_stream() {
     };
     let builder = ConnectionBuilder {
         http1: http1::Builder::new(),
-        http2: http2::Builder::new(StreamExecutor),
+        http2: Http2Builder::new(
+            &crate::server::H2Settings {
+                max_pending_accept_reset_streams: 20,
+                max_local_error_reset_streams: 1024,
+                max_header_list_size: 16 * 1024,
+                header_table_size: 0,
+                keep_alive_interval: Some(Duration::from_secs(20)),
+                keep_alive_timeout: Duration::from_secs(20),
+                max_send_buf_size: 64 * 1024,
+                initial_stream_window_size: 1 << 20,
+                initial_connection_window_size: 1 << 20,
+                max_frame_size: 16_384,
+            },
+            100,
+        ),
         limits: ConnectionLimits {
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
