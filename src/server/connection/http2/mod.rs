@@ -33,7 +33,7 @@ use crate::server::streams::Streams;
 use crate::server::H2Settings;
 use keep_alive::KeepAlive;
 pub use keep_alive::KeepAliveConfig;
-use stream::H2Stream;
+use stream::Exchange;
 
 /// How every h2 connection of a server is made: h2's builder with the server's settings, and
 /// the keep-alive.
@@ -182,7 +182,7 @@ where
             // The guard counts the stream open until its future ends. The new stream runs its
             // first poll (the handler) in the next round of this loop.
             this.streams
-                .start(H2Stream::new(handling, respond).map(move |()| drop(guard)));
+                .start(Exchange::new(handling, respond).map(move |()| drop(guard)));
         }
     }
 }

@@ -23,7 +23,7 @@ use tracing::debug;
 /// One stream's future: the handler's answer (boxed, so that a long-lived stream does not keep
 /// its size), then the body. Written out rather than as an `async fn`, whose arguments would
 /// stay in the future beside what they were moved into.
-pub(super) struct H2Stream<F, B> {
+pub(super) struct Exchange<F, B> {
     state: State<F, B>,
 }
 
@@ -37,7 +37,7 @@ enum State<F, B> {
     Done,
 }
 
-impl<F, B> H2Stream<F, B> {
+impl<F, B> Exchange<F, B> {
     /// Answers a request with what `handling` (the handler's future) resolves to.
     pub(super) fn new(handling: F, respond: SendResponse<Bytes>) -> Self {
         Self {
@@ -49,7 +49,7 @@ impl<F, B> H2Stream<F, B> {
     }
 }
 
-impl<F, B> Future for H2Stream<F, B>
+impl<F, B> Future for Exchange<F, B>
 where
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + Unpin,
