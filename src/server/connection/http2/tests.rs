@@ -93,3 +93,21 @@ async fn a_client_that_answers_pings_keeps_the_connection() {
     );
     assert!(!client_task.is_finished(), "the client's connection ended");
 }
+
+/// Every response carries `date` (RFC 9110 §6.6.1), as hyper's did: our handlers do not set it.
+#[tokio::test]
+async fn responses_carry_a_date() {
+    let (connection, client) = connection();
+    tokio::spawn(connection);
+    let (mut send, client_connection) = ::h2::client::handshake(client).await.unwrap();
+    tokio::spawn(client_connection);
+    let request = http::Request::get("http://relay.test/").body(()).unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    let date = response.headers().get(http::header::DATE).expect("a date");
+    let date = httpdate::parse_http_date(date.to_str().unwrap()).expect("an HTTP date");
+    let off = std::time::SystemTime::now()
+        .duration_since(date)
+        .unwrap_or_default();
+    assert!(off < Duration::from_secs(5), "date {date:?} is {off:?} old");
+}
