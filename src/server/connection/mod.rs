@@ -1,10 +1,11 @@
 //! One downstream connection after TLS: hyper's HTTP/1.1 connection or our h2 one ([`http2`],
 //! on the `h2` crate; ALPN `h2` means h2, otherwise the first bytes tell, RFC 9113 §3.4),
-//! driven together with its watchdogs, since neither has an h2 header-read timeout of its own: a deadline for the first request (h2
-//! preface included), an idle timeout while no stream is open, a lifetime cap on streams
-//! followed by GOAWAY, and the drain signal (GOAWAY, then wait). HTTP/1.1 upgrades (RFC 9110
-//! §7.8) are served: the handler may take a request's [`TunnelLease`], which keeps the
-//! connection counted (and the drain waiting) while the upgraded tunnel runs.
+//! driven together with its watchdogs, since neither hyper nor h2 bounds the wait for the h2
+//! preface and the first request: a deadline for the first request (h2 preface included), an
+//! idle timeout while no stream is open, a lifetime cap on streams followed by GOAWAY, and
+//! the drain signal (GOAWAY, then wait). HTTP/1.1 upgrades (RFC 9110 §7.8) are served: the
+//! handler may take a request's [`TunnelLease`], which keeps the connection counted (and the
+//! drain waiting) while the upgraded tunnel runs.
 //!
 //! This module owns a connection's lifecycle and its protocol metrics; it knows nothing of SSE:
 //! requests go to the [`Handler`].
