@@ -48,10 +48,15 @@ impl Streams {
         }
     }
 
+    /// Streams running, count.
+    pub fn len(&self) -> usize {
+        self.running.as_ref().map_or(0, FuturesUnordered::len)
+    }
+
     /// No stream is running.
     #[cfg(test)]
     fn is_empty(&self) -> bool {
-        self.running.as_ref().is_none_or(FuturesUnordered::is_empty)
+        self.len() == 0
     }
 }
 

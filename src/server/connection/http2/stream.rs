@@ -10,6 +10,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -25,6 +27,8 @@ use tracing::debug;
 /// stay in the future beside what they were moved into.
 pub(super) struct Exchange<F, B> {
     state: State<F, B>,
+    /// Set whenever this stream hands h2 a frame (shared by the connection's streams).
+    handed: Arc<AtomicBool>,
 }
 
 enum State<F, B> {
@@ -38,13 +42,15 @@ enum State<F, B> {
 }
 
 impl<F, B> Exchange<F, B> {
-    /// Answers a request with what `handling` (the handler's future) resolves to.
-    pub(super) fn new(handling: F, respond: SendResponse<Bytes>) -> Self {
+    /// Answers a request with what `handling` (the handler's future) resolves to, setting
+    /// `handed` whenever it hands h2 a frame.
+    pub(super) fn new(handling: F, respond: SendResponse<Bytes>, handed: Arc<AtomicBool>) -> Self {
         Self {
             state: State::Answering {
                 handling: Box::pin(handling),
                 respond,
             },
+            handed,
         }
     }
 }
@@ -78,7 +84,7 @@ where
                         None => State::Done,
                     };
                 }
-                State::Sending(pump) => return Pin::new(pump).poll(cx),
+                State::Sending(pump) => return pump.poll(cx, &this.handed),
                 State::Done => return Poll::Ready(()),
             }
         }
@@ -126,15 +132,15 @@ struct Pump<B> {
     waiting: Option<Bytes>,
 }
 
-impl<B> Future for Pump<B>
+impl<B> Pump<B>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
+    /// Hands h2 what the body has, as far as the window allows (setting `handed` when it
+    /// hands a frame); `Ready` once the stream is over.
+    fn poll(&mut self, cx: &mut Context<'_>, handed: &AtomicBool) -> Poll<()> {
+        let this = self;
         loop {
             if let Some(data) = this.waiting.take() {
                 while this.send.capacity() == 0 {
@@ -148,6 +154,7 @@ where
                     }
                 }
                 let end = this.body.is_end_stream();
+                handed.store(true, Ordering::Relaxed);
                 if this.send.send_data(data, end).is_err() || end {
                     return Poll::Ready(());
                 }

@@ -3,20 +3,20 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::time::Instant;
 
 use super::*;
 use crate::server::handler::EmptyAnswer;
 use crate::server::metrics::ServerMetrics;
+use bytes::Bytes;
 
 const INTERVAL: Duration = Duration::from_secs(5);
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// An h2 connection with keep-alive every [`INTERVAL`], [`TIMEOUT`] to answer, over one end of
-/// an in-memory stream; the client's end is returned beside it.
-fn connection() -> (Http2Connection<DuplexStream, EmptyAnswer>, DuplexStream) {
-    let (server, client) = tokio::io::duplex(64 * 1024);
+/// An h2 connection with keep-alive every [`INTERVAL`], [`TIMEOUT`] to answer, over `io`,
+/// answered by `handler`.
+fn serving<IO: AsyncRead + AsyncWrite + Unpin, H>(io: IO, handler: H) -> Http2Connection<IO, H> {
     let settings = crate::server::H2Settings {
         max_pending_accept_reset_streams: 20,
         max_local_error_reset_streams: 1024,
@@ -35,9 +35,14 @@ fn connection() -> (Http2Connection<DuplexStream, EmptyAnswer>, DuplexStream) {
         tls: false,
     };
     let state = Arc::new(ConnectionState::new(metrics));
-    let builder = Http2Builder::new(&settings, 100);
-    let connection = Http2Connection::new(server, &builder, EmptyAnswer, peer, state);
-    (connection, client)
+    Http2Connection::new(io, &Http2Builder::new(&settings, 100), handler, peer, state)
+}
+
+/// [`serving`] with empty answers over one end of an in-memory stream; the client's end is
+/// returned beside it.
+fn connection() -> (Http2Connection<DuplexStream, EmptyAnswer>, DuplexStream) {
+    let (server, client) = tokio::io::duplex(64 * 1024);
+    (serving(server, EmptyAnswer), client)
 }
 
 /// The frame types (RFC 9113 §6) in `bytes`, a run of whole frames.
@@ -110,4 +115,138 @@ async fn responses_carry_a_date() {
         .duration_since(date)
         .unwrap_or_default();
     assert!(off < Duration::from_secs(5), "date {date:?} is {off:?} old");
+}
+
+/// Writes to the wrapped stream, counted.
+struct CountedWrites {
+    inner: DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AsyncRead for CountedWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A body of what its channel sends.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|data| data.map(|data| Ok(http_body::Frame::data(data))))
+    }
+}
+
+/// Answers every request with a [`ChannelBody`], whose sender it lists.
+#[derive(Clone, Default)]
+struct ChannelAnswer(Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>);
+
+impl Handler for ChannelAnswer {
+    type Body = ChannelBody;
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        self,
+        _request: http::Request<RequestBody>,
+        _peer: Peer,
+    ) -> http::Response<ChannelBody> {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        self.0.lock().unwrap().push(send);
+        http::Response::new(ChannelBody(receive))
+    }
+}
+
+/// Lets every task woken so far run first: this task wakes itself, so the scheduler queues it
+/// behind them (`tokio::task::yield_now` would wait for the I/O driver instead).
+async fn behind_the_woken() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Streams of one connection woken one by one, as a topic event wakes them from the publishing
+/// thread, go out in one write or a few, not one each: the connection yields while each round
+/// hands h2 more frames (without it, this test sees one write per stream).
+#[tokio::test]
+async fn frames_of_streams_woken_one_by_one_share_a_write() {
+    const STREAMS: usize = 8;
+    let (server, client) = tokio::io::duplex(1 << 20);
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answer = ChannelAnswer::default();
+    let io = CountedWrites {
+        inner: server,
+        writes: writes.clone(),
+    };
+    tokio::spawn(serving(io, answer.clone()));
+    let (mut send, client_connection) = ::h2::client::handshake(client).await.unwrap();
+    tokio::spawn(client_connection);
+    let mut bodies = Vec::new();
+    for _ in 0..STREAMS {
+        let request = http::Request::get("http://relay.test/").body(()).unwrap();
+        let (response, _) = send.send_request(request, true).unwrap();
+        bodies.push(response);
+    }
+    let mut streams = Vec::new();
+    for response in bodies {
+        streams.push(response.await.unwrap().into_body());
+    }
+    let senders = answer.0.lock().unwrap().clone();
+    assert_eq!(senders.len(), STREAMS);
+    let before = writes.load(Ordering::Relaxed);
+    // One frame per stream, each stream woken in turn with a yield between (the connection's
+    // task runs in between, as on the other core); a task of its own, queued like the
+    // connection's (the test's own future is polled apart from the queue).
+    tokio::spawn(async move {
+        for sender in &senders {
+            sender.send(Bytes::from_static(b"data: x\n\n")).unwrap();
+            behind_the_woken().await;
+        }
+    })
+    .await
+    .unwrap();
+    for stream in &mut streams {
+        let data = stream.data().await.expect("a frame").unwrap();
+        assert_eq!(&data[..], b"data: x\n\n");
+    }
+    let used = writes.load(Ordering::Relaxed) - before;
+    assert!(used <= 2, "{used} writes for {STREAMS} streams' frames");
 }
