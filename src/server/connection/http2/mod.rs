@@ -1,8 +1,9 @@
 //! h2 connections served on the `h2` crate directly (RFC 9113): one future per connection
 //! accepts its requests, hands each to the [`Handler`] (the same code as HTTP/1.1's, the body
 //! through [`RequestBody`]) and runs every stream in the connection's own task ([`Streams`]),
-//! so a topic event wakes that one task however many of its streams watch the topic and every
-//! stream's frames go out before one flush. hyper's h2 server would run each stream as a future
+//! so a topic event wakes that one task however many of its streams watch the topic, and the
+//! frames of the streams it wakes go out in one write or a few (the connection yields while its
+//! streams keep handing h2 frames). hyper's h2 server would run each stream as a future
 //! of hyper's own (`H2Stream` → `PipeToSendStream`); this module replaces just that layer and
 //! keeps h2's protocol guards as they are: flow control, the reset-flood limits (CVE-2023-44487,
 //! CVE-2025-8671), header-list and HPACK limits, CONTINUATION limits, and GOAWAY. What hyper
@@ -33,14 +34,14 @@ use crate::server::request_body::RequestBody;
 use crate::server::streams::Streams;
 use crate::server::H2Settings;
 use keep_alive::KeepAlive;
-pub use keep_alive::KeepAliveConfig;
+use keep_alive::KeepAliveConfig;
 use stream::Exchange;
 
 /// Most yields in a row before the frames handed to h2 are written, while each round of the
 /// connection's streams hands h2 more, count. Bounds the delay a frame can get from the
 /// batching (each yield is one trip through the runtime's queue) under a steady trickle of
-/// wake-ups; 16 took 100 × 100 from about 50 writes per connection per event to 2–6 (8: 6,
-/// 32: 2.6; RESULTS.md).
+/// wake-ups. Writes per connection per event at 100 × 100: about 50 without the yields, 6.1
+/// with at most 8, 3.3 with 16, 2.6 with 32 (RESULTS.md).
 const MAX_WRITE_DEFERRALS: u8 = 16;
 
 /// How every h2 connection of a server is made: h2's builder with the server's settings, and
@@ -77,7 +78,7 @@ impl Http2Builder {
 
 /// One h2 connection: the handshake (the client's preface and SETTINGS, ours), then its
 /// streams until the connection ends. Resolves with h2's error when the connection failed (a
-/// protocol error, an I/O error, a keep-alive PING unanswered).
+/// protocol error, an I/O error); a keep-alive PING left unanswered closes it (GOAWAY).
 pub(super) struct Http2Connection<IO, H> {
     phase: Phase<IO>,
     /// GOAWAY was asked for during the handshake: sent as soon as it completes.

@@ -90,6 +90,7 @@ where
         }
     }
 }
+
 /// Sends the head of `response` on `respond` (with h2's rules for it applied): the pump for its
 /// body, or `None` when the head ended the stream (no body) or could not be sent.
 fn answer<B: Body>(respond: &mut SendResponse<Bytes>, response: Response<B>) -> Option<Pump<B>> {
@@ -140,48 +141,47 @@ where
     /// Hands h2 what the body has, as far as the window allows (setting `handed` when it
     /// hands a frame); `Ready` once the stream is over.
     fn poll(&mut self, cx: &mut Context<'_>, handed: &AtomicBool) -> Poll<()> {
-        let this = self;
         loop {
-            if let Some(data) = this.waiting.take() {
-                while this.send.capacity() == 0 {
-                    match this.send.poll_capacity(cx) {
+            if let Some(data) = self.waiting.take() {
+                while self.send.capacity() == 0 {
+                    match self.send.poll_capacity(cx) {
                         Poll::Pending => {
-                            this.waiting = Some(data);
-                            return reset_or_pending(&mut this.send, cx);
+                            self.waiting = Some(data);
+                            return reset_or_pending(&mut self.send, cx);
                         }
                         Poll::Ready(Some(Ok(_))) => {}
                         Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
                     }
                 }
-                let end = this.body.is_end_stream();
+                let end = self.body.is_end_stream();
                 handed.store(true, Ordering::Relaxed);
-                if this.send.send_data(data, end).is_err() || end {
+                if self.send.send_data(data, end).is_err() || end {
                     return Poll::Ready(());
                 }
             }
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Pending => return reset_or_pending(&mut this.send, cx),
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return reset_or_pending(&mut self.send, cx),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if data.is_empty() => {}
                     Ok(data) => {
-                        this.send.reserve_capacity(1);
-                        this.waiting = Some(data);
+                        self.send.reserve_capacity(1);
+                        self.waiting = Some(data);
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
-                            this.send.reserve_capacity(0);
-                            let _ = this.send.send_trailers(trailers);
+                            self.send.reserve_capacity(0);
+                            let _ = self.send.send_trailers(trailers);
                             return Poll::Ready(());
                         }
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {
                     debug!(error = %e.into(), "response body failed: resetting its h2 stream");
-                    this.send.send_reset(Reason::INTERNAL_ERROR);
+                    self.send.send_reset(Reason::INTERNAL_ERROR);
                     return Poll::Ready(());
                 }
                 Poll::Ready(None) => {
-                    let _ = this.send.send_data(Bytes::new(), true);
+                    let _ = self.send.send_data(Bytes::new(), true);
                     return Poll::Ready(());
                 }
             }
