@@ -214,12 +214,17 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
     for name in &CONNECTION_SPECIFIC {
         headers.remove(name);
     }
-    if let Some(connection) = headers.remove(header::CONNECTION) {
-        if let Ok(names) = connection.to_str() {
-            for name in names.split(',') {
-                headers.remove(name.trim());
-            }
-        }
+    // Every `connection` line names fields, not only the first (RFC 9110 §5.3).
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_owned())
+        .collect();
+    headers.remove(header::CONNECTION);
+    for name in named {
+        headers.remove(name.as_str());
     }
 }
 
@@ -238,7 +243,9 @@ mod tests {
     fn connection_specific_fields_are_removed_with_those_connection_names() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("x-hop, close"));
+        headers.append(header::CONNECTION, HeaderValue::from_static("x-second"));
         headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("x-second", HeaderValue::from_static("2"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(
             header::TRANSFER_ENCODING,
