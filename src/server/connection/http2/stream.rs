@@ -164,6 +164,9 @@ where
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if data.is_empty() => {}
                     Ok(data) => {
+                        if forget_waker(&mut self.send).is_ready() {
+                            return Poll::Ready(());
+                        }
                         self.send.reserve_capacity(1);
                         self.waiting = Some(data);
                     }
@@ -192,6 +195,27 @@ where
 /// `Pending`, with the stream's reset watched too; `Ready` when the client reset it.
 fn reset_or_pending(send: &mut SendStream<Bytes>, cx: &mut Context<'_>) -> Poll<()> {
     match send.poll_reset(cx) {
+        Poll::Ready(reason) => {
+            debug!(?reason, "h2 stream reset by the client");
+            Poll::Ready(())
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Replaces the waker h2 keeps for this stream's send side (stored by the last
+/// [`reset_or_pending`] or `poll_capacity`) with one that does nothing; `Ready` when the client
+/// reset the stream meanwhile.
+///
+/// h2 wakes that waker whenever it assigns the stream capacity, also from inside this stream's
+/// own `reserve_capacity` call, while the stream is being polled: every frame would then poll
+/// the stream a second time for nothing (its body is Pending again), a trip through the
+/// connection's ready queue, the body, the topic's lock and h2's. Nothing else can touch the
+/// stream meanwhile (h2's streams and connection are all polled in this one task), and every
+/// `Pending` this pump returns registers the real waker again first, so no wake-up is lost.
+fn forget_waker(send: &mut SendStream<Bytes>) -> Poll<()> {
+    let mut noop = Context::from_waker(std::task::Waker::noop());
+    match send.poll_reset(&mut noop) {
         Poll::Ready(reason) => {
             debug!(?reason, "h2 stream reset by the client");
             Poll::Ready(())

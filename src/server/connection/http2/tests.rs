@@ -152,8 +152,11 @@ impl AsyncWrite for CountedWrites {
     }
 }
 
-/// A body of what its channel sends.
-struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+/// A body of what its channel sends, counting the times it is polled.
+struct ChannelBody {
+    frames: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    polls: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -163,15 +166,20 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.frames
             .poll_recv(cx)
             .map(|data| data.map(|data| Ok(http_body::Frame::data(data))))
     }
 }
 
-/// Answers every request with a [`ChannelBody`], whose sender it lists.
+/// Answers every request with a [`ChannelBody`], whose sender it lists; all bodies count their
+/// polls in `polls`.
 #[derive(Clone, Default)]
-struct ChannelAnswer(Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>);
+struct ChannelAnswer {
+    senders: Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+    polls: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl Handler for ChannelAnswer {
     type Body = ChannelBody;
@@ -182,9 +190,12 @@ impl Handler for ChannelAnswer {
         _request: http::Request<RequestBody>,
         _peer: Peer,
     ) -> http::Response<ChannelBody> {
-        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
-        self.0.lock().unwrap().push(send);
-        http::Response::new(ChannelBody(receive))
+        let (send, frames) = tokio::sync::mpsc::unbounded_channel();
+        self.senders.lock().unwrap().push(send);
+        http::Response::new(ChannelBody {
+            frames,
+            polls: self.polls.clone(),
+        })
     }
 }
 
@@ -229,7 +240,7 @@ async fn frames_of_streams_woken_one_by_one_share_a_write() {
     for response in bodies {
         streams.push(response.await.unwrap().into_body());
     }
-    let senders = answer.0.lock().unwrap().clone();
+    let senders = answer.senders.lock().unwrap().clone();
     assert_eq!(senders.len(), STREAMS);
     let before = writes.load(Ordering::Relaxed);
     // One frame per stream, each stream woken in turn with a yield between (the connection's
@@ -249,4 +260,33 @@ async fn frames_of_streams_woken_one_by_one_share_a_write() {
     }
     let used = writes.load(Ordering::Relaxed) - before;
     assert!(used <= 2, "{used} writes for {STREAMS} streams' frames");
+}
+
+/// A frame costs its stream one poll: the body hands it over, then says Pending, twice polled
+/// in all. h2 wakes the stream's stored waker when the frame's `reserve_capacity` assigns it
+/// capacity, during that very poll; without [`stream`]'s `forget_waker` that wake polls the
+/// stream once more for nothing (three body polls per frame).
+#[tokio::test]
+async fn a_frame_polls_its_stream_once() {
+    const FRAMES: usize = 10;
+    let (server, client) = tokio::io::duplex(1 << 20);
+    let answer = ChannelAnswer::default();
+    tokio::spawn(serving(server, answer.clone()));
+    let (mut send, client_connection) = ::h2::client::handshake(client).await.unwrap();
+    tokio::spawn(client_connection);
+    let request = http::Request::get("http://relay.test/").body(()).unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let sender = answer.senders.lock().unwrap()[0].clone();
+    let before = answer.polls.load(Ordering::Relaxed);
+    for _ in 0..FRAMES {
+        sender.send(Bytes::from_static(b"data: x\n\n")).unwrap();
+        let data = body.data().await.expect("a frame").unwrap();
+        assert_eq!(&data[..], b"data: x\n\n");
+    }
+    let polls = answer.polls.load(Ordering::Relaxed) - before;
+    assert!(
+        polls <= 2 * FRAMES + 1,
+        "{polls} body polls for {FRAMES} frames"
+    );
 }
