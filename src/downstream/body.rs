@@ -126,7 +126,7 @@ impl Body for EventStreamBody {
                     metrics.bytes_delivered.inc_by(delivery.frame.len() as u64);
                     metrics
                         .fanout_latency
-                        .observe(delivery.received_at.elapsed().as_secs_f64());
+                        .observe((delivery.handed_at - delivery.received_at).as_secs_f64());
                     metrics.subscriber_lag.observe(delivery.behind as f64);
                     if let Some(stall) = delivery.stalled_for {
                         metrics.subscriber_stall.observe(stall.as_secs_f64());

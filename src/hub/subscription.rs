@@ -47,6 +47,9 @@ pub struct Delivery {
     /// Set when the subscriber was not polled for a while although this event was waiting (the
     /// client's flow-control window was closed): how long, from the previous hand-off.
     pub stalled_for: Option<Duration>,
+    /// When this batch was handed over: the clock is read once per hand-off, for the stall
+    /// above and for the fan-out latency (`handed_at - received_at`).
+    pub handed_at: Instant,
 }
 
 /// Where a subscriber's stream has a hole, as far as the relay knows it.
@@ -244,6 +247,7 @@ impl Subscription {
                 received_at,
                 behind,
                 stalled_for,
+                handed_at: now,
             }));
         }
         self.last_handoff = None;
@@ -286,13 +290,15 @@ impl Subscription {
                         }
                     };
                     *next += events;
-                    self.last_handoff = Some(Instant::now());
+                    let now = Instant::now();
+                    self.last_handoff = Some(now);
                     return Some(Delivery {
                         frame,
                         events: events as u64,
                         received_at: *ready_at,
                         behind: (rest.len() - events) as u64,
                         stalled_for: None,
+                        handed_at: now,
                     });
                 }
                 self.cursor = *at;
