@@ -1,7 +1,8 @@
 //! The streams of one h2 connection, run in the connection's own task: a topic event wakes
 //! that one task however many of its streams watch the topic, every ready stream hands h2 its
-//! frames, and then the connection is polled once, which writes them all before one flush
-//! (with a task per stream, each delivery would cost a wake-up and poll of the stream's task,
+//! frames, and the connection then writes them together, in one write or a few (it yields
+//! while its streams keep handing frames: [`super::connection`]'s h2 module) (with a task per
+//! stream, each delivery would cost a wake-up and poll of the stream's task,
 //! then another of the connection's task, and the two would contend for h2's connection lock
 //! from both worker threads: RESULTS.md, issue 13 item 2).
 //!

@@ -214,14 +214,7 @@ fn reset_or_pending(send: &mut SendStream<Bytes>, cx: &mut Context<'_>) -> Poll<
 /// stream meanwhile (h2's streams and connection are all polled in this one task), and every
 /// `Pending` this pump returns registers the real waker again first, so no wake-up is lost.
 fn forget_waker(send: &mut SendStream<Bytes>) -> Poll<()> {
-    let mut noop = Context::from_waker(std::task::Waker::noop());
-    match send.poll_reset(&mut noop) {
-        Poll::Ready(reason) => {
-            debug!(?reason, "h2 stream reset by the client");
-            Poll::Ready(())
-        }
-        Poll::Pending => Poll::Pending,
-    }
+    reset_or_pending(send, &mut Context::from_waker(std::task::Waker::noop()))
 }
 
 /// Connection-specific header fields are malformed in h2 (RFC 9113 §8.2.2): removes them from a
