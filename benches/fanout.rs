@@ -54,7 +54,7 @@ use crate::scenarios::{Bench, Record, Scenario, Sizes, TargetKind};
     about = "Fan-out benchmark: sse-relay vs nginx + nchan, same client, same publisher (issue 4)"
 )]
 struct Args {
-    /// Smaller sizes for a smoke run (under 3 minutes); the default is the full run (5–6 min of scenarios on 2 cores).
+    /// Smaller sizes for a smoke run (under 3 minutes); the default is the full run (about 9 min of scenarios on 2 cores).
     #[arg(long)]
     quick: bool,
     /// Scenarios to run (comma-separated); default: all.
