@@ -1,10 +1,10 @@
 //! The streams of one h2 connection, run in the connection's own task: a topic event wakes
 //! that one task however many of its streams watch the topic, every ready stream hands h2 its
 //! frames, and the connection then writes them together, in one write or a few (it yields
-//! while its streams keep handing frames: [`super::connection`]'s h2 module) (with a task per
-//! stream, each delivery would cost a wake-up and poll of the stream's task,
-//! then another of the connection's task, and the two would contend for h2's connection lock
-//! from both worker threads: RESULTS.md, issue 13 item 2).
+//! while its streams keep handing frames: [`super::connection`]'s h2 module). With a task per
+//! stream, each delivery would cost a wake-up and poll of the stream's task, then another of
+//! the connection's task, and the two would contend for h2's connection lock from both worker
+//! threads (RESULTS.md, issue 13 item 2).
 //!
 //! This module owns only where the stream futures run. A panic while a stream's future is
 //! polled ends that stream only, as it would in a task of its own (one while it is dropped is
