@@ -7,10 +7,12 @@
 //!
 //! The hub knows nothing of HTTP beyond the origin's final answer it passes on ([`verdict`]):
 //! a topic's upstream is a future handed in with its [`TopicSpec`], and it never blocks the
-//! upstream on a subscriber (DESIGN.md invariant 1).
+//! upstream on a subscriber (docs/architecture.md, invariant 4).
 
 mod catch_up;
+mod lock;
 mod metrics;
+mod presence;
 mod registry;
 mod ring;
 mod subscription;
@@ -30,8 +32,9 @@ pub use catch_up::{CatchUp, CatchUpSettings, Replay};
 pub use metrics::{CatchUpOutcome, HubMetrics, DEFAULT_MAX_TOPIC_LABELS};
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
-pub use subscription::{Delivery, Gap, Next, Subscription, BATCH_BYTES};
-pub use topic::{CloseReason, RingLimits, Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
+pub use ring::{CloseReason, RingLimits, BATCH_BYTES};
+pub use subscription::{Delivery, Gap, Next, Subscription};
+pub use topic::{Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
 pub use verdict::{OriginAnswer, Verdict};
 
 /// Settings of the hub.
@@ -179,7 +182,7 @@ impl Hub {
 
     /// Opens the topic of `spec` now and keeps it open, with or without subscribers, until the
     /// origin closes it (204) or the relay drains: `topics.always_on`, so its replay buffer
-    /// fills before the first client comes (DESIGN.md invariant 1).
+    /// fills before the first client comes (docs/architecture.md, invariant 1).
     ///
     /// # Errors
     /// [`Refused::Draining`] or [`Refused::TooManyTopics`], as for [`Hub::subscribe`].

@@ -13,8 +13,9 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::catch_up::CatchUpPool;
+use super::lock::lock;
 use super::metrics::HubMetrics;
-use super::topic::{lock, NewTopic, Topic};
+use super::topic::{HubShare, NewTopic, Topic};
 use super::verdict::OriginAnswer;
 use super::{HubSettings, Refused, TopicSpec, UpstreamEnd};
 
@@ -100,11 +101,13 @@ impl Registry {
                 };
                 let topic = Arc::new(Topic::new(
                     new,
-                    self.settings.ring,
-                    gauge,
-                    self.drain_progress.clone(),
-                    self.metrics.clone(),
-                    &self.catch_up_pool,
+                    HubShare {
+                        limits: self.settings.ring,
+                        subscribers_gauge: gauge,
+                        drain_progress: &self.drain_progress,
+                        metrics: &self.metrics,
+                        catch_up_pool: &self.catch_up_pool,
+                    },
                 ));
                 topics.insert(spec.key, topic.clone());
                 self.metrics.topics.inc();
@@ -114,8 +117,8 @@ impl Registry {
             }
         };
         match attach {
-            Attach::Subscriber => topic.add_subscriber(),
-            Attach::Pin => topic.pin(),
+            Attach::Subscriber => topic.presence().add(),
+            Attach::Pin => topic.presence().pin(),
         }
         Ok((topic, follow))
     }
@@ -141,7 +144,7 @@ impl Registry {
     /// topic alive or creates a fresh one.
     pub fn retire_if_unused(&self, topic: &Topic) -> bool {
         let mut topics = lock(&self.topics);
-        if topic.subscriber_count() > 0 || topic.is_pinned() {
+        if topic.subscriber_count() > 0 || topic.presence().is_pinned() {
             return false;
         }
         self.unregister_locked(&mut topics, topic);

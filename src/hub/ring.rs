@@ -1,17 +1,37 @@
-//! A topic's replay ring: its buffered events (each encoded once, shared as [`Bytes`]) with
-//! their sequence numbers, the bounds that evict them (events, bytes, age), and the list of
-//! subscribers' wakers that the topic's one lock guards with them. It knows nothing of
-//! subscribers' cursors, the upstream or HTTP; [`super::topic`] publishes into it.
+//! A topic's replay ring, behind its one lock: the buffered events (each encoded once, shared
+//! as [`Bytes`]) with their sequence numbers, the bounds that evict them (events, bytes, age),
+//! the byte accounting of the hub-wide buffer gauge, the heartbeat generation, the close, and
+//! the list of wakers of the subscribers waiting on it. Every rule of the ring is kept here, by
+//! its methods: callers hold a [`Cursor`] and never the lock.
+//!
+//! It knows nothing of subscribers beyond their cursors, nothing of the upstream or HTTP, and
+//! never waits for a subscriber: publishing appends, evicts and wakes (docs/architecture.md,
+//! invariants 2–4).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::task::Waker;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
-use super::topic::CloseReason;
+use super::lock::lock;
+
+/// Why a topic ended its subscribers' streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The origin answered 204 No Content: the topic is over (streams end without a hint).
+    OriginClosed,
+    /// The origin refused the topic (e.g. 404, or no event stream): streams end without a
+    /// hint, and the reconnecting clients get the origin's answer.
+    OriginRefused,
+    /// The relay is draining (streams end after a `retry:` hint, to reconnect elsewhere).
+    Draining,
+    /// The last subscriber left and the idle grace passed (no stream is left to end).
+    Retired,
+}
 
 /// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
 #[derive(Debug, Clone, Copy)]
@@ -24,59 +44,395 @@ pub struct RingLimits {
     pub max_age: Duration,
 }
 
-/// One buffered event.
-pub(super) struct Entry {
-    /// The event's own `id:` field, if it had one.
-    pub id: Option<Arc<str>>,
-    /// Its encoded frame, shared by every subscriber.
-    pub frame: Bytes,
-    /// When it arrived from upstream.
-    pub at: Instant,
+/// Largest batch of waiting events handed over in one piece, bytes (a single larger event is
+/// handed over alone). One h2 DATA frame's default maximum size (RFC 9113 §6.5.2).
+pub const BATCH_BYTES: usize = 16_384;
+
+/// A topic's replay ring and its waiting subscribers' wakers, under one lock.
+pub(super) struct Ring {
+    state: Mutex<RingState>,
+    /// Bytes in every ring of the relay (`sse_relay_buffered_bytes`): this ring adds and
+    /// subtracts its own.
+    buffered_bytes: IntGauge,
+    /// Events dropped as the overlap of a new source (see [`Ring::expect_overlap`]).
+    duplicates_dropped: IntCounter,
 }
 
-/// A topic's ring and its subscribers' wake-up list (under the topic's one lock).
-pub(super) struct RingState {
-    pub entries: VecDeque<Entry>,
+/// One buffered event.
+struct Entry {
+    /// The event's own `id:` field, if it had one.
+    id: Option<Arc<str>>,
+    /// Its encoded frame, shared by every subscriber.
+    frame: Bytes,
+    /// When it arrived from upstream.
+    at: Instant,
+}
+
+struct RingState {
+    entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]`; the next event gets `first_seq + entries.len()`.
-    pub first_seq: u64,
-    pub bytes: usize,
-    pub limits: RingLimits,
-    pub waiters: Vec<Waker>,
-    /// Bumped each time `waiters` is drained, so a subscriber knows whether it is listed.
-    pub wake_generation: u64,
-    pub heartbeat_generation: u64,
-    pub closed: Option<CloseReason>,
-    pub received: u64,
+    first_seq: u64,
+    /// Encoded bytes of `entries`.
+    bytes: usize,
+    limits: RingLimits,
+    waiters: Vec<Waker>,
+    /// Bumped each time `waiters` is drained, so a listener knows whether it is listed.
+    wake_generation: u64,
+    /// Bumped by each heartbeat tick.
+    heartbeat_generation: u64,
+    closed: Option<CloseReason>,
+    /// Events appended since the topic opened, count.
+    received: u64,
     /// Set when the upstream moved to another source: until an event the ring does not hold
     /// arrives, events it holds already are the new source's overlap and are dropped.
-    pub overlap: bool,
+    overlap: bool,
 }
 
-impl RingState {
-    /// An empty ring bounded by `limits`.
-    pub fn new(limits: RingLimits) -> Self {
+/// Whether a task's waker is listed for the ring's next wake-up: the wake generation it was
+/// listed in, plus one (0: never listed). 8 bytes, as every live subscriber holds one.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Listing(u64);
+
+/// A reader's place in the ring: the next sequence number it reads, whether it is listed for
+/// the next wake-up, and the heartbeat generation it has answered.
+#[derive(Debug)]
+pub(super) struct Cursor {
+    seq: u64,
+    listing: Listing,
+    heartbeat_seen: u64,
+}
+
+/// Where [`Ring::place`] put a new cursor.
+pub(super) enum Placed {
+    /// At the live head: no `Last-Event-ID` was given.
+    Head,
+    /// Right after the event with the given id, which the ring holds.
+    After,
+    /// The ring does not hold the given id: at the oldest buffered event; `head` is the
+    /// sequence number the next event will get.
+    Missing { head: u64 },
+}
+
+/// What a reader wants from [`Ring::poll_read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    /// The next batch of events.
+    Events,
+    /// Only the next event's id, leaving the event in place (a gap signal goes first).
+    NextId,
+    /// No events (a catch-up is under way): only the close, heartbeats or a wake-up.
+    Nothing,
+}
+
+/// What [`Ring::poll_read`] found.
+pub(super) enum Read {
+    /// Events from the cursor on (the cursor moved past them).
+    Batch(Batch),
+    /// The id of the next event, which stays unread ([`Want::NextId`]).
+    NextId(Option<Arc<str>>),
+    /// The cursor fell out of the ring: events were evicted before it read them.
+    Lagged,
+    /// The topic is closed and the cursor has read everything.
+    Closed(CloseReason),
+    /// Nothing to read, and a heartbeat tick passed since the reader last got anything.
+    Heartbeat,
+}
+
+/// Events handed to one reader in one piece.
+pub(super) struct Batch {
+    /// Their frames.
+    pub frames: Frames,
+    /// When the first of them arrived from upstream.
+    pub first_at: Instant,
+    /// Events still ahead of the batch for this reader, count.
+    pub behind: u64,
+}
+
+/// The frames of a batch: one event's shared frame, or several to join after unlocking.
+pub(super) enum Frames {
+    /// A single event's frame, the topic's shared one.
+    One(Bytes),
+    /// Several frames and their total size, bytes.
+    Many(Vec<Bytes>, usize),
+}
+
+/// A point-in-time view of a ring, for `/topics`.
+pub(super) struct RingFigures {
+    /// Buffered events, count.
+    pub events: usize,
+    /// Buffered bytes.
+    pub bytes: usize,
+    /// Events received since the topic opened, count.
+    pub received: u64,
+    /// The id of the newest buffered event that carried one.
+    pub last_event_id: Option<String>,
+}
+
+impl Frames {
+    /// The leading frames of `waiting` that fit one batch of at most [`BATCH_BYTES`] (at
+    /// least one), and how many they are; `None` when nothing waits.
+    pub fn first_batch<'a, I>(waiting: I) -> Option<(Self, usize)>
+    where
+        I: Iterator<Item = &'a Bytes> + Clone,
+    {
+        let (mut events, mut bytes) = (0, 0);
+        for size in waiting.clone().map(Bytes::len) {
+            if events > 0 && bytes + size > BATCH_BYTES {
+                break;
+            }
+            events += 1;
+            bytes += size;
+        }
+        let mut frames = waiting.take(events).cloned();
+        let batch = match events {
+            0 => return None,
+            1 => Self::One(frames.next()?),
+            _ => Self::Many(frames.collect(), bytes),
+        };
+        Some((batch, events))
+    }
+
+    /// The frames as one buffer: the shared frame itself, or the frames joined (one copy).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Self::One(frame) => frame,
+            Self::Many(frames, bytes) => {
+                let mut joined = bytes::BytesMut::with_capacity(bytes);
+                frames.iter().for_each(|f| joined.extend_from_slice(f));
+                joined.freeze()
+            }
+        }
+    }
+}
+
+impl Ring {
+    /// An empty ring bounded by `limits`, accounting its bytes in `buffered_bytes` and its
+    /// dropped overlap in `duplicates_dropped`.
+    pub fn new(
+        limits: RingLimits,
+        buffered_bytes: IntGauge,
+        duplicates_dropped: IntCounter,
+    ) -> Self {
         Self {
-            entries: VecDeque::new(),
-            first_seq: 0,
-            bytes: 0,
-            limits,
-            waiters: Vec::new(),
-            wake_generation: 0,
-            heartbeat_generation: 0,
-            closed: None,
-            received: 0,
-            overlap: false,
+            state: Mutex::new(RingState {
+                entries: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                limits,
+                waiters: Vec::new(),
+                wake_generation: 0,
+                heartbeat_generation: 0,
+                closed: None,
+                received: 0,
+                overlap: false,
+            }),
+            buffered_bytes,
+            duplicates_dropped,
         }
     }
 
+    /// Appends an encoded event (`id`: its own `id:` field), evicts what exceeds the bounds and
+    /// wakes every waiting reader. Nothing is appended once the ring is closed, nor an event of
+    /// a new source's overlap (see [`Ring::expect_overlap`]). Never waits for a reader.
+    pub fn publish(&self, id: Option<&str>, frame: Bytes) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            if state.closed.is_some() {
+                return;
+            }
+            if state.overlap {
+                if id.is_some_and(|id| state.holds(id, &frame)) {
+                    self.duplicates_dropped.inc();
+                    return;
+                }
+                state.overlap = false;
+            }
+            let now = Instant::now();
+            let added = frame.len();
+            state.bytes += added;
+            state.received += 1;
+            state.entries.push_back(Entry {
+                id: id.map(Arc::from),
+                frame,
+                at: now,
+            });
+            let evicted = state.evict(now);
+            self.buffered_bytes.add(added as i64 - evicted as i64);
+            state.take_waiters()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Until the first event the ring does not hold (or one without an id), drops each event
+    /// it holds already: the same id with the same encoded bytes (an event that reuses an id
+    /// with other data is new, passes and ends the guard).
+    pub fn expect_overlap(&self) {
+        lock(&self.state).overlap = true;
+    }
+
+    /// Closes the ring (the first reason stays) and wakes every reader: each gets the frames
+    /// it has not read, then [`Read::Closed`].
+    pub fn close(&self, reason: CloseReason) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.closed.get_or_insert(reason);
+            state.take_waiters()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// True once the ring was closed.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed.is_some()
+    }
+
+    /// A heartbeat tick: evicts events past their age and wakes every waiting reader, which
+    /// gets [`Read::Heartbeat`] if it read nothing since the previous tick.
+    pub fn tick(&self) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.heartbeat_generation += 1;
+            let evicted = state.evict(Instant::now());
+            self.buffered_bytes.sub(evicted as i64);
+            state.take_waiters()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes every waiting reader (something outside the ring changed: the drain moved, a
+    /// catch-up was decided).
+    pub fn wake_all(&self) {
+        let wakers = lock(&self.state).take_waiters();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The sequence numbers of the newest buffered events with these ids, read at one instant.
+    pub fn seqs_of<const N: usize>(&self, ids: [Option<&str>; N]) -> [Option<u64>; N] {
+        let state = lock(&self.state);
+        ids.map(|id| id.and_then(|id| state.seq_of(id)))
+    }
+
+    /// The sequence number of the oldest buffered event.
+    pub fn first_seq(&self) -> u64 {
+        lock(&self.state).first_seq
+    }
+
+    /// A cursor for a new reader: right after the event `last_event_id` names if the ring holds
+    /// it, at the oldest buffered event if it does not, at the live head without an id.
+    pub fn place(&self, last_event_id: Option<&str>) -> (Cursor, Placed) {
+        let state = lock(&self.state);
+        let at = |seq| Cursor {
+            seq,
+            listing: Listing::default(),
+            heartbeat_seen: state.heartbeat_generation,
+        };
+        match last_event_id.map(|id| state.seq_of(id)) {
+            None => (at(state.next_seq()), Placed::Head),
+            Some(Some(seq)) => (at(seq + 1), Placed::After),
+            Some(None) => (
+                at(state.first_seq),
+                Placed::Missing {
+                    head: state.next_seq(),
+                },
+            ),
+        }
+    }
+
+    /// Moves `cursor` to `seq` (a catch-up met the ring there), or to the oldest buffered event
+    /// (`None`).
+    pub fn seek(&self, cursor: &mut Cursor, seq: Option<u64>) {
+        cursor.seq = seq.unwrap_or_else(|| self.first_seq());
+    }
+
+    /// Reads from `cursor` what `want` asks for; else the close, else a heartbeat owed; else
+    /// lists the task's waker (once per wake generation) for the next publish, tick, close or
+    /// [`Ring::wake_all`], and is pending.
+    pub fn poll_read(&self, cursor: &mut Cursor, want: Want, cx: &mut Context<'_>) -> Poll<Read> {
+        let mut state = lock(&self.state);
+        if want != Want::Nothing {
+            if cursor.seq < state.first_seq {
+                return Poll::Ready(Read::Lagged);
+            }
+            let offset = (cursor.seq - state.first_seq) as usize;
+            if let Some(entry) = state.entries.get(offset) {
+                if want == Want::NextId {
+                    return Poll::Ready(Read::NextId(entry.id.clone()));
+                }
+                let first_at = entry.at;
+                let waiting = state.entries.range(offset..).map(|e| &e.frame);
+                if let Some((frames, events)) = Frames::first_batch(waiting) {
+                    cursor.seq += events as u64;
+                    cursor.heartbeat_seen = state.heartbeat_generation;
+                    let behind = (state.entries.len() - offset - events) as u64;
+                    return Poll::Ready(Read::Batch(Batch {
+                        frames,
+                        first_at,
+                        behind,
+                    }));
+                }
+            }
+        }
+        if let Some(reason) = state.closed {
+            return Poll::Ready(Read::Closed(reason));
+        }
+        if cursor.heartbeat_seen != state.heartbeat_generation {
+            cursor.heartbeat_seen = state.heartbeat_generation;
+            return Poll::Ready(Read::Heartbeat);
+        }
+        state.listen(&mut cursor.listing, cx.waker());
+        Poll::Pending
+    }
+
+    /// Ready when the ring's head moved past `seen` (which it then records) or the ring closed;
+    /// otherwise lists the task's waker (once per wake generation) and is pending.
+    pub fn poll_changed(
+        &self,
+        seen: &mut Option<u64>,
+        listing: &mut Listing,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let mut state = lock(&self.state);
+        let head = state.next_seq();
+        if *seen != Some(head) || state.closed.is_some() {
+            *seen = Some(head);
+            return Poll::Ready(());
+        }
+        state.listen(listing, cx.waker());
+        Poll::Pending
+    }
+
+    /// A point-in-time view.
+    pub fn figures(&self) -> RingFigures {
+        let state = lock(&self.state);
+        RingFigures {
+            events: state.entries.len(),
+            bytes: state.bytes,
+            received: state.received,
+            last_event_id: state
+                .entries
+                .iter()
+                .rev()
+                .find_map(|e| e.id.as_deref().map(str::to_string)),
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let state = lock(&self.state);
+        self.buffered_bytes.sub(state.bytes as i64);
+    }
+}
+
+impl RingState {
     /// The sequence number the next event gets.
-    pub fn next_seq(&self) -> u64 {
+    fn next_seq(&self) -> u64 {
         self.first_seq + self.entries.len() as u64
     }
 
     /// True when the ring holds an event with this `id` and these encoded bytes (the same
     /// event: the encoding is the same on every relay).
-    pub fn holds(&self, id: &str, frame: &Bytes) -> bool {
+    fn holds(&self, id: &str, frame: &Bytes) -> bool {
         self.entries
             .iter()
             .rev()
@@ -84,7 +440,7 @@ impl RingState {
     }
 
     /// The sequence number of the newest buffered event whose id is `id`.
-    pub fn seq_of(&self, id: &str) -> Option<u64> {
+    fn seq_of(&self, id: &str) -> Option<u64> {
         self.entries
             .iter()
             .rposition(|e| e.id.as_deref() == Some(id))
@@ -92,7 +448,7 @@ impl RingState {
     }
 
     /// Drops what exceeds the bounds; returns the bytes freed.
-    pub fn evict(&mut self, now: Instant) -> usize {
+    fn evict(&mut self, now: Instant) -> usize {
         let before = self.bytes;
         while let Some(front) = self.entries.front() {
             let too_old = now.saturating_duration_since(front.at) > self.limits.max_age;
@@ -109,13 +465,22 @@ impl RingState {
         before - self.bytes
     }
 
-    /// Takes the listed wakers (bumping `wake_generation`), to wake after unlocking.
-    pub fn take_waiters(&mut self) -> Vec<Waker> {
+    /// Lists `waker` for the next wake-up unless `listing` says it is listed already.
+    fn listen(&mut self, listing: &mut Listing, waker: &Waker) {
+        let current = Listing(self.wake_generation + 1);
+        if listing.0 != current.0 {
+            self.waiters.push(waker.clone());
+            *listing = current;
+        }
+    }
+
+    /// Takes the listed wakers (starting a new wake generation), to wake after unlocking.
+    fn take_waiters(&mut self) -> Vec<Waker> {
         if self.waiters.is_empty() {
             return Vec::new();
         }
         self.wake_generation += 1;
-        // Most subscribers list themselves again right after: one allocation of the size they
+        // Most readers list themselves again right after: one allocation of the size they
         // need instead of a dozen doublings per event.
         let size = self.waiters.len();
         std::mem::replace(&mut self.waiters, Vec::with_capacity(size))

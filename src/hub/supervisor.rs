@@ -9,7 +9,8 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, info};
 
 use super::registry::Registry;
-use super::topic::{CloseReason, Topic};
+use super::ring::CloseReason;
+use super::topic::Topic;
 use super::verdict::OriginAnswer;
 use super::UpstreamEnd;
 

@@ -396,6 +396,6 @@ async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its
         1,
         "after it, the origin is asked again"
     );
-    again.topic().accept();
+    again.topic().answer_with_stream();
     assert_eq!(again.verdict().await, Verdict::Stream);
 }

@@ -1,41 +1,26 @@
-//! One topic: publishing into its replay ring ([`super::ring`]) and waking its subscribers,
-//! its subscriber counts, upstream state, verdict, source and catch-ups.
+//! One topic: what it is (key, label, the id its upstream opened with), its replay ring
+//! ([`super::ring`]), who is attached ([`super::presence`]), its catch-ups, and what the
+//! upstream follower reports of it (state, source, the verdict new subscribers get).
 //!
-//! Events live once per topic, as shared [`Bytes`], in a ring bounded by events, bytes and
-//! age. Publishing never waits for a subscriber (DESIGN.md invariants 2–4). The topic does not
-//! decide its own life: its [`super::supervisor`] closes it, and nothing here calls back into
-//! the registry. This module knows nothing of HTTP.
+//! Events live once per topic, as shared [`Bytes`], in the ring; publishing never waits for a
+//! subscriber (docs/architecture.md, invariants 2–4). The topic does not decide its own life:
+//! its [`super::supervisor`] closes it, and nothing here calls back into the registry. This
+//! module knows nothing of HTTP.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus::IntGauge;
-use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
+use tokio::sync::watch;
 
-use super::catch_up::{CatchUp, CatchUpPool, Replay};
+use super::catch_up::{CatchUp, CatchUpPool, CatchUps, Replay};
+use super::lock::lock;
 use super::metrics::HubMetrics;
-pub use super::ring::RingLimits;
-use super::ring::{Entry, RingState};
+use super::presence::Presence;
+use super::ring::{CloseReason, Ring, RingLimits};
 use super::verdict::{OriginAnswer, Verdict};
-
-/// Why a topic ended its subscribers' streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The origin answered 204 No Content: the topic is over (streams end without a hint).
-    OriginClosed,
-    /// The origin refused the topic (e.g. 404, or no event stream): streams end without a
-    /// hint, and the reconnecting clients get the origin's answer.
-    OriginRefused,
-    /// The relay is draining (streams end after a `retry:` hint, to reconnect elsewhere).
-    Draining,
-    /// The last subscriber left and the idle grace passed (no stream is left to end).
-    Retired,
-}
 
 /// The state of a topic's upstream subscription, for `/topics` and the status page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,30 +84,22 @@ pub struct TopicSnapshot {
     pub peer_subscribers: usize,
 }
 
-/// One topic: its replay ring and its subscribers' wakers.
+/// One topic: its replay ring, who is attached, and what its upstream reports.
 pub struct Topic {
     key: String,
     label: String,
     initial_last_event_id: Option<String>,
-    pub(super) state: Mutex<RingState>,
-    subscribers: AtomicUsize,
-    /// When the last subscriber last left, so the idle grace counts from the last leave.
-    emptied_at: Mutex<Instant>,
-    /// Notified when the last subscriber leaves.
-    unused: Notify,
-    /// Kept open without subscribers (`topics.always_on`).
-    pinned: AtomicBool,
-    pub(super) subscribers_gauge: IntGauge,
+    /// Shared with the topic's catch-ups, which read it while they wait for the origin.
+    ring: Arc<Ring>,
+    presence: Presence,
     upstream_state: AtomicU8,
     /// What new subscribers are answered (see [`Verdict`]).
     verdict: watch::Sender<Verdict>,
     /// The hub's drain progress: 0 normally, rising to [`DRAIN_DONE`] over the drain window.
-    pub(super) drain_progress: Arc<AtomicU32>,
-    pub(super) metrics: Arc<HubMetrics>,
-    /// How to ask the origin to replay after an id the ring lacks, and the relay-wide caps.
-    catch_up: Option<(Replay, Arc<CatchUpPool>)>,
-    /// Catch-ups under way, by the id they replay after.
-    catch_ups: Mutex<HashMap<Box<str>, Arc<CatchUp>>>,
+    drain_progress: Arc<AtomicU32>,
+    metrics: Arc<HubMetrics>,
+    /// Catch-ups of resumes the ring cannot serve: how to ask the origin, those under way.
+    catch_ups: CatchUps,
     /// Subscribers that are other relays of the cluster, count: while there are any, this
     /// relay reads the topic from the origin itself (so peers never subscribe in a circle).
     peer_subscribers: watch::Sender<usize>,
@@ -139,37 +116,67 @@ pub(super) struct NewTopic {
     pub replay: Option<Replay>,
 }
 
+/// What the hub gives every topic it opens.
+pub(super) struct HubShare<'a> {
+    pub limits: RingLimits,
+    /// The per-topic subscriber gauge, by the topic's label.
+    pub subscribers_gauge: IntGauge,
+    pub drain_progress: &'a Arc<AtomicU32>,
+    pub metrics: &'a Arc<HubMetrics>,
+    pub catch_up_pool: &'a Arc<CatchUpPool>,
+}
+
 /// Drain progress at which every subscriber has been ended (slots are `u16`).
 pub const DRAIN_DONE: u32 = 1 << 16;
 
 impl Topic {
-    pub(super) fn new(
-        new: NewTopic,
-        limits: RingLimits,
-        subscribers_gauge: IntGauge,
-        drain_progress: Arc<AtomicU32>,
-        metrics: Arc<HubMetrics>,
-        catch_up_pool: &Arc<CatchUpPool>,
-    ) -> Self {
+    pub(super) fn new(new: NewTopic, hub: HubShare<'_>) -> Self {
+        let metrics = hub.metrics;
+        let ring = Arc::new(Ring::new(
+            hub.limits,
+            metrics.buffered_bytes.clone(),
+            metrics.duplicates_dropped.clone(),
+        ));
         Self {
             key: new.key,
             label: new.label,
             initial_last_event_id: new.initial_last_event_id,
-            state: Mutex::new(RingState::new(limits)),
-            subscribers: AtomicUsize::new(0),
-            emptied_at: Mutex::new(Instant::now()),
-            unused: Notify::new(),
-            pinned: AtomicBool::new(false),
-            subscribers_gauge,
+            catch_ups: CatchUps::new(new.replay, hub.catch_up_pool, &ring, metrics),
+            ring,
+            presence: Presence::new(metrics.subscribers.clone(), hub.subscribers_gauge),
             upstream_state: AtomicU8::new(UpstreamState::Connecting as u8),
             verdict: watch::Sender::new(Verdict::Pending),
-            drain_progress,
-            metrics,
-            catch_up: new.replay.map(|replay| (replay, catch_up_pool.clone())),
-            catch_ups: Mutex::new(HashMap::new()),
+            drain_progress: hub.drain_progress.clone(),
+            metrics: metrics.clone(),
             peer_subscribers: watch::Sender::new(0),
             source: Mutex::new(None),
         }
+    }
+
+    /// The replay ring.
+    pub(super) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Who is attached.
+    pub(super) fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// The hub's metrics.
+    pub(super) fn metrics(&self) -> &HubMetrics {
+        &self.metrics
+    }
+
+    /// True once the drain has reached `slot` (a subscriber's place in the drain order).
+    pub(super) fn drained_past(&self, slot: u16) -> bool {
+        self.drain_progress.load(Ordering::Relaxed) > u32::from(slot)
+    }
+
+    /// Starts (or joins) a catch-up from `wanted` for a subscriber the ring cannot serve;
+    /// `head` is the ring's next sequence number. `None`: the subscriber gets the gap signal.
+    pub(super) fn start_catch_up(&self, wanted: &str, head: u64) -> Option<Arc<CatchUp>> {
+        self.catch_ups.start(wanted, head)
     }
 
     /// Watches how many subscribers are other relays of the cluster.
@@ -186,38 +193,6 @@ impl Topic {
     /// Records where the upstream reads from (`None`: the origin; else the owning peer).
     pub fn set_source(&self, peer: Option<std::net::SocketAddr>) {
         *lock(&self.source) = peer;
-    }
-
-    /// The topic's way to ask its origin for a replay, and the caps, when it has one.
-    pub(super) fn catch_up_source(&self) -> Option<(Replay, Arc<CatchUpPool>)> {
-        self.catch_up.clone()
-    }
-
-    /// The catch-ups under way, by the id they replay after.
-    pub(super) fn catch_ups(&self) -> &Mutex<HashMap<Box<str>, Arc<CatchUp>>> {
-        &self.catch_ups
-    }
-
-    /// Ready when the ring's head moved past `seen` (which it then records) or the topic
-    /// closed; otherwise registers the task (once per wake generation, `listed_in`) to be
-    /// woken by the next publish, tick or close.
-    pub(super) fn poll_changed(
-        &self,
-        seen: &mut Option<u64>,
-        listed_in: &mut Option<u64>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        let mut state = lock(&self.state);
-        let head = state.next_seq();
-        if *seen != Some(head) || state.closed.is_some() {
-            *seen = Some(head);
-            return Poll::Ready(());
-        }
-        if *listed_in != Some(state.wake_generation) {
-            state.waiters.push(cx.waker().clone());
-            *listed_in = Some(state.wake_generation);
-        }
-        Poll::Pending
     }
 
     /// The topic key.
@@ -238,7 +213,7 @@ impl Topic {
 
     /// Subscribers attached now, count.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.load(Ordering::Acquire)
+        self.presence.count()
     }
 
     /// Records the upstream subscription's state (set by the upstream follower).
@@ -246,9 +221,10 @@ impl Topic {
         self.upstream_state.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Decides that subscribers get an event stream, unless the origin's answer is in already
-    /// (set by the upstream follower when a stream opens or a retried failure happens).
-    pub fn accept(&self) {
+    /// Decides that subscribers are answered with an event stream, unless the origin's final
+    /// answer is in already (set by the upstream follower when a stream opens or a failure it
+    /// retries happens).
+    pub fn answer_with_stream(&self) {
         self.verdict.send_if_modified(|verdict| {
             let pending = *verdict == Verdict::Pending;
             if pending {
@@ -276,32 +252,7 @@ impl Topic {
     /// Appends an encoded event (`id`: the event's own `id:` field) to the ring, evicts what
     /// exceeds the bounds and wakes every waiting subscriber. Never waits for a subscriber.
     pub fn publish(&self, id: Option<&str>, frame: Bytes) {
-        let wakers = {
-            let mut state = lock(&self.state);
-            if state.closed.is_some() {
-                return;
-            }
-            if state.overlap {
-                if id.is_some_and(|id| state.holds(id, &frame)) {
-                    self.metrics.duplicates_dropped.inc();
-                    return;
-                }
-                state.overlap = false;
-            }
-            let now = Instant::now();
-            self.metrics.buffered_bytes.add(frame.len() as i64);
-            state.bytes += frame.len();
-            state.received += 1;
-            state.entries.push_back(Entry {
-                id: id.map(Arc::from),
-                frame,
-                at: now,
-            });
-            let evicted = state.evict(now);
-            self.metrics.buffered_bytes.sub(evicted as i64);
-            state.take_waiters()
-        };
-        wakers.into_iter().for_each(Waker::wake);
+        self.ring.publish(id, frame);
     }
 
     /// Says that the upstream now reads from another source, resuming after the newest id the
@@ -315,124 +266,57 @@ impl Topic {
     /// other data is new: it passes and ends the guard, so an origin that repeats ids loses
     /// nothing. The guard stays on across reconnects until that first new event.
     pub fn expect_overlap(&self) {
-        lock(&self.state).overlap = true;
+        self.ring.expect_overlap();
     }
 
     /// Marks the topic closed and ends every subscriber's stream (after the frames already in
     /// the ring). Called by the topic's supervisor only.
     pub(super) fn close(&self, reason: CloseReason) {
-        let wakers = {
-            let mut state = lock(&self.state);
-            state.closed.get_or_insert(reason);
-            state.take_waiters()
-        };
+        self.ring.close(reason);
         self.set_upstream_state(UpstreamState::Closed);
-        wakers.into_iter().for_each(Waker::wake);
     }
 
     /// True once the topic was closed.
     pub fn is_closed(&self) -> bool {
-        lock(&self.state).closed.is_some()
+        self.ring.is_closed()
     }
 
-    /// Resolves once no subscriber has been attached for `grace`, counted from the last leave
-    /// (a subscriber who comes and goes meanwhile restarts it). Never resolves for an
-    /// always-on topic. The caller still checks under the registry lock before retiring.
-    pub(super) async fn idle_for(&self, grace: Duration) {
-        loop {
-            if self.is_pinned() {
-                std::future::pending::<()>().await;
-            }
-            while self.subscriber_count() > 0 {
-                self.unused.notified().await;
-            }
-            let left = *lock(&self.emptied_at);
-            tokio::time::sleep_until(left + grace).await;
-            if *lock(&self.emptied_at) == left && self.subscriber_count() == 0 {
-                return;
-            }
-        }
-    }
-
-    /// A heartbeat tick: evicts events past their age and wakes every waiting subscriber, which
-    /// sends a heartbeat if it sent nothing since the previous tick.
+    /// A heartbeat tick (see [`Ring::tick`]).
     pub(super) fn tick(&self) {
-        let wakers = {
-            let mut state = lock(&self.state);
-            state.heartbeat_generation += 1;
-            let evicted = state.evict(Instant::now());
-            self.metrics.buffered_bytes.sub(evicted as i64);
-            state.take_waiters()
-        };
-        wakers.into_iter().for_each(Waker::wake);
+        self.ring.tick();
     }
 
     /// Wakes every waiting subscriber (drain progress moved).
     pub(super) fn wake_all(&self) {
-        let wakers = lock(&self.state).take_waiters();
-        wakers.into_iter().for_each(Waker::wake);
+        self.ring.wake_all();
     }
 
     /// A point-in-time view.
     pub fn snapshot(&self) -> TopicSnapshot {
-        let state = lock(&self.state);
+        let ring = self.ring.figures();
         let upstream = UpstreamState::from_u8(self.upstream_state.load(Ordering::Relaxed));
         TopicSnapshot {
             key: self.key.clone(),
             label: self.label.clone(),
             subscribers: self.subscriber_count(),
             upstream: upstream.as_str(),
-            last_event_id: state
-                .entries
-                .iter()
-                .rev()
-                .find_map(|e| e.id.as_deref().map(str::to_string)),
-            ring_events: state.entries.len(),
-            ring_bytes: state.bytes,
-            events_received: state.received,
-            always_on: self.is_pinned(),
+            last_event_id: ring.last_event_id,
+            ring_events: ring.events,
+            ring_bytes: ring.bytes,
+            events_received: ring.received,
+            always_on: self.presence.is_pinned(),
             source_peer: lock(&self.source).map(|p| p.to_string()),
             peer_subscribers: *self.peer_subscribers.borrow(),
         }
     }
 
-    /// Keeps the topic open without subscribers (see [`Topic::idle_for`]).
-    pub(super) fn pin(&self) {
-        self.pinned.store(true, Ordering::Release);
-    }
-
-    /// True for an always-on topic.
-    pub(super) fn is_pinned(&self) -> bool {
-        self.pinned.load(Ordering::Acquire)
-    }
-
-    /// Counts one more subscriber (under the registry lock, so retirement cannot slip in).
-    pub(super) fn add_subscriber(&self) {
-        self.subscribers.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Counts one subscriber less; the last one's leave starts the idle grace.
     pub(super) fn remove_subscriber(&self) {
-        self.subscribers_gauge.dec();
-        self.metrics.subscribers.dec();
-        if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *lock(&self.emptied_at) = Instant::now();
-            self.unused.notify_one();
-        }
+        self.presence.remove();
     }
-}
 
-impl Drop for Topic {
-    fn drop(&mut self) {
-        let state = lock(&self.state);
-        self.metrics.buffered_bytes.sub(state.bytes as i64);
+    /// Resolves once no subscriber has been attached for `grace` (see [`Presence::idle_for`]).
+    pub(super) async fn idle_for(&self, grace: Duration) {
+        self.presence.idle_for(grace).await;
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (every critical
-/// section here leaves the data consistent).
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

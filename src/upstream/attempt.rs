@@ -162,7 +162,7 @@ impl Attempt<'_> {
         }
         debug!(%status, "upstream stream open");
         self.topic.set_upstream_state(UpstreamState::Streaming);
-        self.topic.accept();
+        self.topic.answer_with_stream();
         let _open = OpenStream::new(&self.request.upstream.metrics.open);
         Ok(self.read(response.into_body()).await)
     }

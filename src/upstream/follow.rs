@@ -176,9 +176,9 @@ impl Upstream {
                         retry_after: asked, ..
                     } => {
                         retry_after = asked;
-                        topic.accept();
+                        topic.answer_with_stream();
                     }
-                    _ => topic.accept(),
+                    _ => topic.answer_with_stream(),
                 }
             }
             topic.set_upstream_state(UpstreamState::Backoff);

@@ -17,6 +17,7 @@
 //! total, and counted by outcome. This module owns that bookkeeping and the meeting rule; the
 //! upstream owns the HTTP request and feeds each replayed event in with [`CatchUp::offer`].
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,8 +28,9 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::metrics::CatchUpOutcome;
-use super::topic::{lock, Topic};
+use super::lock::lock;
+use super::metrics::{CatchUpOutcome, HubMetrics};
+use super::ring::{Listing, Ring};
 
 /// Settings of origin-assisted catch-up (`[replay] catch_up*`).
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +55,11 @@ pub type Replay = Arc<dyn Fn(Arc<CatchUp>) -> BoxFuture<'static, ()> + Send + Sy
 /// One catch-up under way: the id it replays after, what the origin sent so far, and, once
 /// decided, its outcome (shared by every subscriber that resumed from that id).
 pub struct CatchUp {
-    topic: Arc<Topic>,
+    /// The topic's ring, which the replay must meet.
+    ring: Arc<Ring>,
+    metrics: Arc<HubMetrics>,
+    /// The topic's catch-ups under way, which this one leaves when its task ends.
+    under_way: Arc<UnderWay>,
     last_event_id: Box<str>,
     /// The ring's next sequence number when the catch-up started: an event the origin replays
     /// meets the ring below it, a live event at or above it.
@@ -82,6 +88,18 @@ pub(super) enum Outcome {
     },
     /// It could not: the gap signal, then the ring from its oldest event.
     Gap,
+}
+
+/// A topic's catch-ups under way, by the id they replay after.
+type UnderWay = Mutex<HashMap<Box<str>, Arc<CatchUp>>>;
+
+/// A topic's catch-ups: how to ask its origin for a replay (if it can be asked), the
+/// relay-wide pool, and those under way.
+pub(super) struct CatchUps {
+    source: Option<(Replay, Arc<CatchUpPool>)>,
+    ring: Arc<Ring>,
+    metrics: Arc<HubMetrics>,
+    under_way: Arc<UnderWay>,
 }
 
 /// The relay-wide count of catch-ups under way, and their settings.
@@ -131,12 +149,8 @@ impl CatchUp {
         }
         let mut progress = lock(&self.progress);
         if let Some(id) = id {
-            let (met, first_in_ring) = {
-                let ring = lock(&self.topic.state);
-                let met = ring.seq_of(id);
-                let first = progress.first_id.as_deref().filter(|_| met.is_some());
-                (met, first.and_then(|f| ring.seq_of(f)).is_some())
-            };
+            let [met, first] = self.ring.seqs_of([Some(id), progress.first_id.as_deref()]);
+            let first_in_ring = first.is_some();
             if let Some(at) = met {
                 let replayed = progress.first_id.is_some() && !first_in_ring && at < self.head;
                 if replayed {
@@ -185,8 +199,8 @@ impl CatchUp {
             return;
         }
         let (outcome, label) = match outcome {
-            Outcome::Gap => match lock(&self.topic.state).seq_of(&self.last_event_id) {
-                Some(seq) => {
+            Outcome::Gap => match self.ring.seqs_of([Some(&*self.last_event_id)]) {
+                [Some(seq)] => {
                     let resumed = Outcome::Joined {
                         frames: Vec::new(),
                         at: seq + 1,
@@ -194,13 +208,13 @@ impl CatchUp {
                     };
                     (resumed, CatchUpOutcome::Ring)
                 }
-                None => (Outcome::Gap, label),
+                [None] => (Outcome::Gap, label),
             },
             joined => (joined, label),
         };
         if self.outcome.set(outcome).is_ok() {
-            self.topic.metrics.catch_ups.inc(label);
-            self.topic.wake_all();
+            self.metrics.catch_ups.inc(label);
+            self.ring.wake_all();
         }
     }
 
@@ -211,19 +225,16 @@ impl CatchUp {
         if self.outcome.get().is_some() {
             return true;
         }
-        if self.topic.is_closed() {
+        if self.ring.is_closed() {
             self.conclude(Outcome::Gap, CatchUpOutcome::Failed);
             return true;
         }
         let progress = lock(&self.progress);
-        let ring = lock(&self.topic.state);
-        let decided = ring.seq_of(&self.last_event_id).is_some()
-            || progress
-                .first_id
-                .as_deref()
-                .is_some_and(|first| ring.seq_of(first).is_some());
-        drop(ring);
+        let seqs = self
+            .ring
+            .seqs_of([Some(&*self.last_event_id), progress.first_id.as_deref()]);
         drop(progress);
+        let decided = seqs.iter().any(Option::is_some);
         if decided {
             self.conclude(Outcome::Gap, CatchUpOutcome::NoReplay);
         }
@@ -232,9 +243,9 @@ impl CatchUp {
 
     /// Resolves once the catch-up is decided by a change of the ring (see [`Self::recheck`]).
     async fn watch_ring(&self) {
-        let (mut seen, mut listed_in) = (None, None);
+        let (mut seen, mut listing) = (None, Listing::default());
         loop {
-            poll_fn(|cx| self.topic.poll_changed(&mut seen, &mut listed_in, cx)).await;
+            poll_fn(|cx| self.ring.poll_changed(&mut seen, &mut listing, cx)).await;
             if self.recheck() {
                 return;
             }
@@ -242,35 +253,55 @@ impl CatchUp {
     }
 }
 
-/// Starts a catch-up from `wanted` on `topic` (whose ring's next sequence number is `head`),
-/// or joins the one under way from that id; `None` when catch-up is off for the topic or over
-/// its caps (counted as `capped`): the subscriber gets the gap signal.
-pub(super) fn start(topic: &Arc<Topic>, wanted: &str, head: u64) -> Option<Arc<CatchUp>> {
-    let (replay, pool) = topic.catch_up_source()?;
-    if !pool.settings.enabled {
-        return None;
+impl CatchUps {
+    /// A topic's catch-ups: `replay` asks its origin (`None`: it cannot be asked), `pool`
+    /// caps them relay-wide, `ring` is what a replay must meet.
+    pub fn new(
+        replay: Option<Replay>,
+        pool: &Arc<CatchUpPool>,
+        ring: &Arc<Ring>,
+        metrics: &Arc<HubMetrics>,
+    ) -> Self {
+        Self {
+            source: replay.map(|replay| (replay, pool.clone())),
+            ring: ring.clone(),
+            metrics: metrics.clone(),
+            under_way: Arc::default(),
+        }
     }
-    let mut under_way = lock(topic.catch_ups());
-    if let Some(catch_up) = under_way.get(wanted) {
-        return Some(catch_up.clone());
+
+    /// Starts a catch-up from `wanted` (the ring's next sequence number being `head`), or
+    /// joins the one under way from that id; `None` when catch-up is off for the topic or over
+    /// its caps (counted as `capped`): the subscriber gets the gap signal.
+    pub fn start(&self, wanted: &str, head: u64) -> Option<Arc<CatchUp>> {
+        let (replay, pool) = self.source.clone()?;
+        if !pool.settings.enabled {
+            return None;
+        }
+        let mut under_way = lock(&self.under_way);
+        if let Some(catch_up) = under_way.get(wanted) {
+            return Some(catch_up.clone());
+        }
+        if under_way.len() >= pool.settings.max_per_topic || !pool.take() {
+            self.metrics.catch_ups.inc(CatchUpOutcome::Capped);
+            return None;
+        }
+        let catch_up = Arc::new(CatchUp {
+            ring: self.ring.clone(),
+            metrics: self.metrics.clone(),
+            under_way: self.under_way.clone(),
+            last_event_id: wanted.into(),
+            head,
+            max_bytes: pool.settings.max_bytes,
+            progress: Mutex::default(),
+            outcome: OnceLock::new(),
+        });
+        under_way.insert(wanted.into(), catch_up.clone());
+        drop(under_way);
+        self.metrics.catch_ups_open.inc();
+        tokio::spawn(run(catch_up.clone(), replay, pool));
+        Some(catch_up)
     }
-    if under_way.len() >= pool.settings.max_per_topic || !pool.take() {
-        topic.metrics.catch_ups.inc(CatchUpOutcome::Capped);
-        return None;
-    }
-    let catch_up = Arc::new(CatchUp {
-        topic: topic.clone(),
-        last_event_id: wanted.into(),
-        head,
-        max_bytes: pool.settings.max_bytes,
-        progress: Mutex::default(),
-        outcome: OnceLock::new(),
-    });
-    under_way.insert(wanted.into(), catch_up.clone());
-    drop(under_way);
-    topic.metrics.catch_ups_open.inc();
-    tokio::spawn(run(catch_up.clone(), replay, pool));
-    Some(catch_up)
 }
 
 /// Runs one catch-up's request until it is decided or its time is up, then releases its slot
@@ -306,9 +337,8 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let catch_up = &self.catch_up;
         catch_up.conclude(Outcome::Gap, CatchUpOutcome::Failed);
-        let topic = &catch_up.topic;
-        lock(topic.catch_ups()).remove(&catch_up.last_event_id);
-        topic.metrics.catch_ups_open.dec();
+        lock(&catch_up.under_way).remove(&catch_up.last_event_id);
+        catch_up.metrics.catch_ups_open.dec();
         self.pool.release();
     }
 }
