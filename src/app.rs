@@ -24,10 +24,11 @@ use crate::demo_origin;
 use crate::downstream::DownstreamMetrics;
 use crate::edge::peer::PeerEdge;
 use crate::edge::{Edge, EdgeHandles, EdgeMetrics};
+use crate::http::http_client;
 use crate::hub::{Hub, HubMetrics, Refused};
 use crate::server::tls::{self, CertStore};
 use crate::server::{Server, ServerMetrics};
-use crate::upstream::{http_client, Upstream, UpstreamMetrics};
+use crate::upstream::{Upstream, UpstreamMetrics};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]

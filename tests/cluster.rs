@@ -259,7 +259,7 @@ async fn peer_health(
     client_tls: rustls::ClientConfig,
     token: &str,
 ) -> Result<u16, String> {
-    let client = sse_relay::upstream::http_client(client_tls, Duration::from_secs(5));
+    let client = sse_relay::http::http_client(client_tls, Duration::from_secs(5));
     let request = http::Request::get(format!("https://{peer}/_peer/v1/health"))
         .header("authorization", format!("Bearer {token}"))
         .body(http_body_util::Empty::<bytes::Bytes>::new())

@@ -2,6 +2,8 @@
 //! side presenting its peer certificate, and a bearer token (`cluster.token_file`) on every
 //! request. Peers are dialled by address (pod IPs change), so the server certificate is checked
 //! against the name every peer certificate carries (`cluster.peer_name`) instead.
+//!
+//! This module builds the link's TLS settings and token only; it never sends a request.
 
 use std::fmt;
 use std::path::Path;

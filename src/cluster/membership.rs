@@ -3,6 +3,9 @@
 //! (`GET /_peer/v1/health` with the token); the peers that answer, and this relay, are the
 //! live set every owner is computed from. A peer that stops answering is gone until it answers
 //! again; a draining relay answers 503 and so leaves the set before it stops.
+//!
+//! This module keeps the live set only; it never decides a topic's owner ([`super::rendezvous`]
+//! does) and never subscribes to a topic.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::link::PeerToken;
 use super::metrics::ClusterMetrics;
 use super::ClusterSettings;
-use crate::upstream::HttpClient;
+use crate::http::HttpClient;
 
 /// The live peers, sorted: every peer that answered its probe, and this relay when it is a
 /// member.

@@ -1,5 +1,7 @@
 //! The cluster's metrics: the peer set, which topics this relay reads from the origin or from
 //! a peer, ownership moves, and refused peer requests.
+//!
+//! This module registers and names the metrics only; it never decides when one counts.
 
 use prometheus::{IntCounter, IntGauge, Registry};
 

@@ -26,7 +26,7 @@ pub use link::PeerToken;
 pub use membership::{PeerSet, HEALTH_PATH};
 pub use metrics::ClusterMetrics;
 
-use crate::upstream::HttpClient;
+use crate::http::HttpClient;
 
 /// The path a relay subscribes to a topic on its owner with: `?key=<topic key>&label=<path>`.
 pub const SUBSCRIBE_PATH: &str = "/_peer/v1/subscribe";

@@ -5,6 +5,8 @@
 //!
 //! The weight is SipHash-2-4 with fixed keys (the `siphasher` crate, stable across Rust
 //! releases, unlike `std`'s `DefaultHasher`), so relays of different builds agree.
+//!
+//! This module is a pure function of the key and the peer set; it never reads the view itself.
 
 use std::hash::Hasher;
 use std::net::SocketAddr;

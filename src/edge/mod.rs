@@ -25,9 +25,10 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Either;
 
 use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
+use crate::http::HOPS_HEADER;
 use crate::hub::{Hub, Refused, TopicSpec, Verdict};
 use crate::server::{Handler, Peer, RequestBody};
-use crate::upstream::{Upstream, HOPS_HEADER};
+use crate::upstream::Upstream;
 use answer::{Rejection, ResponseBody};
 use auth::{AuthRequest, AuthSettings, Authorizer};
 use cors::Cors;
@@ -66,10 +67,12 @@ pub struct EdgeSettings {
 /// The request handler of the relay's listeners (cheap to clone).
 #[derive(Clone)]
 pub struct Edge {
-    inner: Arc<Parts>,
+    inner: Arc<Shared>,
 }
 
-struct Parts {
+/// What every clone of the [`Edge`] shares: the settings it decides by and the handles it
+/// works with.
+struct Shared {
     router: Router,
     hub: Hub,
     upstream: Arc<Upstream>,
@@ -87,6 +90,23 @@ struct Parts {
     origin_answer_wait: Duration,
     metrics: Arc<EdgeMetrics>,
     downstream_metrics: Arc<DownstreamMetrics>,
+}
+
+/// The relays a request passed through, as its [`HOPS_HEADER`] lists them.
+#[derive(Debug, Clone, Copy)]
+struct Hops<'a> {
+    /// The header's value, trimmed (empty without the header).
+    list: &'a str,
+    /// The relays it names, count.
+    relays: usize,
+}
+
+impl Hops<'_> {
+    /// No relay before this one: a topic this relay opens itself.
+    const NONE: Hops<'static> = Hops {
+        list: "",
+        relays: 0,
+    };
 }
 
 /// The shared handles the edge works with.
@@ -121,7 +141,7 @@ impl Edge {
             .passthrough
             .map(|p| Passthrough::new(p, client_tls.clone(), metrics.clone()));
         let edge = Self {
-            inner: Arc::new(Parts {
+            inner: Arc::new(Shared {
                 router: settings.router,
                 hub,
                 upstream,
@@ -147,7 +167,7 @@ impl Edge {
 
     fn open_always_on(&self, targets: &[TopicTarget]) -> Result<(), (String, Refused)> {
         for target in targets {
-            let spec = self.topic_spec(target.clone(), "");
+            let spec = self.topic_spec(target.clone(), Hops::NONE);
             self.inner
                 .hub
                 .open_always_on(spec)
@@ -157,11 +177,11 @@ impl Edge {
     }
 
     /// The hub's view of a resolved target: its key, its label, how to follow its origin, and
-    /// how to ask it for a catch-up.
-    /// `hops`: the relays the subscription passed through before this one (see [`Self::hops`]).
-    fn topic_spec(&self, target: TopicTarget, hops: &str) -> TopicSpec {
+    /// how to ask it for a catch-up. `hops`: the relays the subscription passed through before
+    /// this one (see [`Self::hops`]).
+    fn topic_spec(&self, target: TopicTarget, hops: Hops<'_>) -> TopicSpec {
         let upstream = &self.inner.upstream;
-        let hops: Arc<str> = match hops {
+        let hops: Arc<str> = match hops.list {
             "" => self.inner.instance.as_str().into(),
             before => format!("{before}, {}", self.inner.instance).into(),
         };
@@ -179,24 +199,24 @@ impl Edge {
     /// # Errors
     /// [`Rejection::HopLimit`] (counted) when this relay is among them (a loop) or they are
     /// `limits.max_hops` or more.
-    fn hops<'r, B>(&self, request: &'r Request<B>) -> Result<&'r str, Rejection> {
-        let hops = request
+    fn hops<'r, B>(&self, request: &'r Request<B>) -> Result<Hops<'r>, Rejection> {
+        let list = request
             .headers()
             .get(HOPS_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .trim();
-        let relays: Vec<&str> = hops
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .collect();
-        let looped = relays.contains(&self.inner.instance.as_str());
-        if looped || relays.len() >= self.inner.max_hops as usize {
+        let mut relays = 0;
+        let mut looped = false;
+        for relay in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            relays += 1;
+            looped |= relay == self.inner.instance;
+        }
+        if looped || relays >= self.inner.max_hops as usize {
             self.inner.metrics.rejected.inc(RejectReason::HopLimit);
             return Err(Rejection::HopLimit);
         }
-        Ok(hops)
+        Ok(Hops { list, relays })
     }
 
     /// Ends every open passthrough WebSocket tunnel, and any opened from now on: the drain's
@@ -245,9 +265,8 @@ impl Edge {
         // Everything up to the hub's subscription lives in this block, and the authorizer's
         // future is boxed (allocated only while it runs), so the wait for the origin's first
         // answer below, which every subscriber of a just-opened topic sits through, keeps
-        // only the subscription in this future's state. With the boxed passthrough in
-        // `route` and the mapped futures in `handle` and the server, the future a waiting
-        // subscriber holds fell from 1920 to 1168 bytes (RESULTS.md, issue 13 item 3).
+        // only the subscription in this future's state: that future is what each waiting
+        // subscriber holds, so its size is memory per subscriber.
         let (subscription, expires) = {
             if request.method() == Method::OPTIONS {
                 return Err(Rejection::Preflight);
@@ -271,9 +290,8 @@ impl Edge {
             // A client's own relay list must not decide a shared topic's (one that nearly
             // fills `max_hops` would make every relay further on refuse it): requests that
             // passed a different number of relays get topics of their own.
-            let relays = hops.split(',').filter(|r| !r.trim().is_empty()).count();
-            if relays > 0 {
-                target.key.push_str(&format!(" hops={relays}"));
+            if hops.relays > 0 {
+                target.key.push_str(&format!(" hops={}", hops.relays));
             }
             let last_event_id = answer::last_event_id(request, &inner.metrics);
             let spec = self.topic_spec(target, hops);

@@ -1,8 +1,11 @@
 //! One attempt of a topic's upstream subscription: send its request ([`super::request`]:
-//! `Last-Event-ID` when resuming, the route's own headers, redirects), sort the answer (a stream; a refusal
-//! to pass on, with its small body; a status to retry, with its `Retry-After`), then read the
-//! event stream, parsing each chunk once and publishing each event, encoded once, to the
+//! `Last-Event-ID` when resuming, the route's own headers, redirects), sort the answer (a
+//! stream; a refusal to pass on, with its small body; a status to retry, with its
+//! `Retry-After`), then read the event stream, parsing each chunk once and publishing each event, encoded once, to the
 //! topic's ring, until the stream ends, breaks or goes idle.
+//!
+//! One attempt only: it never retries, never waits, and never decides what an ending means for
+//! the topic; [`super::follow`] does.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,21 +17,19 @@ use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::metrics::{Defect, Failure};
-use super::request::OriginRequest;
+use super::request::{OriginRequest, RequestError};
 use crate::hub::{OriginAnswer, Topic, UpstreamState};
 use crate::ops::WarnLimit;
 use crate::ops::{error_chain, Side};
 use crate::sse::{self, Item, Parser};
 
-/// Why an attempt gave no stream, or how its stream ended.
+/// Why an attempt gave no event stream, or why its stream broke.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum AttemptError {
-    /// Could not connect or send the request.
-    #[error("connect failed: {0}")]
-    Connect(String),
-    /// The response headers did not come in time.
-    #[error("response headers timed out")]
-    HeadersTimeout,
+    /// The request got no response to sort (connect, headers deadline, redirect, unsendable
+    /// `Last-Event-ID`).
+    #[error(transparent)]
+    Request(#[from] RequestError),
     /// The origin answered a status the relay retries (5xx, 408, 429, …), with the delay its
     /// `Retry-After` asked for.
     #[error("answered {status}")]
@@ -39,41 +40,31 @@ pub(super) enum AttemptError {
     /// The origin refused the topic for good (a 4xx but 408 and 429): its answer, to pass on.
     #[error("refused the topic: {}", .0.status)]
     Refused(Arc<OriginAnswer>),
-    /// A redirect the relay does not follow.
-    #[error("redirect not followed: {0}")]
-    Redirect(String),
     /// The origin answered 200 without `text/event-stream`.
     #[error("is not text/event-stream: {0}")]
     ContentType(String),
     /// The stream broke.
     #[error("stream broke: {0}")]
     Broke(String),
-    /// The origin ended the stream.
-    #[error("stream ended")]
-    Ended,
     /// Nothing arrived for the read idle timeout.
     #[error("idle timeout: reconnecting")]
     IdleTimeout,
-    /// The `Last-Event-ID` cannot be sent in a header (an origin's id with control bytes).
-    #[error("Last-Event-ID is not a valid header value")]
-    UnsendableId,
-    /// In a cluster, the topic's source changed (a new owner): the attempt was ended to move.
-    #[error("the topic's source changed")]
-    Moved,
 }
 
 impl AttemptError {
     /// The metric label (`sse_relay_upstream_failures_total{reason}`).
     pub fn label(&self) -> Failure {
         match self {
-            Self::Connect(_) | Self::HeadersTimeout => Failure::Connect,
+            Self::Request(RequestError::Connect(_) | RequestError::HeadersTimeout) => {
+                Failure::Connect
+            }
+            Self::Request(RequestError::Redirect(_)) => Failure::Redirect,
+            Self::Request(RequestError::UnsendableId) => Failure::LastEventId,
             Self::Status { .. } => Failure::Status,
             Self::Refused(_) => Failure::Refused,
-            Self::Redirect(_) => Failure::Redirect,
             Self::ContentType(_) => Failure::ContentType,
-            Self::Broke(_) | Self::Ended | Self::Moved => Failure::Stream,
+            Self::Broke(_) => Failure::Stream,
             Self::IdleTimeout => Failure::IdleTimeout,
-            Self::UnsendableId => Failure::LastEventId,
         }
     }
 
@@ -91,6 +82,38 @@ impl AttemptError {
     }
 }
 
+/// How one attempt ended. Only [`AttemptEnd::Broke`] and [`AttemptEnd::Failed`] carry an
+/// error: an origin that ends its stream, or a topic whose source changed, is how a stream of
+/// events normally stops.
+pub(super) enum AttemptEnd {
+    /// 204 No Content: the origin closed the topic.
+    Closed,
+    /// The origin ended the event stream; `delivered` when events arrived on it.
+    Ended { delivered: bool },
+    /// The event stream broke or went idle; `delivered` when events arrived on it first.
+    Broke {
+        delivered: bool,
+        error: AttemptError,
+    },
+    /// In a cluster, the topic's source changed (a new owner): the attempt was ended to move.
+    Moved,
+    /// No event stream was opened.
+    Failed(AttemptError),
+}
+
+impl AttemptEnd {
+    /// The label this end counts under in `sse_relay_upstream_failures_total{reason}`: an
+    /// ended stream as [`Failure::Stream`], as a broken one; `None` for a closed topic or a
+    /// move, which are not counted there.
+    pub fn failure(&self) -> Option<Failure> {
+        match self {
+            Self::Closed | Self::Moved => None,
+            Self::Ended { .. } => Some(Failure::Stream),
+            Self::Broke { error, .. } | Self::Failed(error) => Some(error.label()),
+        }
+    }
+}
+
 /// Largest origin body passed on with a refusal, bytes; a larger one is dropped (the status
 /// still passes). Error pages are small; a subscriber must not make the relay buffer more.
 pub const MAX_REFUSAL_BODY: usize = 4096;
@@ -98,14 +121,6 @@ pub const MAX_REFUSAL_BODY: usize = 4096;
 /// Longest `Retry-After` honoured (RFC 9110 §10.2.3), so an origin's typo cannot stall a topic
 /// for days; its subscribers ride the wait out on heartbeats.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
-/// How an attempt that got an answer went.
-pub(super) enum Answer {
-    /// 204 No Content: the topic is over.
-    NoContent,
-    /// An event stream ran and then ended as said; `delivered` when events arrived.
-    Streamed { delivered: bool, end: AttemptError },
-}
 
 /// The rate-limited warning conditions of one topic's upstream.
 #[derive(Default)]
@@ -133,14 +148,29 @@ pub(super) struct Attempt<'a> {
 
 impl Attempt<'_> {
     /// Sends the request (resuming after `last_id`) and reads the stream to its end.
+    pub async fn run(self, last_id: Option<&str>) -> AttemptEnd {
+        let body = match self.open(last_id).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return AttemptEnd::Closed,
+            Err(error) => return AttemptEnd::Failed(error),
+        };
+        debug!(status = %StatusCode::OK, "upstream stream open");
+        self.topic.set_upstream_state(UpstreamState::Streaming);
+        self.topic.answer_with_stream();
+        let _open = OpenStream::new(&self.request.upstream.metrics.open);
+        self.read(body).await
+    }
+
+    /// Sends the request and sorts the answer: the event stream's body, or `None` for 204.
     ///
     /// # Errors
-    /// The [`AttemptError`] when no event stream was opened.
-    pub async fn run(self, last_id: Option<&str>) -> Result<Answer, AttemptError> {
+    /// [`AttemptError::Request`], [`AttemptError::Refused`] (with the origin's answer),
+    /// [`AttemptError::Status`] (with its `Retry-After`) or [`AttemptError::ContentType`].
+    async fn open(&self, last_id: Option<&str>) -> Result<Option<Incoming>, AttemptError> {
         let response = self.request.send(last_id).await?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
-            return Ok(Answer::NoContent);
+            return Ok(None);
         }
         if is_final_refusal(status) {
             let answer = self.refusal(response).await;
@@ -160,11 +190,7 @@ impl Attempt<'_> {
             let content_type = format!("{:?}", response.headers().get(CONTENT_TYPE));
             return Err(AttemptError::ContentType(content_type));
         }
-        debug!(%status, "upstream stream open");
-        self.topic.set_upstream_state(UpstreamState::Streaming);
-        self.topic.answer_with_stream();
-        let _open = OpenStream::new(&self.request.upstream.metrics.open);
-        Ok(self.read(response.into_body()).await)
+        Ok(Some(response.into_body()))
     }
 
     /// The origin's refusal as its subscribers get it: its status, and its body and
@@ -187,10 +213,11 @@ impl Attempt<'_> {
         }
     }
 
-    async fn read(mut self, mut body: Incoming) -> Answer {
+    /// Reads the event stream until it ends, breaks or goes idle, publishing each event.
+    async fn read(mut self, mut body: Incoming) -> AttemptEnd {
         let mut items = Vec::new();
         let mut delivered = false;
-        let end = loop {
+        let error = loop {
             let frame = match self.request.upstream.settings.read_idle_timeout {
                 Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
                     Ok(frame) => frame,
@@ -204,14 +231,14 @@ impl Attempt<'_> {
                     Err(_) => continue,
                 },
                 Some(Err(e)) => break AttemptError::Broke(error_chain(&e)),
-                None => break AttemptError::Ended,
+                None => return AttemptEnd::Ended { delivered },
             };
             self.parser.feed(&data, &mut items);
             for item in items.drain(..) {
                 delivered |= self.handle(item);
             }
         };
-        Answer::Streamed { delivered, end }
+        AttemptEnd::Broke { delivered, error }
     }
 
     /// Acts on one parsed item; true when it was an event.

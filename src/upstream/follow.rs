@@ -10,7 +10,12 @@
 //! a backoff wait: the delay was earned by the source that failed, not by the new one, whose
 //! backoff starts afresh. A peer's `retry:` (its advice to browsers) never seeds the backoff.
 //!
-//! It returns only when the topic is over; its supervisor drops it on retire or drain.
+//! Each turn of the loop is four steps, one method each of [`Follower`]: choose the source,
+//! attempt, settle (what the attempt's end means: the topic is over, move at once, or retry)
+//! and back off.
+//!
+//! It returns only when the topic is over; its supervisor drops it on retire or drain. It never
+//! writes to a subscriber: what subscribers learn goes through the [`Topic`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +23,11 @@ use std::time::Duration;
 use http::Uri;
 use tracing::{debug, warn};
 
-use super::attempt::{Answer, Attempt, AttemptError, TopicWarnings};
+use super::attempt::{Attempt, AttemptEnd, AttemptError, TopicWarnings};
+use super::backoff::Backoff;
 use super::metrics::{Defect, Refusal};
-use super::peer;
-use super::request::OriginRequest;
+use super::peer::{self, PeerRoute, SourceGauge};
+use super::request::{OriginRequest, RequestError};
 use super::{Upstream, UpstreamHeaders};
 use crate::cluster::Source;
 use crate::hub::{OriginAnswer, Topic, UpstreamEnd, UpstreamState};
@@ -43,181 +49,300 @@ impl Upstream {
         hops: &str,
         topic: &Topic,
     ) -> UpstreamEnd {
-        let warnings = TopicWarnings::default();
-        let mut parser = Parser::new(self.settings.max_event_bytes);
-        // The first subscriber's resume point, until the origin has opened a stream once.
-        let mut client_id = topic.initial_last_event_id().map(str::to_string);
-        let mut last_id = client_id.clone();
-        let mut retry: Option<Duration> = None;
-        let mut peer_retry: Option<Duration> = None;
-        let mut backoff = self.settings.backoff.clone();
-        let mut not_event_stream = 0;
-        let mut last_source = None;
-        for attempt in 0u64.. {
-            if attempt > 0 {
-                self.metrics.reconnects.inc();
-            }
-            topic.set_upstream_state(UpstreamState::Connecting);
-            let leg = self
-                .cluster
-                .as_ref()
-                .and_then(|(cluster, token)| peer::leg(cluster, token, topic));
-            let source = leg
-                .as_ref()
-                .map_or(Source::Origin, |leg| Source::Peer(leg.addr));
-            topic.set_source(leg.as_ref().map(|leg| leg.addr));
-            // What the view says the source is: a peer whose URL could not be made for this
-            // key is read from the origin, and the watches below wait for the view to change,
-            // not for `source` to match it.
-            let planned = self
-                .cluster
-                .as_ref()
-                .map_or(source, |(cluster, _)| peer::source_of(cluster, topic));
-            if last_source
-                .replace(source)
-                .is_some_and(|last| last != source)
-            {
-                // However the last source ended (moved away from, or failed), the new one may
-                // start further back than asked; and its backoff starts afresh.
-                topic.expect_overlap();
-                backoff.reset();
-                if let Some((cluster, _)) = &self.cluster {
-                    cluster.metrics().ownership_moves.inc();
-                }
-            }
-            let (target, target_headers, client) = match leg {
-                Some(leg) => (leg.uri, leg.headers, leg.client),
-                None => (uri.clone(), headers, &self.client),
-            };
-            let _counted = self
-                .cluster
-                .as_ref()
-                .map(|(cluster, _)| peer::SourceGauge::new(cluster, source));
-            let attempt = Attempt {
-                request: OriginRequest {
-                    upstream: self,
-                    client,
-                    uri: &target,
-                    headers: target_headers,
-                    credential_warnings: &warnings.credentials,
-                    hops,
-                },
-                topic,
-                parser: &mut parser,
-                // A peer's `retry:` is its advice to browsers; this relay's backoff toward a
-                // peer starts at its own minimum.
-                retry: match source {
-                    Source::Origin => &mut retry,
-                    Source::Peer(_) => &mut peer_retry,
-                },
-                warnings: &warnings,
-            }
-            .run(last_id.as_deref());
-            let outcome = match &self.cluster {
-                None => attempt.await,
-                Some((cluster, _)) => tokio::select! {
-                    outcome = attempt => outcome,
-                    () = peer::source_changes(cluster, topic, planned) => Err(AttemptError::Moved),
-                },
-            };
-            if parser.finish() {
-                self.metrics.malformed.inc(Defect::Truncated);
-            }
-            if let Some(id) = parser.last_event_id() {
-                last_id = (!id.is_empty()).then(|| id.to_string());
-            }
-            if matches!(outcome, Err(AttemptError::Moved)) {
-                debug!(last_event_id = ?last_id, "topic's source changed: moving its upstream");
-                continue;
-            }
-            let error = match outcome {
-                Ok(Answer::NoContent) => return UpstreamEnd::OriginClosed,
-                Ok(Answer::Streamed { delivered, end }) => {
-                    if delivered {
-                        backoff.reset();
-                    }
-                    client_id = None;
-                    not_event_stream = 0;
-                    end
-                }
-                Err(error) => error,
-            };
-            self.metrics.failures.inc(error.label());
-            self.report(&error, &warnings);
-            let mut retry_after = None;
-            if matches!(error, AttemptError::UnsendableId) {
-                warn!(last_event_id = ?last_id, "Last-Event-ID is not a valid header value: subscribing without it");
-                last_id = None;
-            } else if error.is_refusal() && client_id.is_some() && last_id == client_id {
-                // An origin may refuse an id it does not know; a client's id must not keep
-                // everyone else's topic from ever opening.
-                warn!(last_event_id = ?client_id, "origin refused the client's Last-Event-ID: subscribing without it");
-                last_id = None;
-                client_id = None;
-            } else {
-                match error {
-                    AttemptError::Refused(answer) => return self.refused(answer),
-                    AttemptError::Redirect(reason) => {
-                        let answer = OriginAnswer::bad_gateway(&format!(
-                            "the origin's redirect was not followed: {reason}"
-                        ));
-                        return self.refused(Arc::new(answer));
-                    }
-                    AttemptError::ContentType(_) => {
-                        not_event_stream += 1;
-                        if not_event_stream >= MAX_NOT_EVENT_STREAM {
-                            let answer = OriginAnswer::bad_gateway(
-                                "the origin did not answer with an event stream",
-                            );
-                            return self.refused(Arc::new(answer));
-                        }
-                    }
-                    AttemptError::Status {
-                        retry_after: asked, ..
-                    } => {
-                        retry_after = asked;
-                        topic.answer_with_stream();
-                    }
-                    _ => topic.answer_with_stream(),
-                }
-            }
-            topic.set_upstream_state(UpstreamState::Backoff);
-            let delay = backoff
-                .next_delay(if source == Source::Origin {
-                    retry
-                } else {
-                    None
-                })
-                .max(retry_after.unwrap_or_default());
-            debug!(?delay, last_event_id = ?last_id, "reconnecting");
-            match &self.cluster {
-                None => tokio::time::sleep(delay).await,
-                // The backoff is for the source that failed; once the topic's source is another
-                // (its owner died and the view dropped it), the new one is tried at once.
-                Some((cluster, _)) => tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = peer::source_changes(cluster, topic, planned) => {
-                        debug!("topic's source changed during the backoff: moving now");
-                    }
-                },
+        let mut follower = Follower::new(self, uri, headers, hops, topic);
+        loop {
+            let chosen = follower.choose_source();
+            let end = follower.attempt(&chosen).await;
+            match follower.settle(end) {
+                Next::Over(end) => return end,
+                Next::Move => {}
+                Next::Retry { retry_after } => follower.back_off(&chosen, retry_after).await,
             }
         }
-        unreachable!("the attempt counter does not run out")
+    }
+}
+
+/// One topic's following of its origin: what carries over from one attempt to the next.
+struct Follower<'a> {
+    upstream: &'a Upstream,
+    /// The route's upstream URL for this topic.
+    uri: Uri,
+    /// The route's headers toward the origin.
+    headers: &'a UpstreamHeaders,
+    /// The relays the subscription passed through, this one last.
+    hops: &'a str,
+    topic: &'a Topic,
+    warnings: TopicWarnings,
+    /// The topic's parser: an event cut by a broken stream is dropped, its id kept.
+    parser: Parser,
+    /// The id the next attempt resumes after (`Last-Event-ID`).
+    last_id: Option<String>,
+    /// The first subscriber's resume point, until the origin has opened a stream once.
+    client_id: Option<String>,
+    /// The origin's last `retry:` value (a peer's is its advice to browsers, never used here).
+    retry: Option<Duration>,
+    backoff: Backoff,
+    /// Answers in a row that were not an event stream.
+    not_event_stream: u32,
+    /// The source of the last attempt.
+    last_source: Option<Source>,
+    /// Attempts started, count.
+    attempts: u64,
+}
+
+/// Where one attempt reads from, chosen when it starts.
+struct ChosenSource<'a> {
+    /// The source it reads.
+    source: Source,
+    /// The owning peer's route when `source` is a peer.
+    peer_route: Option<PeerRoute<'a>>,
+    /// What the cluster's view says the source is. A peer whose URL could not be made for this
+    /// key is read from the origin, and the watches wait for the view to change, not for
+    /// `source` to match it.
+    expected_source: Source,
+    /// Counts the topic under its source for the attempt and its backoff.
+    _gauge: Option<SourceGauge>,
+}
+
+/// What follows an attempt.
+enum Next {
+    /// The topic is over.
+    Over(UpstreamEnd),
+    /// The topic's source changed: the next attempt starts at once.
+    Move,
+    /// The next attempt starts after a backoff, at least `retry_after` (the origin's
+    /// `Retry-After`).
+    Retry { retry_after: Option<Duration> },
+}
+
+impl<'a> Follower<'a> {
+    fn new(
+        upstream: &'a Upstream,
+        uri: Uri,
+        headers: &'a UpstreamHeaders,
+        hops: &'a str,
+        topic: &'a Topic,
+    ) -> Self {
+        let client_id = topic.initial_last_event_id().map(str::to_string);
+        Self {
+            upstream,
+            uri,
+            headers,
+            hops,
+            topic,
+            warnings: TopicWarnings::default(),
+            parser: Parser::new(upstream.settings.max_event_bytes),
+            last_id: client_id.clone(),
+            client_id,
+            retry: None,
+            backoff: upstream.settings.backoff.clone(),
+            not_event_stream: 0,
+            last_source: None,
+            attempts: 0,
+        }
+    }
+
+    /// Starts an attempt (a reconnect after the first) and chooses its source: the owning
+    /// peer in a cluster, else the origin. A source other than the last one may start further
+    /// back than asked (the topic expects an overlap) and starts with a fresh backoff.
+    fn choose_source(&mut self) -> ChosenSource<'a> {
+        if self.attempts > 0 {
+            self.upstream.metrics.reconnects.inc();
+        }
+        self.attempts += 1;
+        self.topic.set_upstream_state(UpstreamState::Connecting);
+        let cluster = self.upstream.cluster.as_ref();
+        let peer_route =
+            cluster.and_then(|(cluster, token)| peer::peer_route(cluster, token, self.topic));
+        let source = peer_route
+            .as_ref()
+            .map_or(Source::Origin, |route| Source::Peer(route.addr));
+        self.topic
+            .set_source(peer_route.as_ref().map(|route| route.addr));
+        let expected_source =
+            cluster.map_or(source, |(cluster, _)| peer::source_of(cluster, self.topic));
+        if self
+            .last_source
+            .replace(source)
+            .is_some_and(|last| last != source)
+        {
+            self.topic.expect_overlap();
+            self.backoff.reset();
+            if let Some((cluster, _)) = cluster {
+                cluster.metrics().ownership_moves.inc();
+            }
+        }
+        ChosenSource {
+            source,
+            peer_route,
+            expected_source,
+            _gauge: cluster.map(|(cluster, _)| SourceGauge::new(cluster, source)),
+        }
+    }
+
+    /// Runs one attempt against `chosen`, ended early in a cluster once the topic's source is
+    /// no longer the expected one; then takes the last event id the parser saw.
+    async fn attempt(&mut self, chosen: &ChosenSource<'_>) -> AttemptEnd {
+        let (uri, headers, client) = match &chosen.peer_route {
+            Some(route) => (&route.uri, route.headers, route.client),
+            None => (&self.uri, self.headers, &self.upstream.client),
+        };
+        // A peer's `retry:` is its advice to browsers; this relay's backoff toward a peer
+        // starts at its own minimum.
+        let mut peer_retry = None;
+        let attempt = Attempt {
+            request: OriginRequest {
+                upstream: self.upstream,
+                client,
+                uri,
+                headers,
+                credential_warnings: &self.warnings.credentials,
+                hops: self.hops,
+            },
+            topic: self.topic,
+            parser: &mut self.parser,
+            retry: match chosen.source {
+                Source::Origin => &mut self.retry,
+                Source::Peer(_) => &mut peer_retry,
+            },
+            warnings: &self.warnings,
+        }
+        .run(self.last_id.as_deref());
+        let end = match &self.upstream.cluster {
+            None => attempt.await,
+            Some((cluster, _)) => tokio::select! {
+                end = attempt => end,
+                () = peer::source_changes(cluster, self.topic, chosen.expected_source) => {
+                    AttemptEnd::Moved
+                }
+            },
+        };
+        if self.parser.finish() {
+            self.upstream.metrics.malformed.inc(Defect::Truncated);
+        }
+        if let Some(id) = self.parser.last_event_id() {
+            self.last_id = (!id.is_empty()).then(|| id.to_string());
+        }
+        end
+    }
+
+    /// Decides what an attempt's end means for the topic: over (closed, refused), a move to
+    /// the new source, or a retry after a backoff; counts and reports it.
+    fn settle(&mut self, end: AttemptEnd) -> Next {
+        if let Some(failure) = end.failure() {
+            self.upstream.metrics.failures.inc(failure);
+        }
+        let error = match end {
+            AttemptEnd::Closed => return Next::Over(UpstreamEnd::OriginClosed),
+            AttemptEnd::Moved => {
+                debug!(last_event_id = ?self.last_id, "topic's source changed: moving its upstream");
+                return Next::Move;
+            }
+            AttemptEnd::Ended { delivered } => {
+                self.streamed(delivered);
+                debug!("upstream stream ended");
+                self.topic.answer_with_stream();
+                return Next::Retry { retry_after: None };
+            }
+            AttemptEnd::Broke { delivered, error } => {
+                self.streamed(delivered);
+                error
+            }
+            AttemptEnd::Failed(error) => error,
+        };
+        self.report(&error);
+        self.failed(error)
+    }
+
+    /// An event stream was open: the origin has answered once, and a stream that delivered
+    /// events restarts the backoff.
+    fn streamed(&mut self, delivered: bool) {
+        if delivered {
+            self.backoff.reset();
+        }
+        self.client_id = None;
+        self.not_event_stream = 0;
+    }
+
+    /// What follows an attempt that failed with `error`. An id the origin cannot take is
+    /// dropped (the next attempt subscribes without it); a refusal, a redirect not followed
+    /// and [`MAX_NOT_EVENT_STREAM`] answers that are not an event stream end the topic.
+    fn failed(&mut self, error: AttemptError) -> Next {
+        if matches!(error, AttemptError::Request(RequestError::UnsendableId)) {
+            warn!(last_event_id = ?self.last_id, "Last-Event-ID is not a valid header value: subscribing without it");
+            self.last_id = None;
+            return Next::Retry { retry_after: None };
+        }
+        if error.is_refusal() && self.client_id.is_some() && self.last_id == self.client_id {
+            // An origin may refuse an id it does not know; a client's id must not keep
+            // everyone else's topic from ever opening.
+            warn!(last_event_id = ?self.client_id, "origin refused the client's Last-Event-ID: subscribing without it");
+            self.last_id = None;
+            self.client_id = None;
+            return Next::Retry { retry_after: None };
+        }
+        let retry_after = match error {
+            AttemptError::Refused(answer) => return Next::Over(self.refused(answer)),
+            AttemptError::Request(RequestError::Redirect(reason)) => {
+                let answer = OriginAnswer::bad_gateway(&format!(
+                    "the origin's redirect was not followed: {reason}"
+                ));
+                return Next::Over(self.refused(Arc::new(answer)));
+            }
+            AttemptError::ContentType(_) => {
+                self.not_event_stream += 1;
+                if self.not_event_stream >= MAX_NOT_EVENT_STREAM {
+                    let answer =
+                        OriginAnswer::bad_gateway("the origin did not answer with an event stream");
+                    return Next::Over(self.refused(Arc::new(answer)));
+                }
+                return Next::Retry { retry_after: None };
+            }
+            AttemptError::Status { retry_after, .. } => retry_after,
+            _ => None,
+        };
+        self.topic.answer_with_stream();
+        Next::Retry { retry_after }
+    }
+
+    /// Waits before the next attempt: the backoff's delay (seeded by the origin's `retry:`,
+    /// never a peer's), at least `retry_after`. In a cluster the wait ends early once the
+    /// topic's source changes: the delay was earned by the source that failed (its owner died
+    /// and the view dropped it), and the new one is tried at once.
+    async fn back_off(&mut self, chosen: &ChosenSource<'_>, retry_after: Option<Duration>) {
+        self.topic.set_upstream_state(UpstreamState::Backoff);
+        let advice = match chosen.source {
+            Source::Origin => self.retry,
+            Source::Peer(_) => None,
+        };
+        let delay = self
+            .backoff
+            .next_delay(advice)
+            .max(retry_after.unwrap_or_default());
+        debug!(?delay, last_event_id = ?self.last_id, "reconnecting");
+        match &self.upstream.cluster {
+            None => tokio::time::sleep(delay).await,
+            Some((cluster, _)) => tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = peer::source_changes(cluster, self.topic, chosen.expected_source) => {
+                    debug!("topic's source changed during the backoff: moving now");
+                }
+            },
+        }
     }
 
     /// Counts the origin's final refusal; the topic's supervisor passes it on.
     fn refused(&self, answer: Arc<OriginAnswer>) -> UpstreamEnd {
-        self.metrics.refusals.inc(Refusal::of(answer.status));
+        self.upstream
+            .metrics
+            .refusals
+            .inc(Refusal::of(answer.status));
         UpstreamEnd::Refused(answer)
     }
 
     /// Logs an attempt's failure, at most once per interval per topic (the metric counts all).
-    fn report(&self, error: &AttemptError, warnings: &TopicWarnings) {
-        if matches!(error, AttemptError::Ended) {
-            debug!("upstream stream ended");
-            return;
-        }
-        if let Some(suppressed) = warnings.failing.check() {
+    fn report(&self, error: &AttemptError) {
+        if let Some(suppressed) = self.warnings.failing.check() {
             warn!(suppressed, side = error.side().label(), "upstream {error}");
         }
     }

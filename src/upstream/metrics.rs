@@ -1,5 +1,7 @@
 //! The upstream side's metrics: connects, reconnects, open streams, failures by reason, events
 //! received, oversized and malformed.
+//!
+//! This module registers and names the metrics only; it never decides when one counts.
 
 use prometheus::{IntCounter, IntGauge, Registry};
 

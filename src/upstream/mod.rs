@@ -1,6 +1,6 @@
 //! Upstream: one origin subscription per topic. Connects (http or https, HTTP/1.1 or h2 by
-//! ALPN, [`client`]), reads the event stream, parses it once, encodes each event once and
-//! publishes it to the topic's ring ([`attempt`]); reconnects with `Last-Event-ID`, exponential
+//! ALPN, with the client of [`crate::http`]), reads the event stream, parses it once, encodes
+//! each event once and publishes it to the topic's ring ([`attempt`]); reconnects with `Last-Event-ID`, exponential
 //! backoff with full jitter and the origin's `retry:` ([`follow`], [`backoff`]). A resuming
 //! client the topic's ring cannot serve gets a one-off catch-up request ([`replay`]); both
 //! send through [`request`].
@@ -10,7 +10,6 @@
 
 mod attempt;
 pub mod backoff;
-pub mod client;
 pub mod credentials;
 mod follow;
 mod metrics;
@@ -26,12 +25,11 @@ use http::Uri;
 use http_body_util::Empty;
 
 pub use backoff::{Backoff, BackoffError};
-pub use client::{http1_client, http_client, HttpClient};
 pub use credentials::{CredentialError, UpstreamHeaders};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
-pub use request::HOPS_HEADER;
 
 use crate::cluster::Cluster;
+use crate::http::{http_client, HttpClient};
 use crate::hub::{Follow, Replay};
 
 /// Settings of upstream subscriptions.
@@ -88,7 +86,8 @@ impl Upstream {
     }
 
     /// How a new topic follows its origin at `uri`, sending `headers` on each request and
-    /// `hops` (the relays passed, this one last) in [`HOPS_HEADER`] (see
+    /// `hops` (the relays passed, this one last) in
+    /// [`HOPS_HEADER`](crate::http::HOPS_HEADER) (see
     /// [`crate::hub::TopicSpec`]).
     pub fn follower(
         self: &Arc<Self>,

@@ -2,6 +2,8 @@
 //! owning peer, see [`Cluster::source`]), the peer's subscribe URL, the gauges of topics read
 //! either way, and the watch that ends an attempt once its source is no longer right (the
 //! owner changed, or other relays started reading the topic from here).
+//!
+//! It only reads the cluster's view; it never changes membership or ownership.
 
 use std::net::SocketAddr;
 
@@ -9,12 +11,13 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Empty;
 
-use super::{HttpClient, UpstreamHeaders};
+use super::UpstreamHeaders;
 use crate::cluster::{Cluster, Source, SUBSCRIBE_PATH};
+use crate::http::HttpClient;
 use crate::hub::Topic;
 
-/// Where an attempt goes when it reads from the owning peer.
-pub(super) struct PeerLeg<'a> {
+/// The route of an attempt that reads from the owning peer: where it goes, with what.
+pub(super) struct PeerRoute<'a> {
     /// The owner's peer address.
     pub addr: SocketAddr,
     /// Its subscribe URL for the topic.
@@ -27,11 +30,11 @@ pub(super) struct PeerLeg<'a> {
 
 /// The peer `topic`'s next attempt reads from, sending `token`; `None` for the origin (also
 /// when the key is too long for a peer URL: the token never goes anywhere but a peer).
-pub(super) fn leg<'a>(
+pub(super) fn peer_route<'a>(
     cluster: &'a Cluster,
     token: &'a UpstreamHeaders,
     topic: &Topic,
-) -> Option<PeerLeg<'a>> {
+) -> Option<PeerRoute<'a>> {
     let Source::Peer(addr) = source_of(cluster, topic) else {
         return None;
     };
@@ -42,7 +45,7 @@ pub(super) fn leg<'a>(
     let uri = format!("https://{addr}{SUBSCRIBE_PATH}?{query}")
         .parse()
         .ok()?;
-    Some(PeerLeg {
+    Some(PeerRoute {
         addr,
         uri,
         headers: token,
@@ -56,11 +59,12 @@ pub(super) fn source_of(cluster: &Cluster, topic: &Topic) -> Source {
     cluster.source(topic.key(), serving_peers)
 }
 
-/// Resolves once `topic`'s source is no longer `current` (at once if it is not now).
-pub(super) async fn source_changes(cluster: &Cluster, topic: &Topic, current: Source) {
+/// Resolves once `topic`'s source in this relay's view is no longer `expected` (at once if it
+/// is not now).
+pub(super) async fn source_changes(cluster: &Cluster, topic: &Topic, expected: Source) {
     let mut view = cluster.view();
     let mut peers = topic.peer_subscribers();
-    if source_of(cluster, topic) != current {
+    if source_of(cluster, topic) != expected {
         return;
     }
     loop {
@@ -68,7 +72,7 @@ pub(super) async fn source_changes(cluster: &Cluster, topic: &Topic, current: So
             changed = view.changed() => if changed.is_err() { std::future::pending::<()>().await },
             changed = peers.changed() => if changed.is_err() { std::future::pending::<()>().await },
         }
-        if source_of(cluster, topic) != current {
+        if source_of(cluster, topic) != expected {
             return;
         }
     }
@@ -79,6 +83,7 @@ pub(super) async fn source_changes(cluster: &Cluster, topic: &Topic, current: So
 pub(super) struct SourceGauge(prometheus::IntGauge);
 
 impl SourceGauge {
+    /// Counts the topic under `source`'s gauge until dropped.
     pub fn new(cluster: &Cluster, source: Source) -> Self {
         let metrics = cluster.metrics();
         let gauge = match source {

@@ -3,10 +3,14 @@
 //! encoded exactly as the shared subscription's are, so the frames are the same bytes, and
 //! handed to the hub's [`CatchUp`], which says when it has met the ring. Any answer but a
 //! `200 text/event-stream` ends it: the hub then gives the subscriber the gap signal.
+//!
+//! A catch-up never publishes to the topic's ring and never touches its shared subscription:
+//! what it reads goes only to the [`CatchUp`] of the client that asked.
 
 use http::header::CONTENT_TYPE;
 use http::{StatusCode, Uri};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tracing::debug;
 
 use super::attempt::is_event_stream;
@@ -47,9 +51,14 @@ impl Upstream {
             debug!(%status, "catch-up: the origin did not answer an event stream");
             return;
         }
+        self.feed(response.into_body(), catch_up).await;
+    }
+
+    /// Parses and encodes each event of the catch-up stream `body` and offers it to
+    /// `catch_up`, until the catch-up is decided or the stream ends.
+    async fn feed(&self, mut body: Incoming, catch_up: &CatchUp) {
         let mut parser = Parser::new(self.settings.max_event_bytes);
         let mut items = Vec::new();
-        let mut body = response.into_body();
         while let Some(frame) = body.frame().await {
             let data = match frame {
                 Ok(frame) => match frame.into_data() {

@@ -3,6 +3,9 @@
 //! deadline for the response headers, and redirects followed within the route's origin. Both
 //! the topic's subscription ([`super::attempt`]) and catch-ups ([`super::replay`]) send with
 //! it; what the answer means is theirs to sort.
+//!
+//! This module sends and follows redirects only: it never reads a response body and never
+//! judges a status but a redirect's.
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, LOCATION};
@@ -11,8 +14,8 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
-use super::attempt::AttemptError;
-use super::{HttpClient, Upstream, UpstreamHeaders};
+use super::{Upstream, UpstreamHeaders};
+use crate::http::{HttpClient, HOPS_HEADER};
 use crate::ops::{error_chain, WarnLimit};
 
 /// Redirects followed per attempt, at most (as many as a browser's fetch would follow for
@@ -34,21 +37,33 @@ pub(super) struct OriginRequest<'a> {
     pub hops: &'a str,
 }
 
-/// The request header that lists the relays a subscription passed through (each relay's
-/// random instance id, comma-separated, as `Via` lists proxies, RFC 9110 §7.6.3): each relay
-/// adds its own to what it received, and refuses a request that lists it already or lists
-/// `limits.max_hops` relays (508), so relays whose routes lead back to each other stop instead
-/// of subscribing in a circle.
-pub const HOPS_HEADER: &str = "sse-relay-hops";
+/// Why a request got no response to sort.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RequestError {
+    /// Could not connect or send the request.
+    #[error("connect failed: {0}")]
+    Connect(String),
+    /// The response headers did not come in time.
+    #[error("response headers timed out")]
+    HeadersTimeout,
+    /// A redirect the relay does not follow (past [`MAX_REDIRECTS`], to another origin, no
+    /// usable `Location`).
+    #[error("redirect not followed: {0}")]
+    Redirect(String),
+    /// The `Last-Event-ID` cannot be sent in a header (an origin's id with control bytes).
+    #[error("Last-Event-ID is not a valid header value")]
+    UnsendableId,
+}
 
 impl OriginRequest<'_> {
-    /// Sends the request (resuming after `last_id`), following redirects (at most [`MAX_REDIRECTS`], within the route's
-    /// origin: same scheme, host and port), as EventSource's fetch follows them.
+    /// Sends the request (resuming after `last_id`), following redirects (at most
+    /// [`MAX_REDIRECTS`], within the route's origin: same scheme, host and port), as
+    /// EventSource's fetch follows them.
     ///
     /// # Errors
-    /// [`AttemptError::Connect`], [`AttemptError::HeadersTimeout`] (no answer within twice
-    /// the connect timeout), [`AttemptError::Redirect`] or [`AttemptError::UnsendableId`].
-    pub async fn send(&self, last_id: Option<&str>) -> Result<Response<Incoming>, AttemptError> {
+    /// [`RequestError::Connect`], [`RequestError::HeadersTimeout`] (no answer within twice
+    /// the connect timeout), [`RequestError::Redirect`] or [`RequestError::UnsendableId`].
+    pub async fn send(&self, last_id: Option<&str>) -> Result<Response<Incoming>, RequestError> {
         let mut uri = self.uri.clone();
         for _hop in 0..=MAX_REDIRECTS {
             let response = self.send_once(&uri, last_id).await?;
@@ -59,7 +74,7 @@ impl OriginRequest<'_> {
             uri = redirect_target(self.uri, &uri, response.headers().get(LOCATION))?;
             debug!(%uri, "following the origin's redirect");
         }
-        Err(AttemptError::Redirect(format!(
+        Err(RequestError::Redirect(format!(
             "more than {MAX_REDIRECTS} redirects"
         )))
     }
@@ -68,7 +83,7 @@ impl OriginRequest<'_> {
         &self,
         uri: &Uri,
         last_id: Option<&str>,
-    ) -> Result<Response<Incoming>, AttemptError> {
+    ) -> Result<Response<Incoming>, RequestError> {
         let mut request = Request::get(uri.clone())
             .header(ACCEPT, "text/event-stream")
             .header(CACHE_CONTROL, "no-cache");
@@ -78,7 +93,7 @@ impl OriginRequest<'_> {
         request = request.header(HOPS_HEADER, self.hops);
         let mut request = request
             .body(Empty::<Bytes>::new())
-            .map_err(|_| AttemptError::UnsendableId)?;
+            .map_err(|_| RequestError::UnsendableId)?;
         for stale in self.headers.apply(request.headers_mut()).await {
             self.upstream.metrics.credential_errors.inc();
             if let Some(suppressed) = self.credential_warnings.check() {
@@ -94,8 +109,8 @@ impl OriginRequest<'_> {
         let deadline = self.upstream.settings.connect_timeout * 2;
         match tokio::time::timeout(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(AttemptError::Connect(error_chain(&e))),
-            Err(_) => Err(AttemptError::HeadersTimeout),
+            Ok(Err(e)) => Err(RequestError::Connect(error_chain(&e))),
+            Err(_) => Err(RequestError::HeadersTimeout),
         }
     }
 }
@@ -104,29 +119,29 @@ impl OriginRequest<'_> {
 /// if it stays within the route's origin `route` (scheme, host and port).
 ///
 /// # Errors
-/// [`AttemptError::Redirect`] without a usable `Location` or for another origin.
+/// [`RequestError::Redirect`] without a usable `Location` or for another origin.
 fn redirect_target(
     route: &Uri,
     current: &Uri,
     location: Option<&http::HeaderValue>,
-) -> Result<Uri, AttemptError> {
+) -> Result<Uri, RequestError> {
     let location = location
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| AttemptError::Redirect("no Location".into()))?;
+        .ok_or_else(|| RequestError::Redirect("no Location".into()))?;
     let base = url::Url::parse(&current.to_string())
-        .map_err(|e| AttemptError::Redirect(format!("{current}: {e}")))?;
+        .map_err(|e| RequestError::Redirect(format!("{current}: {e}")))?;
     let next = base
         .join(location)
-        .map_err(|e| AttemptError::Redirect(format!("Location {location:?}: {e}")))?;
+        .map_err(|e| RequestError::Redirect(format!("Location {location:?}: {e}")))?;
     let next: Uri = next
         .as_str()
         .parse()
-        .map_err(|e| AttemptError::Redirect(format!("Location {location:?}: {e}")))?;
+        .map_err(|e| RequestError::Redirect(format!("Location {location:?}: {e}")))?;
     let same_origin = next.scheme() == route.scheme()
         && next.host().map(str::to_ascii_lowercase) == route.host().map(str::to_ascii_lowercase)
         && next.port_u16() == route.port_u16();
     if !same_origin {
-        return Err(AttemptError::Redirect(format!("to another origin: {next}")));
+        return Err(RequestError::Redirect(format!("to another origin: {next}")));
     }
     Ok(next)
 }

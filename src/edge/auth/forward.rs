@@ -1,6 +1,9 @@
 //! Forward auth (as nginx `auth_request`): asks an authorization server, caches its answers
 //! per (client IP, credential hash, topic), coalesces identical concurrent checks into one
 //! request, and can end allowed streams after a while so they are authorized again.
+//!
+//! This module only asks and remembers: it never passes the authorization server's answer on
+//! to the client, and its cache holds hashes, never a credential.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +18,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{refuse_query_tokens, AuthRequest, AuthUnavailable, Denial, Grant};
+use crate::http::{http_client, HttpClient};
 use crate::ops::WarnLimit;
-use crate::upstream::{http_client, HttpClient};
 
 /// Forward-auth cache entries kept at most, count.
 const MAX_CACHE_ENTRIES: usize = 65_536;

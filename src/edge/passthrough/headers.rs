@@ -1,47 +1,18 @@
-//! The header rules of passthrough requests and responses: hop-by-hop fields removed (RFC 9110
-//! §7.6.1, including those `Connection` names), `Forwarded` (RFC 7239), `X-Forwarded-For`,
-//! `-Proto`, `-Host` and `Via` (RFC 9110 §7.6.3) added.
+//! The header rules of passthrough requests and responses that are the proxy's own:
+//! `Forwarded` (RFC 7239), `X-Forwarded-For`, `-Proto`, `-Host` and `Via` (RFC 9110 §7.6.3)
+//! added. Hop-by-hop fields are removed before, by [`crate::http::strip_hop_by_hop`] with
+//! [`crate::http::FORWARDING_HOP_BY_HOP`] (RFC 9110 §7.6.1).
 //!
 //! This module only rewrites header maps; it never decides where a request goes.
 
-use http::header::{HeaderName, CONNECTION, VIA};
+use http::header::VIA;
 use http::{HeaderMap, HeaderValue, Version};
 
 use crate::server::Peer;
 
-/// Hop-by-hop fields that are never forwarded (RFC 9110 §7.6.1), besides those `Connection`
-/// names.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-];
-
 /// The value of `name`, if present and visible ASCII.
 pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name)?.to_str().ok().map(str::to_string)
-}
-
-/// Removes the hop-by-hop fields and those named in `Connection` (RFC 9110 §7.6.1).
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
 }
 
 /// Adds `Forwarded`, `X-Forwarded-For` (appended to any earlier hops), `X-Forwarded-Proto` and
@@ -92,6 +63,7 @@ pub(super) fn append_via(headers: &mut HeaderMap, version: Version) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::{strip_hop_by_hop, FORWARDING_HOP_BY_HOP};
 
     #[test]
     fn connection_named_and_hop_by_hop_fields_are_removed() {
@@ -105,7 +77,7 @@ mod tests {
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        strip_hop_by_hop(&mut h, &FORWARDING_HOP_BY_HOP);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
     }

@@ -1,9 +1,9 @@
 //! Passthrough: requests that match no SSE route go to the default origin, one upstream request
 //! per downstream request, as a reverse proxy. Bodies stream both ways and are never buffered
 //! whole (a POST answered with its own `text/event-stream` flows event by event); the header
-//! rules are in [`headers`]; h1 or h2 to the origin by ALPN, with connection pooling. A client
-//! that goes away drops the upstream request with it. HTTP/1.1 WebSocket upgrades are tunnelled
-//! to the origin ([`websocket`]).
+//! rules are in [`headers`] and [`crate::http::hop_by_hop`]; h1 or h2 to the origin by ALPN,
+//! with connection pooling. A client that goes away drops the upstream request with it.
+//! HTTP/1.1 WebSocket upgrades are tunnelled to the origin ([`websocket`]).
 //!
 //! This module owns the passthrough path only; SSE topics never go through it.
 
@@ -22,10 +22,10 @@ use tracing::warn;
 
 use super::answer::{plain, BoxBody};
 use super::metrics::{EdgeMetrics, Outcome};
+use crate::http::{http1_client, http_client, strip_hop_by_hop, HttpClient, FORWARDING_HOP_BY_HOP};
 use crate::ops::WarnLimit;
 use crate::server::{Peer, RequestBody, TunnelLease};
-use crate::upstream::{http1_client, http_client, HttpClient};
-use headers::{add_forwarding, append_via, header_str, strip_hop_by_hop};
+use headers::{add_forwarding, append_via, header_str};
 use websocket::{Tunnels, Upgrade};
 
 /// `[passthrough]`, validated: the origin (`scheme://authority`) and its deadlines.
@@ -151,7 +151,7 @@ impl Passthrough {
             .ok()?;
         // The client picks the upstream version by ALPN.
         parts.version = Version::HTTP_11;
-        strip_hop_by_hop(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers, &FORWARDING_HOP_BY_HOP);
         if upgrade {
             websocket::keep_upgrade_headers(&mut parts.headers);
         }
@@ -166,7 +166,7 @@ impl Passthrough {
 /// streamed.
 fn relayed(response: Response<Incoming>) -> Response<BoxBody> {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers, &FORWARDING_HOP_BY_HOP);
     append_via(&mut parts.headers, parts.version);
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, body.boxed())

@@ -28,8 +28,9 @@ use tracing::debug;
 
 use super::super::answer::BoxBody;
 use super::super::metrics::{EdgeMetrics, TunnelOutcome};
-use super::headers::{append_via, strip_hop_by_hop};
+use super::headers::append_via;
 use super::relayed;
+use crate::http::{strip_hop_by_hop, FORWARDING_HOP_BY_HOP};
 use crate::server::TunnelLease;
 
 /// How long a tunnel closed by the drain may take to shut both connections down cleanly (TLS
@@ -132,7 +133,7 @@ impl Tunnels {
         };
         tokio::spawn(tunnel.run());
         let (mut parts, _) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers, &FORWARDING_HOP_BY_HOP);
         keep_upgrade_headers(&mut parts.headers);
         append_via(&mut parts.headers, parts.version);
         parts.version = Version::HTTP_11;

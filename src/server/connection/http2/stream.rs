@@ -17,10 +17,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::Response;
 use http_body::Body;
 use tracing::debug;
+
+use crate::http::strip_hop_by_hop;
 
 /// One stream's future: the handler's answer (boxed, so that a long-lived stream does not keep
 /// its size), then the body. Written out rather than as an `async fn`, whose arguments would
@@ -95,7 +97,8 @@ where
 /// body, or `None` when the head ended the stream (no body) or could not be sent.
 fn answer<B: Body>(respond: &mut SendResponse<Bytes>, response: Response<B>) -> Option<Pump<B>> {
     let (mut head, body) = response.into_parts();
-    strip_connection_headers(&mut head.headers);
+    // Connection-specific fields are malformed in h2 (RFC 9113 §8.2.2), `te` too in a response.
+    strip_hop_by_hop(&mut head.headers, &[]);
     head.headers
         .entry(header::DATE)
         .or_insert_with(date_header_value);
@@ -217,34 +220,6 @@ fn forget_waker(send: &mut SendStream<Bytes>) -> Poll<()> {
     reset_or_pending(send, &mut Context::from_waker(std::task::Waker::noop()))
 }
 
-/// Connection-specific header fields are malformed in h2 (RFC 9113 §8.2.2): removes them from a
-/// response, with those named by its `connection` field, and `te` (RFC 9113 §8.2.2 allows it
-/// only in requests).
-fn strip_connection_headers(headers: &mut HeaderMap) {
-    const CONNECTION_SPECIFIC: [HeaderName; 5] = [
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TE,
-    ];
-    for name in &CONNECTION_SPECIFIC {
-        headers.remove(name);
-    }
-    // Every `connection` line names fields, not only the first (RFC 9110 §5.3).
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|name| name.trim().to_owned())
-        .collect();
-    headers.remove(header::CONNECTION);
-    for name in named {
-        headers.remove(name.as_str());
-    }
-}
-
 /// The `date` field every origin server with a clock sends (RFC 9110 §6.6.1), as hyper sends
 /// it on HTTP/1.1.
 fn date_header_value() -> HeaderValue {
@@ -255,6 +230,7 @@ fn date_header_value() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{HeaderMap, HeaderName};
 
     #[test]
     fn connection_specific_fields_are_removed_with_those_connection_names() {
@@ -271,7 +247,7 @@ mod tests {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        strip_connection_headers(&mut headers);
+        strip_hop_by_hop(&mut headers, &[]);
         let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["cache-control"]);
     }

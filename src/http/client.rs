@@ -1,6 +1,9 @@
 //! The one HTTP client builder: http or https (rustls, ALPN `h2` then `http/1.1`), TCP_NODELAY,
-//! a connect timeout, connection pooling. Used for origin subscriptions, passthrough requests
-//! and forward-auth checks alike; its HTTP/1.1-only variant carries passthrough upgrades.
+//! a connect timeout, connection pooling. Used for origin subscriptions, peer links and probes,
+//! passthrough requests and forward-auth checks alike; its HTTP/1.1-only variant carries
+//! passthrough upgrades.
+//!
+//! This module only builds clients; it never sends a request or sets a header itself.
 
 use std::time::Duration;
 
