@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::client::Proto;
+use crate::{chart, cluster, minimal, procs, report};
 use crate::cluster::ClusterSizes;
 use crate::scenarios::{Bench, Record, Scenario, Sizes, TargetKind};
 
