@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::client::Proto;
-use crate::{chart, cluster, minimal, procs, report};
 use crate::cluster::ClusterSizes;
 use crate::scenarios::{Bench, Record, Scenario, Sizes, TargetKind};
+use crate::{chart, cluster, minimal, procs, report};
 
 /// Fan-out benchmark of sse-relay against nginx + nchan.
 #[derive(Parser, Debug)]
