@@ -1,8 +1,8 @@
 //! The delivery path of one multiplexed h2 connection, end to end in one process: an event
 //! published on a hub topic reaches 100 SSE streams of one h2 connection (the relay's server
 //! layer with its h2 engine on the `h2` crate, `EventStreamBody`, h2c over loopback TCP) and every stream's
-//! client has read it. Guards the one-task-per-connection delivery (issue 13, item 2) that
-//! `benches/fanout.rs` measures against nchan and the minimal hyper server (see RESULTS.md).
+//! client has read it. Guards the one-task-per-connection delivery that the fan-out benchmark
+//! (`benches/fanout/`) measures against nchan and the minimal hyper server (see RESULTS.md).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

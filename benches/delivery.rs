@@ -1,6 +1,6 @@
 //! Hot-path costs of the hub: handing one event to many subscribers, and a subscriber that is
 //! behind catching up (waiting events joined into batches, `topic::BATCH_BYTES`). Guards the
-//! per-delivery work measured end to end by `benches/fanout.rs` (see RESULTS.md).
+//! per-delivery work measured end to end by the fan-out benchmark (`benches/fanout/`, see RESULTS.md).
 
 use std::hint::black_box;
 use std::task::{Context, Poll, Waker};

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One command: sse-relay side by side with nginx + nchan (issue 4).
+# One command: sse-relay side by side with nginx + nchan and the minimal hyper server.
 #
 #   bash benches/run.sh            full run (~9 min of scenarios, plus the build; targets nchan, sse-relay and
 #                                  the minimal hyper server): writes benches/RESULTS.md + benches/fanout.svg
 #   bash benches/run.sh --quick    smoke run (< 3 min): writes target/fanout-bench/quick/RESULTS.md
 #   bash benches/run.sh --profile  also profile the relay under callgrind (adds a few minutes)
-#   bash benches/run.sh --cluster  three relays in cluster mode vs one relay (issue 12, ~5 min):
+#   bash benches/run.sh --cluster  three relays in cluster mode vs one relay (~5 min):
 #                                  prints the figures, saves target/fanout-bench/cluster/cluster.json
 #
-# Any other argument is passed to the benchmark (`cargo bench --bench fanout -- --help`).
+# The benchmark is the `fanout` binary of the crate in benches/fanout/ (a workspace member); any
+# other argument is passed to it (`cargo run --release -p fanout-bench -- --help`).
 # On a fresh Debian machine it installs nginx, libnginx-mod-nchan and valgrind with apt-get.
 # Every process it starts is stopped on exit, Ctrl-C or SIGTERM.
 set -euo pipefail
@@ -42,10 +43,12 @@ fi
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --bin sse-relay
-cargo bench --bench fanout --no-run
-# A private copy: a rebuild during the run must not change the binary under test.
+cargo build --release -p fanout-bench --bin fanout
+# Private copies: a rebuild during the run must not change the binary under test, nor the
+# benchmark (it re-executes itself as the minimal hyper server).
 mkdir -p target/fanout-bench
 cp "${CARGO_TARGET_DIR:-target}/release/sse-relay" target/fanout-bench/sse-relay
+cp "${CARGO_TARGET_DIR:-target}/release/fanout" target/fanout-bench/fanout
 
 # The benchmark runs in its own process group so that everything it started (nginx, the relay,
 # valgrind) can be stopped by that group's id whatever happens to it.
@@ -63,7 +66,7 @@ trap 'cleanup; exit 130' INT TERM
 # As root, run at a higher priority than other work on the machine (both targets alike).
 nice_cmd=()
 [ "$(id -u)" = 0 ] && nice_cmd=(nice -n -10)
-setsid ${nice_cmd[@]+"${nice_cmd[@]}"} cargo bench --bench fanout -- --relay-bin target/fanout-bench/sse-relay \
+setsid ${nice_cmd[@]+"${nice_cmd[@]}"} target/fanout-bench/fanout --relay-bin target/fanout-bench/sse-relay \
     --command "bash benches/run.sh $*" ${args[@]+"${args[@]}"} &
 pgid=$!
 # The kernel shares CPU between sessions (autogroups) before nice applies: raise this one's too.

@@ -1,4 +1,4 @@
-//! The cluster benchmark (issue 12, `--cluster`): three relays on 127.0.0.11–13 in cluster mode
+//! The cluster benchmark (`--cluster`): three relays on 127.0.0.11–13 in cluster mode
 //! (static peers, mutual TLS under a CA made for the run, a shared token) in front of one
 //! nginx + nchan, and for comparison one relay alone, each serving the same number of
 //! subscribers of the same number of topics through the fan-out benchmark's client and
@@ -48,7 +48,7 @@ pub struct ClusterSizes {
 }
 
 impl ClusterSizes {
-    /// The issue's size: 10 topics × 3000 subscribers (30,000), 100 streams per connection.
+    /// The full size: 10 topics × 3000 subscribers (30,000), 100 streams per connection.
     pub fn full() -> Self {
         Self {
             topics: 10,

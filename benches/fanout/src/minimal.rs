@@ -1,11 +1,11 @@
-//! The "what you would get without us" target (issue 13): a minimal SSE fan-out server written
+//! The "what you would get without us" target: a minimal SSE fan-out server written
 //! directly on hyper 1 (its auto h1/h2 server builder), tokio-rustls and one
 //! `tokio::sync::broadcast` channel per topic, as a user would write it in an afternoon. Each
 //! topic opens one plain HTTP/1.1 subscription to nchan (`/sub/<topic>`) on its first subscriber
 //! and forwards every event block (the bytes up to a blank line) unparsed to every subscriber.
 //! No replay, no heartbeats, no limits, no metrics: the floor the relay's costs are read against.
 //!
-//! It runs as its own process (the fanout bench re-executed with [`ARG`]), so its RSS and CPU
+//! It runs as its own process (the benchmark re-executed with [`ARG`]), so its RSS and CPU
 //! are measured apart from the load client's.
 
 use std::collections::HashMap;

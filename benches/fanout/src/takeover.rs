@@ -1,4 +1,4 @@
-//! The owner's crash, measured (issue 12's takeover time): while events are published at a
+//! The owner's crash, measured (the takeover time): while events are published at a
 //! steady rate on every topic, the relay that owns the most topics is killed (SIGKILL), one
 //! event is published on every topic right after, and the steady rate goes on. It records, for
 //! the subscribers of the surviving relays only, how long until every one of them had that
