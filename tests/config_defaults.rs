@@ -157,7 +157,10 @@ fn the_shipped_config_shows_the_models_defaults() {
     let shipped = shipped_values();
     let mut wrong = Vec::new();
     for (key, reason) in SHIPPED_NOT_DEFAULT {
-        assert!(shipped.contains_key(*key), "{key} ({reason}) is gone from config/relay.toml: drop it from SHIPPED_NOT_DEFAULT");
+        assert!(
+            shipped.contains_key(*key),
+            "{key} ({reason}) is gone from config/relay.toml: drop it from SHIPPED_NOT_DEFAULT"
+        );
     }
     for (key, value) in &shipped {
         if SHIPPED_NOT_DEFAULT.iter().any(|(k, _)| k == key) {
@@ -167,7 +170,11 @@ fn the_shipped_config_shows_the_models_defaults() {
             wrong.push(format!("config/relay.toml: {e}"));
         }
     }
-    assert!(shipped.len() > 60, "config/relay.toml has {} keys: is it read?", shipped.len());
+    assert!(
+        shipped.len() > 60,
+        "config/relay.toml has {} keys: is it read?",
+        shipped.len()
+    );
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
 
@@ -176,7 +183,11 @@ fn the_documented_defaults_are_the_models_and_the_shipped_configs() {
     let default = model_default();
     let shipped = shipped_values();
     let rows = documented_defaults();
-    assert!(rows.len() > 30, "docs/configuration.md has {} default rows: is the table read?", rows.len());
+    assert!(
+        rows.len() > 30,
+        "docs/configuration.md has {} default rows: is the table read?",
+        rows.len()
+    );
     let mut wrong = Vec::new();
     for (key, value) in &rows {
         let value = match value {
