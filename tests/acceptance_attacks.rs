@@ -806,7 +806,7 @@ impl Suite {
     }
 
     /// An attacker must not be able to flood the log: warnings are rate-limited per condition
-    /// (README, "Environment overrides and logs"), so an attack adds a few lines at most.
+    /// (docs/operations.md, "Logs"), so an attack adds a few lines at most.
     fn check_log(&mut self, label: &str, before: usize) {
         let new = self.relay.warnings().split_off(before);
         println!("  relay log: {} new WARN/ERROR line(s)", new.len());
