@@ -1,5 +1,5 @@
 //! The `[cluster]` table: relays that hold one origin subscription per topic between them
-//! (README "Running a cluster"), every field documented with its unit and default.
+//! (docs/cluster.md), every field documented with its unit and default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
