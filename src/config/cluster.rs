@@ -3,6 +3,9 @@
 //! are all required (a half-configured cluster would either refuse its peers or hand them
 //! topics it cannot serve), and the companions are refused without peers (set alone, they
 //! would silently do nothing).
+//!
+//! It checks that files exist but never reads them, nor resolves a peer (the cluster does, at
+//! start).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
