@@ -101,8 +101,11 @@ pub(super) struct Relay {
 
 /// The listeners bound at start (the peer listener is the [`PeerLink`]'s).
 pub(super) struct BoundListeners {
+    /// Clients over TLS (h2 and HTTP/1.1 by ALPN).
     pub(super) tls: TcpListener,
+    /// Clients in plaintext (HTTP/1.1 and h2c), if configured.
     pub(super) plaintext: Option<TcpListener>,
+    /// The admin endpoints.
     pub(super) admin: TcpListener,
 }
 
@@ -124,15 +127,21 @@ pub(super) struct Ops {
     pub(super) admin: Server<Admin>,
     /// Ends the admin server (and its `/stats` streams), last in the drain.
     pub(super) admin_stop: watch::Sender<bool>,
+    /// Every metric of the relay, served at `/metrics`.
     pub(super) registry: Registry,
+    /// The `/readyz` latch: set once serving, cleared first in the drain.
     pub(super) readiness: Readiness,
+    /// The relay's metrics, by component.
     pub(super) metrics: Metrics,
 }
 
 /// The peer listener of cluster mode.
 pub(super) struct PeerLink {
+    /// The edge as peers see it, on its own server.
     pub(super) server: Server<PeerEdge>,
+    /// The bound peer listener.
     pub(super) listener: TcpListener,
+    /// The peer link's TLS: mutual, against the cluster's own CA.
     pub(super) tls: TlsAcceptor,
 }
 

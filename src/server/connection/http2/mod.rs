@@ -10,8 +10,9 @@
 //! added on top is here: keep-alive PINGs ([`keep_alive`]), the response head's h2 rules and
 //! the body pump ([`stream`]).
 //!
-//! This module owns an h2 connection's streams and its keep-alive; the watchdogs and the drain
-//! are the caller's ([`super::serve`]).
+//! This module owns an h2 connection's streams, its write batching and its keep-alive. It never
+//! decides when a connection should end for a watchdog or the drain: those are the caller's
+//! ([`super::serve`]).
 
 mod keep_alive;
 mod stream;
