@@ -30,7 +30,7 @@ const MAX_REPLAY: u64 = 100;
 pub async fn serve(listener: TcpListener, settings: ServerSettings) {
     let demo = DemoOrigin {
         started: Instant::now(),
-        started_wall: SystemTime::now()
+        started_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default(),
     };
@@ -43,8 +43,10 @@ pub async fn serve(listener: TcpListener, settings: ServerSettings) {
 /// The demo's clock: ticks count from its start.
 #[derive(Clone, Copy)]
 struct DemoOrigin {
+    /// When the demo started, for the tick schedule.
     started: Instant,
-    started_wall: Duration,
+    /// When the demo started, since the Unix epoch, for `clock`'s wall-clock times.
+    started_unix: Duration,
 }
 
 impl Handler for DemoOrigin {
@@ -52,10 +54,11 @@ impl Handler for DemoOrigin {
     type Error = Infallible;
 
     async fn handle(self, request: Request<RequestBody>, _peer: Peer) -> Response<Self::Body> {
-        respond(&request, self.started, self.started_wall)
+        respond(&request, self.started, self.started_unix)
     }
 }
 
+/// How often `topic` ticks.
 fn period(topic: &str) -> Duration {
     match topic {
         "ticker" => Duration::from_millis(250),
@@ -63,10 +66,11 @@ fn period(topic: &str) -> Duration {
     }
 }
 
-fn event(topic: &str, tick: u64, started_wall: Duration) -> Event {
+/// `topic`'s event for `tick`, the same every time it is asked for (so replays match).
+fn event(topic: &str, tick: u64, started_unix: Duration) -> Event {
     let data = match topic {
         "clock" => {
-            let at = started_wall + period(topic) * tick as u32;
+            let at = started_unix + period(topic) * tick as u32;
             format!("{{\"unix_ms\":{}}}", at.as_millis())
         }
         "ticker" => {
@@ -83,10 +87,12 @@ fn event(topic: &str, tick: u64, started_wall: Duration) -> Event {
     }
 }
 
+/// A `/sub/{topic}` stream from the tick after the request's `Last-Event-ID` (at most
+/// [`MAX_REPLAY`] back), else from the next tick; anything else is a 404.
 fn respond(
     request: &Request<RequestBody>,
     started: Instant,
-    started_wall: Duration,
+    started_unix: Duration,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let Some(topic) = request.uri().path().strip_prefix("/sub/") else {
         return plain_text(StatusCode::NOT_FOUND, "try /sub/clock\n");
@@ -105,7 +111,7 @@ fn respond(
         let topic = topic.clone();
         async move {
             tokio::time::sleep_until(started + every * tick as u32).await;
-            let frame = Frame::data(encode(&event(&topic, tick, started_wall)));
+            let frame = Frame::data(encode(&event(&topic, tick, started_unix)));
             Some((Ok::<_, Infallible>(frame), tick + 1))
         }
     });

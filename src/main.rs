@@ -1,5 +1,7 @@
 //! The `sse-relay` binary: parse the CLI, load and validate the config (exit 2 naming file, key
 //! and reason, before binding anything), start logging, run the relay, drain on SIGTERM/SIGINT.
+//!
+//! It never builds a component itself: [`App`] does, so tests can drive the same code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

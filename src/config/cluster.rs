@@ -3,6 +3,9 @@
 //! are all required (a half-configured cluster would either refuse its peers or hand them
 //! topics it cannot serve), and the companions are refused without peers (set alone, they
 //! would silently do nothing).
+//!
+//! It checks that files exist but never reads them, nor resolves a peer (the cluster does, at
+//! start).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,19 +87,21 @@ pub(super) fn setup(c: &ClusterConfig) -> Result<Option<ClusterSetup>, ConfigIss
             refresh: ms(c.refresh_ms),
         },
         listen,
-        ca_file: file("cluster.ca_file", c.ca_file.as_deref())?,
-        cert_file: file("cluster.cert_file", c.cert_file.as_deref())?,
-        key_file: file("cluster.key_file", c.key_file.as_deref())?,
-        token_file: file("cluster.token_file", c.token_file.as_deref())?,
+        ca_file: required_file("cluster.ca_file", c.ca_file.as_deref())?,
+        cert_file: required_file("cluster.cert_file", c.cert_file.as_deref())?,
+        key_file: required_file("cluster.key_file", c.key_file.as_deref())?,
+        token_file: required_file("cluster.token_file", c.token_file.as_deref())?,
         peer_name: c.peer_name.trim().to_string(),
     }))
 }
 
+/// `value`, which a cluster must have.
 fn required<T>(key: &str, value: Option<T>) -> Result<T, ConfigIssue> {
     value.ok_or_else(|| ConfigIssue::new(key, "required in a cluster (peers or dns_name set)"))
 }
 
-fn file(key: &str, path: Option<&Path>) -> Result<PathBuf, ConfigIssue> {
+/// `path`, which a cluster must have, and which must exist.
+fn required_file(key: &str, path: Option<&Path>) -> Result<PathBuf, ConfigIssue> {
     let path = required(key, path)?;
     file_exists(key, Some(path))?;
     Ok(path.to_owned())

@@ -1,5 +1,7 @@
 //! A rejected configuration value ([`ConfigIssue`]: key and reason) and the small checks every
 //! section's builder shares.
+//!
+//! It never reads the config itself: each builder calls these checks with the key it names.
 
 use std::path::Path;
 use std::time::Duration;

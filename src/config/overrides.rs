@@ -1,5 +1,7 @@
 //! Environment overrides (`SSE_RELAY__SECTION__KEY`) and the wording of parse errors (with
 //! line and column).
+//!
+//! It changes the raw TOML tree only; it never validates a value (the settings builder does).
 
 use super::ConfigError;
 

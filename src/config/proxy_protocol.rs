@@ -1,6 +1,8 @@
 //! `server.proxy_protocol`, `proxy_protocol_from` and `proxy_protocol_timeout_ms`, validated
 //! into the server's [`ProxyProtocol`]: the CIDRs parsed, and the companions refused without
 //! `proxy_protocol = true` (set alone, they would silently do nothing).
+//!
+//! It builds the server's settings only; it never reads a header.
 
 use ipnet::IpNet;
 

@@ -1,6 +1,9 @@
 //! Building the edge's settings from the raw config: the route table, the `always_on` topics,
 //! the authorization backends (the JWT key file is read here, once), CORS and passthrough.
 //! Each rejection names its key.
+//!
+//! It builds and checks; it never serves a request or contacts an origin or an authorization
+//! server.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use super::issue::{file_exists, ms, positive, ConfigIssue};
-use super::{Config, LogConfig};
+use super::{Config, H2Config, LogConfig};
 use crate::edge::EdgeSettings;
 use crate::hub::{CatchUpSettings, HubSettings, RingLimits};
 use crate::server::proxy_protocol::ProxyProtocol;
@@ -96,7 +96,9 @@ pub struct Settings {
 impl TryFrom<Config> for Settings {
     type Error = ConfigIssue;
 
-    /// Validates `config` and builds the settings; the first rejected value is the error.
+    /// Validates `config` and builds the settings; the first rejected value is the error
+    /// (sections are checked in a fixed order, so the error for a given file is always the
+    /// same).
     fn try_from(config: Config) -> Result<Self, ConfigIssue> {
         let tls = tls_source(&config)?;
         file_exists(
@@ -106,71 +108,91 @@ impl TryFrom<Config> for Settings {
         let upstream_identity = upstream_identity(&config)?;
         let drain = drain(&config)?;
         let passthrough = super::routes::passthrough(&config.passthrough)?;
-        let s = &config.server;
-        if s.plaintext_listen == Some(s.listen) && s.listen.port() != 0 {
-            return Err(ConfigIssue::new(
-                "server.plaintext_listen",
-                "same address as server.listen",
-            ));
-        }
+        let listeners = listeners(&config)?;
         let router = super::routes::router(&config.routes)?;
         let auth = super::routes::auth(&config)?;
         let always_on = super::routes::always_on(&config.topics.always_on, &router)?;
         let upstream = upstream(&config)?;
-        let origin_answer_wait = upstream.connect_timeout * 2;
         positive("limits.max_hops", u64::from(config.limits.max_hops))?;
         let hub = hub(&config)?;
         let server = server(&config)?;
         let cors = super::routes::cors(&config.cors)?;
-        let exposed = std::iter::once(s.listen)
-            .chain(s.plaintext_listen)
-            .any(|addr| !addr.ip().is_loopback());
-        let open_routes = config
-            .routes
-            .iter()
-            .filter(|r| exposed && r.auth == crate::edge::auth::AuthMode::None)
-            .map(|r| r.path.clone())
-            .collect();
+        let proxy_protocol = super::proxy_protocol::settings(&config.server)?;
+        let cluster = super::cluster::setup(&config.cluster)?;
+        let edge = EdgeSettings {
+            router,
+            always_on,
+            auth,
+            cors,
+            passthrough,
+            retry_hint_ms: config.downstream.retry_hint_ms,
+            gap_event: gap_event(&config.downstream.gap_event)?,
+            lag_policy: config.downstream.lag_policy,
+            hsts: hsts(config.server.hsts_max_age_s),
+            origin_answer_wait: upstream.connect_timeout * 2,
+            max_hops: config.limits.max_hops,
+        };
         Ok(Settings {
-            listeners: Listeners {
-                tls: s.listen,
-                plaintext: s.plaintext_listen,
-                admin: config.admin.listen,
-                demo_origin: config
-                    .demo_origin
-                    .enabled
-                    .then_some(config.demo_origin.listen),
-            },
+            listeners,
             tls,
             extra_ca_file: config.upstream.extra_ca_file.clone(),
             upstream_identity,
             server,
-            proxy_protocol: super::proxy_protocol::settings(s)?,
-            cluster: super::cluster::setup(&config.cluster)?,
+            proxy_protocol,
+            cluster,
             drain,
             hub,
             upstream,
-            edge: EdgeSettings {
-                router,
-                always_on,
-                auth,
-                cors,
-                passthrough,
-                retry_hint_ms: config.downstream.retry_hint_ms,
-                gap_event: gap_event(&config.downstream.gap_event)?,
-                lag_policy: config.downstream.lag_policy,
-                hsts: (s.hsts_max_age_s > 0).then(|| {
-                    HeaderValue::from_str(&format!("max-age={}", s.hsts_max_age_s))
-                        .expect("digits are a valid header value")
-                }),
-                origin_answer_wait,
-                max_hops: config.limits.max_hops,
-            },
+            edge,
             max_topic_labels: config.admin.max_topic_labels,
+            open_routes: open_routes(&config),
             log: config.log,
-            open_routes,
         })
     }
+}
+
+/// The addresses to bind; `server.plaintext_listen` must differ from `server.listen` (unless
+/// both ask for any free port).
+fn listeners(config: &Config) -> Result<Listeners, ConfigIssue> {
+    let s = &config.server;
+    if s.plaintext_listen == Some(s.listen) && s.listen.port() != 0 {
+        return Err(ConfigIssue::new(
+            "server.plaintext_listen",
+            "same address as server.listen",
+        ));
+    }
+    Ok(Listeners {
+        tls: s.listen,
+        plaintext: s.plaintext_listen,
+        admin: config.admin.listen,
+        demo_origin: config
+            .demo_origin
+            .enabled
+            .then_some(config.demo_origin.listen),
+    })
+}
+
+/// `server.hsts_max_age_s`: the `Strict-Transport-Security` value (RFC 6797 §6.1), `None` at 0.
+fn hsts(max_age_s: u64) -> Option<HeaderValue> {
+    (max_age_s > 0).then(|| {
+        HeaderValue::from_str(&format!("max-age={max_age_s}"))
+            .expect("digits are a valid header value")
+    })
+}
+
+/// Paths of routes anyone may subscribe to (`auth = "none"`) when a client listener is not
+/// on loopback: warned about at start.
+fn open_routes(config: &Config) -> Vec<String> {
+    let s = &config.server;
+    let exposed = std::iter::once(s.listen)
+        .chain(s.plaintext_listen)
+        .any(|addr| !addr.ip().is_loopback());
+    config
+        .routes
+        .iter()
+        .filter(|r| exposed && r.auth == crate::edge::auth::AuthMode::None)
+        .map(|r| r.path.clone())
+        .collect()
 }
 
 /// `downstream.gap_event`: an event type (no line breaks; it is written as an `event:` field).
@@ -332,6 +354,7 @@ fn catch_up(config: &Config) -> Result<CatchUpSettings, ConfigIssue> {
     })
 }
 
+/// The listeners' connection handling: connection and stream caps, timeouts, and h2.
 fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
     let l = &config.limits;
     let s = &config.server;
@@ -344,21 +367,55 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
         "limits.tls_handshake_timeout_ms",
         l.tls_handshake_timeout_ms,
     )?;
+    Ok(ServerSettings {
+        h2: h2(&s.h2)?,
+        max_streams_per_connection: l.max_streams_per_connection,
+        tls_handshake_timeout: ms(l.tls_handshake_timeout_ms),
+        max_connections: l.max_connections,
+        max_connections_per_ip: (l.max_connections_per_ip > 0).then_some(l.max_connections_per_ip),
+        connection: ConnectionLimits {
+            first_request_timeout: ms(l.first_request_timeout_ms),
+            idle_timeout: ms(l.idle_connection_timeout_ms),
+            max_streams_lifetime: l.max_streams_per_connection_lifetime,
+            close_grace: ms(l.close_grace_ms),
+        },
+        drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
+    })
+}
+
+/// `server.h2`: the h2 settings, each within what RFC 9113 allows.
+fn h2(h2: &H2Config) -> Result<H2Settings, ConfigIssue> {
     positive(
         "server.h2.max_header_list_size",
-        u64::from(s.h2.max_header_list_size),
+        u64::from(h2.max_header_list_size),
     )?;
-    if s.h2.max_send_buf_size < 1024 {
+    if h2.max_send_buf_size < 1024 {
         return Err(ConfigIssue::new(
             "server.h2.max_send_buf_size",
             "must be at least 1024",
         ));
     }
-    let h2 = &s.h2;
-    // RFC 9113 §6.5.2 and §6.9.1: a window above 2^31-1 is a FLOW_CONTROL_ERROR, a frame size
-    // outside 2^14..=2^24-1 a PROTOCOL_ERROR. The connection window starts at 65535 and can
-    // only grow (§6.9.2), so a smaller value would not be what a client gets. A stream window
-    // of 0 is legal but would stall every upload: refused here, the project's own rule.
+    h2_windows(h2)?;
+    Ok(H2Settings {
+        max_pending_accept_reset_streams: h2.max_pending_accept_reset_streams,
+        max_local_error_reset_streams: h2.max_local_error_reset_streams,
+        max_header_list_size: h2.max_header_list_size,
+        header_table_size: h2.header_table_size,
+        keep_alive_interval: (h2.keep_alive_interval_ms > 0).then(|| ms(h2.keep_alive_interval_ms)),
+        keep_alive_timeout: ms(h2.keep_alive_timeout_ms),
+        max_send_buf_size: h2.max_send_buf_size,
+        initial_stream_window_size: h2.initial_stream_window_size,
+        initial_connection_window_size: h2.initial_connection_window_size,
+        max_frame_size: h2.max_frame_size,
+    })
+}
+
+/// The flow-control windows and the frame size. RFC 9113 §6.5.2 and §6.9.1: a window above
+/// 2^31-1 is a FLOW_CONTROL_ERROR, a frame size outside 2^14..=2^24-1 a PROTOCOL_ERROR. The
+/// connection window starts at 65535 and can only grow (§6.9.2), so a smaller value would not
+/// be what a client gets. A stream window of 0 is legal but would stall every upload: refused
+/// here, the project's own rule.
+fn h2_windows(h2: &H2Config) -> Result<(), ConfigIssue> {
     const MAX_WINDOW: u32 = (1 << 31) - 1;
     if !(1..=MAX_WINDOW).contains(&h2.initial_stream_window_size) {
         return Err(ConfigIssue::new(
@@ -378,30 +435,5 @@ fn server(config: &Config) -> Result<ServerSettings, ConfigIssue> {
             "must be between 16384 and 16777215",
         ));
     }
-    Ok(ServerSettings {
-        h2: H2Settings {
-            max_pending_accept_reset_streams: h2.max_pending_accept_reset_streams,
-            max_local_error_reset_streams: h2.max_local_error_reset_streams,
-            max_header_list_size: h2.max_header_list_size,
-            header_table_size: h2.header_table_size,
-            keep_alive_interval: (h2.keep_alive_interval_ms > 0)
-                .then(|| ms(h2.keep_alive_interval_ms)),
-            keep_alive_timeout: ms(h2.keep_alive_timeout_ms),
-            max_send_buf_size: h2.max_send_buf_size,
-            initial_stream_window_size: h2.initial_stream_window_size,
-            initial_connection_window_size: h2.initial_connection_window_size,
-            max_frame_size: h2.max_frame_size,
-        },
-        max_streams_per_connection: l.max_streams_per_connection,
-        tls_handshake_timeout: ms(l.tls_handshake_timeout_ms),
-        max_connections: l.max_connections,
-        max_connections_per_ip: (l.max_connections_per_ip > 0).then_some(l.max_connections_per_ip),
-        connection: ConnectionLimits {
-            first_request_timeout: ms(l.first_request_timeout_ms),
-            idle_timeout: ms(l.idle_connection_timeout_ms),
-            max_streams_lifetime: l.max_streams_per_connection_lifetime,
-            close_grace: ms(l.close_grace_ms),
-        },
-        drain_timeout: ms(s.drain_timeout_ms - s.drain_delay_ms),
-    })
+    Ok(())
 }

@@ -1,8 +1,12 @@
 //! The subscriber side's metrics: deliveries, bytes, hand-off latency, lag, stalls, heartbeats
 //! and lagged subscribers.
+//!
+//! It owns their names and help texts and how a hand-off is counted; it never decides what a
+//! subscriber is sent.
 
 use prometheus::{Histogram, IntCounter, Registry};
 
+use crate::hub::Delivery;
 use crate::ops::metrics::{counter, histogram};
 
 /// The metrics of subscribers' streams.
@@ -85,5 +89,19 @@ impl DownstreamMetrics {
                 prometheus::exponential_buckets(0.001, 4.0, 10)?,
             )?,
         })
+    }
+
+    /// Counts one hand-off to a subscriber's stream: its events and bytes, the fan-out
+    /// latency, the lag left behind it, and the stall before it, if any.
+    #[inline]
+    pub fn delivered(&self, delivery: &Delivery) {
+        self.events_delivered.inc_by(delivery.events);
+        self.bytes_delivered.inc_by(delivery.frame.len() as u64);
+        self.fanout_latency
+            .observe((delivery.handed_at - delivery.received_at).as_secs_f64());
+        self.subscriber_lag.observe(delivery.behind as f64);
+        if let Some(stall) = delivery.stalled_for {
+            self.subscriber_stall.observe(stall.as_secs_f64());
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! The serving layer's metrics: connections accepted and open by protocol, refused at a cap,
 //! closed by a watchdog, TLS handshake failures, PROXY headers refused and certificate reloads.
+//!
+//! It owns their names, help texts and labels; it never decides when they change (the
+//! connection layer does).
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 

@@ -4,11 +4,10 @@
 //! holds the rustls side), HTTP/1.1 (hyper's) and h2 (ours, on the `h2` crate) connections on
 //! one listener (ALPN, else the first bytes, tell which) with explicit h2 settings, each h2
 //! connection's streams run in the connection's own task ([`streams`]), the connection driver
-//! and its watchdogs
-//! ([`connection`]), and the drain (GOAWAY on h2, close after the current request on
-//! HTTP/1.1, wait under a deadline).
+//! and its watchdogs ([`connection`]), and the drain (GOAWAY on h2, close after the current
+//! request on HTTP/1.1, wait under a deadline).
 //!
-//! This module knows nothing of SSE: it is generic over a [`Handler`]. The relay, the admin
+//! This module must never know of SSE: it is generic over a [`Handler`]. The relay, the admin
 //! listener and the demo origin all run on it.
 
 pub mod connection;
@@ -158,7 +157,7 @@ impl<H: Handler> Server<H> {
         // dropped) the sign that every connection has ended.
         let (drain, _) = watch::channel(false);
         // Each connection's task holds this, one pointer, rather than a clone of the server
-        // (240 bytes, kept for the connection's life).
+        // (its settings, metrics and caps, kept for the connection's life).
         let server = Arc::new(self.clone());
         tokio::pin!(shutdown);
         loop {
@@ -276,8 +275,8 @@ impl<H: Handler> Server<H> {
                     tokio::time::timeout(self.settings.tls_handshake_timeout, acceptor.accept(io));
                 let (stream, alpn) = match Box::pin(handshake).await {
                     // ALPN read here, in the arm: a local that is ever borrowed stays stored
-                    // in this future across the await below (the whole TLS stream, ~0.9 KB per
-                    // connection), even once moved out.
+                    // in this future across the await below (the whole TLS stream, rustls's
+                    // connection state), even once moved out.
                     Ok(Ok(stream)) => {
                         let alpn = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                             Alpn::H2

@@ -1,4 +1,7 @@
 //! The per-client-IP connection cap: a count per address, a slot released on drop.
+//!
+//! It owns the counts only; it never refuses or closes a connection itself (the accept loop
+//! does, and counts the refusal).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

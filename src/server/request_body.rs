@@ -1,6 +1,6 @@
 //! The body of a request as every [`super::Handler`] reads it, whatever connection carried it:
 //! hyper's `Incoming` on HTTP/1.1, h2's `RecvStream` on h2 (served on the `h2` crate directly,
-//! [`super::h2_connection`]), so the handlers' code is the same for both.
+//! [`super::connection`]), so the handlers' code is the same for both.
 //!
 //! This module owns only that adapter: it reads no body itself and buffers nothing.
 

@@ -1,6 +1,8 @@
 //! [`Rewind`]: a stream that first yields bytes already read from it (what followed a PROXY
 //! header in the same read, or the first bytes read to tell HTTP/1.1 from h2), then reads on
 //! from the stream itself. Writes pass straight through.
+//!
+//! It owns only those bytes; it never parses them nor reads ahead of its caller.
 
 use std::io;
 use std::pin::Pin;

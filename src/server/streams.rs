@@ -4,9 +4,10 @@
 //! while its streams keep handing frames: [`super::connection`]'s h2 module). With a task per
 //! stream, each delivery would cost a wake-up and poll of the stream's task, then another of
 //! the connection's task, and the two would contend for h2's connection lock from both worker
-//! threads (RESULTS.md, issue 13 item 2).
+//! threads (the difference is measured in benches/RESULTS.md).
 //!
-//! This module owns only where the stream futures run. A panic while a stream's future is
+//! This module owns only where the stream futures run; it must never look into a stream (its
+//! request, its frames) nor hold one back from its poll. A panic while a stream's future is
 //! polled ends that stream only, as it would in a task of its own (one while it is dropped is
 //! not caught, as tokio's task harness would: it ends the connection). All streams of a
 //! connection share its task, and so one core at a time: a slow poll of one (a handler's first

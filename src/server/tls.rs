@@ -67,7 +67,9 @@ impl CertStore {
         })
     }
 
-    fn fixed(certified: CertifiedKey) -> Self {
+    /// A store serving `certified` for good: no files behind it, so nothing to reload (the
+    /// generated dev certificate).
+    fn without_files(certified: CertifiedKey) -> Self {
         Self {
             current: RwLock::new(Arc::new(certified)),
             files: None,
@@ -214,7 +216,7 @@ pub fn dev_certificate(dir: &Path) -> Result<DevCertificate, TlsError> {
     std::fs::rename(&staging, &cert_path).map_err(write_err)?;
     let key = PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
     let chain = vec![certified.cert.der().clone()];
-    let store = Arc::new(CertStore::fixed(CertifiedKey::from_der(
+    let store = Arc::new(CertStore::without_files(CertifiedKey::from_der(
         chain,
         key,
         &provider(),
@@ -343,7 +345,8 @@ fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
+    /// A fresh, empty temporary directory for the test `name`.
+    fn scratch_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sse-relay-tls-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -353,7 +356,7 @@ mod tests {
     #[test]
     fn dev_cert_dir_is_created_private() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = scratch("new").join("dev");
+        let dir = scratch_dir("new").join("dev");
         let dev = dev_certificate(&dir).unwrap();
         assert!(dev.cert_path.exists());
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
@@ -362,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_symlinked_dev_cert_dir_is_refused() {
-        let base = scratch("link");
+        let base = scratch_dir("link");
         std::fs::create_dir(base.join("real")).unwrap();
         std::os::unix::fs::symlink(base.join("real"), base.join("dev")).unwrap();
         let err = dev_certificate(&base.join("dev")).err().expect("refused");
@@ -371,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_symlink_planted_at_cert_pem_is_replaced_not_followed() {
-        let base = scratch("planted");
+        let base = scratch_dir("planted");
         let dir = base.join("dev");
         std::fs::create_dir(&dir).unwrap();
         let victim = base.join("victim");

@@ -1,5 +1,6 @@
 //! The `[auth]` tables: who may subscribe (JWT verification, forward authorization), every
-//! field documented with its unit and default.
+//! field documented with its unit and default. The raw model only: validated by
+//! [`crate::config`]'s route builders, never used raw.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! The `[cluster]` table: relays that hold one origin subscription per topic between them
-//! (docs/cluster.md), every field documented with its unit and default.
+//! (docs/cluster.md), every field documented with its unit and default. The raw
+//! model only: validated into a [`crate::config::ClusterSetup`], never used raw.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

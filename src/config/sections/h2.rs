@@ -1,6 +1,6 @@
 //! `[server.h2]`: the raw HTTP/2 settings the relay advertises and keeps, each with its default
-//! and the reason for it (RESULTS.md, "h2 settings chosen for SSE"); validated into
-//! `server::H2Settings` by `config::settings`.
+//! and the reason for it (measured in benches/RESULTS.md, "h2 settings chosen for SSE");
+//! validated into `server::H2Settings` by `config::settings`, never used raw.
 
 use serde::Deserialize;
 
@@ -31,8 +31,8 @@ pub struct H2Config {
     /// SETTINGS_INITIAL_WINDOW_SIZE we advertise (RFC 9113 §6.5.2, §6.9.2): request-body bytes
     /// a client may send on one stream before the relay reads them, bytes (1..=2^31-1).
     /// Default 1048576, hyper's: SSE requests carry no body, so the value costs nothing on an
-    /// SSE stream (measured, RESULTS.md "h2 settings"), and a passthrough upload is not slowed
-    /// below window / round-trip (1 MiB per 50 ms is 20 MB/s).
+    /// SSE stream (measured in benches/RESULTS.md, "h2 settings"), and a passthrough upload is
+    /// not slowed below window / round-trip (1 MiB per 50 ms is 20 MB/s).
     pub initial_stream_window_size: u32,
     /// The connection's flow-control window we grant (RFC 9113 §6.9.1, §6.9.2): request-body
     /// bytes a client may have in flight on all its streams together, so the most of its

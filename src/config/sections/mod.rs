@@ -1,5 +1,8 @@
 //! The config sections: one serde struct per TOML table, every field documented with its unit
 //! and default.
+//!
+//! These are the raw model only: nothing here validates a value or combines sections (that is
+//! [`super::settings`]'s), and no component takes these structs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

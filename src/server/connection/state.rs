@@ -1,5 +1,5 @@
 //! What one connection's service, watchdogs and tunnels share: the open and total stream
-//! counts, the protocol its first request told, the live [`TunnelLease`]s, and the connection
+//! counts, the protocol of its first request, the live [`TunnelLease`]s, and the connection
 //! metrics they keep (opened, by protocol, closed). It knows nothing of how the connection is
 //! driven (`super`).
 

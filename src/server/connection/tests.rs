@@ -1,4 +1,4 @@
-//! The connection layer's own tests: telling the protocol from the first bytes, and what the
+//! The connection layer's own tests: sniffing the protocol from the first bytes, and what the
 //! connection's future holds.
 
 use super::super::handler::EmptyAnswer;
@@ -40,17 +40,17 @@ impl AsyncWrite for Ballast {
     }
 }
 
-/// A short HTTP/1.1 request is told at once: the bytes differ from the h2 preface at the
+/// A short HTTP/1.1 request is sniffed at once: the bytes differ from the h2 preface at the
 /// first one, so nothing waits for 24 bytes that will never come (the client stays open: a
 /// reader that waited would meet the paused clock's timeout, not an end of stream).
 #[tokio::test(start_paused = true)]
-async fn http1_is_told_from_its_first_bytes() {
+async fn http1_is_sniffed_from_its_first_bytes() {
     let (mut server, mut client) = tokio::io::duplex(1024);
     tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n")
         .await
         .unwrap();
-    let told = tokio::time::timeout(Duration::from_secs(5), first_bytes(&mut server));
-    let (h2, read) = told.await.expect("told without more bytes").unwrap();
+    let sniffed = tokio::time::timeout(Duration::from_secs(5), sniff_protocol(&mut server));
+    let (h2, read) = sniffed.await.expect("sniffed without more bytes").unwrap();
     assert!(!h2);
     assert_eq!(
         &read[..],
@@ -59,11 +59,11 @@ async fn http1_is_told_from_its_first_bytes() {
     );
 }
 
-/// The h2 preface is told once all 24 bytes are in, however they are split.
+/// The h2 preface is recognized once all 24 bytes are in, however they are split.
 #[tokio::test]
-async fn the_h2_preface_is_told_across_reads() {
+async fn the_h2_preface_is_sniffed_across_reads() {
     let (mut server, mut client) = tokio::io::duplex(1024);
-    let reading = tokio::spawn(async move { first_bytes(&mut server).await.unwrap() });
+    let reading = tokio::spawn(async move { sniff_protocol(&mut server).await.unwrap() });
     for part in H2_PREFACE.chunks(5) {
         tokio::io::AsyncWriteExt::write_all(&mut client, part)
             .await
@@ -77,13 +77,13 @@ async fn the_h2_preface_is_told_across_reads() {
 
 /// A client that closes mid-preface is an error, not a guess.
 #[tokio::test]
-async fn a_stream_ending_before_telling_is_an_error() {
+async fn a_stream_ending_before_the_protocol_is_known_is_an_error() {
     let (mut server, mut client) = tokio::io::duplex(1024);
     tokio::io::AsyncWriteExt::write_all(&mut client, &H2_PREFACE[..10])
         .await
         .unwrap();
     drop(client);
-    let error = first_bytes(&mut server).await.unwrap_err();
+    let error = sniff_protocol(&mut server).await.unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
 }
 

@@ -3,6 +3,9 @@
 //! dropped the mapping), and is closed instead of holding its subscriptions until TCP gives up
 //! (about 15 min of retransmits). Idle SSE connections send nothing, so the PING is sent
 //! whatever was read meanwhile: one 17-byte frame per interval each way.
+//!
+//! It owns the PING timer and the verdict only; it never closes the connection itself (the
+//! connection's future does, on the verdict).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -10,8 +10,9 @@
 //! added on top is here: keep-alive PINGs ([`keep_alive`]), the response head's h2 rules and
 //! the body pump ([`stream`]).
 //!
-//! This module owns an h2 connection's streams and its keep-alive; the watchdogs and the drain
-//! are the caller's ([`super::serve`]).
+//! This module owns an h2 connection's streams, its write batching and its keep-alive. It never
+//! decides when a connection should end for a watchdog or the drain: those are the caller's
+//! ([`super::serve`]).
 
 mod keep_alive;
 mod stream;
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -40,8 +41,7 @@ use stream::Exchange;
 /// Most yields in a row before the frames handed to h2 are written, while each round of the
 /// connection's streams hands h2 more, count. Bounds the delay a frame can get from the
 /// batching (each yield is one trip through the runtime's queue) under a steady trickle of
-/// wake-ups. Writes per connection per event at 100 × 100: about 50 without the yields, 6.1
-/// with at most 8, 3.3 with 16, 2.6 with 32 (RESULTS.md).
+/// wake-ups; how writes per event fall with the bound is measured in benches/RESULTS.md.
 const MAX_WRITE_DEFERRALS: u8 = 16;
 
 /// How every h2 connection of a server is made: h2's builder with the server's settings, and
@@ -86,10 +86,8 @@ pub(super) struct Http2Connection<IO, H> {
     keep_alive: Option<KeepAlive>,
     keep_alive_config: Option<KeepAliveConfig>,
     streams: Streams,
-    /// Set by a stream that handed h2 a frame since the connection last looked.
-    handed: Arc<AtomicBool>,
-    /// Yields in a row since the last write, each after a round that handed h2 frames.
-    write_deferrals: u8,
+    /// Batches the frames the streams hand h2 into few writes.
+    batch: WriteBatch,
     handler: H,
     peer: Peer,
     state: Arc<ConnectionState>,
@@ -122,8 +120,7 @@ where
             keep_alive: None,
             keep_alive_config: builder.keep_alive,
             streams: Streams::default(),
-            handed: Arc::new(AtomicBool::new(false)),
-            write_deferrals: 0,
+            batch: WriteBatch::new(),
             handler,
             peer,
             state,
@@ -152,69 +149,121 @@ where
         loop {
             let connection = match &mut this.phase {
                 Phase::Handshaking(handshake) => {
-                    let mut connection = match Pin::new(handshake).poll(cx) {
-                        Poll::Ready(Ok(connection)) => connection,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
-                    };
-                    if this.goaway_pending {
-                        connection.graceful_shutdown();
-                    }
-                    if let (Some(config), Some(ping_pong)) =
-                        (this.keep_alive_config, connection.ping_pong())
-                    {
-                        this.keep_alive = Some(KeepAlive::new(ping_pong, config));
-                    }
-                    this.phase = Phase::Serving(connection);
+                    let connection = ready!(Pin::new(handshake).poll(cx))?;
+                    this.start_serving(connection);
                     continue;
                 }
                 Phase::Serving(connection) => connection,
             };
             // Streams first: each ready one hands h2 its frames ...
             this.streams.poll(cx);
-            // ... and while a round hands h2 frames on a connection with several streams, the
-            // task yields before writing them (up to MAX_WRITE_DEFERRALS rounds): a topic event
-            // wakes a connection's streams one by one from the publishing task while this one
-            // runs on the other core, so writing at once would send a few streams' frames per
-            // write and TLS record (measured: about 50 per connection per event at 100 × 100,
-            // RESULTS.md); after the yield, the streams woken meanwhile join the same write.
-            // A round that hands nothing writes what is waiting. One stream alone has nothing
-            // to wait for.
-            let handed = this.handed.swap(false, Ordering::Relaxed);
-            if handed && this.streams.len() > 1 && this.write_deferrals < MAX_WRITE_DEFERRALS {
-                this.write_deferrals += 1;
-                cx.waker().wake_by_ref();
+            if this.batch.yield_before_writing(this.streams.len(), cx) {
                 return Poll::Pending;
             }
-            this.write_deferrals = 0;
-            if let Some(keep_alive) = &mut this.keep_alive {
-                if keep_alive.poll_timed_out(cx).is_ready() {
-                    debug!("keep-alive PING unanswered: closing the connection");
-                    this.keep_alive = None;
-                    connection.abrupt_shutdown(::h2::Reason::NO_ERROR);
-                }
-            }
+            close_if_unanswered(&mut this.keep_alive, connection, cx);
             // ... then the connection: reads, writes every frame handed over, flushes, and
             // hands over the next request.
-            let (request, respond) = match connection.poll_accept(cx) {
-                Poll::Ready(Some(Ok(accepted))) => accepted,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+            let (request, respond) = match ready!(connection.poll_accept(cx)) {
+                Some(Ok(accepted)) => accepted,
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
             };
-            let guard = this.state.stream_started(http::Version::HTTP_2);
-            let content_length = request
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|value| value.to_str().ok()?.parse().ok());
-            let request = request.map(|recv| RequestBody::h2(recv, content_length));
-            let handling = this.handler.clone().handle(request, this.peer);
-            // The guard counts the stream open until its future ends. The new stream runs its
-            // first poll (the handler) in the next round of this loop.
-            this.streams.start(
-                Exchange::new(handling, respond, this.handed.clone()).map(move |()| drop(guard)),
-            );
+            this.start_stream(request, respond);
         }
+    }
+}
+
+impl<IO, H> Http2Connection<IO, H>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    /// The handshake is done: sends the GOAWAY asked for meanwhile, starts the keep-alive,
+    /// and serves `connection`.
+    fn start_serving(&mut self, mut connection: ::h2::server::Connection<IO, Bytes>) {
+        if self.goaway_pending {
+            connection.graceful_shutdown();
+        }
+        if let (Some(config), Some(ping_pong)) = (self.keep_alive_config, connection.ping_pong()) {
+            self.keep_alive = Some(KeepAlive::new(ping_pong, config));
+        }
+        self.phase = Phase::Serving(connection);
+    }
+
+    /// Hands `request` to the handler and runs its stream among the connection's streams.
+    #[inline]
+    fn start_stream(
+        &mut self,
+        request: http::Request<::h2::RecvStream>,
+        respond: ::h2::server::SendResponse<Bytes>,
+    ) {
+        let guard = self.state.stream_started(http::Version::HTTP_2);
+        let content_length = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse().ok());
+        let request = request.map(|recv| RequestBody::h2(recv, content_length));
+        let handling = self.handler.clone().handle(request, self.peer);
+        // The guard counts the stream open until its future ends. The new stream runs its
+        // first poll (the handler) in the next round of the connection's loop.
+        self.streams.start(
+            Exchange::new(handling, respond, self.batch.handed.clone()).map(move |()| drop(guard)),
+        );
+    }
+}
+
+/// When a keep-alive PING went unanswered, closes `connection` at once (the peer is gone).
+#[inline]
+fn close_if_unanswered<IO: AsyncRead + AsyncWrite + Unpin>(
+    keep_alive: &mut Option<KeepAlive>,
+    connection: &mut ::h2::server::Connection<IO, Bytes>,
+    cx: &mut Context<'_>,
+) {
+    if let Some(alive) = keep_alive {
+        if alive.poll_timed_out(cx).is_ready() {
+            debug!("keep-alive PING unanswered: closing the connection");
+            *keep_alive = None;
+            connection.abrupt_shutdown(::h2::Reason::NO_ERROR);
+        }
+    }
+}
+
+/// How a connection batches the frames its streams hand h2 into few writes.
+///
+/// While a round of the connection's streams hands h2 frames on a connection with several
+/// streams, the task yields before writing them (up to [`MAX_WRITE_DEFERRALS`] rounds): a
+/// topic event wakes a connection's streams one by one from the publishing task while this one
+/// runs on the other core, so writing at once would send a few streams' frames per write and
+/// TLS record (measured in benches/RESULTS.md); after the yield, the streams woken meanwhile
+/// join the same write. A round that hands nothing writes what is waiting. One stream alone
+/// has nothing to wait for.
+struct WriteBatch {
+    /// Set by a stream that handed h2 a frame since the connection last looked.
+    handed: Arc<AtomicBool>,
+    /// Yields in a row since the last write, each after a round that handed h2 frames.
+    deferrals: u8,
+}
+
+impl WriteBatch {
+    fn new() -> Self {
+        Self {
+            handed: Arc::new(AtomicBool::new(false)),
+            deferrals: 0,
+        }
+    }
+
+    /// Whether the connection yields (its waker woken) before writing, after a round of its
+    /// `streams` streams.
+    #[inline]
+    fn yield_before_writing(&mut self, streams: usize, cx: &mut Context<'_>) -> bool {
+        let handed = self.handed.swap(false, Ordering::Relaxed);
+        if handed && streams > 1 && self.deferrals < MAX_WRITE_DEFERRALS {
+            self.deferrals += 1;
+            cx.waker().wake_by_ref();
+            return true;
+        }
+        self.deferrals = 0;
+        false
     }
 }
 
