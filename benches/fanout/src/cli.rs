@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::client::Proto;
-use crate::cluster::ClusterSizes;
+use crate::groups::ClusterSizes;
 use crate::scenarios::{Bench, Record, Scenario, Sizes, TargetKind};
 use crate::{chart, cluster, minimal, procs, report};
 

@@ -18,8 +18,8 @@ mod chart;
 mod cli;
 mod client;
 mod cluster;
+mod groups;
 mod minimal;
-mod minimal_targets;
 mod peers;
 /// Shared with the root package's tests: a throw-away CA for the cluster's peer links.
 #[path = "../../../tests/support/pki.rs"]

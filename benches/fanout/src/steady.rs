@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use tokio::time::Interval;
 
-use crate::cluster::Group;
+use crate::groups::Group;
 use crate::procs::{proc_cpu, Child, Cpu};
 use crate::publisher::Pipeline;
 use crate::scenarios::{machine_busy, Values};

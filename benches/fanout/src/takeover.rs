@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::client::now_ns;
-use crate::cluster::{merged, put_quantiles, ClusterSizes, Group};
+use crate::groups::{merged, put_quantiles, ClusterSizes, Group};
 use crate::peers::put_metrics;
 use crate::procs::Relay;
 use crate::publisher::Publisher;

@@ -1,5 +1,5 @@
 //! `RESULTS.md`: machine and versions, the targets marked met / NOT met with the figure
-//! ([`targets`], and against the minimal hyper server in [`crate::minimal_targets`]), the
+//! ([`targets`], and against the minimal hyper server in [`minimal_targets`]), the
 //! method, one table per scenario with the sse-relay/nchan ratio ([`tables`]), and the
 //! callgrind hot spots ([`profile`]). Text between the analysis markers of an existing file is
 //! kept (hand-written analysis of the profile survives a re-run).
@@ -7,6 +7,7 @@
 mod figures;
 mod machine;
 mod method;
+mod minimal_targets;
 mod profile;
 mod tables;
 mod targets;
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-pub(crate) use figures::{find, fmt, ratio, value, Unit};
 pub use machine::{load_average, now};
 pub use profile::{annotate, ProfileRun};
 pub(crate) use targets::{verdicts, Verdict};
@@ -110,12 +110,9 @@ pub fn write(
     let _ = writeln!(
         out,
         "## Targets against the minimal hyper server\n\n{}\n",
-        crate::minimal_targets::NOTE
+        minimal_targets::NOTE
     );
-    verdict_table(
-        &mut out,
-        crate::minimal_targets::verdicts(records, ctx.sizes),
-    );
+    verdict_table(&mut out, minimal_targets::verdicts(records, ctx.sizes));
     out.push('\n');
     method::method(&mut out, ctx, records);
     tables::scenario_tables(&mut out, records, ctx.sizes);
@@ -153,7 +150,7 @@ pub fn write(
     Ok(())
 }
 
-/// Test helpers shared by the targets' tests here and in [`crate::minimal_targets`].
+/// Test helpers shared by the targets' tests here and in [`minimal_targets`].
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;

@@ -3,7 +3,8 @@
 //! delivery. Each row is met or not from this run's figures alone; a target that needs a
 //! figure the run lacks (a target not run, a failed scenario) is not met.
 
-use crate::report::{find, fmt, ratio, value, verdicts as main_verdicts, Unit, Verdict};
+use super::figures::{find, fmt, ratio, value, Unit};
+use super::targets::{verdicts as main_verdicts, Verdict};
 use crate::scenarios::{Record, Sizes, TargetKind};
 
 /// Printed above the table.
