@@ -15,19 +15,35 @@ pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name)?.to_str().ok().map(str::to_string)
 }
 
-/// Adds `Forwarded`, `X-Forwarded-For` (appended to any earlier hops), `X-Forwarded-Proto` and
+/// `value` as an RFC 7239 §4 `quoted-string` (RFC 9110 §5.6.4): in double quotes, with `"` and
+/// `\` escaped by a `\`, so no value can end its parameter and start another element.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Adds `Forwarded` (RFC 7239 §4; `host` and an IPv6 `for` as quoted-strings),
+/// `X-Forwarded-For` (appended to any earlier hops), `X-Forwarded-Proto` and
 /// `X-Forwarded-Host`.
 pub(super) fn add_forwarding(headers: &mut HeaderMap, peer: Peer, host: Option<&str>) {
     let proto = if peer.tls { "https" } else { "http" };
     let ip = peer.addr.ip();
     let for_value = if ip.is_ipv6() {
-        format!("\"[{ip}]\"")
+        quoted(&format!("[{ip}]"))
     } else {
         ip.to_string()
     };
     let mut forwarded = format!("for={for_value};proto={proto}");
     if let Some(host) = host {
-        forwarded.push_str(&format!(";host=\"{host}\""));
+        forwarded.push_str(&format!(";host={}", quoted(host)));
     }
     let xff = match header_str(headers, "x-forwarded-for") {
         Some(earlier) => format!("{earlier}, {ip}"),
@@ -80,6 +96,24 @@ mod tests {
         strip_hop_by_hop(&mut h, &FORWARDING_HOP_BY_HOP);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn a_host_stays_inside_its_quoted_string() {
+        let mut h = HeaderMap::new();
+        let peer = Peer {
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            tls: false,
+        };
+        add_forwarding(
+            &mut h,
+            peer,
+            Some(r#"x", for=6.6.6.6;proto=https;host="y\"#),
+        );
+        assert_eq!(
+            h["forwarded"],
+            r#"for=127.0.0.1;proto=http;host="x\", for=6.6.6.6;proto=https;host=\"y\\""#
+        );
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! What the edge refuses or rewrites before a request reaches an origin: a `Host` that could
+//! forge a `Forwarded` element, missing, duplicate or malformed `Host` fields and an h2
+//! `host` that contradicts `:authority`, other spellings of SSE paths, odd h2 request
+//! targets and schemes, CONNECT and TRACE, h2 cookie crumbs, and malformed chunked bodies.
+//! Each refusal is counted, and the relay goes on serving everyone else.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::TestRelay;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Every request the passthrough origin received, as `METHOD target` then one
+/// `name: value` line per field line, in the order received.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<String>>>);
+
+impl Seen {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A plain HTTP origin that records each request (after reading its whole body) and answers
+/// `200` with the record as its body.
+async fn echo_origin(seen: Seen) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let seen = seen.clone();
+                    async move { Ok::<_, Infallible>(echo(req, seen).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn echo(req: Request<Incoming>, seen: Seen) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut record = format!("{} {}", req.method(), req.uri());
+    for (name, value) in req.headers() {
+        record.push_str(&format!(
+            "\n{name}: {}",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    let body = req.into_body().collect().await;
+    seen.0.lock().unwrap().push(record.clone());
+    let status = if body.is_ok() { 200 } else { 499 };
+    let mut response = Response::new(Full::new(Bytes::from(record)).boxed());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
+}
+
+/// A relay whose `/events/{topic}` route goes to a test SSE origin and whose passthrough goes
+/// to a fresh [`echo_origin`].
+async fn relay_and_origin() -> (TestRelay, Seen) {
+    let seen = Seen::default();
+    let addr = echo_origin(seen.clone()).await;
+    let sse_origin = support::TestOrigin::start().await;
+    let relay = TestRelay::start(&sse_origin, |c| {
+        c.passthrough.upstream = Some(format!("http://{addr}"));
+    })
+    .await;
+    (relay, seen)
+}
+
+/// Sends `request` as raw bytes over a fresh TLS connection (ALPN `http/1.1`) and reads the
+/// answer until the relay closes the connection (send `Connection: close`); returns the status
+/// and the whole answer as text.
+async fn raw_h1(relay: &TestRelay, request: &str) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let mut tls = support::tls_connector(&relay.cert, b"http/1.1")
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(support::WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the relay answers and closes within the wait");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    (status, answer)
+}
+
+/// The elements of a `Forwarded` value (RFC 7239 §4): commas outside quoted-strings, with
+/// `\` escaping inside them, separate elements.
+fn forwarded_elements(value: &str) -> usize {
+    let (mut elements, mut quoted, mut escaped) = (1, false, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => elements += 1,
+            _ => {}
+        }
+    }
+    elements
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_cannot_forge_a_forwarded_element() {
+    let (relay, seen) = relay_and_origin().await;
+    let (status, answer) = raw_h1(
+        &relay,
+        "GET /headers HTTP/1.1\r\nHost: x\", for=6.6.6.6;proto=https;host=\"y\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    for record in seen.all() {
+        for line in record.lines() {
+            if let Some(value) = line.strip_prefix("forwarded: ") {
+                assert_eq!(forwarded_elements(value), 1, "forged: {value}");
+            }
+        }
+    }
+    assert!(
+        status == 400 || !seen.all().is_empty(),
+        "refused or forwarded: {answer}"
+    );
+    relay.stop().await;
+}
