@@ -146,3 +146,24 @@ async fn a_host_cannot_forge_a_forwarded_element() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_cookie_crumbs_reach_an_http1_origin_as_one_line() {
+    let (relay, seen) = relay_and_origin().await;
+    let mut conn = relay.h2().await;
+    let response = conn
+        .request(
+            http::Method::GET,
+            "/headers",
+            &[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let record = seen.all().pop().expect("the origin got the request");
+    let cookies: Vec<&str> = record
+        .lines()
+        .filter_map(|l| l.strip_prefix("cookie: "))
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2; c=3"], "{record}");
+    relay.stop().await;
+}

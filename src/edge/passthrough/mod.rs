@@ -25,7 +25,7 @@ use super::metrics::{EdgeMetrics, Outcome};
 use crate::http::{http1_client, http_client, strip_hop_by_hop, HttpClient, FORWARDING_HOP_BY_HOP};
 use crate::ops::WarnLimit;
 use crate::server::{Peer, RequestBody, TunnelLease};
-use headers::{add_forwarding, append_via, header_str};
+use headers::{add_forwarding, append_via, header_str, join_cookie_crumbs};
 use websocket::{Tunnels, Upgrade};
 
 /// `[passthrough]`, validated: the origin (`scheme://authority`) and its deadlines.
@@ -122,8 +122,8 @@ impl Passthrough {
     }
 
     /// The request as the origin gets it: its URI, version and headers rewritten (hop-by-hop
-    /// removed, forwarding added; an upgrade keeps its upgrade headers). `None` when the
-    /// request target cannot be put on the origin's URI.
+    /// removed, cookie crumbs joined, forwarding added; an upgrade keeps its upgrade headers).
+    /// `None` when the request target cannot be put on the origin's URI.
     fn origin_request(
         &self,
         request: Request<RequestBody>,
@@ -156,6 +156,7 @@ impl Passthrough {
             websocket::keep_upgrade_headers(&mut parts.headers);
         }
         parts.headers.remove(HOST);
+        join_cookie_crumbs(&mut parts.headers);
         add_forwarding(&mut parts.headers, peer, original_host.as_deref());
         append_via(&mut parts.headers, version);
         Some(Request::from_parts(parts, body))
