@@ -16,6 +16,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sse_relay::edge::RejectReason;
 use support::TestRelay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -108,6 +109,10 @@ async fn raw_h1(relay: &TestRelay, request: &str) -> (u16, String) {
     (status, answer)
 }
 
+fn rejected(relay: &TestRelay, reason: RejectReason) -> u64 {
+    relay.metrics.edge.rejected.get(reason).get()
+}
+
 /// The elements of a `Forwarded` value (RFC 7239 §4): commas outside quoted-strings, with
 /// `\` escaping inside them, separate elements.
 fn forwarded_elements(value: &str) -> usize {
@@ -165,5 +170,26 @@ async fn h2_cookie_crumbs_reach_an_http1_origin_as_one_line() {
         .filter_map(|l| l.strip_prefix("cookie: "))
         .collect();
     assert_eq!(cookies, ["a=1; b=2; c=3"], "{record}");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_the_clients_fault() {
+    let (relay, _seen) = relay_and_origin().await;
+    let (status, answer) = raw_h1(
+        &relay,
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(rejected(&relay, RejectReason::RequestBody), 1);
+    let (status, answer) = raw_h1(
+        &relay,
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
     relay.stop().await;
 }

@@ -87,16 +87,24 @@ pub enum RejectReason {
     LastEventId,
     /// A subscription that has passed through `limits.max_hops` relays already: 508.
     HopLimit,
+    /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
+    RequestBody,
 }
 
 impl Label for RejectReason {
-    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId, Self::HopLimit];
+    const ALL: &'static [Self] = &[
+        Self::NoncanonicalPath,
+        Self::LastEventId,
+        Self::HopLimit,
+        Self::RequestBody,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Self::NoncanonicalPath => "noncanonical_path",
             Self::LastEventId => "last_event_id",
             Self::HopLimit => "hop_limit",
+            Self::RequestBody => "request_body",
         }
     }
 }
