@@ -109,6 +109,33 @@ async fn raw_h1(relay: &TestRelay, request: &str) -> (u16, String) {
     (status, answer)
 }
 
+/// An h2 connection over TLS speaking the `h2` crate directly, which sends header sets a
+/// higher-level client would not (a `host` beside `:authority`, `:path = *`, any `:scheme`).
+async fn raw_h2(relay: &TestRelay) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let tls = support::tls_connector(&relay.cert, b"h2")
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
+/// Sends `request` (no body) on `send` and returns the status, or `None` when the stream was
+/// reset instead of answered.
+async fn h2_status(send: &mut h2::client::SendRequest<Bytes>, request: Request<()>) -> Option<u16> {
+    let mut send = send.clone().ready().await.ok()?;
+    let (response, _) = send.send_request(request, true).ok()?;
+    let response = tokio::time::timeout(support::WAIT, response)
+        .await
+        .expect("an answer within the wait");
+    response.ok().map(|r| r.status().as_u16())
+}
+
 fn rejected(relay: &TestRelay, reason: RejectReason) -> u64 {
     relay.metrics.edge.rejected.get(reason).get()
 }
@@ -148,6 +175,61 @@ async fn a_host_cannot_forge_a_forwarded_element() {
     assert!(
         status == 400 || !seen.all().is_empty(),
         "refused or forwarded: {answer}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_exactly_one_valid_host_gets_400() {
+    let (relay, seen) = relay_and_origin().await;
+    let refused = [
+        "GET /headers HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+        "GET /headers HTTP/1.1\r\n",
+        "GET /headers HTTP/1.1\r\nHost: a b\r\n",
+        "GET /headers HTTP/1.1\r\nHost: a.example:80x\r\n",
+        "GET /headers HTTP/1.1\r\nHost: a.example:123456\r\n",
+        "GET /headers HTTP/1.1\r\nHost: [not-an-ip]\r\n",
+        "GET /headers HTTP/1.1\r\nHost: user@a.example\r\n",
+        "GET /events/a HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+    ];
+    for head in refused {
+        let (status, answer) = raw_h1(&relay, &format!("{head}Connection: close\r\n\r\n")).await;
+        assert_eq!(status, 400, "{head:?}: {answer}");
+    }
+    assert!(
+        seen.all().is_empty(),
+        "reached the origin: {:?}",
+        seen.all()
+    );
+    assert_eq!(rejected(&relay, RejectReason::Host), refused.len() as u64);
+    for head in [
+        "GET /headers HTTP/1.1\r\nHost: localhost:8443\r\n",
+        "GET /headers HTTP/1.1\r\nHost: [::1]:8443\r\n",
+        "GET /headers HTTP/1.1\r\nHost: a-b.example\r\n",
+        "GET /headers HTTP/1.0\r\n",
+    ] {
+        let (status, answer) = raw_h1(&relay, &format!("{head}Connection: close\r\n\r\n")).await;
+        assert_eq!(status, 200, "{head:?}: {answer}");
+    }
+
+    // h2: `:authority` decides; a `host` that names another authority is refused.
+    let mut h2 = raw_h2(&relay).await;
+    let with_host = |host: &str| {
+        Request::get("https://localhost/headers")
+            .header("host", host)
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(
+        h2_status(&mut h2, with_host("elsewhere.example")).await,
+        Some(400)
+    );
+    assert_eq!(h2_status(&mut h2, with_host("LOCALHOST")).await, Some(200));
+    let plain = Request::get("https://localhost/headers").body(()).unwrap();
+    assert_eq!(h2_status(&mut h2, plain).await, Some(200));
+    assert_eq!(
+        rejected(&relay, RejectReason::Host),
+        refused.len() as u64 + 1
     );
     relay.stop().await;
 }

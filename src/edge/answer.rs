@@ -11,6 +11,7 @@ use http_body_util::Either;
 
 use super::auth::{www_authenticate, AuthUnavailable, Denial};
 use super::metrics::{EdgeMetrics, RejectReason};
+use super::request_guard::Refusal;
 use super::routing::RouteMiss;
 use super::Edge;
 use crate::downstream::EventStreamBody;
@@ -33,6 +34,9 @@ pub enum Rejection {
     /// A path that is an SSE route's only in another spelling: 404, never passed through.
     #[error("no route for this path (SSE routes answer only their canonical spelling)")]
     NoncanonicalPath,
+    /// Refused before routing, whatever the route (see [`Refusal`] for the answers).
+    #[error(transparent)]
+    Refused(Refusal),
     /// No SSE route and no passthrough origin: 404.
     #[error("no route for this path")]
     NotFound,
@@ -101,6 +105,9 @@ impl Edge {
                 r.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static("GET, OPTIONS"));
                 return r.map(Either::Right);
+            }
+            Rejection::Refused(refusal) => {
+                return plain(StatusCode::BAD_REQUEST, &format!("{refusal}\n")).map(Either::Right)
             }
             Rejection::Preflight => {
                 let mut r = plain(StatusCode::NO_CONTENT, "");

@@ -87,6 +87,9 @@ pub enum RejectReason {
     LastEventId,
     /// A subscription that has passed through `limits.max_hops` relays already: 508.
     HopLimit,
+    /// A missing, repeated or malformed `Host`, or an h2 `host` that names another authority
+    /// than `:authority` (RFC 9112 §3.2, RFC 9113 §8.3.1): 400.
+    Host,
     /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
     RequestBody,
 }
@@ -96,6 +99,7 @@ impl Label for RejectReason {
         Self::NoncanonicalPath,
         Self::LastEventId,
         Self::HopLimit,
+        Self::Host,
         Self::RequestBody,
     ];
 
@@ -104,6 +108,7 @@ impl Label for RejectReason {
             Self::NoncanonicalPath => "noncanonical_path",
             Self::LastEventId => "last_event_id",
             Self::HopLimit => "hop_limit",
+            Self::Host => "host",
             Self::RequestBody => "request_body",
         }
     }
