@@ -235,6 +235,79 @@ async fn a_request_without_exactly_one_valid_host_gets_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_that_decode_to_an_sse_route_get_404_not_the_origin() {
+    let (relay, seen) = relay_and_origin().await;
+    let paths = [
+        "/events\\a",
+        "/events%2Fa",
+        "/events%2fa",
+        "/events%5Ca",
+        "/x/..%2Fevents/a",
+        "/x/%2E%2E/events/a",
+        "/events/a%2F",
+    ];
+    for path in paths {
+        let (status, answer) = raw_h1(
+            &relay,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}: {answer}");
+    }
+    assert!(
+        seen.all().is_empty(),
+        "reached the origin: {:?}",
+        seen.all()
+    );
+    assert_eq!(
+        rejected(&relay, RejectReason::NoncanonicalPath),
+        paths.len() as u64
+    );
+    let (status, _) = raw_h1(
+        &relay,
+        "GET /events%2Fa%2Fhistory HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "paths that are no SSE route pass through");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_asterisk_targets_are_for_options_and_schemes_are_http() {
+    let (relay, seen) = relay_and_origin().await;
+    let mut h2 = raw_h2(&relay).await;
+    let asterisk = |method: http::Method| {
+        let uri = http::Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTPS);
+            parts.authority = Some("localhost".parse().unwrap());
+            parts.path_and_query = Some("*".parse().unwrap());
+            parts
+        });
+        Request::builder()
+            .method(method)
+            .uri(uri.expect("an asterisk-form URI"))
+            .body(())
+            .unwrap()
+    };
+    let get = h2_status(&mut h2, asterisk(http::Method::GET)).await;
+    assert!(matches!(get, Some(400) | None), "GET *: {get:?}");
+    let other_scheme = Request::get("ftp://localhost/headers").body(()).unwrap();
+    let ftp = h2_status(&mut h2, other_scheme).await;
+    assert!(matches!(ftp, Some(400) | None), "ftp: {ftp:?}");
+    assert!(
+        seen.all().is_empty(),
+        "reached the origin: {:?}",
+        seen.all()
+    );
+    let options = h2_status(&mut h2, asterisk(http::Method::OPTIONS)).await;
+    assert_ne!(options, Some(400), "OPTIONS * is a valid request");
+    let plain = Request::get("https://localhost/headers").body(()).unwrap();
+    assert_eq!(h2_status(&mut raw_h2(&relay).await, plain).await, Some(200));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_cookie_crumbs_reach_an_http1_origin_as_one_line() {
     let (relay, seen) = relay_and_origin().await;
     let mut conn = relay.h2().await;

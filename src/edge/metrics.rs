@@ -90,6 +90,9 @@ pub enum RejectReason {
     /// A missing, repeated or malformed `Host`, or an h2 `host` that names another authority
     /// than `:authority` (RFC 9112 §3.2, RFC 9113 §8.3.1): 400.
     Host,
+    /// An h2 request target or scheme the edge does not serve (`:path = *` but for OPTIONS,
+    /// a `:scheme` other than http or https; RFC 9113 §8.3.1): 400.
+    RequestTarget,
     /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
     RequestBody,
 }
@@ -100,6 +103,7 @@ impl Label for RejectReason {
         Self::LastEventId,
         Self::HopLimit,
         Self::Host,
+        Self::RequestTarget,
         Self::RequestBody,
     ];
 
@@ -109,6 +113,7 @@ impl Label for RejectReason {
             Self::LastEventId => "last_event_id",
             Self::HopLimit => "hop_limit",
             Self::Host => "host",
+            Self::RequestTarget => "request_target",
             Self::RequestBody => "request_body",
         }
     }

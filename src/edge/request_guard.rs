@@ -1,12 +1,13 @@
-//! The checks every request passes before it is routed, whatever its route: the request names
-//! exactly one valid authority (RFC 9112 §3.2, RFC 9113 §8.3.1). Also [`Refusals`], which
-//! counts and logs (rate-limited) whatever the edge refuses.
+//! The checks every request passes before it is routed, whatever its route: the request target
+//! and scheme are ones an origin server takes (RFC 9113 §8.3.1), and the request names exactly
+//! one valid authority (RFC 9112 §3.2, RFC 9113 §8.3.1). Also [`Refusals`], which counts and
+//! logs (rate-limited) whatever the edge refuses.
 //!
 //! This module only inspects a request's head; it never rewrites a request and never decides
 //! where one goes.
 
 use http::header::HOST;
-use http::{HeaderValue, Request, Version};
+use http::{HeaderValue, Method, Request, Version};
 use tracing::warn;
 
 use super::metrics::{EdgeMetrics, RejectReason};
@@ -21,6 +22,10 @@ pub enum Refusal {
     /// another authority than `:authority` (RFC 9113 §8.3.1): 400.
     #[error("bad request: {0}")]
     Host(&'static str),
+    /// `*` as the target of anything but OPTIONS (RFC 9112 §3.2.4, RFC 9113 §8.3.1), or a
+    /// scheme other than http or https: 400.
+    #[error("bad request: {0}")]
+    Target(&'static str),
 }
 
 impl Refusal {
@@ -28,15 +33,27 @@ impl Refusal {
     pub fn reason(self) -> RejectReason {
         match self {
             Self::Host(_) => RejectReason::Host,
+            Self::Target(_) => RejectReason::RequestTarget,
         }
     }
 }
 
-/// Checks `request`'s authority.
+/// Checks `request`'s target and authority, in that order.
 ///
 /// # Errors
 /// The first [`Refusal`] that applies.
 pub fn check<B>(request: &Request<B>) -> Result<(), Refusal> {
+    let method = request.method();
+    let uri = request.uri();
+    if uri.path() == "*" && method != Method::OPTIONS {
+        return Err(Refusal::Target("'*' is a target for OPTIONS only"));
+    }
+    if uri
+        .scheme_str()
+        .is_some_and(|s| s != "http" && s != "https")
+    {
+        return Err(Refusal::Target("the scheme must be http or https"));
+    }
     check_authority(request)
 }
 
@@ -209,5 +226,18 @@ mod tests {
         assert!(h2(Some("b.example"), "https://a.example/x").is_err());
         assert_eq!(h2(Some("a.example"), "/x"), Ok(()));
         assert!(h2(None, "/x").is_err());
+    }
+
+    fn checked(method: Method, uri: &str) -> Result<(), Refusal> {
+        let r = Request::builder().method(method).uri(uri);
+        check(&r.header(HOST, "a").body(()).unwrap())
+    }
+
+    #[test]
+    fn asterisk_is_for_options_and_schemes_are_http() {
+        assert!(checked(Method::GET, "*").is_err());
+        assert_eq!(checked(Method::OPTIONS, "*"), Ok(()));
+        assert!(checked(Method::GET, "ftp://a/x").is_err());
+        assert_eq!(checked(Method::GET, "https://a/x"), Ok(()));
     }
 }

@@ -138,10 +138,20 @@ impl PathTemplate {
 
     /// True when `path`, read the lenient way many origins and frameworks read paths, would
     /// match: each segment cut at `;`, percent-decoded, empty and `.` segments dropped, `..`
-    /// popping one, literals compared without case. Such a path names an SSE route in another
+    /// popping one, literals compared without case; and the same once the whole path is
+    /// percent-decoded and `\` read as `/` (so `%2F`, `%5C`, `%2E` and `\` can neither split
+    /// nor join segments; RFC 3986 §2.4, §6.2.2). Such a path names an SSE route in another
     /// spelling, so it must not reach a passthrough origin, which might serve it without the
     /// route's authorization.
     pub fn matches_leniently(&self, path: &str) -> bool {
+        let decoded = percent_decode_str(path)
+            .decode_utf8_lossy()
+            .replace('\\', "/");
+        self.matches_segments(path) || self.matches_segments(&decoded)
+    }
+
+    /// [`Self::matches_leniently`] for one reading of `path`, split at `/`.
+    fn matches_segments(&self, path: &str) -> bool {
         let mut parts: Vec<String> = Vec::new();
         for raw in path.split('/') {
             let raw = raw.split(';').next().unwrap_or_default();

@@ -55,6 +55,11 @@ fn other_spellings_of_sse_paths_are_shadowed_but_other_paths_are_not() {
         "/%65vents/a",
         "/events/a%2f",
         "/events/%2e%2e%2fx",
+        "/events\\a",
+        "/events%2Fa",
+        "/events%5ca",
+        "/x/..%2Fevents/a",
+        "/x/%2E%2E/events/a",
     ] {
         assert!(r.shadows_sse_path(path), "{path}");
     }
@@ -65,6 +70,7 @@ fn other_spellings_of_sse_paths_are_shadowed_but_other_paths_are_not() {
         "/other/a",
         "/",
         "/eventsx/a",
+        "/events%2Fa%2Fhistory",
     ] {
         assert!(!r.shadows_sse_path(path), "{path}");
     }
