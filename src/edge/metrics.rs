@@ -93,6 +93,8 @@ pub enum RejectReason {
     /// An h2 request target or scheme the edge does not serve (`:path = *` but for OPTIONS,
     /// a `:scheme` other than http or https; RFC 9113 §8.3.1): 400.
     RequestTarget,
+    /// A `{jwt.*}` claim that is empty, `.` or `..` (a dot-segment, RFC 3986 §3.3): 403.
+    Claim,
     /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
     RequestBody,
 }
@@ -104,6 +106,7 @@ impl Label for RejectReason {
         Self::HopLimit,
         Self::Host,
         Self::RequestTarget,
+        Self::Claim,
         Self::RequestBody,
     ];
 
@@ -114,6 +117,7 @@ impl Label for RejectReason {
             Self::HopLimit => "hop_limit",
             Self::Host => "host",
             Self::RequestTarget => "request_target",
+            Self::Claim => "claim",
             Self::RequestBody => "request_body",
         }
     }

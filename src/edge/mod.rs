@@ -36,7 +36,7 @@ use cors::Cors;
 pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason, TunnelOutcome};
 use passthrough::{Passthrough, PassthroughSettings};
 use request_guard::Refusals;
-use routing::{Router, TopicTarget};
+use routing::{RouteMiss, Router, TopicTarget};
 
 /// The edge's settings, validated (see [`crate::config::Settings`]).
 pub struct EdgeSettings {
@@ -293,7 +293,11 @@ impl Edge {
                 client: peer.addr.ip(),
             };
             let grant = Box::pin(inner.auth.authorize(matched.auth, &auth_request)).await?;
-            let mut target = matched.target(grant.claims.as_ref())?;
+            let mut target = matched.target(grant.claims.as_ref()).inspect_err(|miss| {
+                if *miss == RouteMiss::MissingClaim {
+                    inner.refusals.refuse(RejectReason::Claim, miss);
+                }
+            })?;
             // A client's own relay list must not decide a shared topic's (one that nearly
             // fills `max_hops` would make every relay further on refuse it): requests that
             // passed a different number of relays get topics of their own.

@@ -199,8 +199,8 @@ pub struct UpstreamTemplate {
     origin: Option<String>,
 }
 
-/// A `{jwt.NAME}` variable whose claim the token lacks, or holds as neither a string nor a
-/// number.
+/// A `{jwt.NAME}` variable whose claim the token lacks, holds as neither a string nor a
+/// number, or holds as an empty string, `.` or `..` (RFC 3986 §3.3 dot-segments).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the token has no usable {0:?} claim")]
 pub struct MissingClaim(pub String);
@@ -276,7 +276,8 @@ impl UpstreamTemplate {
     /// filled in (claim values percent-encoded but for unreserved characters).
     ///
     /// # Errors
-    /// [`MissingClaim`] when a claim the template uses is absent or not a string or number.
+    /// [`MissingClaim`] when a claim the template uses is absent, not a string or number, or
+    /// empty, `.` or `..` (a dot-segment would move the URL's path, RFC 3986 §5.2.4).
     pub(super) fn render(
         &self,
         bound: &[(&str, String)],
@@ -288,7 +289,9 @@ impl UpstreamTemplate {
         }
         for name in &self.claims {
             let value = match claims.and_then(|c| c.get(name)) {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(serde_json::Value::String(s)) if !matches!(s.as_str(), "" | "." | "..") => {
+                    s.clone()
+                }
                 Some(serde_json::Value::Number(n)) => n.to_string(),
                 _ => return Err(MissingClaim(name.clone())),
             };

@@ -107,3 +107,16 @@ fn unknown_variable_in_upstream_is_rejected() {
     assert!(UpstreamTemplate::parse("http://o/{room}", &p).is_err());
     assert!(UpstreamTemplate::parse("ftp://o/{topic}", &p).is_err());
 }
+
+#[test]
+fn claims_that_are_dot_segments_or_empty_are_missing() {
+    let path = PathTemplate::parse("/me/events").unwrap();
+    let upstream = UpstreamTemplate::parse("http://o/users/{jwt.sub}/events", &path).unwrap();
+    let r = Router::new(vec![Route::new(path, upstream, vec![], AuthMode::None)]);
+    for sub in ["", ".", ".."] {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), sub.into());
+        let target = r.matched("/me/events", None).unwrap().target(Some(&claims));
+        assert_eq!(target.unwrap_err(), RouteMiss::MissingClaim, "{sub:?}");
+    }
+}
