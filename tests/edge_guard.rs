@@ -329,6 +329,36 @@ async fn h2_cookie_crumbs_reach_an_http1_origin_as_one_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_trace_get_405_with_allow() {
+    let (relay, seen) = relay_and_origin().await;
+    for request in [
+        "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n",
+        "TRACE /headers HTTP/1.1\r\nHost: localhost\r\n",
+        "TRACE /events/a HTTP/1.1\r\nHost: localhost\r\n",
+    ] {
+        let (status, answer) = raw_h1(&relay, &format!("{request}Connection: close\r\n\r\n")).await;
+        assert_eq!(status, 405, "{request:?}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("\r\nallow: "),
+            "{answer}"
+        );
+    }
+    let mut conn = relay.h2().await;
+    let trace = conn.request(http::Method::TRACE, "/headers", &[]).await;
+    assert_eq!(trace.status(), 405);
+    assert!(trace.headers().contains_key("allow"));
+    assert!(
+        seen.all().is_empty(),
+        "reached the origin: {:?}",
+        seen.all()
+    );
+    assert_eq!(rejected(&relay, RejectReason::Method), 4);
+    let ok = conn.request(http::Method::GET, "/headers", &[]).await;
+    assert_eq!(ok.status(), 200);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_chunked_body_is_the_clients_fault() {
     let (relay, _seen) = relay_and_origin().await;
     let (status, answer) = raw_h1(

@@ -106,6 +106,17 @@ impl Edge {
                     .insert(ALLOW, HeaderValue::from_static("GET, OPTIONS"));
                 return r.map(Either::Right);
             }
+            Rejection::Refused(Refusal::Method) => {
+                let sse = self.inner.router.is_sse_path(request.uri().path());
+                let allow = match self.inner.passthrough {
+                    Some(_) if !sse => PASSTHROUGH_METHODS,
+                    _ => "GET, OPTIONS",
+                };
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+                return r.map(Either::Right);
+            }
             Rejection::Refused(refusal) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("{refusal}\n")).map(Either::Right)
             }
@@ -182,6 +193,10 @@ impl Edge {
         response
     }
 }
+
+/// The methods a passthrough path is served with (RFC 9110 §9.3): every method but CONNECT
+/// and TRACE, which the edge refuses (`Allow` of its 405, RFC 9110 §10.2.1).
+const PASSTHROUGH_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Longest `Last-Event-ID` accepted from a client, bytes. Longer ones are ignored (counted in
 /// `sse_relay_requests_rejected_total{reason="last_event_id"}`): no origin we would resume

@@ -93,6 +93,8 @@ pub enum RejectReason {
     /// An h2 request target or scheme the edge does not serve (`:path = *` but for OPTIONS,
     /// a `:scheme` other than http or https; RFC 9113 §8.3.1): 400.
     RequestTarget,
+    /// CONNECT or TRACE (RFC 9110 §9.3.6, §9.3.8): 405.
+    Method,
     /// A `{jwt.*}` claim that is empty, `.` or `..` (a dot-segment, RFC 3986 §3.3): 403.
     Claim,
     /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
@@ -106,6 +108,7 @@ impl Label for RejectReason {
         Self::HopLimit,
         Self::Host,
         Self::RequestTarget,
+        Self::Method,
         Self::Claim,
         Self::RequestBody,
     ];
@@ -117,6 +120,7 @@ impl Label for RejectReason {
             Self::HopLimit => "hop_limit",
             Self::Host => "host",
             Self::RequestTarget => "request_target",
+            Self::Method => "method",
             Self::Claim => "claim",
             Self::RequestBody => "request_body",
         }

@@ -1,7 +1,8 @@
-//! The checks every request passes before it is routed, whatever its route: the request target
-//! and scheme are ones an origin server takes (RFC 9113 §8.3.1), and the request names exactly
-//! one valid authority (RFC 9112 §3.2, RFC 9113 §8.3.1). Also [`Refusals`], which counts and
-//! logs (rate-limited) whatever the edge refuses.
+//! The checks every request passes before it is routed, whatever its route: the method is one
+//! the edge serves (not CONNECT, not TRACE), the request target and scheme are ones an origin
+//! server takes (RFC 9113 §8.3.1), and the request names exactly one valid authority (RFC 9112
+//! §3.2, RFC 9113 §8.3.1). Also [`Refusals`], which counts and logs (rate-limited) whatever the
+//! edge refuses.
 //!
 //! This module only inspects a request's head; it never rewrites a request and never decides
 //! where one goes.
@@ -26,6 +27,10 @@ pub enum Refusal {
     /// scheme other than http or https: 400.
     #[error("bad request: {0}")]
     Target(&'static str),
+    /// CONNECT (the relay is no tunnel, RFC 9110 §9.3.6) or TRACE (it would reflect the
+    /// client's credentials, RFC 9110 §9.3.8): 405 with `Allow`, as nginx answers.
+    #[error("method not allowed")]
+    Method,
 }
 
 impl Refusal {
@@ -34,16 +39,20 @@ impl Refusal {
         match self {
             Self::Host(_) => RejectReason::Host,
             Self::Target(_) => RejectReason::RequestTarget,
+            Self::Method => RejectReason::Method,
         }
     }
 }
 
-/// Checks `request`'s target and authority, in that order.
+/// Checks `request`'s method, target and authority, in that order.
 ///
 /// # Errors
 /// The first [`Refusal`] that applies.
 pub fn check<B>(request: &Request<B>) -> Result<(), Refusal> {
     let method = request.method();
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Err(Refusal::Method);
+    }
     let uri = request.uri();
     if uri.path() == "*" && method != Method::OPTIONS {
         return Err(Refusal::Target("'*' is a target for OPTIONS only"));
@@ -239,5 +248,11 @@ mod tests {
         assert_eq!(checked(Method::OPTIONS, "*"), Ok(()));
         assert!(checked(Method::GET, "ftp://a/x").is_err());
         assert_eq!(checked(Method::GET, "https://a/x"), Ok(()));
+    }
+
+    #[test]
+    fn connect_and_trace_are_refused() {
+        assert_eq!(checked(Method::CONNECT, "a:443"), Err(Refusal::Method));
+        assert_eq!(checked(Method::TRACE, "/"), Err(Refusal::Method));
     }
 }
