@@ -225,11 +225,15 @@ async fn a_request_without_exactly_one_valid_host_gets_400() {
         Some(400)
     );
     assert_eq!(h2_status(&mut h2, with_host("LOCALHOST")).await, Some(200));
+    let userinfo = Request::get("https://user@localhost/headers")
+        .body(())
+        .unwrap();
+    assert_eq!(h2_status(&mut h2, userinfo).await, Some(400));
     let plain = Request::get("https://localhost/headers").body(()).unwrap();
     assert_eq!(h2_status(&mut h2, plain).await, Some(200));
     assert_eq!(
         rejected(&relay, RejectReason::Host),
-        refused.len() as u64 + 1
+        refused.len() as u64 + 2
     );
     relay.stop().await;
 }

@@ -67,7 +67,7 @@ pub fn check<B>(request: &Request<B>) -> Result<(), Refusal> {
 }
 
 /// RFC 9112 §3.2: one `Host`, valid, and required on HTTP/1.1 (an absolute-form target's
-/// authority wins over it, §3.2.2). RFC 9113 §8.3.1: on h2 `:authority` wins, and a `host`
+/// authority wins over it, §3.2.2; it must be valid too, without userinfo, RFC 9110 §4.2.4). RFC 9113 §8.3.1: on h2 `:authority` wins, and a `host`
 /// beside it must name the same authority; this relay refuses one that does not (the RFC
 /// allows treating it as malformed) rather than ignore it, so a request never names two.
 fn check_authority<B>(request: &Request<B>) -> Result<(), Refusal> {
@@ -80,6 +80,9 @@ fn check_authority<B>(request: &Request<B>) -> Result<(), Refusal> {
         return Err(Refusal::Host("Host is not uri-host [\":\" port]"));
     }
     let authority = request.uri().authority();
+    if authority.is_some_and(|a| !is_host_value(a.as_str().as_bytes())) {
+        return Err(Refusal::Host("the authority is not uri-host [\":\" port]"));
+    }
     match (request.version(), host, authority) {
         (Version::HTTP_2 | Version::HTTP_3, Some(host), Some(authority))
             if !eq_authority(host, authority.as_str()) =>
@@ -235,6 +238,7 @@ mod tests {
         assert!(h2(Some("b.example"), "https://a.example/x").is_err());
         assert_eq!(h2(Some("a.example"), "/x"), Ok(()));
         assert!(h2(None, "/x").is_err());
+        assert!(h2(None, "https://user@a.example/x").is_err());
     }
 
     fn checked(method: Method, uri: &str) -> Result<(), Refusal> {
