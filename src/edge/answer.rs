@@ -107,15 +107,7 @@ impl Edge {
                 return r.map(Either::Right);
             }
             Rejection::Refused(Refusal::Method) => {
-                let sse = self.inner.router.is_sse_path(request.uri().path());
-                let allow = match self.inner.passthrough {
-                    Some(_) if !sse => PASSTHROUGH_METHODS,
-                    _ => "GET, OPTIONS",
-                };
-                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                r.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allow));
-                return r.map(Either::Right);
+                return self.method_not_allowed(request).map(Either::Right)
             }
             Rejection::Refused(refusal) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("{refusal}\n")).map(Either::Right)
@@ -136,6 +128,21 @@ impl Edge {
         // Denials and the origin's answers are answers the page should see.
         cors.apply(request.headers(), response.headers_mut());
         response.map(Either::Right)
+    }
+
+    /// 405 for CONNECT or TRACE, with `Allow` naming what the path is served with (RFC 9110
+    /// §15.5.6): `GET, OPTIONS` on an SSE route, [`PASSTHROUGH_METHODS`] elsewhere when there is
+    /// a passthrough origin.
+    fn method_not_allowed<B>(&self, request: &Request<B>) -> Response<BoxBody> {
+        let sse = self.inner.router.is_sse_path(request.uri().path());
+        let allow = match self.inner.passthrough {
+            Some(_) if !sse => PASSTHROUGH_METHODS,
+            _ => "GET, OPTIONS",
+        };
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        let headers = response.headers_mut();
+        headers.insert(ALLOW, HeaderValue::from_static(allow));
+        response
     }
 
     /// A refused subscription: 401 (with `WWW-Authenticate`) or 403, which make a browser's
