@@ -393,3 +393,37 @@ async fn jwt_claims_in_the_upstream_give_each_user_their_own_topic() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_are_dot_segments_or_empty_get_no_topic() {
+    let origin = TestOrigin::start().await;
+    let jwt = hs256_auth();
+    let relay = TestRelay::start_with(
+        &format!("http://{}/sub/{{jwt.sub}}/feed", origin.addr),
+        |c| {
+            c.routes[0].path = "/me/events".into();
+            c.routes[0].auth = AuthMode::Jwt;
+            c.auth.jwt = Some(jwt);
+        },
+    )
+    .await;
+    let mut conn = relay.h2().await;
+    for sub in ["..", ".", ""] {
+        let mut claims = grant(&["/me/events"], 600);
+        claims["sub"] = sub.into();
+        let bearer = format!("Bearer {}", hs256(claims));
+        let refused = conn.get("/me/events", &[("authorization", &bearer)]).await;
+        assert_eq!(refused.status(), 403, "sub = {sub:?}");
+    }
+    assert_eq!(
+        relay
+            .metrics
+            .edge
+            .rejected
+            .get(sse_relay::edge::RejectReason::Claim)
+            .get(),
+        3
+    );
+    assert_eq!(relay.metrics.hub.topics.get(), 0, "no topic was opened");
+    relay.stop().await;
+}

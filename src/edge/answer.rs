@@ -11,6 +11,7 @@ use http_body_util::Either;
 
 use super::auth::{www_authenticate, AuthUnavailable, Denial};
 use super::metrics::{EdgeMetrics, RejectReason};
+use super::request_guard::Refusal;
 use super::routing::RouteMiss;
 use super::Edge;
 use crate::downstream::EventStreamBody;
@@ -33,6 +34,9 @@ pub enum Rejection {
     /// A path that is an SSE route's only in another spelling: 404, never passed through.
     #[error("no route for this path (SSE routes answer only their canonical spelling)")]
     NoncanonicalPath,
+    /// Refused before routing, whatever the route (see [`Refusal`] for the answers).
+    #[error(transparent)]
+    Refused(Refusal),
     /// No SSE route and no passthrough origin: 404.
     #[error("no route for this path")]
     NotFound,
@@ -102,6 +106,12 @@ impl Edge {
                     .insert(ALLOW, HeaderValue::from_static("GET, OPTIONS"));
                 return r.map(Either::Right);
             }
+            Rejection::Refused(Refusal::Method) => {
+                return self.method_not_allowed(request).map(Either::Right)
+            }
+            Rejection::Refused(refusal) => {
+                return plain(StatusCode::BAD_REQUEST, &format!("{refusal}\n")).map(Either::Right)
+            }
             Rejection::Preflight => {
                 let mut r = plain(StatusCode::NO_CONTENT, "");
                 cors.preflight(request.headers(), r.headers_mut());
@@ -118,6 +128,21 @@ impl Edge {
         // Denials and the origin's answers are answers the page should see.
         cors.apply(request.headers(), response.headers_mut());
         response.map(Either::Right)
+    }
+
+    /// 405 for CONNECT or TRACE, with `Allow` naming what the path is served with (RFC 9110
+    /// §15.5.6): `GET, OPTIONS` on an SSE route, [`PASSTHROUGH_METHODS`] elsewhere when there is
+    /// a passthrough origin.
+    fn method_not_allowed<B>(&self, request: &Request<B>) -> Response<BoxBody> {
+        let sse = self.inner.router.is_sse_path(request.uri().path());
+        let allow = match self.inner.passthrough {
+            Some(_) if !sse => PASSTHROUGH_METHODS,
+            _ => "GET, OPTIONS",
+        };
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        let headers = response.headers_mut();
+        headers.insert(ALLOW, HeaderValue::from_static(allow));
+        response
     }
 
     /// A refused subscription: 401 (with `WWW-Authenticate`) or 403, which make a browser's
@@ -175,6 +200,10 @@ impl Edge {
         response
     }
 }
+
+/// The methods a passthrough path is served with (RFC 9110 §9.3): every method but CONNECT
+/// and TRACE, which the edge refuses (`Allow` of its 405, RFC 9110 §10.2.1).
+const PASSTHROUGH_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Longest `Last-Event-ID` accepted from a client, bytes. Longer ones are ignored (counted in
 /// `sse_relay_requests_rejected_total{reason="last_event_id"}`): no origin we would resume

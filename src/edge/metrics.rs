@@ -87,16 +87,42 @@ pub enum RejectReason {
     LastEventId,
     /// A subscription that has passed through `limits.max_hops` relays already: 508.
     HopLimit,
+    /// A missing, repeated or malformed `Host`, or an h2 `host` that names another authority
+    /// than `:authority` (RFC 9112 §3.2, RFC 9113 §8.3.1): 400.
+    Host,
+    /// An h2 request target or scheme the edge does not serve (`:path = *` but for OPTIONS,
+    /// a `:scheme` other than http or https; RFC 9113 §8.3.1): 400.
+    RequestTarget,
+    /// CONNECT or TRACE (RFC 9110 §9.3.6, §9.3.8): 405.
+    Method,
+    /// A `{jwt.*}` claim that is empty, `.` or `..` (a dot-segment, RFC 3986 §3.3): 403.
+    Claim,
+    /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
+    RequestBody,
 }
 
 impl Label for RejectReason {
-    const ALL: &'static [Self] = &[Self::NoncanonicalPath, Self::LastEventId, Self::HopLimit];
+    const ALL: &'static [Self] = &[
+        Self::NoncanonicalPath,
+        Self::LastEventId,
+        Self::HopLimit,
+        Self::Host,
+        Self::RequestTarget,
+        Self::Method,
+        Self::Claim,
+        Self::RequestBody,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Self::NoncanonicalPath => "noncanonical_path",
             Self::LastEventId => "last_event_id",
             Self::HopLimit => "hop_limit",
+            Self::Host => "host",
+            Self::RequestTarget => "request_target",
+            Self::Method => "method",
+            Self::Claim => "claim",
+            Self::RequestBody => "request_body",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod cors;
 mod metrics;
 pub mod passthrough;
 pub mod peer;
+pub mod request_guard;
 pub mod routing;
 
 use std::future::Future;
@@ -34,7 +35,8 @@ use auth::{AuthRequest, AuthSettings, Authorizer};
 use cors::Cors;
 pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason, TunnelOutcome};
 use passthrough::{Passthrough, PassthroughSettings};
-use routing::{Router, TopicTarget};
+use request_guard::Refusals;
+use routing::{RouteMiss, Router, TopicTarget};
 
 /// The edge's settings, validated (see [`crate::config::Settings`]).
 pub struct EdgeSettings {
@@ -88,6 +90,8 @@ struct Shared {
     /// This relay's id in [`HOPS_HEADER`] lists: random per start.
     instance: String,
     origin_answer_wait: Duration,
+    /// Counts and logs what the edge refuses.
+    refusals: Refusals,
     metrics: Arc<EdgeMetrics>,
     downstream_metrics: Arc<DownstreamMetrics>,
 }
@@ -157,6 +161,7 @@ impl Edge {
                 max_hops: settings.max_hops,
                 instance: format!("{:016x}", rand::random::<u64>()),
                 origin_answer_wait: settings.origin_answer_wait,
+                refusals: Refusals::new(metrics.clone()),
                 metrics,
                 downstream_metrics,
             }),
@@ -228,12 +233,14 @@ impl Edge {
     }
 
     async fn route(self, request: Request<RequestBody>, peer: Peer) -> Response<ResponseBody> {
+        let refusals = &self.inner.refusals;
+        if let Err(refusal) = request_guard::check(&request) {
+            refusals.refuse(refusal.reason(), &refusal);
+            return self.reject(Rejection::Refused(refusal), &request);
+        }
         let path = request.uri().path();
         if self.inner.router.shadows_sse_path(path) {
-            self.inner
-                .metrics
-                .rejected
-                .inc(RejectReason::NoncanonicalPath);
+            refusals.refuse(RejectReason::NoncanonicalPath, &path);
             return self.reject(Rejection::NoncanonicalPath, &request);
         }
         if !self.inner.router.is_sse_path(path) {
@@ -286,7 +293,11 @@ impl Edge {
                 client: peer.addr.ip(),
             };
             let grant = Box::pin(inner.auth.authorize(matched.auth, &auth_request)).await?;
-            let mut target = matched.target(grant.claims.as_ref())?;
+            let mut target = matched.target(grant.claims.as_ref()).inspect_err(|miss| {
+                if *miss == RouteMiss::MissingClaim {
+                    inner.refusals.refuse(RejectReason::Claim, miss);
+                }
+            })?;
             // A client's own relay list must not decide a shared topic's (one that nearly
             // fills `max_hops` would make every relay further on refuse it): requests that
             // passed a different number of relays get topics of their own.

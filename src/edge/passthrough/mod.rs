@@ -3,10 +3,12 @@
 //! whole (a POST answered with its own `text/event-stream` flows event by event); the header
 //! rules are in [`headers`] and [`crate::http::hop_by_hop`]; h1 or h2 to the origin by ALPN,
 //! with connection pooling. A client that goes away drops the upstream request with it.
-//! HTTP/1.1 WebSocket upgrades are tunnelled to the origin ([`websocket`]).
+//! HTTP/1.1 WebSocket upgrades are tunnelled to the origin ([`websocket`]). A request body the
+//! client framed wrongly is answered 400, not 502 ([`client_body`]).
 //!
 //! This module owns the passthrough path only; SSE topics never go through it.
 
+mod client_body;
 mod headers;
 mod websocket;
 
@@ -21,11 +23,12 @@ use hyper::body::Incoming;
 use tracing::warn;
 
 use super::answer::{plain, BoxBody};
-use super::metrics::{EdgeMetrics, Outcome};
+use super::metrics::{EdgeMetrics, Outcome, RejectReason};
 use crate::http::{http1_client, http_client, strip_hop_by_hop, HttpClient, FORWARDING_HOP_BY_HOP};
 use crate::ops::WarnLimit;
 use crate::server::{Peer, RequestBody, TunnelLease};
-use headers::{add_forwarding, append_via, header_str};
+use client_body::{BodyFailed, ClientBody};
+use headers::{add_forwarding, append_via, header_str, join_cookie_crumbs};
 use websocket::{Tunnels, Upgrade};
 
 /// `[passthrough]`, validated: the origin (`scheme://authority`) and its deadlines.
@@ -43,13 +46,14 @@ pub struct PassthroughSettings {
 
 /// The passthrough reverse proxy to one origin.
 pub struct Passthrough {
-    client: HttpClient<RequestBody>,
+    client: HttpClient<ClientBody>,
     /// HTTP/1.1 only, for WebSocket upgrades (h2 has no `Upgrade`, RFC 9113 §8.2.2).
-    upgrade_client: HttpClient<RequestBody>,
+    upgrade_client: HttpClient<ClientBody>,
     tunnels: Tunnels,
     settings: PassthroughSettings,
     metrics: Arc<EdgeMetrics>,
     unreachable: WarnLimit,
+    bad_body: WarnLimit,
 }
 
 impl Passthrough {
@@ -66,19 +70,23 @@ impl Passthrough {
             settings,
             metrics,
             unreachable: WarnLimit::default(),
+            bad_body: WarnLimit::default(),
         }
     }
 
-    /// Forwards one request and streams the answer back; 502 when the origin cannot be
-    /// reached, 504 when its response headers do not come within the response timeout (the
-    /// body says which). A WebSocket upgrade the origin accepts (101) becomes a tunnel.
+    /// Forwards one request and streams the answer back; 400 when the client's body could not
+    /// be read (RFC 9112 §7.1: a malformed chunked encoding is the client's fault), 502 when
+    /// the origin cannot be reached, 504 when its response headers do not come within the
+    /// response timeout (the body says which). A WebSocket upgrade the origin accepts (101)
+    /// becomes a tunnel.
     pub async fn forward(
         &self,
         mut request: Request<RequestBody>,
         peer: Peer,
     ) -> Response<BoxBody> {
         let upgrade = Upgrade::take(&mut request);
-        let Some(request) = self.origin_request(request, peer, upgrade.is_some()) else {
+        let Some((request, body_failed)) = self.origin_request(request, peer, upgrade.is_some())
+        else {
             return plain(StatusCode::BAD_REQUEST, "bad request target\n");
         };
         let client = match upgrade {
@@ -89,6 +97,9 @@ impl Passthrough {
             tokio::time::timeout(self.settings.response_timeout, client.request(request));
         let response = match response.await {
             Ok(Ok(response)) => response,
+            Ok(Err(e)) if body_failed.get() => {
+                return self.bad_body(&e, upgrade.is_some());
+            }
             Ok(Err(e)) => {
                 if let Some(suppressed) = self.unreachable.check() {
                     warn!(error = %e, suppressed, "passthrough: origin unreachable");
@@ -116,20 +127,34 @@ impl Passthrough {
         }
     }
 
+    /// The answer to a request whose body the client framed wrongly: 400, counted and logged
+    /// (rate-limited) as the client's fault.
+    fn bad_body(&self, error: &dyn std::error::Error, upgrade: bool) -> Response<BoxBody> {
+        self.metrics.rejected.inc(RejectReason::RequestBody);
+        if let Some(suppressed) = self.bad_body.check() {
+            warn!(%error, suppressed, "passthrough: malformed request body");
+        }
+        self.tunnels.not_opened(upgrade);
+        plain(
+            StatusCode::BAD_REQUEST,
+            "bad request: the request body is malformed\n",
+        )
+    }
+
     /// Ends every open WebSocket tunnel (the drain's last step), and any opened from now on.
     pub fn close_tunnels(&self) {
         self.tunnels.close_all();
     }
 
     /// The request as the origin gets it: its URI, version and headers rewritten (hop-by-hop
-    /// removed, forwarding added; an upgrade keeps its upgrade headers). `None` when the
-    /// request target cannot be put on the origin's URI.
+    /// removed, cookie crumbs joined, forwarding added; an upgrade keeps its upgrade headers),
+    /// its body watched. `None` when the request target cannot be put on the origin's URI.
     fn origin_request(
         &self,
         request: Request<RequestBody>,
         peer: Peer,
         upgrade: bool,
-    ) -> Option<Request<RequestBody>> {
+    ) -> Option<(Request<ClientBody>, BodyFailed)> {
         let (mut parts, body) = request.into_parts();
         parts.extensions.remove::<TunnelLease>();
         let path = parts
@@ -156,9 +181,11 @@ impl Passthrough {
             websocket::keep_upgrade_headers(&mut parts.headers);
         }
         parts.headers.remove(HOST);
+        join_cookie_crumbs(&mut parts.headers);
         add_forwarding(&mut parts.headers, peer, original_host.as_deref());
         append_via(&mut parts.headers, version);
-        Some(Request::from_parts(parts, body))
+        let (body, failed) = ClientBody::watch(body);
+        Some((Request::from_parts(parts, body), failed))
     }
 }
 

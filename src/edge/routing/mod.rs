@@ -178,7 +178,8 @@ pub enum RouteMiss {
     /// A route matched but the request's query could not be used in the upstream URL.
     #[error("query parameter not usable")]
     BadQuery,
-    /// The route's upstream takes a `{jwt.*}` claim the subscriber's token does not carry.
+    /// The route's upstream takes a `{jwt.*}` claim the subscriber's token does not carry, or
+    /// carries as an empty string, `.` or `..` (RFC 3986 §3.3 dot-segments).
     #[error("the token lacks a claim this route needs")]
     MissingClaim,
 }

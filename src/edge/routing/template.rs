@@ -138,10 +138,20 @@ impl PathTemplate {
 
     /// True when `path`, read the lenient way many origins and frameworks read paths, would
     /// match: each segment cut at `;`, percent-decoded, empty and `.` segments dropped, `..`
-    /// popping one, literals compared without case. Such a path names an SSE route in another
+    /// popping one, literals compared without case; and the same once the whole path is
+    /// percent-decoded and `\` read as `/` (so `%2F`, `%5C`, `%2E` and `\` can neither split
+    /// nor join segments; RFC 3986 §2.4, §6.2.2). Such a path names an SSE route in another
     /// spelling, so it must not reach a passthrough origin, which might serve it without the
     /// route's authorization.
     pub fn matches_leniently(&self, path: &str) -> bool {
+        let decoded = percent_decode_str(path)
+            .decode_utf8_lossy()
+            .replace('\\', "/");
+        self.matches_segments(path) || self.matches_segments(&decoded)
+    }
+
+    /// [`Self::matches_leniently`] for one reading of `path`, split at `/`.
+    fn matches_segments(&self, path: &str) -> bool {
         let mut parts: Vec<String> = Vec::new();
         for raw in path.split('/') {
             let raw = raw.split(';').next().unwrap_or_default();
@@ -189,8 +199,8 @@ pub struct UpstreamTemplate {
     origin: Option<String>,
 }
 
-/// A `{jwt.NAME}` variable whose claim the token lacks, or holds as neither a string nor a
-/// number.
+/// A `{jwt.NAME}` variable whose claim the token lacks, holds as neither a string nor a
+/// number, or holds as an empty string, `.` or `..` (RFC 3986 §3.3 dot-segments).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the token has no usable {0:?} claim")]
 pub struct MissingClaim(pub String);
@@ -266,7 +276,8 @@ impl UpstreamTemplate {
     /// filled in (claim values percent-encoded but for unreserved characters).
     ///
     /// # Errors
-    /// [`MissingClaim`] when a claim the template uses is absent or not a string or number.
+    /// [`MissingClaim`] when a claim the template uses is absent, not a string or number, or
+    /// empty, `.` or `..` (a dot-segment would move the URL's path, RFC 3986 §5.2.4).
     pub(super) fn render(
         &self,
         bound: &[(&str, String)],
@@ -278,7 +289,9 @@ impl UpstreamTemplate {
         }
         for name in &self.claims {
             let value = match claims.and_then(|c| c.get(name)) {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(serde_json::Value::String(s)) if !matches!(s.as_str(), "" | "." | "..") => {
+                    s.clone()
+                }
                 Some(serde_json::Value::Number(n)) => n.to_string(),
                 _ => return Err(MissingClaim(name.clone())),
             };

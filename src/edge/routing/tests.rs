@@ -55,6 +55,11 @@ fn other_spellings_of_sse_paths_are_shadowed_but_other_paths_are_not() {
         "/%65vents/a",
         "/events/a%2f",
         "/events/%2e%2e%2fx",
+        "/events\\a",
+        "/events%2Fa",
+        "/events%5ca",
+        "/x/..%2Fevents/a",
+        "/x/%2E%2E/events/a",
     ] {
         assert!(r.shadows_sse_path(path), "{path}");
     }
@@ -65,6 +70,7 @@ fn other_spellings_of_sse_paths_are_shadowed_but_other_paths_are_not() {
         "/other/a",
         "/",
         "/eventsx/a",
+        "/events%2Fa%2Fhistory",
     ] {
         assert!(!r.shadows_sse_path(path), "{path}");
     }
@@ -100,4 +106,17 @@ fn unknown_variable_in_upstream_is_rejected() {
     let p = PathTemplate::parse("/e/{topic}").unwrap();
     assert!(UpstreamTemplate::parse("http://o/{room}", &p).is_err());
     assert!(UpstreamTemplate::parse("ftp://o/{topic}", &p).is_err());
+}
+
+#[test]
+fn claims_that_are_dot_segments_or_empty_are_missing() {
+    let path = PathTemplate::parse("/me/events").unwrap();
+    let upstream = UpstreamTemplate::parse("http://o/users/{jwt.sub}/events", &path).unwrap();
+    let r = Router::new(vec![Route::new(path, upstream, vec![], AuthMode::None)]);
+    for sub in ["", ".", ".."] {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), sub.into());
+        let target = r.matched("/me/events", None).unwrap().target(Some(&claims));
+        assert_eq!(target.unwrap_err(), RouteMiss::MissingClaim, "{sub:?}");
+    }
 }
