@@ -246,8 +246,10 @@ impl Attempt<'_> {
         let metrics = &self.request.upstream.metrics;
         match item {
             Item::Event(event) => {
-                self.topic.publish(event.id.as_deref(), sse::encode(&event));
+                // Counted before it is published: a subscriber that has the event can read
+                // the count that includes it.
                 metrics.events_received.inc();
+                self.topic.publish(event.id.as_deref(), sse::encode(&event));
                 return true;
             }
             Item::Retry(ms) => *self.retry = Some(Duration::from_millis(ms)),
