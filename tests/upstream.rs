@@ -76,3 +76,33 @@ async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
     assert_eq!(r.data(1).await, ["after idle"]);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_id_over_1_kib_is_not_sent_back_upstream() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, support::fast_backoff).await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    let huge = "x".repeat(900 * 1024);
+    let frame = format!("id: {huge}\ndata: a 900 KB id\n\n");
+    origin.publish_raw("a", None, bytes::Bytes::from(frame));
+    assert_eq!(r.data(1).await, ["a 900 KB id"]);
+    origin.cut("a", "");
+    eventually("reconnected", || origin.requests("a").len() == 2).await;
+    assert_eq!(
+        origin.requests("a")[1].last_event_id,
+        None,
+        "an id over 1 KiB is not sent back as Last-Event-ID"
+    );
+    assert!(
+        relay
+            .metrics
+            .upstream
+            .failures
+            .get(Failure::LastEventId)
+            .get()
+            >= 1,
+        "and it is counted"
+    );
+    relay.stop().await;
+}

@@ -25,10 +25,10 @@ use tracing::{debug, warn};
 
 use super::attempt::{Attempt, AttemptEnd, AttemptError, TopicWarnings};
 use super::backoff::Backoff;
-use super::metrics::{Defect, Refusal};
+use super::metrics::{Defect, Failure, Refusal};
 use super::peer::{self, PeerRoute, SourceGauge};
 use super::request::{OriginRequest, RequestError};
-use super::{Upstream, UpstreamHeaders};
+use super::{Upstream, UpstreamHeaders, MAX_LAST_EVENT_ID_BYTES};
 use crate::cluster::Source;
 use crate::hub::{OriginAnswer, Topic, UpstreamEnd, UpstreamState};
 use crate::ops::metrics::Label;
@@ -220,14 +220,32 @@ impl<'a> Follower<'a> {
         if self.parser.finish() {
             self.upstream.metrics.malformed.inc(Defect::Truncated);
         }
-        if let Some(id) = self.parser.last_event_id() {
-            self.last_id = (!id.is_empty()).then(|| id.to_string());
-        }
+        self.take_last_id();
         end
     }
 
     /// Decides what an attempt's end means for the topic: over (closed, refused), a move to
     /// the new source, or a retry after a backoff; counts and reports it.
+    /// Takes the parser's last event id as the next attempt's resume point: empty resets it
+    /// (WHATWG HTML §9.2.6), and one over [`MAX_LAST_EVENT_ID_BYTES`] is dropped, as a
+    /// client's is, and counted once per attempt it is withheld from: the next attempt
+    /// subscribes without it.
+    fn take_last_id(&mut self) {
+        let Some(id) = self.parser.last_event_id() else {
+            return;
+        };
+        if id.len() > MAX_LAST_EVENT_ID_BYTES {
+            debug!(
+                bytes = id.len(),
+                "the origin's event id is over 1 KiB: not resuming with it"
+            );
+            self.upstream.metrics.failures.inc(Failure::LastEventId);
+            self.last_id = None;
+            return;
+        }
+        self.last_id = (!id.is_empty()).then(|| id.to_string());
+    }
+
     fn settle(&mut self, end: AttemptEnd) -> Next {
         if let Some(failure) = end.failure() {
             self.upstream.metrics.failures.inc(failure);
