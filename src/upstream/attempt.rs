@@ -88,13 +88,10 @@ impl AttemptError {
 pub(super) enum AttemptEnd {
     /// 204 No Content: the origin closed the topic.
     Closed,
-    /// The origin ended the event stream; `delivered` when events arrived on it.
-    Ended { delivered: bool },
-    /// The event stream broke or went idle; `delivered` when events arrived on it first.
-    Broke {
-        delivered: bool,
-        error: AttemptError,
-    },
+    /// The origin ended the event stream, which stayed open for `up`.
+    Ended { up: Duration },
+    /// The event stream broke or went idle after it stayed open for `up`.
+    Broke { up: Duration, error: AttemptError },
     /// In a cluster, the topic's source changed (a new owner): the attempt was ended to move.
     Moved,
     /// No event stream was opened.
@@ -158,7 +155,16 @@ impl Attempt<'_> {
         self.topic.set_upstream_state(UpstreamState::Streaming);
         self.topic.answer_with_stream();
         let _open = OpenStream::new(&self.request.upstream.metrics.open);
-        self.read(body).await
+        let opened = tokio::time::Instant::now();
+        match self.read(body).await {
+            None => AttemptEnd::Ended {
+                up: opened.elapsed(),
+            },
+            Some(error) => AttemptEnd::Broke {
+                up: opened.elapsed(),
+                error,
+            },
+        }
     }
 
     /// Sends the request and sorts the answer: the event stream's body, or `None` for 204.
@@ -213,15 +219,15 @@ impl Attempt<'_> {
         }
     }
 
-    /// Reads the event stream until it ends, breaks or goes idle, publishing each event.
-    async fn read(mut self, mut body: Incoming) -> AttemptEnd {
+    /// Reads the event stream until it ends (`None`), breaks or goes idle (the error),
+    /// publishing each event.
+    async fn read(mut self, mut body: Incoming) -> Option<AttemptError> {
         let mut items = Vec::new();
-        let mut delivered = false;
-        let error = loop {
+        loop {
             let frame = match self.request.upstream.settings.read_idle_timeout {
                 Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
                     Ok(frame) => frame,
-                    Err(_) => break AttemptError::IdleTimeout,
+                    Err(_) => return Some(AttemptError::IdleTimeout),
                 },
                 None => body.frame().await,
             };
@@ -230,25 +236,23 @@ impl Attempt<'_> {
                     Ok(data) => data,
                     Err(_) => continue,
                 },
-                Some(Err(e)) => break AttemptError::Broke(error_chain(&e)),
-                None => return AttemptEnd::Ended { delivered },
+                Some(Err(e)) => return Some(AttemptError::Broke(error_chain(&e))),
+                None => return None,
             };
             self.parser.feed(&data, &mut items);
             for item in items.drain(..) {
-                delivered |= self.handle(item);
+                self.handle(item);
             }
-        };
-        AttemptEnd::Broke { delivered, error }
+        }
     }
 
-    /// Acts on one parsed item; true when it was an event.
-    fn handle(&mut self, item: Item) -> bool {
+    /// Acts on one parsed item.
+    fn handle(&mut self, item: Item) {
         let metrics = &self.request.upstream.metrics;
         match item {
             Item::Event(event) => {
                 self.topic.publish(event.id.as_deref(), sse::encode(&event));
                 metrics.events_received.inc();
-                return true;
             }
             Item::Retry(ms) => *self.retry = Some(Duration::from_millis(ms)),
             Item::Oversized { bytes } => {
@@ -271,7 +275,6 @@ impl Attempt<'_> {
                 metrics.malformed.inc(Defect::Field(kind));
             }
         }
-        false
     }
 }
 

@@ -6,6 +6,9 @@
 //! (4xx but 408/429, a redirect not followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that
 //! are not an event stream) is passed on to them.
 //!
+//! The backoff restarts only after a stream stayed up for its ceiling, so an origin that
+//! answers, sends an event and closes is not asked again at the minimum delay.
+//!
 //! In a cluster an attempt ends as soon as the topic's source changes (a new owner), and so does
 //! a backoff wait: the delay was earned by the source that failed, not by the new one, whose
 //! backoff starts afresh. A peer's `retry:` (its advice to browsers) never seeds the backoff.
@@ -256,14 +259,14 @@ impl<'a> Follower<'a> {
                 debug!(last_event_id = ?self.last_id, "topic's source changed: moving its upstream");
                 return Next::Move;
             }
-            AttemptEnd::Ended { delivered } => {
-                self.streamed(delivered);
+            AttemptEnd::Ended { up } => {
+                self.streamed(up);
                 debug!("upstream stream ended");
                 self.topic.answer_with_stream();
                 return Next::Retry { retry_after: None };
             }
-            AttemptEnd::Broke { delivered, error } => {
-                self.streamed(delivered);
+            AttemptEnd::Broke { up, error } => {
+                self.streamed(up);
                 error
             }
             AttemptEnd::Failed(error) => error,
@@ -272,10 +275,12 @@ impl<'a> Follower<'a> {
         self.failed(error)
     }
 
-    /// An event stream was open: the origin has answered once, and a stream that delivered
-    /// events restarts the backoff.
-    fn streamed(&mut self, delivered: bool) {
-        if delivered {
+    /// An event stream was open for `up`: the origin has answered once, and a stream that
+    /// stayed up for the backoff's ceiling restarts the backoff. A shorter one does not,
+    /// whatever it delivered: an origin that answers, sends an event and closes is failing,
+    /// and is asked no more often than the backoff's widening window says.
+    fn streamed(&mut self, up: Duration) {
+        if up >= self.backoff.max() {
             self.backoff.reset();
         }
         self.client_id = None;
