@@ -1,7 +1,7 @@
 //! One attempt of a topic's upstream subscription: send its request ([`super::request`]:
 //! `Last-Event-ID` when resuming, the route's own headers, redirects), sort the answer (a
-//! stream; a refusal to pass on, with its small body; a status to retry, with its
-//! `Retry-After`), then read the event stream, parsing each chunk once and publishing each event, encoded once, to the
+//! stream; a refusal to pass on, with its small body, for any status but 200, 204 and an
+//! outage; an outage to retry (5xx, 408, 429), with its `Retry-After`), then read the event stream, parsing each chunk once and publishing each event, encoded once, to the
 //! topic's ring, until the stream ends, breaks or goes idle.
 //!
 //! One attempt only: it never retries, never waits, and never decides what an ending means for
@@ -30,14 +30,15 @@ pub(super) enum AttemptError {
     /// `Last-Event-ID`).
     #[error(transparent)]
     Request(#[from] RequestError),
-    /// The origin answered a status the relay retries (5xx, 408, 429, …), with the delay its
-    /// `Retry-After` asked for.
+    /// The origin answered a status the relay retries (5xx but 508, 408, 429), with the delay
+    /// its `Retry-After` asked for.
     #[error("answered {status}")]
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
     },
-    /// The origin refused the topic for good (a 4xx but 408 and 429): its answer, to pass on.
+    /// The origin refused the topic for good (any status but 200, 204 and the outages of
+    /// [`AttemptError::Status`]): its answer, to pass on.
     #[error("refused the topic: {}", .0.status)]
     Refused(Arc<OriginAnswer>),
     /// The origin answered 200 without `text/event-stream`.
@@ -178,7 +179,7 @@ impl Attempt<'_> {
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        if is_final_refusal(status) {
+        if status != StatusCode::OK && !is_outage(status) {
             let answer = self.refusal(response).await;
             return Err(AttemptError::Refused(Arc::new(answer)));
         }
@@ -295,12 +296,15 @@ impl Drop for OpenStream<'_> {
     }
 }
 
-/// True for an answer passed on to subscribers as final: a 4xx, but 408 Request Timeout and
-/// 429 Too Many Requests, which say "later" and are retried; and 508 Loop Detected (another
-/// relay found this subscription in a loop of relays, which no retry ends).
-fn is_final_refusal(status: StatusCode) -> bool {
+/// True for an answer that is an outage the relay rides out behind a 200 stream and retries:
+/// a 5xx but 508 Loop Detected (another relay found this subscription in a loop of relays,
+/// which no retry ends), 408 Request Timeout and 429 Too Many Requests, which say "later".
+/// Every other status but 200 and 204 (a 4xx, a 2xx such as 205, a 3xx the relay does not
+/// follow) is final and passed on to subscribers: EventSource fails the connection on any
+/// status but 200 (WHATWG HTML §9.2.3), so a browser must not get a 200 for it.
+fn is_outage(status: StatusCode) -> bool {
     let later = status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
-    (status.is_client_error() && !later) || status == StatusCode::LOOP_DETECTED
+    (status.is_server_error() && status != StatusCode::LOOP_DETECTED) || later
 }
 
 /// The delay a `Retry-After` value asks for (RFC 9110 §10.2.3: delay-seconds or an HTTP-date,

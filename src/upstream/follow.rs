@@ -2,12 +2,11 @@
 //! id seen (WHATWG HTML §9.2.4: the `Last-Event-ID` request header), backing off with full
 //! jitter and honouring the origin's `retry:` and `Retry-After`, until the origin closes the
 //! topic with 204 or refuses it for good. It also decides the topic's [`crate::hub::Verdict`]:
-//! a stream, or an outage the relay retries, gives subscribers their 200 stream; a refusal
-//! (4xx but 408/429, a redirect not followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that
-//! are not an event stream) is passed on to them.
-//!
-//! The backoff restarts only after a stream stayed up for its ceiling, so an origin that
-//! answers, sends an event and closes is not asked again at the minimum delay.
+//! a stream, or an outage the relay retries (5xx but 508, 408, 429, a network error), gives
+//! subscribers their 200 stream; a refusal (any other status but 200 and 204, a redirect not
+//! followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that are not an event stream) is passed
+//! on to them. The backoff restarts only after a stream stayed up for its ceiling, so an
+//! origin that answers, sends an event and closes is not asked again at the minimum delay.
 //!
 //! In a cluster an attempt ends as soon as the topic's source changes (a new owner), and so does
 //! a backoff wait: the delay was earned by the source that failed, not by the new one, whose
@@ -227,8 +226,6 @@ impl<'a> Follower<'a> {
         end
     }
 
-    /// Decides what an attempt's end means for the topic: over (closed, refused), a move to
-    /// the new source, or a retry after a backoff; counts and reports it.
     /// Takes the parser's last event id as the next attempt's resume point: empty resets it
     /// (WHATWG HTML §9.2.6), and one over [`MAX_LAST_EVENT_ID_BYTES`] is dropped, as a
     /// client's is, and counted once per attempt it is withheld from: the next attempt
@@ -249,6 +246,8 @@ impl<'a> Follower<'a> {
         self.last_id = (!id.is_empty()).then(|| id.to_string());
     }
 
+    /// Decides what an attempt's end means for the topic: over (closed, refused), a move to
+    /// the new source, or a retry after a backoff; counts and reports it.
     fn settle(&mut self, end: AttemptEnd) -> Next {
         if let Some(failure) = end.failure() {
             self.upstream.metrics.failures.inc(failure);
