@@ -1,8 +1,9 @@
 //! One attempt of a topic's upstream subscription: send its request ([`super::request`]:
 //! `Last-Event-ID` when resuming, the route's own headers, redirects), sort the answer (a
 //! stream; a refusal to pass on, with its small body, for any status but 200, 204 and an
-//! outage; an outage to retry (5xx, 408, 429), with its `Retry-After`), then read the event stream, parsing each chunk once and publishing each event, encoded once, to the
-//! topic's ring, until the stream ends, breaks or goes idle.
+//! outage; an outage to retry (5xx, 408, 429), with its `Retry-After`), then read the event
+//! stream, parsing each chunk once and publishing each event, encoded once, to the topic's
+//! ring, until the stream ends, breaks or goes idle (reporting how long it stayed up).
 //!
 //! One attempt only: it never retries, never waits, and never decides what an ending means for
 //! the topic; [`super::follow`] does.

@@ -92,7 +92,7 @@ impl Refusal {
             410 => Self::Gone,
             502 => Self::BadGateway,
             508 => Self::LoopDetected,
-            400..=499 => Self::OtherClientError,
+            _ if status.is_client_error() => Self::OtherClientError,
             _ => Self::Other,
         }
     }
