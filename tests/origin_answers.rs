@@ -211,3 +211,26 @@ async fn a_200_that_is_not_an_event_stream_becomes_502_after_bounded_tries() {
     assert_eq!(r.data(1).await, ["now a stream"]);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_other_than_200_and_204_is_final_like_a_4xx() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, support::fast_backoff).await;
+    let mut conn = relay.h2().await;
+    for (status, body) in [(205, ""), (210, "odd"), (299, "odder")] {
+        let topic = format!("t{status}");
+        origin.answer(&topic, Canned::status(status, body));
+        let path = format!("/events/{topic}");
+        let got = tokio::time::timeout(support::WAIT, answer(&mut conn, &path))
+            .await
+            .expect("answered, not held open as an outage");
+        assert_eq!(
+            got,
+            (status, body.to_string()),
+            "passed on as the origin gave it"
+        );
+        assert_eq!(origin.hits(&topic), 1, "{status} is not retried");
+    }
+    assert_eq!(relay.metrics.upstream.refusals.get(Refusal::Other).get(), 3);
+    relay.stop().await;
+}

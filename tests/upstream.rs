@@ -3,8 +3,11 @@
 
 mod support;
 
+use std::time::Duration;
+
 use sse_relay::upstream::Failure;
-use support::{eventually, TestOrigin, TestRelay};
+use support::origin::Canned;
+use support::{eventually, settle, TestOrigin, TestRelay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_origin_is_reached_over_h2_with_the_extra_ca() {
@@ -74,5 +77,69 @@ async fn silent_origin_is_reconnected_after_the_read_idle_timeout() {
     );
     origin.publish("a", "1", "after idle");
     assert_eq!(r.data(1).await, ["after idle"]);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_id_over_1_kib_is_not_sent_back_upstream() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, support::fast_backoff).await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    let huge = "x".repeat(900 * 1024);
+    let frame = format!("id: {huge}\ndata: a 900 KB id\n\n");
+    origin.publish_raw("a", None, bytes::Bytes::from(frame));
+    assert_eq!(r.data(1).await, ["a 900 KB id"]);
+    origin.cut("a", "");
+    eventually("reconnected", || origin.requests("a").len() == 2).await;
+    assert_eq!(
+        origin.requests("a")[1].last_event_id,
+        None,
+        "an id over 1 KiB is not sent back as Last-Event-ID"
+    );
+    assert!(
+        relay
+            .metrics
+            .upstream
+            .failures
+            .get(Failure::LastEventId)
+            .get()
+            >= 1,
+        "and it is counted"
+    );
+    relay.stop().await;
+}
+
+/// An origin that answers `200 text/event-stream` with `retry: 0` and one event, then closes:
+/// its streams never stay up for the backoff's ceiling, so the backoff never restarts and the
+/// relay's requests thin out as the backoff's window widens (full jitter: each delay uniform
+/// between `backoff_min_ms` and the window, which doubles up to `backoff_max_ms`).
+#[tokio::test(start_paused = true)]
+async fn a_flapping_origin_is_asked_as_the_backoff_says() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| {
+        c.upstream.backoff_min_ms = 100;
+        c.upstream.backoff_max_ms = 2_000;
+    })
+    .await;
+    origin.answer(
+        "a",
+        Canned::status(200, "retry: 0\ndata: flap\n\n").header("content-type", "text/event-stream"),
+    );
+    let clock = support::hold_clock();
+    let r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.status, 200);
+    eventually("the origin is asked", || origin.hits("a") >= 1).await;
+    for _ in 0..100 {
+        support::advance(Duration::from_millis(100)).await;
+        settle().await;
+        settle().await;
+    }
+    // A backoff restarted after every event asks every 100 ms: 100 requests in these 10 s. One
+    // that widens to 2 s waits 1.05 s on average once there: about 15 requests.
+    let hits = origin.hits("a");
+    assert!(hits <= 40, "{hits} requests in 10 s");
+    drop(clock);
+    drop(r);
     relay.stop().await;
 }

@@ -205,10 +205,7 @@ impl Edge {
 /// and TRACE, which the edge refuses (`Allow` of its 405, RFC 9110 §10.2.1).
 const PASSTHROUGH_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
-/// Longest `Last-Event-ID` accepted from a client, bytes. Longer ones are ignored (counted in
-/// `sse_relay_requests_rejected_total{reason="last_event_id"}`): no origin we would resume
-/// against issues such ids, and each one would be held per topic and sent upstream.
-pub const MAX_LAST_EVENT_ID_BYTES: usize = 1024;
+pub use crate::upstream::MAX_LAST_EVENT_ID_BYTES;
 
 /// The client's resume point: the `Last-Event-ID` header, else the `lastEventId` query
 /// parameter (as EventSource polyfills send it), percent-decoded. Empty means none. An id no

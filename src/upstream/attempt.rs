@@ -1,8 +1,9 @@
 //! One attempt of a topic's upstream subscription: send its request ([`super::request`]:
 //! `Last-Event-ID` when resuming, the route's own headers, redirects), sort the answer (a
-//! stream; a refusal to pass on, with its small body; a status to retry, with its
-//! `Retry-After`), then read the event stream, parsing each chunk once and publishing each event, encoded once, to the
-//! topic's ring, until the stream ends, breaks or goes idle.
+//! stream; a refusal to pass on, with its small body, for any status but 200, 204 and an
+//! outage; an outage to retry (5xx, 408, 429), with its `Retry-After`), then read the event
+//! stream, parsing each chunk once and publishing each event, encoded once, to the topic's
+//! ring, until the stream ends, breaks or goes idle (reporting how long it stayed up).
 //!
 //! One attempt only: it never retries, never waits, and never decides what an ending means for
 //! the topic; [`super::follow`] does.
@@ -30,14 +31,15 @@ pub(super) enum AttemptError {
     /// `Last-Event-ID`).
     #[error(transparent)]
     Request(#[from] RequestError),
-    /// The origin answered a status the relay retries (5xx, 408, 429, …), with the delay its
-    /// `Retry-After` asked for.
+    /// The origin answered a status the relay retries (5xx but 508, 408, 429), with the delay
+    /// its `Retry-After` asked for.
     #[error("answered {status}")]
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
     },
-    /// The origin refused the topic for good (a 4xx but 408 and 429): its answer, to pass on.
+    /// The origin refused the topic for good (any status but 200, 204 and the outages of
+    /// [`AttemptError::Status`]): its answer, to pass on.
     #[error("refused the topic: {}", .0.status)]
     Refused(Arc<OriginAnswer>),
     /// The origin answered 200 without `text/event-stream`.
@@ -88,13 +90,10 @@ impl AttemptError {
 pub(super) enum AttemptEnd {
     /// 204 No Content: the origin closed the topic.
     Closed,
-    /// The origin ended the event stream; `delivered` when events arrived on it.
-    Ended { delivered: bool },
-    /// The event stream broke or went idle; `delivered` when events arrived on it first.
-    Broke {
-        delivered: bool,
-        error: AttemptError,
-    },
+    /// The origin ended the event stream, which stayed open for `up`.
+    Ended { up: Duration },
+    /// The event stream broke or went idle after it stayed open for `up`.
+    Broke { up: Duration, error: AttemptError },
     /// In a cluster, the topic's source changed (a new owner): the attempt was ended to move.
     Moved,
     /// No event stream was opened.
@@ -158,7 +157,16 @@ impl Attempt<'_> {
         self.topic.set_upstream_state(UpstreamState::Streaming);
         self.topic.answer_with_stream();
         let _open = OpenStream::new(&self.request.upstream.metrics.open);
-        self.read(body).await
+        let opened = tokio::time::Instant::now();
+        match self.read(body).await {
+            None => AttemptEnd::Ended {
+                up: opened.elapsed(),
+            },
+            Some(error) => AttemptEnd::Broke {
+                up: opened.elapsed(),
+                error,
+            },
+        }
     }
 
     /// Sends the request and sorts the answer: the event stream's body, or `None` for 204.
@@ -172,7 +180,7 @@ impl Attempt<'_> {
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        if is_final_refusal(status) {
+        if status != StatusCode::OK && !is_outage(status) {
             let answer = self.refusal(response).await;
             return Err(AttemptError::Refused(Arc::new(answer)));
         }
@@ -213,15 +221,15 @@ impl Attempt<'_> {
         }
     }
 
-    /// Reads the event stream until it ends, breaks or goes idle, publishing each event.
-    async fn read(mut self, mut body: Incoming) -> AttemptEnd {
+    /// Reads the event stream until it ends (`None`), breaks or goes idle (the error),
+    /// publishing each event.
+    async fn read(mut self, mut body: Incoming) -> Option<AttemptError> {
         let mut items = Vec::new();
-        let mut delivered = false;
-        let error = loop {
+        loop {
             let frame = match self.request.upstream.settings.read_idle_timeout {
                 Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
                     Ok(frame) => frame,
-                    Err(_) => break AttemptError::IdleTimeout,
+                    Err(_) => return Some(AttemptError::IdleTimeout),
                 },
                 None => body.frame().await,
             };
@@ -230,19 +238,18 @@ impl Attempt<'_> {
                     Ok(data) => data,
                     Err(_) => continue,
                 },
-                Some(Err(e)) => break AttemptError::Broke(error_chain(&e)),
-                None => return AttemptEnd::Ended { delivered },
+                Some(Err(e)) => return Some(AttemptError::Broke(error_chain(&e))),
+                None => return None,
             };
             self.parser.feed(&data, &mut items);
             for item in items.drain(..) {
-                delivered |= self.handle(item);
+                self.handle(item);
             }
-        };
-        AttemptEnd::Broke { delivered, error }
+        }
     }
 
-    /// Acts on one parsed item; true when it was an event.
-    fn handle(&mut self, item: Item) -> bool {
+    /// Acts on one parsed item.
+    fn handle(&mut self, item: Item) {
         let metrics = &self.request.upstream.metrics;
         match item {
             Item::Event(event) => {
@@ -250,7 +257,6 @@ impl Attempt<'_> {
                 // the count that includes it.
                 metrics.events_received.inc();
                 self.topic.publish(event.id.as_deref(), sse::encode(&event));
-                return true;
             }
             Item::Retry(ms) => *self.retry = Some(Duration::from_millis(ms)),
             Item::Oversized { bytes } => {
@@ -273,7 +279,6 @@ impl Attempt<'_> {
                 metrics.malformed.inc(Defect::Field(kind));
             }
         }
-        false
     }
 }
 
@@ -294,12 +299,15 @@ impl Drop for OpenStream<'_> {
     }
 }
 
-/// True for an answer passed on to subscribers as final: a 4xx, but 408 Request Timeout and
-/// 429 Too Many Requests, which say "later" and are retried; and 508 Loop Detected (another
-/// relay found this subscription in a loop of relays, which no retry ends).
-fn is_final_refusal(status: StatusCode) -> bool {
+/// True for an answer that is an outage the relay rides out behind a 200 stream and retries:
+/// a 5xx but 508 Loop Detected (another relay found this subscription in a loop of relays,
+/// which no retry ends), 408 Request Timeout and 429 Too Many Requests, which say "later".
+/// Every other status but 200 and 204 (a 4xx, a 2xx such as 205, a 3xx the relay does not
+/// follow) is final and passed on to subscribers: EventSource fails the connection on any
+/// status but 200 (WHATWG HTML §9.2.3), so a browser must not get a 200 for it.
+fn is_outage(status: StatusCode) -> bool {
     let later = status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
-    (status.is_client_error() && !later) || status == StatusCode::LOOP_DETECTED
+    (status.is_server_error() && status != StatusCode::LOOP_DETECTED) || later
 }
 
 /// The delay a `Retry-After` value asks for (RFC 9110 §10.2.3: delay-seconds or an HTTP-date,

@@ -57,7 +57,12 @@ impl Backoff {
         rand::rng().random_range(self.min..=window)
     }
 
-    /// Forgets past failures (after a stream that delivered events).
+    /// The ceiling of every delay.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// Forgets past failures (after a stream that stayed up for [`Self::max`]).
     pub fn reset(&mut self) {
         self.attempt = 0;
     }

@@ -2,9 +2,11 @@
 //! id seen (WHATWG HTML §9.2.4: the `Last-Event-ID` request header), backing off with full
 //! jitter and honouring the origin's `retry:` and `Retry-After`, until the origin closes the
 //! topic with 204 or refuses it for good. It also decides the topic's [`crate::hub::Verdict`]:
-//! a stream, or an outage the relay retries, gives subscribers their 200 stream; a refusal
-//! (4xx but 408/429, a redirect not followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that
-//! are not an event stream) is passed on to them.
+//! a stream, or an outage the relay retries (5xx but 508, 408, 429, a network error), gives
+//! subscribers their 200 stream; a refusal (any other status but 200 and 204, a redirect not
+//! followed, [`MAX_NOT_EVENT_STREAM`] answers in a row that are not an event stream) is passed
+//! on to them. The backoff restarts only after a stream stayed up for its ceiling, so an
+//! origin that answers, sends an event and closes is not asked again at the minimum delay.
 //!
 //! In a cluster an attempt ends as soon as the topic's source changes (a new owner), and so does
 //! a backoff wait: the delay was earned by the source that failed, not by the new one, whose
@@ -25,10 +27,10 @@ use tracing::{debug, warn};
 
 use super::attempt::{Attempt, AttemptEnd, AttemptError, TopicWarnings};
 use super::backoff::Backoff;
-use super::metrics::{Defect, Refusal};
+use super::metrics::{Defect, Failure, Refusal};
 use super::peer::{self, PeerRoute, SourceGauge};
 use super::request::{OriginRequest, RequestError};
-use super::{Upstream, UpstreamHeaders};
+use super::{Upstream, UpstreamHeaders, MAX_LAST_EVENT_ID_BYTES};
 use crate::cluster::Source;
 use crate::hub::{OriginAnswer, Topic, UpstreamEnd, UpstreamState};
 use crate::ops::metrics::Label;
@@ -220,10 +222,28 @@ impl<'a> Follower<'a> {
         if self.parser.finish() {
             self.upstream.metrics.malformed.inc(Defect::Truncated);
         }
-        if let Some(id) = self.parser.last_event_id() {
-            self.last_id = (!id.is_empty()).then(|| id.to_string());
-        }
+        self.take_last_id();
         end
+    }
+
+    /// Takes the parser's last event id as the next attempt's resume point: empty resets it
+    /// (WHATWG HTML §9.2.6), and one over [`MAX_LAST_EVENT_ID_BYTES`] is dropped, as a
+    /// client's is, and counted once per attempt it is withheld from: the next attempt
+    /// subscribes without it.
+    fn take_last_id(&mut self) {
+        let Some(id) = self.parser.last_event_id() else {
+            return;
+        };
+        if id.len() > MAX_LAST_EVENT_ID_BYTES {
+            debug!(
+                bytes = id.len(),
+                "the origin's event id is over 1 KiB: not resuming with it"
+            );
+            self.upstream.metrics.failures.inc(Failure::LastEventId);
+            self.last_id = None;
+            return;
+        }
+        self.last_id = (!id.is_empty()).then(|| id.to_string());
     }
 
     /// Decides what an attempt's end means for the topic: over (closed, refused), a move to
@@ -238,14 +258,14 @@ impl<'a> Follower<'a> {
                 debug!(last_event_id = ?self.last_id, "topic's source changed: moving its upstream");
                 return Next::Move;
             }
-            AttemptEnd::Ended { delivered } => {
-                self.streamed(delivered);
+            AttemptEnd::Ended { up } => {
+                self.streamed(up);
                 debug!("upstream stream ended");
                 self.topic.answer_with_stream();
                 return Next::Retry { retry_after: None };
             }
-            AttemptEnd::Broke { delivered, error } => {
-                self.streamed(delivered);
+            AttemptEnd::Broke { up, error } => {
+                self.streamed(up);
                 error
             }
             AttemptEnd::Failed(error) => error,
@@ -254,10 +274,12 @@ impl<'a> Follower<'a> {
         self.failed(error)
     }
 
-    /// An event stream was open: the origin has answered once, and a stream that delivered
-    /// events restarts the backoff.
-    fn streamed(&mut self, delivered: bool) {
-        if delivered {
+    /// An event stream was open for `up`: the origin has answered once, and a stream that
+    /// stayed up for the backoff's ceiling restarts the backoff. A shorter one does not,
+    /// whatever it delivered: an origin that answers, sends an event and closes is failing,
+    /// and is asked no more often than the backoff's widening window says.
+    fn streamed(&mut self, up: Duration) {
+        if up >= self.backoff.max() {
             self.backoff.reset();
         }
         self.client_id = None;

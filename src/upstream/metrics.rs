@@ -13,10 +13,10 @@ use crate::sse::Malformed;
 pub enum Failure {
     /// Could not connect or send the request, or the response headers did not come in time.
     Connect,
-    /// The origin answered a status the relay retries (5xx, 408, 429, or a 1xx/2xx/3xx that
-    /// is neither a stream nor a redirect).
+    /// The origin answered a status the relay retries (5xx but 508, 408, 429).
     Status,
-    /// The origin refused the topic for good (a 4xx but 408 and 429): passed on.
+    /// The origin refused the topic for good (any status but 200, 204 and those retried):
+    /// passed on.
     Refused,
     /// A redirect the relay does not follow (past 5 hops, to another origin, no `Location`).
     Redirect,
@@ -72,6 +72,9 @@ pub enum Refusal {
     Gone,
     /// Any other 4xx passed on (but 408 and 429, which are retried).
     OtherClientError,
+    /// A final answer that is not a 4xx: a 1xx, a 2xx other than 200 and 204, a 3xx the relay
+    /// does not follow (EventSource fails on any status but 200, WHATWG HTML §9.2.3).
+    Other,
     /// 502 from the relay: answers that were not an event stream, or a redirect not followed.
     BadGateway,
     /// 508 Loop Detected: the origin is a relay that found this subscription in a loop.
@@ -89,7 +92,8 @@ impl Refusal {
             410 => Self::Gone,
             502 => Self::BadGateway,
             508 => Self::LoopDetected,
-            _ => Self::OtherClientError,
+            _ if status.is_client_error() => Self::OtherClientError,
+            _ => Self::Other,
         }
     }
 }
@@ -102,6 +106,7 @@ impl Label for Refusal {
         Self::NotFound,
         Self::Gone,
         Self::OtherClientError,
+        Self::Other,
         Self::BadGateway,
         Self::LoopDetected,
     ];
@@ -114,6 +119,7 @@ impl Label for Refusal {
             Self::NotFound => "404",
             Self::Gone => "410",
             Self::OtherClientError => "4xx",
+            Self::Other => "other",
             Self::BadGateway => "502",
             Self::LoopDetected => "508",
         }

@@ -32,6 +32,14 @@ use crate::cluster::Cluster;
 use crate::http::{http_client, HttpClient};
 use crate::hub::{Follow, Replay};
 
+/// Longest `Last-Event-ID` the relay sends or accepts, bytes. A client's longer id is ignored
+/// (counted in `sse_relay_requests_rejected_total{reason="last_event_id"}`); an origin's
+/// longer `id:` still reaches subscribers with its event, but is never sent back upstream on a
+/// reconnect (counted in `sse_relay_upstream_failures_total{reason="last_event_id"}`): no
+/// origin we would resume against issues such ids, and each one would be held per topic and
+/// sent with every request.
+pub const MAX_LAST_EVENT_ID_BYTES: usize = 1024;
+
 /// Settings of upstream subscriptions.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {

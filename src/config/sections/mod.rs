@@ -252,8 +252,9 @@ pub struct TopicsConfig {
     /// answered 204 for this long (so browsers stop reconnecting, WHATWG HTML §9.2.3) instead of
     /// reopening the upstream each time, ms; 0 turns it off. Default 10000.
     pub origin_closed_ttl_ms: u64,
-    /// After an origin refuses a topic for good (401, 403, 404, 410 and other 4xx but 408 and
-    /// 429; a redirect the relay will not follow; answers that are not an event stream), new
+    /// After an origin refuses a topic for good (401, 403, 404, 410 and any other status but
+    /// 200, 204, 5xx, 408 and 429, e.g. 205 or a 3xx not followed; a redirect the relay will
+    /// not follow; answers that are not an event stream), new
     /// subscribers of that topic get the same answer for this long without a new upstream
     /// request, ms; 0 turns it off. Default 10000: a browser whose stream ends reconnects after
     /// a few seconds and must meet the refusal, not open the upstream again (one origin request
