@@ -217,3 +217,27 @@ async fn fifteen_hundred_clients_behind_one_address_are_all_served_by_default() 
     }
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_host_reaches_only_the_listed_hosts() {
+    let origin = TestOrigin::start().await;
+    let upstream = format!("http://{{topic}}:{}/sub/{{topic}}", origin.addr.port());
+    let relay = TestRelay::start_with(&upstream, |c| {
+        c.routes[0].upstream_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let mut conn = relay.h2().await;
+    for other in ["127.1", "2130706433", "localhost", "0x7f000001"] {
+        let response = conn.get(&format!("/events/{other}"), &[]).await;
+        assert_eq!(response.status(), 404, "{other} is not a listed host");
+    }
+    let mut listed = conn.subscribe("/events/127.0.0.1", &[]).await;
+    assert_eq!(listed.status, 200);
+    eventually("the listed host reached", || origin.open("127.0.0.1") == 1).await;
+    origin.publish("127.0.0.1", "1", "hello");
+    assert_eq!(listed.data(1).await, ["hello"]);
+    for other in ["127.1", "2130706433", "localhost", "0x7f000001"] {
+        assert!(origin.requests(other).is_empty(), "{other} reached no host");
+    }
+    relay.stop().await;
+}

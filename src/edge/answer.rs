@@ -87,7 +87,7 @@ impl Edge {
         let mut response = match rejection {
             Rejection::NoncanonicalPath
             | Rejection::NotFound
-            | Rejection::Route(RouteMiss::NoRoute) => {
+            | Rejection::Route(RouteMiss::NoRoute | RouteMiss::HostNotListed) => {
                 return plain(StatusCode::NOT_FOUND, &format!("{rejection}\n")).map(Either::Right)
             }
             Rejection::Route(RouteMiss::MissingClaim) => {

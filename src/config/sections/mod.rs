@@ -111,6 +111,14 @@ pub struct RouteConfig {
     /// Last-Event-ID, …) are refused. Client headers are never forwarded. Default: none.
     #[serde(default)]
     pub upstream_headers: BTreeMap<String, HeaderSetting>,
+    /// The hosts an upstream with a variable in its host (`http://{tenant}.api.example/sub`)
+    /// may take, exact names, e.g. `["a.api.example", "b.api.example"]`. Required for such an
+    /// upstream: without it a client would choose the host the relay connects to (`127.1`,
+    /// `localhost`, an internal service), a server-side request forgery. A request whose
+    /// rendered host is not listed is answered 404 and reaches no host. Default: none (the
+    /// upstream's host must then be fixed).
+    #[serde(default)]
+    pub upstream_hosts: Vec<String>,
 }
 
 /// One header of `[route.upstream_headers]`.

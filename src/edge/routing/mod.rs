@@ -54,7 +54,7 @@ impl Router {
         let url = rest.split_once(' ').map_or(rest, |(url, _)| url);
         let route = self.routes.get(index.parse::<usize>().ok()?)?;
         let upstream: Uri = url.parse().ok()?;
-        if !route.upstream.admits(&upstream) || upstream != url {
+        if !route.upstream.admits(&upstream) || !route.admits_host(&upstream) || upstream != url {
             return None;
         }
         Some(TopicTarget {
@@ -76,6 +76,8 @@ pub struct Route {
     query_params: Vec<String>,
     auth: AuthMode,
     upstream_headers: Arc<UpstreamHeaders>,
+    /// The hosts a varying upstream host may take, lowercase; empty when the host is fixed.
+    upstream_hosts: Vec<String>,
 }
 
 impl Route {
@@ -96,7 +98,25 @@ impl Route {
             query_params,
             auth,
             upstream_headers: Arc::default(),
+            upstream_hosts: Vec::new(),
         }
+    }
+
+    /// The route with its upstream's rendered host limited to `hosts` (exact names, compared
+    /// without ASCII case, RFC 3986 §3.2.2); a route whose upstream host varies needs them.
+    pub fn with_upstream_hosts(mut self, hosts: &[String]) -> Self {
+        self.upstream_hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// True when `uri`'s host is one the route may connect to: any, for a fixed upstream host
+    /// (the template decides it); one of the listed hosts, for a varying one.
+    fn admits_host(&self, uri: &Uri) -> bool {
+        if !self.upstream.host_varies() {
+            return true;
+        }
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        self.upstream_hosts.contains(&host)
     }
 
     /// The route with `headers` sent on its upstream requests.
@@ -158,6 +178,9 @@ impl Matched<'_> {
             url.push_str(&self.query);
         }
         let upstream: Uri = url.parse().map_err(|_| RouteMiss::BadQuery)?;
+        if !self.route.admits_host(&upstream) {
+            return Err(RouteMiss::HostNotListed);
+        }
         Ok(TopicTarget {
             key: format!("{} {upstream}", self.index),
             upstream,
@@ -182,6 +205,11 @@ pub enum RouteMiss {
     /// carries as an empty string, `.` or `..` (RFC 3986 §3.3 dot-segments).
     #[error("the token lacks a claim this route needs")]
     MissingClaim,
+    /// The route's upstream host is a variable and the request renders it to a host not in the
+    /// route's `upstream_hosts`: answered 404, as for a path no route has (the relay does not
+    /// say which hosts exist), and no host is contacted.
+    #[error("no route")]
+    HostNotListed,
 }
 
 impl Router {
