@@ -241,3 +241,24 @@ async fn a_variable_host_reaches_only_the_listed_hosts() {
     }
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_name_past_the_cap_gets_414_and_reaches_no_origin() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
+    let mut conn = relay.h2().await;
+    let long = "t".repeat(1025);
+    let refused = conn.get(&format!("/events/{long}"), &[]).await;
+    assert_eq!(refused.status(), 414, "URI Too Long (RFC 9110 §15.5.15)");
+    let rejected = &relay.metrics.edge.rejected;
+    let reason = sse_relay::edge::RejectReason::VariableTooLong;
+    assert_eq!(rejected.get(reason).get(), 1, "counted");
+    let longest = "t".repeat(1024);
+    let mut served = conn.subscribe(&format!("/events/{longest}"), &[]).await;
+    assert_eq!(served.status, 200, "the cap itself is allowed");
+    eventually("subscribed", || origin.open(&longest) == 1).await;
+    origin.publish(&longest, "1", "hi");
+    assert_eq!(served.data(1).await, ["hi"]);
+    assert!(origin.requests(&long).is_empty(), "no origin request");
+    relay.stop().await;
+}

@@ -22,8 +22,13 @@ use crate::edge::routing::{
 use crate::upstream::{CredentialError, UpstreamHeaders};
 
 /// Compiles `[[route]]`: templates parsed, query parameters checked against the upstream's
-/// fixed query, paths unique.
-pub(super) fn router(routes: &[RouteConfig]) -> Result<Router, ConfigIssue> {
+/// fixed query, paths unique; path variables capped at `max_variable_bytes`
+/// (`limits.max_topic_variable_bytes`, at least 1).
+pub(super) fn router(
+    routes: &[RouteConfig],
+    max_variable_bytes: usize,
+) -> Result<Router, ConfigIssue> {
+    positive("limits.max_topic_variable_bytes", max_variable_bytes as u64)?;
     if routes.is_empty() {
         return Err(ConfigIssue::new(
             "route",
@@ -67,7 +72,7 @@ pub(super) fn router(routes: &[RouteConfig]) -> Result<Router, ConfigIssue> {
                 .with_upstream_hosts(&route.upstream_hosts),
         );
     }
-    Ok(Router::new(compiled))
+    Ok(Router::new(compiled).with_max_variable_bytes(max_variable_bytes))
 }
 
 /// Checks a route's `upstream_hosts` against its upstream: required (and then exact host

@@ -403,3 +403,9 @@ fn a_variable_host_is_accepted_with_its_hosts_and_only_in_the_host() {
     let fixed = format!("{ROUTE}upstream_hosts = [\"a.example\"]\n");
     assert_eq!(parse(&fixed).unwrap_err().key, "route[0].upstream_hosts");
 }
+
+#[test]
+fn a_zero_topic_variable_cap_is_rejected() {
+    let e = parse(&format!("{ROUTE}[limits]\nmax_topic_variable_bytes = 0\n")).unwrap_err();
+    assert_eq!(e.key, "limits.max_topic_variable_bytes");
+}

@@ -97,6 +97,10 @@ impl Edge {
                 return plain(StatusCode::LOOP_DETECTED, &format!("{rejection}\n"))
                     .map(Either::Right)
             }
+            Rejection::Route(RouteMiss::VariableTooLong) => {
+                return plain(StatusCode::URI_TOO_LONG, &format!("{rejection}\n"))
+                    .map(Either::Right)
+            }
             Rejection::Route(RouteMiss::BadQuery) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("{rejection}\n")).map(Either::Right)
             }

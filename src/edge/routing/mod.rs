@@ -41,7 +41,13 @@ pub struct TopicTarget {
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<Route>,
+    /// Longest decoded value a path variable may take, bytes.
+    max_variable_bytes: usize,
 }
+
+/// A route variable's longest decoded value unless [`Router::with_max_variable_bytes`] says
+/// otherwise, bytes (`limits.max_topic_variable_bytes`'s default).
+pub const MAX_VARIABLE_BYTES: usize = 1024;
 
 impl Router {
     /// The topic another relay of the cluster subscribes to by its key (`<route index>
@@ -210,12 +216,25 @@ pub enum RouteMiss {
     /// say which hosts exist), and no host is contacted.
     #[error("no route")]
     HostNotListed,
+    /// A path variable's decoded value is longer than the router's cap: 414 URI Too Long
+    /// (RFC 9110 §15.5.15), before authorization and without a topic.
+    #[error("a route variable is longer than the relay takes")]
+    VariableTooLong,
 }
 
 impl Router {
     /// The route table, first match wins.
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
+        Self {
+            routes,
+            max_variable_bytes: MAX_VARIABLE_BYTES,
+        }
+    }
+
+    /// The table with path variables capped at `bytes` each, decoded.
+    pub fn with_max_variable_bytes(mut self, bytes: usize) -> Self {
+        self.max_variable_bytes = bytes;
+        self
     }
 
     /// The routes, in order.
@@ -240,12 +259,16 @@ impl Router {
     /// encodings and unknown parameters do not split a topic or dodge an access check.
     ///
     /// # Errors
-    /// [`RouteMiss::NoRoute`].
+    /// [`RouteMiss::NoRoute`]; [`RouteMiss::VariableTooLong`] when the matching route binds a
+    /// value longer than the cap.
     pub fn matched(&self, path: &str, query: Option<&str>) -> Result<Matched<'_>, RouteMiss> {
         for (index, route) in self.routes.iter().enumerate() {
             let Some(bound) = route.path.matches(path) else {
                 continue;
             };
+            if bound.iter().any(|(_, v)| v.len() > self.max_variable_bytes) {
+                return Err(RouteMiss::VariableTooLong);
+            }
             let mut canonical_query = form_urlencoded::Serializer::new(String::new());
             for name in &route.query_params {
                 if let Some(value) = query_value(query, name) {
