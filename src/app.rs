@@ -6,6 +6,7 @@
 //! Tests drive this directly with their own shutdown future; `main` only adds CLI, logging and
 //! signals. Nothing here decides how a request or an event is handled.
 
+pub mod fds;
 mod parts;
 
 use std::future::Future;

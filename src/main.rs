@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&settings.log);
+    sse_relay::app::fds::prepare(settings.server.max_connections, settings.hub.max_topics);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -86,6 +86,23 @@ fn template_variable_not_in_path_is_rejected() {
 }
 
 #[test]
+fn a_variable_in_the_upstream_host_needs_the_list_of_hosts() {
+    for upstream in [
+        "http://{topic}:8081/sub",
+        "http://{topic}.api.example/sub",
+        "http://127.0.0.1:{topic}/sub",
+        "http://{topic}@127.0.0.1/sub",
+    ] {
+        rejected(
+            "ssrf",
+            &format!("[[route]]\npath = \"/t/{{topic}}\"\nupstream = \"{upstream}\"\n"),
+            "route[0].upstream",
+            "upstream_hosts",
+        );
+    }
+}
+
+#[test]
 fn bad_values_are_rejected() {
     rejected(
         "zero",

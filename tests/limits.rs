@@ -217,3 +217,48 @@ async fn fifteen_hundred_clients_behind_one_address_are_all_served_by_default() 
     }
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_host_reaches_only_the_listed_hosts() {
+    let origin = TestOrigin::start().await;
+    let upstream = format!("http://{{topic}}:{}/sub/{{topic}}", origin.addr.port());
+    let relay = TestRelay::start_with(&upstream, |c| {
+        c.routes[0].upstream_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let mut conn = relay.h2().await;
+    for other in ["127.1", "2130706433", "localhost", "0x7f000001"] {
+        let response = conn.get(&format!("/events/{other}"), &[]).await;
+        assert_eq!(response.status(), 404, "{other} is not a listed host");
+    }
+    let mut listed = conn.subscribe("/events/127.0.0.1", &[]).await;
+    assert_eq!(listed.status, 200);
+    eventually("the listed host reached", || origin.open("127.0.0.1") == 1).await;
+    origin.publish("127.0.0.1", "1", "hello");
+    assert_eq!(listed.data(1).await, ["hello"]);
+    for other in ["127.1", "2130706433", "localhost", "0x7f000001"] {
+        assert!(origin.requests(other).is_empty(), "{other} reached no host");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_name_past_the_cap_gets_414_and_reaches_no_origin() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |_| {}).await;
+    let mut conn = relay.h2().await;
+    let long = "t".repeat(1025);
+    let refused = conn.get(&format!("/events/{long}"), &[]).await;
+    assert_eq!(refused.status(), 414, "URI Too Long (RFC 9110 §15.5.15)");
+    let rejected = &relay.metrics.edge.rejected;
+    let reason = sse_relay::edge::RejectReason::VariableTooLong;
+    assert_eq!(rejected.get(reason).get(), 1, "counted");
+    let longest = "t".repeat(1024);
+    let mut served = conn.subscribe(&format!("/events/{longest}"), &[]).await;
+    assert_eq!(served.status, 200, "the cap itself is allowed");
+    eventually("subscribed", || origin.open(&longest) == 1).await;
+    origin.publish(&longest, "1", "hi");
+    assert_eq!(served.data(1).await, ["hi"]);
+    assert!(origin.requests(&long).is_empty(), "no origin request");
+    relay.stop().await;
+}

@@ -22,8 +22,13 @@ use crate::edge::routing::{
 use crate::upstream::{CredentialError, UpstreamHeaders};
 
 /// Compiles `[[route]]`: templates parsed, query parameters checked against the upstream's
-/// fixed query, paths unique.
-pub(super) fn router(routes: &[RouteConfig]) -> Result<Router, ConfigIssue> {
+/// fixed query, paths unique; path variables capped at `max_variable_bytes`
+/// (`limits.max_topic_variable_bytes`, at least 1).
+pub(super) fn router(
+    routes: &[RouteConfig],
+    max_variable_bytes: usize,
+) -> Result<Router, ConfigIssue> {
+    positive("limits.max_topic_variable_bytes", max_variable_bytes as u64)?;
     if routes.is_empty() {
         return Err(ConfigIssue::new(
             "route",
@@ -58,14 +63,51 @@ pub(super) fn router(routes: &[RouteConfig]) -> Result<Router, ConfigIssue> {
         if let Some(j) = routes[..i].iter().position(|r| r.path == route.path) {
             return Err(issue("path", format!("duplicates route[{j}].path")));
         }
+        upstream_hosts(route, upstream.host_varies()).map_err(|(k, r)| issue(k, r))?;
         let headers = upstream_headers(&route.upstream_headers)
             .map_err(|(name, e)| issue(&format!("upstream_headers.{name}"), e.to_string()))?;
         compiled.push(
             Route::new(path, upstream, route.query_params.clone(), route.auth)
-                .with_upstream_headers(headers),
+                .with_upstream_headers(headers)
+                .with_upstream_hosts(&route.upstream_hosts),
         );
     }
-    Ok(Router::new(compiled))
+    Ok(Router::new(compiled).with_max_variable_bytes(max_variable_bytes))
+}
+
+/// Checks a route's `upstream_hosts` against its upstream: required (and then exact host
+/// names) when a variable stands for the upstream's host, which a client would otherwise choose
+/// (a server-side request forgery: `127.1`, `localhost`, an internal service); refused
+/// otherwise, where it would mislead. Errors are `(key, reason)`.
+fn upstream_hosts(route: &RouteConfig, host_varies: bool) -> Result<(), (&str, String)> {
+    match (host_varies, route.upstream_hosts.is_empty()) {
+        (true, true) => Err((
+            "upstream",
+            "a variable in the upstream's host lets a client choose the host the relay connects \
+             to: list the hosts it may take in upstream_hosts = [\"a.example\", …]"
+                .into(),
+        )),
+        (false, false) => Err((
+            "upstream_hosts",
+            "only for an upstream with a variable in its host; this one's host is fixed".into(),
+        )),
+        _ => match route.upstream_hosts.iter().find(|h| !is_host_name(h)) {
+            Some(bad) => Err((
+                "upstream_hosts",
+                format!("{bad:?} is not a host name (exact names, no port or wildcard)"),
+            )),
+            None => Ok(()),
+        },
+    }
+}
+
+/// A host a topic variable can render (RFC 3986 §2.3 unreserved characters; a path variable
+/// can render no other), not empty.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Builds a route's `[route.upstream_headers]`, reading each file once now.

@@ -109,7 +109,7 @@ impl TryFrom<Config> for Settings {
         let drain = drain(&config)?;
         let passthrough = super::routes::passthrough(&config.passthrough)?;
         let listeners = listeners(&config)?;
-        let router = super::routes::router(&config.routes)?;
+        let router = super::routes::router(&config.routes, config.limits.max_topic_variable_bytes)?;
         let auth = super::routes::auth(&config)?;
         let always_on = super::routes::always_on(&config.topics.always_on, &router)?;
         let upstream = upstream(&config)?;

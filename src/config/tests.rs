@@ -389,3 +389,23 @@ fn a_cluster_needs_its_listener_address_and_files() {
     let single = parse(ROUTE).expect("valid");
     assert!(single.cluster.peers.is_empty() && single.cluster.dns_name.is_none());
 }
+
+#[test]
+fn a_variable_host_is_accepted_with_its_hosts_and_only_in_the_host() {
+    let route = "[[route]]\npath = \"/t/{topic}\"\nupstream = \"http://{topic}.api.example/sub\"\n";
+    let e = parse(route).unwrap_err();
+    assert_eq!(e.key, "route[0].upstream");
+    assert!(e.reason.contains("upstream_hosts"), "{e}");
+    parse(&format!("{route}upstream_hosts = [\"a.api.example\"]\n")).expect("listed hosts");
+    let port = "[[route]]\npath = \"/t/{topic}\"\nupstream = \"http://o:{topic}/sub\"\n";
+    let e = parse(&format!("{port}upstream_hosts = [\"o\"]\n")).unwrap_err();
+    assert_eq!(e.key, "route[0].upstream");
+    let fixed = format!("{ROUTE}upstream_hosts = [\"a.example\"]\n");
+    assert_eq!(parse(&fixed).unwrap_err().key, "route[0].upstream_hosts");
+}
+
+#[test]
+fn a_zero_topic_variable_cap_is_rejected() {
+    let e = parse(&format!("{ROUTE}[limits]\nmax_topic_variable_bytes = 0\n")).unwrap_err();
+    assert_eq!(e.key, "limits.max_topic_variable_bytes");
+}

@@ -87,7 +87,7 @@ impl Edge {
         let mut response = match rejection {
             Rejection::NoncanonicalPath
             | Rejection::NotFound
-            | Rejection::Route(RouteMiss::NoRoute) => {
+            | Rejection::Route(RouteMiss::NoRoute | RouteMiss::HostNotListed) => {
                 return plain(StatusCode::NOT_FOUND, &format!("{rejection}\n")).map(Either::Right)
             }
             Rejection::Route(RouteMiss::MissingClaim) => {
@@ -95,6 +95,10 @@ impl Edge {
             }
             Rejection::HopLimit => {
                 return plain(StatusCode::LOOP_DETECTED, &format!("{rejection}\n"))
+                    .map(Either::Right)
+            }
+            Rejection::Route(RouteMiss::VariableTooLong) => {
+                return plain(StatusCode::URI_TOO_LONG, &format!("{rejection}\n"))
                     .map(Either::Right)
             }
             Rejection::Route(RouteMiss::BadQuery) => {

@@ -99,6 +99,9 @@ pub enum RejectReason {
     Claim,
     /// A passthrough request body the client framed wrongly (RFC 9112 §7.1): 400.
     RequestBody,
+    /// A route variable longer than `limits.max_topic_variable_bytes` (RFC 9110 §15.5.15):
+    /// 414.
+    VariableTooLong,
 }
 
 impl Label for RejectReason {
@@ -111,6 +114,7 @@ impl Label for RejectReason {
         Self::Method,
         Self::Claim,
         Self::RequestBody,
+        Self::VariableTooLong,
     ];
 
     fn label(self) -> &'static str {
@@ -123,6 +127,7 @@ impl Label for RejectReason {
             Self::Method => "method",
             Self::Claim => "claim",
             Self::RequestBody => "request_body",
+            Self::VariableTooLong => "variable_too_long",
         }
     }
 }

@@ -284,7 +284,12 @@ impl Edge {
             let hops = self.hops(request)?;
             let matched = inner
                 .router
-                .matched(request.uri().path(), request.uri().query())?;
+                .matched(request.uri().path(), request.uri().query())
+                .inspect_err(|miss| {
+                    if *miss == RouteMiss::VariableTooLong {
+                        inner.refusals.refuse(RejectReason::VariableTooLong, miss);
+                    }
+                })?;
             let auth_request = AuthRequest {
                 headers: request.headers(),
                 raw_query: request.uri().query(),

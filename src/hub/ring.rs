@@ -52,8 +52,12 @@ pub const BATCH_BYTES: usize = 16_384;
 pub(super) struct Ring {
     state: Mutex<RingState>,
     /// Bytes in every ring of the relay (`sse_relay_buffered_bytes`): this ring adds and
-    /// subtracts its own.
+    /// subtracts its own, and its topic's key bytes for as long as it lives.
     buffered_bytes: IntGauge,
+    /// The topic key's bytes, counted in `buffered_bytes` from [`Ring::new`] to its drop: a
+    /// client chooses the key (up to `limits.max_topic_variable_bytes` per variable), and the
+    /// relay holds it in the registry, the topic, its label and its upstream URL.
+    key_bytes: usize,
     /// Events dropped as the overlap of a new source (see [`Ring::expect_overlap`]).
     duplicates_dropped: IntCounter,
 }
@@ -206,13 +210,15 @@ impl Frames {
 }
 
 impl Ring {
-    /// An empty ring bounded by `limits`, accounting its bytes in `buffered_bytes` and its
-    /// dropped overlap in `duplicates_dropped`.
+    /// An empty ring bounded by `limits`, accounting its bytes and its topic's `key_bytes` in
+    /// `buffered_bytes` and its dropped overlap in `duplicates_dropped`.
     pub fn new(
         limits: RingLimits,
+        key_bytes: usize,
         buffered_bytes: IntGauge,
         duplicates_dropped: IntCounter,
     ) -> Self {
+        buffered_bytes.add(key_bytes as i64);
         Self {
             state: Mutex::new(RingState {
                 entries: VecDeque::new(),
@@ -227,6 +233,7 @@ impl Ring {
                 overlap: false,
             }),
             buffered_bytes,
+            key_bytes,
             duplicates_dropped,
         }
     }
@@ -420,7 +427,8 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         let state = lock(&self.state);
-        self.buffered_bytes.sub(state.bytes as i64);
+        self.buffered_bytes
+            .sub((state.bytes + self.key_bytes) as i64);
     }
 }
 

@@ -399,3 +399,28 @@ async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its
     again.topic().answer_with_stream();
     assert_eq!(again.verdict().await, Verdict::Stream);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_topics_key_counts_in_the_buffer_budget_while_it_is_open() {
+    let hub = hub(8);
+    let gauge = hub.registry.metrics.buffered_bytes.clone();
+    let (a, b) = ("a".repeat(300 * 1024), "b".repeat(300 * 1024));
+    let first = hub.subscribe(spec(&a), None).unwrap();
+    assert_eq!(
+        gauge.get(),
+        a.len() as i64,
+        "the key's bytes, the ring empty"
+    );
+    let second = hub.subscribe(spec(&b), None).unwrap();
+    assert_eq!(
+        hub.subscribe(spec("c"), None).err(),
+        Some(Refused::OverBudget),
+        "two long keys spend the 512 KiB budget"
+    );
+    drop((first, second));
+    settle().await;
+    tokio::time::advance(Duration::from_millis(60)).await;
+    settle().await;
+    assert_eq!(hub.topic_count(), 0, "retired after the grace");
+    assert_eq!(gauge.get(), 0, "a closed topic's key is no longer counted");
+}

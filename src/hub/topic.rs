@@ -134,6 +134,7 @@ impl Topic {
         let metrics = hub.metrics;
         let ring = Arc::new(Ring::new(
             hub.limits,
+            new.key.len(),
             metrics.buffered_bytes.clone(),
             metrics.duplicates_dropped.clone(),
         ));

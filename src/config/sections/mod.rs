@@ -111,6 +111,14 @@ pub struct RouteConfig {
     /// Last-Event-ID, …) are refused. Client headers are never forwarded. Default: none.
     #[serde(default)]
     pub upstream_headers: BTreeMap<String, HeaderSetting>,
+    /// The hosts an upstream with a variable in its host (`http://{tenant}.api.example/sub`)
+    /// may take, exact names, e.g. `["a.api.example", "b.api.example"]`. Required for such an
+    /// upstream: without it a client would choose the host the relay connects to (`127.1`,
+    /// `localhost`, an internal service), a server-side request forgery. A request whose
+    /// rendered host is not listed is answered 404 and reaches no host. Default: none (the
+    /// upstream's host must then be fixed).
+    #[serde(default)]
+    pub upstream_hosts: Vec<String>,
 }
 
 /// One header of `[route.upstream_headers]`.
@@ -325,6 +333,13 @@ pub struct LimitsConfig {
     /// Topics open at once (each holds an upstream connection and a ring); past it subscribers
     /// of new topics are shed like over the buffer budget, count. Default 10000.
     pub max_topics: usize,
+    /// Longest value a route variable (`{topic}`) may take, decoded, bytes; a longer one is
+    /// answered 414 URI Too Long (RFC 9110 §15.5.15) and counted
+    /// (`sse_relay_requests_rejected_total{reason="variable_too_long"}`). Default 1024
+    /// (1 KiB): far above any real topic name, while a topic's key is held several times over
+    /// (registry, topic, label, upstream URL) for as long as it is open, so a 16 KiB name cost
+    /// about 130 KB per topic; the key's bytes also count in `max_buffered_bytes`.
+    pub max_topic_variable_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -342,6 +357,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 0,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_topics: 10_000,
+            max_topic_variable_bytes: 1024,
         }
     }
 }

@@ -41,7 +41,13 @@ pub struct TopicTarget {
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<Route>,
+    /// Longest decoded value a path variable may take, bytes.
+    max_variable_bytes: usize,
 }
+
+/// A route variable's longest decoded value unless [`Router::with_max_variable_bytes`] says
+/// otherwise, bytes (`limits.max_topic_variable_bytes`'s default).
+pub const MAX_VARIABLE_BYTES: usize = 1024;
 
 impl Router {
     /// The topic another relay of the cluster subscribes to by its key (`<route index>
@@ -54,7 +60,7 @@ impl Router {
         let url = rest.split_once(' ').map_or(rest, |(url, _)| url);
         let route = self.routes.get(index.parse::<usize>().ok()?)?;
         let upstream: Uri = url.parse().ok()?;
-        if !route.upstream.admits(&upstream) || upstream != url {
+        if !route.upstream.admits(&upstream) || !route.admits_host(&upstream) || upstream != url {
             return None;
         }
         Some(TopicTarget {
@@ -76,6 +82,8 @@ pub struct Route {
     query_params: Vec<String>,
     auth: AuthMode,
     upstream_headers: Arc<UpstreamHeaders>,
+    /// The hosts a varying upstream host may take, lowercase; empty when the host is fixed.
+    upstream_hosts: Vec<String>,
 }
 
 impl Route {
@@ -96,7 +104,25 @@ impl Route {
             query_params,
             auth,
             upstream_headers: Arc::default(),
+            upstream_hosts: Vec::new(),
         }
+    }
+
+    /// The route with its upstream's rendered host limited to `hosts` (exact names, compared
+    /// without ASCII case, RFC 3986 §3.2.2); a route whose upstream host varies needs them.
+    pub fn with_upstream_hosts(mut self, hosts: &[String]) -> Self {
+        self.upstream_hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// True when `uri`'s host is one the route may connect to: any, for a fixed upstream host
+    /// (the template decides it); one of the listed hosts, for a varying one.
+    fn admits_host(&self, uri: &Uri) -> bool {
+        if !self.upstream.host_varies() {
+            return true;
+        }
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        self.upstream_hosts.contains(&host)
     }
 
     /// The route with `headers` sent on its upstream requests.
@@ -158,6 +184,9 @@ impl Matched<'_> {
             url.push_str(&self.query);
         }
         let upstream: Uri = url.parse().map_err(|_| RouteMiss::BadQuery)?;
+        if !self.route.admits_host(&upstream) {
+            return Err(RouteMiss::HostNotListed);
+        }
         Ok(TopicTarget {
             key: format!("{} {upstream}", self.index),
             upstream,
@@ -182,12 +211,30 @@ pub enum RouteMiss {
     /// carries as an empty string, `.` or `..` (RFC 3986 §3.3 dot-segments).
     #[error("the token lacks a claim this route needs")]
     MissingClaim,
+    /// The route's upstream host is a variable and the request renders it to a host not in the
+    /// route's `upstream_hosts`: answered 404, as for a path no route has (the relay does not
+    /// say which hosts exist), and no host is contacted.
+    #[error("no route")]
+    HostNotListed,
+    /// A path variable's decoded value is longer than the router's cap: 414 URI Too Long
+    /// (RFC 9110 §15.5.15), before authorization and without a topic.
+    #[error("a route variable is longer than the relay takes")]
+    VariableTooLong,
 }
 
 impl Router {
     /// The route table, first match wins.
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
+        Self {
+            routes,
+            max_variable_bytes: MAX_VARIABLE_BYTES,
+        }
+    }
+
+    /// The table with path variables capped at `bytes` each, decoded.
+    pub fn with_max_variable_bytes(mut self, bytes: usize) -> Self {
+        self.max_variable_bytes = bytes;
+        self
     }
 
     /// The routes, in order.
@@ -212,12 +259,16 @@ impl Router {
     /// encodings and unknown parameters do not split a topic or dodge an access check.
     ///
     /// # Errors
-    /// [`RouteMiss::NoRoute`].
+    /// [`RouteMiss::NoRoute`]; [`RouteMiss::VariableTooLong`] when the matching route binds a
+    /// value longer than the cap.
     pub fn matched(&self, path: &str, query: Option<&str>) -> Result<Matched<'_>, RouteMiss> {
         for (index, route) in self.routes.iter().enumerate() {
             let Some(bound) = route.path.matches(path) else {
                 continue;
             };
+            if bound.iter().any(|(_, v)| v.len() > self.max_variable_bytes) {
+                return Err(RouteMiss::VariableTooLong);
+            }
             let mut canonical_query = form_urlencoded::Serializer::new(String::new());
             for name in &route.query_params {
                 if let Some(value) = query_value(query, name) {

@@ -46,6 +46,13 @@ pub enum TemplateError {
     /// The upstream URL has no host.
     #[error("URL has no host")]
     NoHost,
+    /// A variable in the upstream URL's port or userinfo: a client would choose where the
+    /// relay connects (RFC 3986 §3.2 authority).
+    #[error(
+        "a variable may stand only for the host of the upstream's authority (with the hosts it \
+         may take listed in upstream_hosts), never its port or userinfo"
+    )]
+    AuthorityVariable,
 }
 
 /// A downstream path template such as `/events/{topic}`: literal segments and `{name}`
@@ -197,6 +204,8 @@ pub struct UpstreamTemplate {
     claims: Vec<String>,
     /// `scheme://authority` when no variable is in it: every URL it renders starts so.
     origin: Option<String>,
+    /// True when a variable stands for (part of) the host.
+    host_varies: bool,
 }
 
 /// A `{jwt.NAME}` variable whose claim the token lacks, holds as neither a string nor a
@@ -250,7 +259,14 @@ impl UpstreamTemplate {
             template: template.to_string(),
             claims,
             origin,
+            host_varies: host_varies(&template[scheme_end..authority_end])?,
         })
+    }
+
+    /// True when a variable stands for (part of) the upstream's host: the route must then list
+    /// the hosts it may take.
+    pub fn host_varies(&self) -> bool {
+        self.host_varies
     }
 
     /// True when `uri` could have been rendered from this template as far as its origin goes:
@@ -300,6 +316,25 @@ impl UpstreamTemplate {
         }
         Ok(url)
     }
+}
+
+/// Whether a variable is in the host of `authority` (RFC 3986 §3.2: `[userinfo "@"] host
+/// [":" port]`).
+///
+/// # Errors
+/// [`TemplateError::AuthorityVariable`] for a variable in the userinfo or the port.
+fn host_varies(authority: &str) -> Result<bool, TemplateError> {
+    let (userinfo, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let host_end = if host_port.starts_with('[') {
+        host_port.find(']').map_or(host_port.len(), |i| i + 1)
+    } else {
+        host_port.find(':').unwrap_or(host_port.len())
+    };
+    let (host, port) = host_port.split_at(host_end);
+    if userinfo.contains('{') || port.contains('{') {
+        return Err(TemplateError::AuthorityVariable);
+    }
+    Ok(host.contains('{'))
 }
 
 fn is_variable_name(name: &str) -> bool {

@@ -1,0 +1,85 @@
+//! The process's file-descriptor limit (`RLIMIT_NOFILE`): raised at start from the soft to the
+//! hard limit, and compared with what the configured caps can open, so a relay that could run
+//! out of descriptors says so before it does.
+//!
+//! It only reads and sets the limit; it never closes or refuses a connection.
+
+// `rlim_t` is `u64` on Linux but not on every platform `libc` serves: the casts stay.
+#![allow(clippy::unnecessary_cast)]
+
+use std::io;
+
+/// Descriptors kept for what is neither a client connection nor a topic's upstream: listeners,
+/// the admin listener, catch-ups, passthrough requests, TLS and config files, count.
+pub const RESERVE: u64 = 1024;
+
+/// The soft and hard `RLIMIT_NOFILE`, descriptors.
+///
+/// # Errors
+/// The OS error of `getrlimit(2)`.
+pub fn limits() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit` for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force.
+///
+/// # Errors
+/// The OS error of `getrlimit(2)` or `setrlimit(2)`.
+pub fn raise_to_hard_limit() -> io::Result<u64> {
+    let (soft, hard) = limits()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let limit = libc::rlimit {
+        rlim_cur: hard as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `limit` is a valid `rlimit`; raising the soft limit up to the hard one needs no
+    // privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hard)
+}
+
+/// Descriptors the caps can hold open at once: one per client connection, one per topic's
+/// upstream connection, and [`RESERVE`].
+pub fn needed(max_connections: usize, max_topics: usize) -> u64 {
+    max_connections as u64 + max_topics as u64 + RESERVE
+}
+
+/// Raises the limit ([`raise_to_hard_limit`]) and warns, with the figures, when
+/// `max_connections` and `max_topics` (plus [`RESERVE`]) can exceed it: past the limit
+/// accepts and upstream connects fail with EMFILE. Returns the limit in force, if it could be
+/// read.
+pub fn prepare(max_connections: usize, max_topics: usize) -> Option<u64> {
+    let limit = match raise_to_hard_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the file-descriptor limit");
+            return None;
+        }
+    };
+    let needed = needed(max_connections, max_topics);
+    if needed > limit {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections,
+            max_topics,
+            reserve = RESERVE,
+            "the file-descriptor limit (RLIMIT_NOFILE, raised to the hard limit) is below \
+             limits.max_connections + limits.max_topics + the reserve: raise the hard limit \
+             (ulimit -Hn, LimitNOFILE=) or lower the caps"
+        );
+    }
+    Some(limit)
+}
