@@ -62,7 +62,9 @@ impl App {
             Some(addr) => Some(start_demo_origin(addr, &settings).await?),
             None => None,
         };
-        let hub = Hub::new(settings.hub, metrics.hub.clone());
+        let descriptors =
+            fds::descriptors(settings.server.max_connections, settings.hub.max_topics);
+        let hub = Hub::with_descriptors(settings.hub, metrics.hub.clone(), descriptors.clone());
         let cluster = match &settings.cluster {
             Some(setup) => Some(start_cluster(setup, &settings, &metrics).await?),
             None => None,
@@ -87,7 +89,8 @@ impl App {
         let peer_link =
             cluster.map(|cluster| PeerLink::new(cluster, &edge, server_settings, max_topics));
         let server = Server::new(edge.clone(), settings.server, ops.metrics.server.clone())
-            .with_proxy_protocol(settings.proxy_protocol);
+            .with_proxy_protocol(settings.proxy_protocol)
+            .with_descriptors(descriptors);
         Ok(App {
             relay: Relay { server, edge, hub },
             listeners,

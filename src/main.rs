@@ -53,7 +53,6 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&settings.log);
-    sse_relay::app::fds::prepare(settings.server.max_connections, settings.hub.max_topics);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

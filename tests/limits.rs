@@ -1,6 +1,7 @@
 //! Limits for hostile or careless clients: silent TCP and TLS connections are closed, idle
 //! connections too, a connection's stream lifetime is capped with GOAWAY, connections per IP
-//! are capped, and past the buffer budget new subscribers are shed with a retry stream.
+//! are capped, past the buffer budget new subscribers are shed with a retry stream, and one
+//! client cannot open more than its budget of topics.
 
 mod support;
 
@@ -8,10 +9,11 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use sse_relay::config::Config;
+use sse_relay::hub::TopicRefusal;
 use sse_relay::server::Cap;
 use sse_relay::server::CloseCause;
 use support::raw::until_closed;
-use support::{eventually, TestOrigin, TestRelay};
+use support::{eventually, H2Client, TestOrigin, TestRelay};
 use tokio::net::TcpStream;
 
 /// Tight limits, so the watchdogs act within the test.
@@ -181,6 +183,40 @@ async fn over_the_buffer_budget_new_subscribers_get_a_retry_stream() {
         origin.requests("b").len(),
         0,
         "no upstream work for a shed subscriber"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_takes_its_topic_budget_and_another_still_opens_topics() {
+    let origin = TestOrigin::start().await;
+    // A budget of half the topic cap (the default share): 2 of 4.
+    let relay = TestRelay::start(&origin, |c| c.limits.max_topics = 4).await;
+    let mut greedy = relay.h2().await;
+    let mut held = Vec::new();
+    for topic in ["a", "b"] {
+        held.push(greedy.subscribe(&format!("/events/{topic}"), &[]).await);
+        eventually("subscribed", || origin.open(topic) == 1).await;
+    }
+    let mut shed = greedy.subscribe("/events/c", &[]).await;
+    assert_eq!(shed.status, 200, "never a non-200 for an EventSource");
+    shed.until_end().await;
+    assert!(String::from_utf8_lossy(&shed.raw).ends_with("retry: 2000\n\n"));
+    let refused = &relay.metrics.hub.topics_refused;
+    assert_eq!(refused.get(TopicRefusal::ClientBudget).get(), 1);
+    assert_eq!(origin.requests("c").len(), 0, "no upstream work for it");
+    let mut joined = greedy.subscribe("/events/a", &[]).await;
+    let from = std::net::IpAddr::from([127, 0, 0, 2]);
+    let mut other = H2Client::connect_from(relay.addr, from, &relay.cert).await;
+    let mut fresh = other.subscribe("/events/c", &[]).await;
+    eventually("another address opened c", || origin.open("c") == 1).await;
+    origin.publish("c", "1", "for the other client");
+    assert_eq!(fresh.data(1).await, ["for the other client"]);
+    origin.publish("a", "1", "still flowing");
+    assert_eq!(
+        joined.data(1).await,
+        ["still flowing"],
+        "joining costs no budget"
     );
     relay.stop().await;
 }

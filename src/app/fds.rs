@@ -2,16 +2,18 @@
 //! hard limit, and compared with what the configured caps can open, so a relay that could run
 //! out of descriptors says so before it does.
 //!
-//! It only reads and sets the limit; it never closes or refuses a connection.
+//! It only reads and sets the limit and hands it to the count of held descriptors
+//! ([`crate::ops::descriptors`]); it never closes or refuses a connection.
 
 // `rlim_t` is `u64` on Linux but not on every platform `libc` serves: the casts stay.
 #![allow(clippy::unnecessary_cast)]
 
 use std::io;
+use std::sync::Arc;
 
-/// Descriptors kept for what is neither a client connection nor a topic's upstream: listeners,
-/// the admin listener, catch-ups, passthrough requests, TLS and config files, count.
-pub const RESERVE: u64 = 1024;
+use crate::ops::descriptors::Descriptors;
+
+pub use crate::ops::descriptors::RESERVE;
 
 /// The soft and hard `RLIMIT_NOFILE`, descriptors.
 ///
@@ -53,7 +55,7 @@ pub fn raise_to_hard_limit() -> io::Result<u64> {
 /// Descriptors the caps can hold open at once: one per client connection, one per topic's
 /// upstream connection, and [`RESERVE`].
 pub fn needed(max_connections: usize, max_topics: usize) -> u64 {
-    max_connections as u64 + max_topics as u64 + RESERVE
+    max_connections as u64 + max_topics as u64 + RESERVE as u64
 }
 
 /// Raises the limit ([`raise_to_hard_limit`]) and warns, with the figures, when
@@ -77,9 +79,19 @@ pub fn prepare(max_connections: usize, max_topics: usize) -> Option<u64> {
             max_topics,
             reserve = RESERVE,
             "the file-descriptor limit (RLIMIT_NOFILE, raised to the hard limit) is below \
-             limits.max_connections + limits.max_topics + the reserve: raise the hard limit \
-             (ulimit -Hn, LimitNOFILE=) or lower the caps"
+             limits.max_connections + limits.max_topics + the reserve: new topics will be \
+             refused before the reserve is reached, so clients of open topics are still served; \
+             raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower the caps"
         );
     }
     Some(limit)
+}
+
+/// Raises and checks the limit ([`prepare`]), and counts the descriptors the relay's
+/// connections and topics hold against it (without a limit when it cannot be read).
+pub fn descriptors(max_connections: usize, max_topics: usize) -> Arc<Descriptors> {
+    match prepare(max_connections, max_topics) {
+        Some(limit) => Descriptors::new(usize::try_from(limit).unwrap_or(usize::MAX)),
+        None => Descriptors::unlimited(),
+    }
 }

@@ -322,8 +322,21 @@ fn hub(config: &Config) -> Result<HubSettings, ConfigIssue> {
         heartbeat_interval: ms(config.downstream.heartbeat_interval_ms),
         max_buffered_bytes: config.limits.max_buffered_bytes,
         max_topics: config.limits.max_topics,
+        max_topics_per_client: topics_per_client(&config.limits)?,
         catch_up: catch_up(config)?,
     })
+}
+
+/// `limits.max_topics_per_client_percent` of `limits.max_topics`, at least one topic.
+fn topics_per_client(limits: &super::sections::LimitsConfig) -> Result<usize, ConfigIssue> {
+    let percent = limits.max_topics_per_client_percent;
+    if !(1..=100).contains(&percent) {
+        return Err(ConfigIssue::new(
+            "limits.max_topics_per_client_percent",
+            format!("must be 1 to 100 (a share of limits.max_topics), got {percent}"),
+        ));
+    }
+    Ok((limits.max_topics * percent as usize / 100).max(1))
 }
 
 fn catch_up(config: &Config) -> Result<CatchUpSettings, ConfigIssue> {

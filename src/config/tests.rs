@@ -409,3 +409,25 @@ fn a_zero_topic_variable_cap_is_rejected() {
     let e = parse(&format!("{ROUTE}[limits]\nmax_topic_variable_bytes = 0\n")).unwrap_err();
     assert_eq!(e.key, "limits.max_topic_variable_bytes");
 }
+
+#[test]
+fn the_per_client_topic_share_is_a_percentage_of_the_cap() {
+    for bad in ["0", "101"] {
+        let toml = format!("{ROUTE}[limits]\nmax_topics_per_client_percent = {bad}\n");
+        let e = parse(&toml).unwrap_err();
+        assert_eq!(e.key, "limits.max_topics_per_client_percent");
+        assert!(e.reason.contains("1 to 100"), "{}", e.reason);
+    }
+    let budget = |toml: &str| {
+        let config = Config::parse(&format!("{ROUTE}{toml}"), Path::new("relay.toml")).unwrap();
+        Settings::try_from(config)
+            .unwrap()
+            .hub
+            .max_topics_per_client
+    };
+    assert_eq!(budget(""), 5000, "half of the default cap");
+    assert_eq!(budget("[limits]\nmax_topics = 5\n"), 2, "rounded down");
+    assert_eq!(budget("[limits]\nmax_topics = 1\n"), 1, "never below one");
+    let all = "[limits]\nmax_topics = 8\nmax_topics_per_client_percent = 100\n";
+    assert_eq!(budget(all), 8);
+}

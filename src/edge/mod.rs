@@ -11,6 +11,7 @@ pub mod answer;
 pub mod auth;
 pub mod cors;
 mod metrics;
+pub mod opener;
 pub mod passthrough;
 pub mod peer;
 pub mod request_guard;
@@ -27,7 +28,7 @@ use http_body_util::Either;
 
 use crate::downstream::{DownstreamFrames, DownstreamMetrics, EventStreamBody, LagPolicy};
 use crate::http::HOPS_HEADER;
-use crate::hub::{Hub, Refused, TopicSpec, Verdict};
+use crate::hub::{Hub, Opener, Refused, TopicSpec, Verdict};
 use crate::server::{Handler, Peer, RequestBody};
 use crate::upstream::Upstream;
 use answer::{Rejection, ResponseBody};
@@ -172,7 +173,7 @@ impl Edge {
 
     fn open_always_on(&self, targets: &[TopicTarget]) -> Result<(), (String, Refused)> {
         for target in targets {
-            let spec = self.topic_spec(target.clone(), Hops::NONE);
+            let spec = self.topic_spec(target.clone(), Hops::NONE, None);
             self.inner
                 .hub
                 .open_always_on(spec)
@@ -183,8 +184,8 @@ impl Edge {
 
     /// The hub's view of a resolved target: its key, its label, how to follow its origin, and
     /// how to ask it for a catch-up. `hops`: the relays the subscription passed through before
-    /// this one (see [`Self::hops`]).
-    fn topic_spec(&self, target: TopicTarget, hops: Hops<'_>) -> TopicSpec {
+    /// this one (see [`Self::hops`]); `opener`: the client a new topic is charged to.
+    fn topic_spec(&self, target: TopicTarget, hops: Hops<'_>, opener: Option<Opener>) -> TopicSpec {
         let upstream = &self.inner.upstream;
         let hops: Arc<str> = match hops.list {
             "" => self.inner.instance.as_str().into(),
@@ -196,6 +197,7 @@ impl Edge {
             label: target.path,
             replay: Some(upstream.replayer(uri.clone(), headers.clone(), hops.clone())),
             follow: upstream.follower(uri, headers, hops),
+            opener,
         }
     }
 
@@ -310,7 +312,8 @@ impl Edge {
                 target.key.push_str(&format!(" hops={}", hops.relays));
             }
             let last_event_id = answer::last_event_id(request, &inner.metrics);
-            let spec = self.topic_spec(target, hops);
+            let opener = opener::opener(peer.addr.ip(), grant.claims.as_ref());
+            let spec = self.topic_spec(target, hops, Some(opener));
             let subscription = inner.hub.subscribe(spec, last_event_id.as_deref())?;
             (subscription, grant.expires)
         };

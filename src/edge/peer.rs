@@ -67,7 +67,7 @@ impl PeerEdge {
             Err(rejection) => return self.edge.reject(rejection, request),
         };
         let last_event_id = answer::last_event_id(request, &inner.metrics);
-        let spec = self.edge.topic_spec(target, hops);
+        let spec = self.edge.topic_spec(target, hops, None);
         let subscription = match inner.hub.subscribe_peer(spec, last_event_id.as_deref()) {
             Ok(subscription) => subscription,
             Err(refused) => return self.edge.reject(Rejection::from(refused), request),

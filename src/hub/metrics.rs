@@ -1,5 +1,6 @@
 //! The hub's metrics: subscribers and topics (with a capped per-topic label), the replay
-//! buffers' bytes, replay hits and misses, catch-ups by outcome, shedding and the drain flag.
+//! buffers' bytes, replay hits and misses, catch-ups by outcome, shedding, refused topics and
+//! the drain flag.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -53,6 +54,30 @@ impl Label for CatchUpOutcome {
     }
 }
 
+/// Why a new topic was refused (`sse_relay_topics_refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRefusal {
+    /// `limits.max_topics` topics are open.
+    TopicCap,
+    /// The client that would open it holds its budget of topics
+    /// (`limits.max_topics_per_client_percent`).
+    ClientBudget,
+    /// Its upstream connection would eat into the file descriptors kept for clients.
+    Descriptors,
+}
+
+impl Label for TopicRefusal {
+    const ALL: &'static [Self] = &[Self::TopicCap, Self::ClientBudget, Self::Descriptors];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::TopicCap => "topic_cap",
+            Self::ClientBudget => "client_budget",
+            Self::Descriptors => "descriptors",
+        }
+    }
+}
+
 /// The metrics of the hub and its topics.
 pub struct HubMetrics {
     /// Subscribers currently attached to a topic (gauge).
@@ -61,9 +86,11 @@ pub struct HubMetrics {
     pub topics: IntGauge,
     /// Bytes held in all replay rings (gauge).
     pub buffered_bytes: IntGauge,
-    /// New subscribers shed (200 + `retry:` + end) because the buffer budget or the topic cap
-    /// was reached (counter).
+    /// New subscribers shed (200 + `retry:` + end) because the buffer budget, the topic cap,
+    /// the client's topic budget or the descriptors were reached (counter).
     pub subscribers_shed: IntCounter,
+    /// New topics refused, by why (counter; each also counts in `subscribers_shed`).
+    pub topics_refused: Family<TopicRefusal>,
     /// Resumes with `Last-Event-ID` found in the replay buffer (counter).
     pub replay_hits: IntCounter,
     /// Resumes with a `Last-Event-ID` not in the replay buffer (counter).
@@ -110,7 +137,13 @@ impl HubMetrics {
             subscribers_shed: counter(
                 r,
                 "sse_relay_subscribers_shed_total",
-                "New subscribers shed because the buffer budget was exceeded.",
+                "New subscribers shed because the buffer budget or a topic cap was reached.",
+            )?,
+            topics_refused: Family::new(
+                r,
+                "sse_relay_topics_refused_total",
+                "New topics refused, by reason (topic cap, client budget, descriptors).",
+                "reason",
             )?,
             replay_hits: counter(
                 r,

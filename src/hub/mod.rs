@@ -12,6 +12,7 @@
 mod catch_up;
 mod lock;
 mod metrics;
+mod opener;
 mod presence;
 mod registry;
 mod ring;
@@ -28,8 +29,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::ops::descriptors::Descriptors;
 pub use catch_up::{CatchUp, CatchUpSettings, Replay};
-pub use metrics::{CatchUpOutcome, HubMetrics, DEFAULT_MAX_TOPIC_LABELS};
+pub use metrics::{CatchUpOutcome, HubMetrics, TopicRefusal, DEFAULT_MAX_TOPIC_LABELS};
+pub use opener::Opener;
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
 pub use ring::{CloseReason, RingLimits, BATCH_BYTES};
@@ -57,6 +60,9 @@ pub struct HubSettings {
     /// Topics open at once; past it subscribers of new topics are refused (each topic holds an
     /// upstream connection and a ring), count.
     pub max_topics: usize,
+    /// Topics one client ([`Opener`]) may hold open at once; past it that client's subscribers
+    /// of new topics are refused like past `max_topics`, count (at least 1).
+    pub max_topics_per_client: usize,
     /// Origin-assisted catch-up for resumes the ring cannot serve ([`catch_up`]).
     pub catch_up: CatchUpSettings,
 }
@@ -88,6 +94,10 @@ pub struct TopicSpec {
     /// How a new topic asks its origin to replay after an id its ring lacks ([`catch_up`];
     /// `None`: it does not, and such resumes get the gap signal).
     pub replay: Option<Replay>,
+    /// The client a new topic is charged to, against `max_topics_per_client` (`None`: no one,
+    /// as for `topics.always_on` and for another relay of the cluster, which charged its own
+    /// client).
+    pub opener: Option<Opener>,
 }
 
 /// Why [`Hub::subscribe`] refused a subscriber.
@@ -102,6 +112,14 @@ pub enum Refused {
     /// A new topic would exceed `limits.max_topics`.
     #[error("too many topics")]
     TooManyTopics,
+    /// A new topic would exceed its opener's budget (`limits.max_topics_per_client_percent`
+    /// of `limits.max_topics`).
+    #[error("this client holds its budget of topics")]
+    ClientBudget,
+    /// A new topic's upstream connection would leave fewer file descriptors than the reserve
+    /// kept for clients of the open topics ([`crate::ops::descriptors`]).
+    #[error("too few file descriptors left for a new topic")]
+    Descriptors,
     /// The origin closed this topic (204) less than `topics.origin_closed_ttl_ms` ago, or
     /// refused it less than `topics.origin_error_ttl_ms` ago: the client should get the same
     /// answer, so it stops reconnecting as it would against the origin itself.
@@ -119,10 +137,21 @@ pub struct Hub {
 const DRAIN_STEPS: u32 = 64;
 
 impl Hub {
-    /// Creates a hub and starts its heartbeat ticker (which stops when the hub is dropped).
+    /// Creates a hub that counts no descriptors ([`Hub::with_descriptors`]).
     /// Must be called within a tokio runtime.
     pub fn new(settings: HubSettings, metrics: Arc<HubMetrics>) -> Self {
-        let registry = Arc::new(Registry::new(settings, metrics));
+        Self::with_descriptors(settings, metrics, Descriptors::unlimited())
+    }
+
+    /// Creates a hub and starts its heartbeat ticker (which stops when the hub is dropped);
+    /// each open topic holds one of `descriptors`, and a new topic opens only while they are
+    /// not short. Must be called within a tokio runtime.
+    pub fn with_descriptors(
+        settings: HubSettings,
+        metrics: Arc<HubMetrics>,
+        descriptors: Arc<Descriptors>,
+    ) -> Self {
+        let registry = Arc::new(Registry::new(settings, metrics, descriptors));
         tokio::spawn(run_ticker(
             Arc::downgrade(&registry),
             settings.heartbeat_interval,
@@ -141,8 +170,10 @@ impl Hub {
     ///
     /// # Errors
     /// [`Refused::Draining`] once [`Hub::drain`] was called; [`Refused::OverBudget`] while the
-    /// rings hold more than the buffer budget, [`Refused::TooManyTopics`] for a new topic past
-    /// the topic cap (both counted in `sse_relay_subscribers_shed_total`);
+    /// rings hold more than the buffer budget, [`Refused::TooManyTopics`],
+    /// [`Refused::ClientBudget`] or [`Refused::Descriptors`] for a new topic past the topic cap,
+    /// its opener's budget or the descriptors (all counted in
+    /// `sse_relay_subscribers_shed_total`);
     /// [`Refused::Origin`] while the origin's final answer for this key is remembered.
     pub fn subscribe(
         &self,

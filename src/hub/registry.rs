@@ -2,7 +2,8 @@
 //! retirement cannot slip in between a lookup and a subscriber's arrival), the caps on topics
 //! and buffered bytes, and the memory of the origin's final answers (204, refusals).
 //!
-//! Only the registry adds topics and only a topic's supervisor removes it.
+//! Only the registry adds topics and only a topic's supervisor removes it. A new topic is
+//! charged to its opener ([`Opener`]) and holds one counted descriptor until it is removed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -14,10 +15,12 @@ use tokio::sync::watch;
 
 use super::catch_up::CatchUpPool;
 use super::lock::lock;
-use super::metrics::HubMetrics;
+use super::metrics::{HubMetrics, TopicRefusal};
+use super::opener::{Budget, Opener};
 use super::topic::{HubShare, NewTopic, Topic};
 use super::verdict::OriginAnswer;
 use super::{HubSettings, Refused, TopicSpec, UpstreamEnd};
+use crate::ops::descriptors::{Descriptors, Held};
 
 /// Topic keys whose origin's final answer is remembered, at most, count (expired ones are
 /// forgotten first when full, then all).
@@ -38,9 +41,24 @@ pub(super) enum Attach {
     Pin,
 }
 
+/// An open topic, whom it is charged to and the descriptor its upstream holds.
+struct Entry {
+    topic: Arc<Topic>,
+    opener: Option<Opener>,
+    _descriptor: Held,
+}
+
+/// The open topics by key, and what each opener holds of them.
+struct Topics {
+    by_key: HashMap<String, Entry>,
+    budget: Budget,
+}
+
 /// What the hub's handles and the topics' supervisors share.
 pub(super) struct Registry {
-    topics: Mutex<HashMap<String, Arc<Topic>>>,
+    topics: Mutex<Topics>,
+    /// Descriptors held by topics (and, counted by the server, connections).
+    descriptors: Arc<Descriptors>,
     pub settings: HubSettings,
     pub metrics: Arc<HubMetrics>,
     pub draining: AtomicBool,
@@ -58,9 +76,17 @@ pub(super) struct Registry {
 }
 
 impl Registry {
-    pub fn new(settings: HubSettings, metrics: Arc<HubMetrics>) -> Self {
+    pub fn new(
+        settings: HubSettings,
+        metrics: Arc<HubMetrics>,
+        descriptors: Arc<Descriptors>,
+    ) -> Self {
         Self {
-            topics: Mutex::new(HashMap::new()),
+            topics: Mutex::new(Topics {
+                by_key: HashMap::new(),
+                budget: Budget::new(settings.max_topics_per_client),
+            }),
+            descriptors,
             settings,
             metrics,
             draining: AtomicBool::new(false),
@@ -85,13 +111,10 @@ impl Registry {
         if self.draining.load(Ordering::Acquire) {
             return Err(Refused::Draining);
         }
-        let (topic, follow) = match topics.get(&spec.key) {
-            Some(topic) => (topic.clone(), None),
-            None if topics.len() >= self.settings.max_topics => {
-                self.metrics.subscribers_shed.inc();
-                return Err(Refused::TooManyTopics);
-            }
+        let (topic, follow) = match topics.by_key.get(&spec.key) {
+            Some(entry) => (entry.topic.clone(), None),
             None => {
+                let descriptor = self.admit(&topics, spec.opener.as_ref())?;
                 let (label, gauge) = self.metrics.topic_label(&spec.label);
                 let new = NewTopic {
                     key: spec.key.clone(),
@@ -109,9 +132,17 @@ impl Registry {
                         catch_up_pool: &self.catch_up_pool,
                     },
                 ));
-                topics.insert(spec.key, topic.clone());
+                if let Some(opener) = &spec.opener {
+                    topics.budget.charge(opener);
+                }
+                let entry = Entry {
+                    topic: topic.clone(),
+                    opener: spec.opener,
+                    _descriptor: descriptor,
+                };
+                topics.by_key.insert(spec.key, entry);
                 self.metrics.topics.inc();
-                self.open.send_replace(topics.len());
+                self.open.send_replace(topics.by_key.len());
                 let follow = (spec.follow)(topic.clone());
                 (topic, Some(follow))
             }
@@ -123,14 +154,46 @@ impl Registry {
         Ok((topic, follow))
     }
 
+    /// Whether a new topic charged to `opener` may open: within the topic cap, the opener's
+    /// budget and the descriptors left above the reserve; the descriptor it is to hold.
+    ///
+    /// # Errors
+    /// [`Refused::TooManyTopics`], [`Refused::ClientBudget`] or [`Refused::Descriptors`],
+    /// each counted in `sse_relay_subscribers_shed_total` and
+    /// `sse_relay_topics_refused_total{reason}`.
+    fn admit(&self, topics: &Topics, opener: Option<&Opener>) -> Result<Held, Refused> {
+        let refused = if topics.by_key.len() >= self.settings.max_topics {
+            Refused::TooManyTopics
+        } else if opener.is_some_and(|opener| !topics.budget.admits(opener)) {
+            Refused::ClientBudget
+        } else {
+            match self.descriptors.try_hold() {
+                Some(held) => return Ok(held),
+                None => Refused::Descriptors,
+            }
+        };
+        let reason = match refused {
+            Refused::ClientBudget => TopicRefusal::ClientBudget,
+            Refused::Descriptors => TopicRefusal::Descriptors,
+            _ => TopicRefusal::TopicCap,
+        };
+        self.metrics.subscribers_shed.inc();
+        self.metrics.topics_refused.inc(reason);
+        Err(refused)
+    }
+
     /// The open topics.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        lock(&self.topics).values().cloned().collect()
+        lock(&self.topics)
+            .by_key
+            .values()
+            .map(|entry| entry.topic.clone())
+            .collect()
     }
 
     /// Open topics, count.
     pub fn len(&self) -> usize {
-        lock(&self.topics).len()
+        lock(&self.topics).by_key.len()
     }
 
     /// Removes `topic` (not a newer one under the same key).
@@ -151,16 +214,22 @@ impl Registry {
         true
     }
 
-    fn unregister_locked(&self, topics: &mut HashMap<String, Arc<Topic>>, topic: &Topic) {
+    fn unregister_locked(&self, topics: &mut Topics, topic: &Topic) {
         let same = topics
+            .by_key
             .get(topic.key())
-            .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), topic));
-        if same {
-            topics.remove(topic.key());
-            self.metrics.topics.dec();
-            self.metrics.release_topic_label(topic.label());
-            self.open.send_replace(topics.len());
+            .is_some_and(|entry| std::ptr::eq(Arc::as_ptr(&entry.topic), topic));
+        if !same {
+            return;
         }
+        if let Some(entry) = topics.by_key.remove(topic.key()) {
+            if let Some(opener) = &entry.opener {
+                topics.budget.refund(opener);
+            }
+        }
+        self.metrics.topics.dec();
+        self.metrics.release_topic_label(topic.label());
+        self.open.send_replace(topics.by_key.len());
     }
 
     /// Remembers the origin's final answer for `key` for `ttl` (zero: not at all), so new

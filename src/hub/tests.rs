@@ -28,6 +28,7 @@ pub(super) fn settings(max_events: usize) -> HubSettings {
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 512 * 1024,
         max_topics: 3,
+        max_topics_per_client: 3,
         catch_up: CATCH_UP,
     }
 }
@@ -52,6 +53,7 @@ fn counted(key: &str, opened: &Arc<AtomicUsize>) -> TopicSpec {
             Box::pin(std::future::pending())
         }),
         replay: None,
+        opener: None,
     }
 }
 
@@ -274,6 +276,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
         heartbeat_interval: Duration::from_secs(3600),
         max_buffered_bytes: 1 << 20,
         max_topics: 3,
+        max_topics_per_client: 3,
         catch_up: CATCH_UP,
     };
     let hub = Hub::new(settings, metrics);
@@ -288,6 +291,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
             })
         }),
         replay: None,
+        opener: None,
     };
     let mut sub = hub.subscribe(spec, None).unwrap();
     close.send(()).unwrap();
@@ -336,6 +340,80 @@ async fn new_topics_past_the_cap_are_refused_existing_ones_still_join() {
     );
 }
 
+/// A spec for topic `key` charged to `opener`.
+fn opened_by(key: &str, opener: &str) -> TopicSpec {
+    TopicSpec {
+        opener: Some(Opener::new(opener)),
+        ..spec(key)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_client_holds_its_topic_budget_and_another_still_opens_topics() {
+    let hub = hub_with(HubSettings {
+        max_topics: 4,
+        max_topics_per_client: 2,
+        ..settings(8)
+    });
+    let mine: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|k| hub.subscribe(opened_by(k, "ip 192.0.2.1"), None).unwrap())
+        .collect();
+    assert_eq!(
+        hub.subscribe(opened_by("c", "ip 192.0.2.1"), None).err(),
+        Some(Refused::ClientBudget)
+    );
+    assert!(
+        hub.subscribe(opened_by("a", "ip 192.0.2.1"), None).is_ok(),
+        "joining an open topic costs no budget"
+    );
+    assert!(
+        hub.subscribe(opened_by("c", "ip 192.0.2.2"), None).is_ok(),
+        "another client opens a new topic"
+    );
+    let refused = hub
+        .metrics()
+        .topics_refused
+        .get(TopicRefusal::ClientBudget)
+        .get();
+    assert_eq!(refused, 1);
+    drop(mine);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        hub.subscribe(opened_by("d", "ip 192.0.2.1"), None).is_ok(),
+        "closed topics give the budget back"
+    );
+}
+
+#[tokio::test]
+async fn new_topics_stop_short_of_the_descriptors_while_open_ones_still_join() {
+    let metrics = Arc::new(HubMetrics::new(&prometheus::Registry::new(), 10).unwrap());
+    let descriptors = Descriptors::new(22);
+    let _connections: Vec<_> = (0..19).map(|_| descriptors.hold()).collect();
+    let hub = Hub::with_descriptors(settings(8), metrics, descriptors.clone());
+    let _a = hub.subscribe(spec("a"), None).unwrap();
+    assert_eq!(
+        hub.subscribe(spec("b"), None).err(),
+        Some(Refused::Descriptors),
+        "22 less a reserve of 2 is 20: 19 connections and one topic"
+    );
+    assert!(
+        hub.subscribe(spec("a"), None).is_ok(),
+        "open topics still join"
+    );
+    assert_eq!(
+        descriptors.held(),
+        20,
+        "one descriptor per topic, not per subscriber"
+    );
+    let refused = hub
+        .metrics()
+        .topics_refused
+        .get(TopicRefusal::Descriptors)
+        .get();
+    assert_eq!(refused, 1);
+}
+
 #[tokio::test]
 async fn drain_ends_every_stream_and_refuses_new_ones() {
     let hub = hub(8);
@@ -376,6 +454,7 @@ async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its
             })
         }),
         replay: None,
+        opener: None,
     };
     let first = hub.subscribe(spec, None).unwrap();
     let second = hub.subscribe(counted("k", &Arc::default()), None).unwrap();

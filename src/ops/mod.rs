@@ -1,11 +1,13 @@
 //! Operations primitives that every component uses and that know no component: Prometheus
 //! registration helpers and enum-labelled counter families ([`metrics`]), rate-limited warnings
-//! ([`warn_limit`]) and the wording of an error with its causes for a log line
+//! ([`warn_limit`]), the count of file descriptors held against the process's limit
+//! ([`descriptors`]) and the wording of an error with its causes for a log line
 //! ([`error_chain`]).
 //!
 //! The admin endpoints that read the relay's state live in [`crate::admin`], above the
 //! components, so that nothing here imports the hub.
 
+pub mod descriptors;
 pub mod metrics;
 pub mod warn_limit;
 

@@ -36,6 +36,7 @@ pub use connection::{ConnectionLimits, TunnelLease};
 pub use handler::{plain_text, Handler, Peer};
 pub use metrics::{Cap, CloseCause, ProtocolCounters, ProtocolGauges, Reload, ServerMetrics};
 
+use crate::ops::descriptors::Descriptors;
 use crate::ops::WarnLimit;
 use per_ip::PerIp;
 use proxy_protocol::ProxyProtocol;
@@ -101,6 +102,8 @@ pub struct Server<H> {
     accept_errors: Arc<WarnLimit>,
     /// PROXY protocol expected on every connection, if configured.
     proxy_protocol: Option<Arc<ProxyProtocol>>,
+    /// Counts one descriptor per open connection (the hub's topics count in the same).
+    descriptors: Arc<Descriptors>,
 }
 
 impl<H: Clone> Clone for Server<H> {
@@ -114,6 +117,7 @@ impl<H: Clone> Clone for Server<H> {
             metrics: self.metrics.clone(),
             accept_errors: self.accept_errors.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
+            descriptors: self.descriptors.clone(),
         }
     }
 }
@@ -132,7 +136,16 @@ impl<H: Handler> Server<H> {
             metrics,
             accept_errors: Arc::default(),
             proxy_protocol: None,
+            descriptors: Descriptors::unlimited(),
         }
+    }
+
+    /// Counts each open connection in `descriptors`, which the hub's new topics stay short of
+    /// by a reserve, so that clients of the open topics are still accepted when descriptors run
+    /// short ([`crate::ops::descriptors`]).
+    pub fn with_descriptors(mut self, descriptors: Arc<Descriptors>) -> Self {
+        self.descriptors = descriptors;
+        self
     }
 
     /// Expects a PROXY protocol header (v1 or v2) first on every connection of every listener
@@ -197,6 +210,7 @@ impl<H: Handler> Server<H> {
             debug!(%peer, "connection refused: limits.max_connections reached");
             return;
         };
+        let descriptor = self.descriptors.hold();
         let _ = tcp.set_nodelay(true);
         let server = self.clone();
         let span = tracing::debug_span!(
@@ -228,7 +242,7 @@ impl<H: Handler> Server<H> {
                     tls: tls.is_some(),
                 };
                 server.handshake(io, peer, tls, drain).await;
-                drop((permit, ip_slot));
+                drop((permit, ip_slot, descriptor));
             }
             .instrument(span),
         );

@@ -333,6 +333,14 @@ pub struct LimitsConfig {
     /// Topics open at once (each holds an upstream connection and a ring); past it subscribers
     /// of new topics are shed like over the buffer budget, count. Default 10000.
     pub max_topics: usize,
+    /// Share of `max_topics` that one client may hold open at once, percent (1 to 100; 100:
+    /// no per-client budget). A client is its address (an IPv6 address by its /64, which one
+    /// host usually holds whole), or on a route with JWT auth the token's `sub`; joining a
+    /// topic that is open already costs nothing. Past its budget, that client's subscribers of
+    /// new topics are shed like past `max_topics`, and everyone else still opens topics.
+    /// Default 50: one client can never take every topic, while many honest users behind one
+    /// NAT still open thousands (5000 at the default cap).
+    pub max_topics_per_client_percent: u32,
     /// Longest value a route variable (`{topic}`) may take, decoded, bytes; a longer one is
     /// answered 414 URI Too Long (RFC 9110 §15.5.15) and counted
     /// (`sse_relay_requests_rejected_total{reason="variable_too_long"}`). Default 1024
@@ -357,6 +365,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 0,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_topics: 10_000,
+            max_topics_per_client_percent: 50,
             max_topic_variable_bytes: 1024,
         }
     }

@@ -44,6 +44,7 @@ fn spec(replay: &Replay) -> TopicSpec {
         label: "/k".into(),
         follow: never_ends(),
         replay: Some(replay.clone()),
+        opener: None,
     }
 }
 
@@ -242,6 +243,7 @@ async fn catch_ups_are_capped_per_topic_and_in_total() {
         label: format!("/{key}"),
         follow: never_ends(),
         replay: Some(replay.clone()),
+        opener: None,
     };
     let open_other = hub.subscribe(other("k2"), None).unwrap();
     open_other.topic().publish(Some("1"), event(1));
