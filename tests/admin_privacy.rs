@@ -6,13 +6,14 @@
 mod per_user;
 mod support;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use per_user::{bearer_of, per_user_relay, sub_hash};
+use per_user::{bearer_of, per_user_relay, per_user_relay_with, sub_hash};
+use sse_relay::config::Config;
 use support::{eventually, TestOrigin, TestRelay};
 use tokio::net::TcpStream;
 
@@ -117,6 +118,66 @@ async fn per_user_topics_are_shown_with_a_stable_hash_of_the_claim() {
         assert!(data.contains(&format!("{key:?}")), "{key} in {data}");
     }
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_user_topic_a_peer_opened_is_shown_hashed_on_its_owner() {
+    let origin = TestOrigin::start().await;
+    let dir = support::temp_dir("admin-privacy-cluster");
+    let pki = support::pki::pki(&dir, &["sse-relay-peer"]);
+    let token = dir.join("token");
+    std::fs::write(&token, "privacy-cluster-token\n").unwrap();
+    let port = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 31), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let peers = [
+        SocketAddr::from(([127, 0, 0, 31], port)),
+        SocketAddr::from(([127, 0, 0, 32], port)),
+    ];
+    let join = |me: SocketAddr| {
+        let (pki, token) = (&pki, &token);
+        move |c: &mut Config| support::join_static_cluster(c, me, &peers, pki, token)
+    };
+    let first = per_user_relay_with(&origin, join(peers[0])).await;
+    let second = per_user_relay_with(&origin, join(peers[1])).await;
+    eventually("both relays see both", || {
+        [&first, &second]
+            .iter()
+            .all(|r| r.metrics.cluster.peers_up.get() == 2)
+    })
+    .await;
+
+    // Users subscribe on the first relay until the second owns one of their topics: that
+    // topic the second opened for its peer, from the key alone.
+    let mut conn = first.h2().await;
+    let mut tabs = Vec::new();
+    for n in 0..32 {
+        let bearer = bearer_of(&format!("user{n}@example.com"));
+        tabs.push(
+            conn.subscribe("/me/events", &[("authorization", &bearer)])
+                .await,
+        );
+        let user = format!("user-user{n}%40example.com");
+        eventually("subscribed upstream", || origin.open(&user) == 1).await;
+        if second.metrics.hub.topics.get() > 0 {
+            break;
+        }
+    }
+    let keys = shown_keys(&second).await;
+    assert_eq!(
+        keys.len(),
+        1,
+        "the second relay opened one topic for its peer: {keys:?}"
+    );
+    assert!(
+        !keys[0].contains("example.com"),
+        "no claim in clear: {keys:?}"
+    );
+    sub_hash(&keys[0]);
+    first.stop().await;
+    second.stop().await;
 }
 
 /// A relay in front of `origin` whose admin token is `token`.

@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use sse_relay::config::AuthMode;
+use sse_relay::config::{AuthMode, Config};
 
 use crate::support::{self, TestOrigin, TestRelay};
 
@@ -30,6 +30,14 @@ pub fn bearer_of(sub: &str) -> String {
 
 /// A relay whose one route `/me/events` reads `user-{jwt.sub}` from `origin`.
 pub async fn per_user_relay(origin: &TestOrigin) -> TestRelay {
+    per_user_relay_with(origin, |_| {}).await
+}
+
+/// [`per_user_relay`] with `configure` applied last.
+pub async fn per_user_relay_with(
+    origin: &TestOrigin,
+    configure: impl FnOnce(&mut Config),
+) -> TestRelay {
     let secret = support::temp_dir("jwt").join("jwt.key");
     std::fs::write(&secret, SECRET).unwrap();
     TestRelay::start_with(
@@ -41,6 +49,7 @@ pub async fn per_user_relay(origin: &TestOrigin) -> TestRelay {
                 secret_file: Some(secret),
                 ..support::jwt_config(&["HS256"])
             });
+            configure(c);
         },
     )
     .await
