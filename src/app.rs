@@ -84,7 +84,14 @@ impl App {
         }
         let listeners = bind_all(&settings.listeners).await?;
         let admin_cluster = cluster.as_ref().map(|(cluster, ..)| cluster.clone());
-        let ops = Ops::new(registry, metrics, &hub, admin_cluster, &settings.server);
+        let ops = Ops::new(
+            registry,
+            metrics,
+            &hub,
+            admin_cluster,
+            &settings.server,
+            settings.admin_token.clone(),
+        );
         let (server_settings, max_topics) = (&settings.server, settings.hub.max_topics);
         let peer_link =
             cluster.map(|cluster| PeerLink::new(cluster, &edge, server_settings, max_topics));

@@ -143,3 +143,22 @@ fn shipped_config_is_valid() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ok"));
 }
+
+#[test]
+fn an_admin_token_file_that_is_missing_or_empty_is_rejected() {
+    rejected(
+        "admin-token-missing",
+        &format!("{ROUTE}[admin]\ntoken_file = \"/no/such/admin-token\"\n"),
+        "admin.token_file",
+        "cannot read /no/such/admin-token",
+    );
+    let empty = support::temp_dir("config").join("admin-token");
+    std::fs::write(&empty, " \n").unwrap();
+    let empty = empty.to_str().unwrap();
+    rejected(
+        "admin-token-empty",
+        &format!("{ROUTE}[admin]\ntoken_file = {empty:?}\n"),
+        "admin.token_file",
+        &format!("{empty} is empty"),
+    );
+}

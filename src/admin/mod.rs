@@ -3,9 +3,15 @@
 //! (JSON; in cluster mode with the peer set and each topic's owner), `/` (a live status page)
 //! and `/stats` (the SSE stream of stats that feeds it).
 //!
+//! With `admin.token_file` set, `/topics`, `/stats` and `/` need `Authorization: Bearer
+//! <token>` ([`token`]); the probes and `/metrics` stay open for the kubelet and Prometheus.
+//! Per-user topic keys are shown with their claims hashed ([`crate::hub::Topic::shown`]).
+//!
 //! It runs on the same serving layer as the relay ([`crate::server`]), with its own
 //! connection metrics, unexported. This module only reads the relay's state; it never changes
 //! a topic or a subscriber. It sits above the components it reads, beside the composition root.
+
+pub mod token;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
@@ -29,6 +35,8 @@ use crate::upstream::UpstreamMetrics;
 
 /// The status page, self-contained (no build step, no CDN).
 const STATUS_PAGE: &str = include_str!("status.html");
+
+pub use token::AdminToken;
 
 /// Interval of `/stats` events.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,6 +76,9 @@ pub struct Admin {
     pub stop: watch::Receiver<bool>,
     /// Cluster mode: the peer set and topic owners shown by `/topics` and the status page.
     pub cluster: Option<Cluster>,
+    /// `admin.token_file`'s token, which `/topics`, `/stats` and `/` then require (`None`:
+    /// they are open, like the rest of the listener).
+    pub token: Option<AdminToken>,
 }
 
 /// The JSON document of `/topics` and of each `/stats` event.
@@ -119,7 +130,16 @@ impl Handler for Admin {
 
 impl Admin {
     fn respond<B>(&self, request: &Request<B>) -> Response<BoxBody<Bytes, Infallible>> {
-        match request.uri().path() {
+        let path = request.uri().path();
+        if matches!(path, "/topics" | "/stats" | "/") {
+            if let Some(Err(refusal)) = self.token.as_ref().map(|t| t.check(request.headers())) {
+                let mut r = text(StatusCode::UNAUTHORIZED, "admin token required\n");
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, refusal.challenge());
+                return r;
+            }
+        }
+        match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if self.readiness.is_ready() => text(StatusCode::OK, "ready\n"),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{Admin, Readiness};
+use crate::admin::{Admin, AdminToken, Readiness};
 use crate::cluster::{link, Cluster, ClusterMetrics, PeerToken};
 use crate::config::{ClusterSetup, Listeners, Settings, TlsSource};
 use crate::demo_origin;
@@ -148,13 +148,15 @@ pub(super) struct PeerLink {
 
 impl Ops {
     /// The admin server over `registry`, `metrics` and `hub` (and the cluster's view, in
-    /// cluster mode), with its own unexported connection metrics.
+    /// cluster mode), with its own unexported connection metrics; `token` guards the pages
+    /// that show topics.
     pub(super) fn new(
         registry: Registry,
         metrics: Metrics,
         hub: &Hub,
         cluster: Option<Cluster>,
         server: &ServerSettings,
+        token: Option<AdminToken>,
     ) -> Self {
         let readiness = Readiness::default();
         let (admin_stop, admin_stopped) = watch::channel(false);
@@ -167,6 +169,7 @@ impl Ops {
             readiness: readiness.clone(),
             stop: admin_stopped,
             cluster,
+            token,
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ops {

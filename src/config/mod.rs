@@ -4,12 +4,13 @@
 //!
 //! This module owns reading and checking configuration only; it never binds a socket or opens a
 //! file other than the config file itself and the files it names (to check they exist, and the
-//! JWT key, read once).
+//! JWT key and the admin token, read once).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod admin;
 mod cluster;
 mod issue;
 mod overrides;

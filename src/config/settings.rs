@@ -86,6 +86,8 @@ pub struct Settings {
     pub edge: EdgeSettings,
     /// Distinct topic labels in per-topic metrics, count.
     pub max_topic_labels: usize,
+    /// `admin.token_file`'s token, which the admin pages that show topics require.
+    pub admin_token: Option<crate::admin::AdminToken>,
     /// Logging.
     pub log: LogConfig,
     /// Route paths that let anyone subscribe on a listener that is not loopback (warned about
@@ -119,6 +121,7 @@ impl TryFrom<Config> for Settings {
         let cors = super::routes::cors(&config.cors)?;
         let proxy_protocol = super::proxy_protocol::settings(&config.server)?;
         let cluster = super::cluster::setup(&config.cluster)?;
+        let admin_token = super::admin::token(&config.admin)?;
         let edge = EdgeSettings {
             router,
             always_on,
@@ -145,6 +148,7 @@ impl TryFrom<Config> for Settings {
             upstream,
             edge,
             max_topic_labels: config.admin.max_topic_labels,
+            admin_token,
             open_routes: open_routes(&config),
             log: config.log,
         })

@@ -149,7 +149,7 @@ impl EventStreamBody {
         match self.lag_policy {
             LagPolicy::Skip => subscription.skip_to_oldest(),
             LagPolicy::Disconnect => {
-                tracing::debug!(topic = %subscription.topic().key(), "subscriber lagged: ending its stream");
+                tracing::debug!(topic = %subscription.topic().shown(), "subscriber lagged: ending its stream");
                 self.state = State::Ending;
             }
         }

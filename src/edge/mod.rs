@@ -194,6 +194,7 @@ impl Edge {
         let (uri, headers) = (target.upstream, target.upstream_headers);
         TopicSpec {
             key: target.key,
+            shown: target.shown,
             label: target.path,
             replay: Some(upstream.replayer(uri.clone(), headers.clone(), hops.clone())),
             follow: upstream.follower(uri, headers, hops),
@@ -309,7 +310,11 @@ impl Edge {
             // fills `max_hops` would make every relay further on refuse it): requests that
             // passed a different number of relays get topics of their own.
             if hops.relays > 0 {
-                target.key.push_str(&format!(" hops={}", hops.relays));
+                let suffix = format!(" hops={}", hops.relays);
+                target.key.push_str(&suffix);
+                if let Some(shown) = &mut target.shown {
+                    shown.push_str(&suffix);
+                }
             }
             let last_event_id = answer::last_event_id(request, &inner.metrics);
             let opener = opener::opener(peer.addr.ip(), grant.claims.as_ref());

@@ -87,6 +87,9 @@ pub type Follow = Box<dyn FnOnce(Arc<Topic>) -> BoxFuture<'static, UpstreamEnd> 
 pub struct TopicSpec {
     /// The topic key: two subscribers share a topic exactly when their keys are equal.
     pub key: String,
+    /// How the key is shown (`/topics`, the logs) when that differs from the key, e.g. with a
+    /// user's claim hashed; `None`: the key is shown as it is.
+    pub shown: Option<String>,
     /// Names the topic in per-topic metrics (e.g. the request path).
     pub label: String,
     /// Starts the upstream of a new topic (dropped unused when the topic is open already).
@@ -230,7 +233,7 @@ impl Hub {
     ) -> Result<Arc<Topic>, Refused> {
         let (topic, follow) = self.registry.open(spec, last_event_id, attach)?;
         if let Some(follow) = follow {
-            let span = tracing::info_span!("topic", topic = %topic.key());
+            let span = tracing::info_span!("topic", topic = %topic.shown());
             let supervised = supervisor::supervise(self.registry.clone(), topic.clone(), follow);
             tokio::spawn(tracing::Instrument::instrument(supervised, span));
         }
@@ -272,10 +275,11 @@ impl Hub {
         self.registry.topics()
     }
 
-    /// Snapshots of every open topic, sorted by key.
+    /// Snapshots of every open topic, sorted by the key as shown (the order of the keys
+    /// themselves would tell how users' claims sort).
     pub fn snapshot(&self) -> Vec<TopicSnapshot> {
         let mut all: Vec<_> = self.topics().iter().map(|t| t.snapshot()).collect();
-        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all.sort_by(|a, b| a.shown.cmp(&b.shown));
         all
     }
 

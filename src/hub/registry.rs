@@ -118,6 +118,7 @@ impl Registry {
                 let (label, gauge) = self.metrics.topic_label(&spec.label);
                 let new = NewTopic {
                     key: spec.key.clone(),
+                    shown: spec.shown,
                     label,
                     initial_last_event_id: last_event_id.map(str::to_string),
                     replay: spec.replay,

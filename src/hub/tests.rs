@@ -47,6 +47,7 @@ fn counted(key: &str, opened: &Arc<AtomicUsize>) -> TopicSpec {
     let opened = opened.clone();
     TopicSpec {
         key: key.to_string(),
+        shown: None,
         label: format!("/{key}"),
         follow: Box::new(move |_| {
             opened.fetch_add(1, Ordering::SeqCst);
@@ -283,6 +284,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
     let (close, closed) = tokio::sync::oneshot::channel::<()>();
     let spec = TopicSpec {
         key: "k".into(),
+        shown: None,
         label: "/k".into(),
         follow: Box::new(move |_| {
             Box::pin(async move {
@@ -446,6 +448,7 @@ async fn a_refusal_is_every_waiting_subscribers_answer_and_is_remembered_for_its
     let answer = not_found.clone();
     let spec = TopicSpec {
         key: "k".into(),
+        shown: None,
         label: "/k".into(),
         follow: Box::new(move |_| {
             Box::pin(async move {

@@ -60,8 +60,13 @@ impl UpstreamState {
 /// A point-in-time view of a topic, for `/topics` and the status page.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TopicSnapshot {
-    /// The topic key.
+    /// The topic key, for the reader's own use (e.g. the topic's owner in a cluster); never
+    /// serialized: the document shows [`Self::shown`] under `key`.
+    #[serde(skip)]
     pub key: String,
+    /// The key as shown ([`Topic::shown`]).
+    #[serde(rename = "key")]
+    pub shown: String,
     /// The topic's label (its first subscriber's request path).
     pub label: String,
     /// Subscribers attached, count.
@@ -87,6 +92,8 @@ pub struct TopicSnapshot {
 /// One topic: its replay ring, who is attached, and what its upstream reports.
 pub struct Topic {
     key: String,
+    /// The key as shown when that differs from the key (see [`Topic::shown`]).
+    shown: Option<Box<str>>,
     label: String,
     initial_last_event_id: Option<String>,
     /// Shared with the topic's catch-ups, which read it while they wait for the origin.
@@ -110,6 +117,7 @@ pub struct Topic {
 /// What a new topic is made of, besides what the hub gives every topic.
 pub(super) struct NewTopic {
     pub key: String,
+    pub shown: Option<String>,
     /// Its metrics label, resolved by the registry.
     pub label: String,
     pub initial_last_event_id: Option<String>,
@@ -134,12 +142,13 @@ impl Topic {
         let metrics = hub.metrics;
         let ring = Arc::new(Ring::new(
             hub.limits,
-            new.key.len(),
+            new.key.len() + new.shown.as_ref().map_or(0, String::len),
             metrics.buffered_bytes.clone(),
             metrics.duplicates_dropped.clone(),
         ));
         Self {
             key: new.key,
+            shown: new.shown.map(String::into_boxed_str),
             label: new.label,
             initial_last_event_id: new.initial_last_event_id,
             catch_ups: CatchUps::new(new.replay, hub.catch_up_pool, &ring, metrics),
@@ -199,6 +208,12 @@ impl Topic {
     /// The topic key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The key as `/topics`, `/stats` and the logs show it: with a per-user topic's claims
+    /// hashed (docs/security.md, "The admin port"); the key itself for other topics.
+    pub fn shown(&self) -> &str {
+        self.shown.as_deref().unwrap_or(&self.key)
     }
 
     /// The label used in per-topic metrics (possibly `other`).
@@ -298,6 +313,7 @@ impl Topic {
         let upstream = UpstreamState::from_u8(self.upstream_state.load(Ordering::Relaxed));
         TopicSnapshot {
             key: self.key.clone(),
+            shown: self.shown().to_string(),
             label: self.label.clone(),
             subscribers: self.subscriber_count(),
             upstream: upstream.as_str(),

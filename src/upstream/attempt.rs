@@ -264,7 +264,7 @@ impl Attempt<'_> {
                     warn!(
                         bytes,
                         limit = self.request.upstream.settings.max_event_bytes,
-                        topic = %self.topic.key(),
+                        topic = %self.topic.shown(),
                         path = %self.topic.label(),
                         suppressed,
                         "dropped an event over limits.max_event_bytes (its id still passes)"

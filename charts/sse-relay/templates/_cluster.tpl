@@ -59,21 +59,14 @@ Args: list key value.
 
 {{- /*
 The ports that stay open to every source when the NetworkPolicy restricts the peer port: the
-relay's own (https, admin, plaintext) and every port the app containers declare in sidecar
-mode. A NetworkPolicy is an allow-list, so these must be listed for the pods to stay reachable
-as they are without one. As JSON (a list of NetworkPolicyPort).
+relay's public ones (sse-relay.publicPorts) and the admin port, unless the admin port's own
+NetworkPolicy restricts it (policies add up: listing it here would open it to everyone). As
+JSON (a list of NetworkPolicyPort).
 */ -}}
 {{- define "sse-relay.clusterOpenPorts" -}}
-{{- $ports := list (dict "port" (int .Values.ports.https) "protocol" "TCP") (dict "port" (int .Values.ports.admin) "protocol" "TCP") -}}
-{{- if .Values.ports.plaintext.enabled -}}
-{{- $ports = append $ports (dict "port" (int .Values.ports.plaintext.port) "protocol" "TCP") -}}
-{{- end -}}
-{{- if .Values.sidecar.enabled -}}
-{{- range $c := tpl (toYaml .Values.sidecar.appContainers) . | fromYamlArray -}}
-{{- range $p := $c.ports | default list -}}
-{{- $ports = append $ports (dict "port" (int $p.containerPort) "protocol" ($p.protocol | default "TCP")) -}}
-{{- end -}}
-{{- end -}}
+{{- $ports := include "sse-relay.publicPorts" . | fromJsonArray -}}
+{{- if not .Values.admin.networkPolicy.enabled -}}
+{{- $ports = append $ports (dict "port" (int .Values.ports.admin) "protocol" "TCP") -}}
 {{- end -}}
 {{- toJson $ports -}}
 {{- end -}}

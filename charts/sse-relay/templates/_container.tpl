@@ -108,6 +108,12 @@ them); otherwise it is the pod's only main container.
       mountPath: {{ include "sse-relay.clusterDir" . }}
       readOnly: true
     {{- end }}
+    {{- if .Values.admin.token.existingSecret }}
+    # The admin token (admin.token_file), read once at start.
+    - name: admin-token
+      mountPath: {{ include "sse-relay.adminTokenDir" . }}
+      readOnly: true
+    {{- end }}
     - name: tmp
       mountPath: /tmp
     {{- with .Values.extraVolumeMounts }}

@@ -71,6 +71,9 @@ they include the `[cluster]` keys (sse-relay.clusterConfig; `self` is set by env
 {{- $_ := set $server "dev_cert_dir" (include "sse-relay.devCertDir" .) -}}
 {{- end -}}
 {{- $admin := dict "listen" (printf "%s:%d" .Values.listenHost (int .Values.ports.admin)) -}}
+{{- if .Values.admin.token.existingSecret -}}
+{{- $_ := set $admin "token_file" (include "sse-relay.adminTokenFile" .) -}}
+{{- end -}}
 {{- $owned := dict "server" $server "admin" $admin -}}
 {{- if .Values.cluster.enabled -}}
 {{- $_ := set $owned "cluster" (include "sse-relay.clusterConfig" . | fromJson) -}}

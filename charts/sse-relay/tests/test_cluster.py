@@ -66,6 +66,16 @@ def selector_labels(r) -> dict[str, str]:
     return r.workload["spec"]["selector"]["matchLabels"]
 
 
+def peer_policies(r) -> list[dict]:
+    """The cluster's NetworkPolicy (the admin port has its own, see test_admin.py)."""
+    return [p for p in r.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-peers")]
+
+
+def peer_policy(r) -> dict:
+    (policy,) = peer_policies(r)
+    return policy
+
+
 def env_list(r) -> list[dict]:
     return r.relay_container["env"]
 
@@ -86,7 +96,7 @@ def as_relay_reads_it(raw: str):
 def test_disabled_renders_nothing_of_the_cluster(render, scenario):
     r = render(None if scenario == "chart-defaults" else scenario_values(scenario))
     assert r.values["cluster"]["enabled"] is False
-    assert r.of_kind("NetworkPolicy") == [] and r.of_kind("Secret") == []
+    assert peer_policies(r) == [] and r.of_kind("Secret") == []
     assert [s["metadata"]["name"] for s in r.of_kind("Service")] == [r.workload["metadata"]["name"]]
     assert "cluster" not in r.relay_toml
     assert not [e for e in env_list(r) if e["name"] == "POD_IP" or "CLUSTER" in e["name"]]
@@ -209,7 +219,7 @@ def peer_rules(policy: dict, port: int) -> list[dict]:
 @pytest.mark.parametrize("scenario", list(CLUSTER_SCENARIOS))
 def test_network_policy_admits_the_peer_port_only_from_the_release(render, scenario):
     r = render(CLUSTER_SCENARIOS[scenario])
-    policy = r.one("NetworkPolicy")
+    policy = peer_policy(r)
     labels = selector_labels(r)
     assert policy["spec"]["podSelector"] == {"matchLabels": labels}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
@@ -225,11 +235,14 @@ def test_network_policy_admits_the_peer_port_only_from_the_release(render, scena
 @pytest.mark.parametrize("scenario", list(CLUSTER_SCENARIOS))
 def test_network_policy_keeps_the_other_ports_open(render, scenario):
     r = render(CLUSTER_SCENARIOS[scenario])
-    policy = r.one("NetworkPolicy")
+    policy = peer_policy(r)
     v = r.values
     open_ports = {(p["port"], p["protocol"]) for rule in policy["spec"]["ingress"]
                   if "from" not in rule for p in rule["ports"]}
-    expected = {(v["ports"]["https"], "TCP"), (v["ports"]["admin"], "TCP")}
+    expected = {(v["ports"]["https"], "TCP")}
+    if not v["admin"]["networkPolicy"]["enabled"]:
+        # With its own policy on, the admin port is left to that policy (policies add up).
+        expected.add((v["ports"]["admin"], "TCP"))
     if v["ports"]["plaintext"]["enabled"]:
         expected.add((v["ports"]["plaintext"]["port"], "TCP"))
     if v["sidecar"]["enabled"]:
@@ -242,10 +255,10 @@ def test_network_policy_keeps_the_other_ports_open(render, scenario):
 def test_network_policy_options(render):
     extra = [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 8081}]}]
     r = render({"cluster": {"enabled": True, "networkPolicy": {"allowOtherPorts": False, "extraIngress": extra}}})
-    ingress = r.one("NetworkPolicy")["spec"]["ingress"]
+    ingress = peer_policy(r)["spec"]["ingress"]
     assert len(ingress) == 2 and peer_rules({"spec": {"ingress": ingress}}, 9443) == [ingress[0]]
     assert ingress[1] == extra[0]
-    assert render({"cluster": {"enabled": True, "networkPolicy": {"enabled": False}}}).of_kind("NetworkPolicy") == []
+    assert peer_policies(render({"cluster": {"enabled": True, "networkPolicy": {"enabled": False}}})) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -410,6 +410,11 @@ pub struct AdminConfig {
     /// Distinct topic labels in per-topic metrics before further topics share `other`, count.
     /// Default 100.
     pub max_topic_labels: usize,
+    /// A file holding a bearer token (its content, trimmed; read once at start) that `/topics`,
+    /// `/stats` and the status page `/` then require as `Authorization: Bearer <token>`;
+    /// `/metrics`, `/healthz` and `/readyz` stay open. Default: none, every path open, as
+    /// the listener is on loopback by default (docs/security.md, "The admin port").
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -417,6 +422,7 @@ impl Default for AdminConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             max_topic_labels: crate::hub::DEFAULT_MAX_TOPIC_LABELS,
+            token_file: None,
         }
     }
 }

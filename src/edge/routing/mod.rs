@@ -4,6 +4,7 @@
 //! This module owns template parsing and matching only; it does no I/O and knows nothing of
 //! topics' state or of HTTP bodies.
 
+mod shown;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use http::Uri;
 
+pub use shown::{ClaimHasher, SHOWN_HASH_HEX};
 pub use template::{MissingClaim, PathTemplate, TemplateError, UpstreamTemplate, CLAIM_PREFIX};
 
 use super::auth::AuthMode;
@@ -23,6 +25,11 @@ pub struct TopicTarget {
     /// The topic key: route index, rendered upstream URL and the significant query parameters.
     /// Two requests share an upstream subscription exactly when their keys are equal.
     pub key: String,
+    /// How the key is shown in `/topics`, `/stats`, the status page and the logs, when that
+    /// differs from the key: on a route whose upstream takes `{jwt.*}` claims, the key with
+    /// each claim's value replaced by a short keyed hash ([`ClaimHasher::shown`]). `None`:
+    /// the key is shown as it is.
+    pub shown: Option<String>,
     /// The upstream URL to subscribe to.
     pub upstream: Uri,
     /// The canonical request path (decoded variables rendered into the route's template):
@@ -41,6 +48,8 @@ pub struct TopicTarget {
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<Route>,
+    /// Hashes the claims of per-user topic keys for display, under this router's own key.
+    hasher: ClaimHasher,
     /// Longest decoded value a path variable may take, bytes.
     max_variable_bytes: usize,
 }
@@ -63,8 +72,16 @@ impl Router {
         if !route.upstream.admits(&upstream) || !route.admits_host(&upstream) || upstream != url {
             return None;
         }
+        // The claims are not known here, only the URL they were rendered into: the label (the
+        // requester's canonical path) gives the path variables, the rest is read off the URL.
+        let shown = route.uses_claims().then(|| {
+            let bound = route.path.matches(label).unwrap_or_default();
+            let url_shown = self.hasher.shown(&route.upstream.render_paths(&bound), url);
+            format!("{index} {url_shown}{}", &rest[url.len()..])
+        });
         Some(TopicTarget {
             key: key.to_string(),
+            shown,
             upstream,
             path: label.to_string(),
             query: String::new(),
@@ -153,6 +170,7 @@ impl Route {
 pub struct Matched<'r> {
     index: usize,
     route: &'r Route,
+    hasher: &'r ClaimHasher,
     bound: Vec<(&'r str, String)>,
     /// The canonical request path.
     pub path: String,
@@ -187,8 +205,14 @@ impl Matched<'_> {
         if !self.route.admits_host(&upstream) {
             return Err(RouteMiss::HostNotListed);
         }
+        let shown = self.route.uses_claims().then(|| {
+            let template = self.route.upstream.render_paths(&self.bound);
+            let url_shown = self.hasher.shown(&template, &upstream.to_string());
+            format!("{} {url_shown}", self.index)
+        });
         Ok(TopicTarget {
             key: format!("{} {upstream}", self.index),
+            shown,
             upstream,
             path: self.path,
             query: self.query,
@@ -227,6 +251,7 @@ impl Router {
     pub fn new(routes: Vec<Route>) -> Self {
         Self {
             routes,
+            hasher: ClaimHasher::random(),
             max_variable_bytes: MAX_VARIABLE_BYTES,
         }
     }
@@ -278,6 +303,7 @@ impl Router {
             return Ok(Matched {
                 index,
                 route,
+                hasher: &self.hasher,
                 path: route.path.render(&bound),
                 bound,
                 query: canonical_query.finish(),

@@ -299,10 +299,7 @@ impl UpstreamTemplate {
         bound: &[(&str, String)],
         claims: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<String, MissingClaim> {
-        let mut url = self.template.clone();
-        for (name, value) in bound {
-            url = url.replace(&format!("{{{name}}}"), value);
-        }
+        let mut url = self.render_paths(bound);
         for name in &self.claims {
             let value = match claims.and_then(|c| c.get(name)) {
                 Some(serde_json::Value::String(s)) if !matches!(s.as_str(), "" | "." | "..") => {
@@ -315,6 +312,18 @@ impl UpstreamTemplate {
             url = url.replace(&format!("{{{CLAIM_PREFIX}{name}}}"), &escaped);
         }
         Ok(url)
+    }
+}
+
+impl UpstreamTemplate {
+    /// The template with `bound` path variables filled in and its `{jwt.NAME}` claims left as
+    /// they are: what [`super::ClaimHasher::shown`] reads a rendered URL against.
+    pub(super) fn render_paths(&self, bound: &[(&str, String)]) -> String {
+        let mut url = self.template.clone();
+        for (name, value) in bound {
+            url = url.replace(&format!("{{{name}}}"), value);
+        }
+        url
     }
 }
 

@@ -120,3 +120,60 @@ fn claims_that_are_dot_segments_or_empty_are_missing() {
         assert_eq!(target.unwrap_err(), RouteMiss::MissingClaim, "{sub:?}");
     }
 }
+
+/// A route `/rooms/{room}` whose upstream takes the token's `sub` claim.
+fn per_user_router() -> Router {
+    let path = PathTemplate::parse("/rooms/{room}").unwrap();
+    let upstream = UpstreamTemplate::parse("http://o/users/{jwt.sub}/rooms/{room}", &path).unwrap();
+    Router::new(vec![Route::new(path, upstream, vec![], AuthMode::Jwt)])
+}
+
+fn target_of(r: &Router, sub: &str) -> TopicTarget {
+    let mut claims = serde_json::Map::new();
+    claims.insert("sub".into(), sub.into());
+    r.matched("/rooms/lobby", None)
+        .unwrap()
+        .target(Some(&claims))
+        .unwrap()
+}
+
+#[test]
+fn a_per_user_key_is_shown_with_its_claim_hashed_and_stays_the_key() {
+    let r = per_user_router();
+    let alice = target_of(&r, "alice@example.com");
+    assert_eq!(
+        alice.key,
+        "0 http://o/users/alice%40example.com/rooms/lobby"
+    );
+    let shown = alice
+        .shown
+        .clone()
+        .expect("a per-user key is shown otherwise");
+    assert!(!shown.contains("alice"), "{shown}");
+    let (before, after) = shown.split_once("{jwt.sub:").expect(&shown);
+    assert_eq!(before, "0 http://o/users/");
+    let (hash, rest) = after.split_once('}').expect(&shown);
+    assert_eq!(hash.len(), SHOWN_HASH_HEX);
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(rest, "/rooms/lobby", "the path variable is shown as it is");
+
+    assert_eq!(target_of(&r, "alice@example.com").shown, alice.shown);
+    assert_ne!(target_of(&r, "bob@example.com").shown, alice.shown);
+    assert_eq!(router(&[]).resolve("/events/a", None).unwrap().shown, None);
+}
+
+#[test]
+fn a_peer_shows_a_per_user_key_as_the_requester_did() {
+    let r = per_user_router();
+    let direct = target_of(&r, "alice@example.com");
+    let via_peer = r.peer_target(&direct.key, &direct.path).unwrap();
+    assert_eq!(via_peer.key, direct.key);
+    assert_eq!(via_peer.shown, direct.shown);
+    let hops = format!("{} hops=1", direct.key);
+    let via_peer = r.peer_target(&hops, "not the path").unwrap();
+    let shown = via_peer.shown.unwrap();
+    assert!(
+        !shown.contains("alice") && shown.ends_with(" hops=1"),
+        "{shown}"
+    );
+}

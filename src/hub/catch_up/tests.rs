@@ -41,6 +41,7 @@ fn replaying(ids: Vec<u32>, calls: &Arc<AtomicUsize>) -> Replay {
 fn spec(replay: &Replay) -> TopicSpec {
     TopicSpec {
         key: "k".into(),
+        shown: None,
         label: "/k".into(),
         follow: never_ends(),
         replay: Some(replay.clone()),
@@ -240,6 +241,7 @@ async fn catch_ups_are_capped_per_topic_and_in_total() {
     );
     let other = |key: &str| TopicSpec {
         key: key.into(),
+        shown: None,
         label: format!("/{key}"),
         follow: never_ends(),
         replay: Some(replay.clone()),
