@@ -7,6 +7,7 @@
 mod support;
 
 use http_body_util::BodyExt;
+use sse_relay::config::HeaderSetting;
 use sse_relay::hub::CatchUpOutcome;
 use sse_relay::upstream::{Failure, ACCEPT_ENCODING};
 use support::origin::Canned;
@@ -157,5 +158,26 @@ async fn the_passthrough_forwards_accept_encoding_and_compressed_bytes_unchanged
     assert_eq!(first[..2], [0x1f, 0x8b], "gzip's magic bytes, not decoded");
     assert_eq!(origin.requests("p")[0].headers["accept-encoding"], "br");
     drop((body, conn));
+    relay.stop().await;
+}
+
+/// A route may ask its origin for `identity` (or any codings) in its own headers: they replace
+/// what the relay offers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_accept_encoding_replaces_the_relays() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| {
+        let identity = HeaderSetting::Literal("identity".into());
+        let headers = &mut c.routes[0].upstream_headers;
+        headers.insert("Accept-Encoding".into(), identity);
+    })
+    .await;
+    let mut r = relay.h2().await.subscribe("/events/a", &[]).await;
+    eventually("subscribed upstream", || origin.open("a") == 1).await;
+    origin.publish("a", "1", "plain");
+    assert_eq!(r.data(1).await, ["plain"]);
+    let request = &origin.requests("a")[0];
+    let accept: Vec<_> = request.headers.get_all("accept-encoding").iter().collect();
+    assert_eq!(accept, ["identity"], "sent once, the route's");
     relay.stop().await;
 }
