@@ -85,7 +85,11 @@ async fn a_corrupt_gzip_stream_is_counted_and_retried() {
     let failures = &relay.metrics.upstream.failures;
     assert_eq!(failures.get(Failure::ContentEncoding).get(), 1);
     origin.publish("a", "1", "after");
-    assert_eq!(r.data(1).await, ["after"], "nothing parsed from the garbage");
+    assert_eq!(
+        r.data(1).await,
+        ["after"],
+        "nothing parsed from the garbage"
+    );
     assert_eq!(relay.metrics.upstream.events_received.get(), 1);
     relay.stop().await;
 }

@@ -22,8 +22,8 @@ use super::decode::{EventBody, ReadError, Unreadable};
 use super::metrics::{Defect, Failure};
 use super::request::{OriginRequest, RequestError};
 use crate::hub::{OriginAnswer, Topic, UpstreamState};
-use crate::ops::WarnLimit;
 use crate::ops::Side;
+use crate::ops::WarnLimit;
 use crate::sse::{self, Item, Parser};
 
 /// Why an attempt gave no event stream, or why its stream broke.

@@ -15,7 +15,8 @@ use tokio::io::AsyncWriteExt;
 pub enum Compressor {
     Gzip(encode::GzipEncoder<Vec<u8>>),
     Deflate(encode::ZlibEncoder<Vec<u8>>),
-    Brotli(encode::BrotliEncoder<Vec<u8>>),
+    /// Boxed: a brotli encoder's state is large.
+    Brotli(Box<encode::BrotliEncoder<Vec<u8>>>),
     Zstd(encode::ZstdEncoder<Vec<u8>>),
 }
 
@@ -36,7 +37,7 @@ impl Compressor {
         match coding {
             "gzip" => Self::Gzip(encode::GzipEncoder::new(Vec::new())),
             "deflate" => Self::Deflate(encode::ZlibEncoder::new(Vec::new())),
-            "br" => Self::Brotli(encode::BrotliEncoder::new(Vec::new())),
+            "br" => Self::Brotli(Box::new(encode::BrotliEncoder::new(Vec::new()))),
             "zstd" => Self::Zstd(encode::ZstdEncoder::new(Vec::new())),
             other => panic!("no encoder for {other}"),
         }

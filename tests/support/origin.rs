@@ -348,8 +348,7 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
     };
     if let Some(canned) = count_hit(inner, &topic) {
         let mut r = Response::new(BodyExt::boxed(
-            Full::new(canned.body.clone())
-                .map_err(|never: Infallible| match never {}),
+            Full::new(canned.body.clone()).map_err(|never: Infallible| match never {}),
         ));
         *r.status_mut() = canned.status;
         for (name, value) in &canned.headers {

@@ -44,7 +44,8 @@ fn body_of(chunks: Vec<Vec<u8>>) -> TestBody {
 enum Compressor {
     Gzip(encode::GzipEncoder<Vec<u8>>),
     Deflate(encode::ZlibEncoder<Vec<u8>>),
-    Brotli(encode::BrotliEncoder<Vec<u8>>),
+    /// Boxed: a brotli encoder's state is large.
+    Brotli(Box<encode::BrotliEncoder<Vec<u8>>>),
     Zstd(encode::ZstdEncoder<Vec<u8>>),
 }
 
@@ -64,7 +65,7 @@ impl Compressor {
         match coding {
             "gzip" => Self::Gzip(encode::GzipEncoder::new(Vec::new())),
             "deflate" => Self::Deflate(encode::ZlibEncoder::new(Vec::new())),
-            "br" => Self::Brotli(encode::BrotliEncoder::new(Vec::new())),
+            "br" => Self::Brotli(Box::new(encode::BrotliEncoder::new(Vec::new()))),
             "zstd" => Self::Zstd(encode::ZstdEncoder::new(Vec::new())),
             other => panic!("no encoder for {other}"),
         }
@@ -131,7 +132,10 @@ fn codings_are_listed_in_the_order_applied_without_identity() {
         assert!(parse(unreadable).is_err(), "{unreadable:?}");
     }
     let mut binary = HeaderMap::new();
-    binary.insert(CONTENT_ENCODING, HeaderValue::from_bytes(b"gz\xffip").unwrap());
+    binary.insert(
+        CONTENT_ENCODING,
+        HeaderValue::from_bytes(b"gz\xffip").unwrap(),
+    );
     assert!(codings(&binary).is_err(), "a value that is not text");
 }
 
@@ -164,7 +168,6 @@ async fn a_flushed_event_is_decoded_before_more_input_comes() {
     }
 }
 
-
 #[tokio::test]
 async fn a_finished_stream_ends_and_stacked_codings_are_undone_in_reverse() {
     let text = b"id: 1\ndata: stacked\n\n";
@@ -175,7 +178,11 @@ async fn a_finished_stream_ends_and_stacked_codings_are_undone_in_reverse() {
         )
         .unwrap();
         let (out, error) = read_all(&mut body).await;
-        assert_eq!((out.as_slice(), error.is_none()), (&text[..], true), "{coding}");
+        assert_eq!(
+            (out.as_slice(), error.is_none()),
+            (&text[..], true),
+            "{coding}"
+        );
     }
     // `gzip, br`: gzip was applied first, so br is undone first.
     let twice = compressed("br", &compressed("gzip", text).await).await;
@@ -218,7 +225,10 @@ async fn a_zstd_window_over_8_mib_is_refused() {
     let mut body = EventBody::new(&headers(&["zstd"]), body_of(vec![e.into_inner()])).unwrap();
     let (out, error) = read_all(&mut body).await;
     assert!(out.is_empty());
-    assert!(matches!(error, Some(ReadError::Unreadable(Unreadable::Corrupt { .. }))));
+    assert!(matches!(
+        error,
+        Some(ReadError::Unreadable(Unreadable::Corrupt { .. }))
+    ));
 }
 
 #[tokio::test]
@@ -232,7 +242,10 @@ async fn corrupt_bytes_are_unreadable_after_what_decoded() {
     assert_eq!(out, b"data: good\n\n");
     match error {
         Some(ReadError::Unreadable(e @ Unreadable::Corrupt { .. })) => {
-            assert!(e.to_string().starts_with("the gzip stream does not decode"), "{e}");
+            assert!(
+                e.to_string().starts_with("the gzip stream does not decode"),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -269,7 +282,10 @@ async fn bytes_in_another_coding_are_unreadable() {
         let mut body = EventBody::new(&headers(&[coding]), body_of(vec![bytes])).unwrap();
         let (out, error) = read_all(&mut body).await;
         assert!(out.is_empty(), "{coding}: nothing is parsed");
-        let corrupt = matches!(error, Some(ReadError::Unreadable(Unreadable::Corrupt { .. })));
+        let corrupt = matches!(
+            error,
+            Some(ReadError::Unreadable(Unreadable::Corrupt { .. }))
+        );
         assert!(corrupt, "{coding}: {error:?}");
     }
 }
