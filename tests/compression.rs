@@ -145,6 +145,39 @@ async fn a_catch_up_from_a_gzip_origin_replays_what_the_ring_lacks() {
     relay.stop().await;
 }
 
+/// A catch-up answered in a coding the relay cannot read is never parsed: the resuming
+/// subscriber gets the gap signal, then the ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_in_an_unreadable_coding_ends_in_the_gap_signal() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| c.replay.max_events = 2).await;
+    let mut conn = relay.h2().await;
+    let mut live = conn.subscribe("/events/a", &[]).await;
+    eventually("streaming", || origin.open("a") == 1).await;
+    for i in 1..=5 {
+        origin.publish("a", &i.to_string(), &format!("e{i}"));
+        assert_eq!(live.data(1).await, [format!("e{i}")]);
+    }
+    origin.answer(
+        "a",
+        Canned::status(
+            200,
+            "id: 2\ndata: e2\n\nid: 3\ndata: e3\n\nid: 4\ndata: e4\n\n",
+        )
+        .header("content-type", "text/event-stream")
+        .header("content-encoding", "compress")
+        .times(1),
+    );
+    let mut resumed = conn.subscribe("/events/a", &[("last-event-id", "1")]).await;
+    let gap = resumed.next_event().await.unwrap();
+    assert_eq!(gap.event_type.as_deref(), Some("sse-relay-gap"));
+    assert_eq!(resumed.data(2).await, ["e4", "e5"]);
+    assert_eq!(origin.hits("a"), 2, "the subscription and one catch-up");
+    let failed = relay.metrics.hub.catch_ups.get(CatchUpOutcome::Failed);
+    assert_eq!(failed.get(), 1);
+    relay.stop().await;
+}
+
 /// The passthrough is no SSE subscription: the client's own `Accept-Encoding` reaches the
 /// origin and the origin's compressed bytes reach the client as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
