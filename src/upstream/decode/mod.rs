@@ -175,8 +175,8 @@ where
         })
     }
 
-    /// The next bytes of the event stream, `None` at its end. Cancel-safe only in that a
-    /// cancelled read loses what it had not returned: drop the body after a timeout.
+    /// The next bytes of the event stream, `None` at its end. Not cancel-safe: a cancelled
+    /// read may lose bytes it had decoded, so a body whose read timed out is dropped.
     pub async fn next(&mut self) -> Option<Result<&[u8], ReadError>> {
         match &mut self.reading {
             Reading::Identity { body, chunk } => {
