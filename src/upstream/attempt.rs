@@ -3,7 +3,8 @@
 //! stream; a refusal to pass on, with its small body, for any status but 200, 204 and an
 //! outage; an outage to retry (5xx, 408, 429), with its `Retry-After`), then read the event
 //! stream, parsing each chunk once and publishing each event, encoded once, to the topic's
-//! ring, until the stream ends, breaks or goes idle (reporting how long it stayed up).
+//! ring, until the stream ends, breaks or goes idle (reporting how long it stayed up). The
+//! body is read through [`super::decode`], which undoes its `Content-Encoding`.
 //!
 //! One attempt only: it never retries, never waits, and never decides what an ending means for
 //! the topic; [`super::follow`] does.
@@ -17,11 +18,12 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
+use super::decode::{EventBody, ReadError, Unreadable};
 use super::metrics::{Defect, Failure};
 use super::request::{OriginRequest, RequestError};
 use crate::hub::{OriginAnswer, Topic, UpstreamState};
+use crate::ops::Side;
 use crate::ops::WarnLimit;
-use crate::ops::{error_chain, Side};
 use crate::sse::{self, Item, Parser};
 
 /// Why an attempt gave no event stream, or why its stream broke.
@@ -45,6 +47,10 @@ pub(super) enum AttemptError {
     /// The origin answered 200 without `text/event-stream`.
     #[error("is not text/event-stream: {0}")]
     ContentType(String),
+    /// The stream's `Content-Encoding` is one the relay does not decode, or its bytes do not
+    /// decode: an outage to retry, never parsed.
+    #[error(transparent)]
+    ContentEncoding(#[from] Unreadable),
     /// The stream broke.
     #[error("stream broke: {0}")]
     Broke(String),
@@ -65,6 +71,7 @@ impl AttemptError {
             Self::Status { .. } => Failure::Status,
             Self::Refused(_) => Failure::Refused,
             Self::ContentType(_) => Failure::ContentType,
+            Self::ContentEncoding(_) => Failure::ContentEncoding,
             Self::Broke(_) => Failure::Stream,
             Self::IdleTimeout => Failure::IdleTimeout,
         }
@@ -173,8 +180,12 @@ impl Attempt<'_> {
     ///
     /// # Errors
     /// [`AttemptError::Request`], [`AttemptError::Refused`] (with the origin's answer),
-    /// [`AttemptError::Status`] (with its `Retry-After`) or [`AttemptError::ContentType`].
-    async fn open(&self, last_id: Option<&str>) -> Result<Option<Incoming>, AttemptError> {
+    /// [`AttemptError::Status`] (with its `Retry-After`), [`AttemptError::ContentType`] or
+    /// [`AttemptError::ContentEncoding`].
+    async fn open(
+        &self,
+        last_id: Option<&str>,
+    ) -> Result<Option<EventBody<Incoming>>, AttemptError> {
         let response = self.request.send(last_id).await?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
@@ -198,7 +209,8 @@ impl Attempt<'_> {
             let content_type = format!("{:?}", response.headers().get(CONTENT_TYPE));
             return Err(AttemptError::ContentType(content_type));
         }
-        Ok(Some(response.into_body()))
+        let (parts, body) = response.into_parts();
+        Ok(Some(EventBody::new(&parts.headers, body)?))
     }
 
     /// The origin's refusal as its subscribers get it: its status, and its body and
@@ -223,25 +235,23 @@ impl Attempt<'_> {
 
     /// Reads the event stream until it ends (`None`), breaks or goes idle (the error),
     /// publishing each event.
-    async fn read(mut self, mut body: Incoming) -> Option<AttemptError> {
+    async fn read(mut self, mut body: EventBody<Incoming>) -> Option<AttemptError> {
         let mut items = Vec::new();
         loop {
-            let frame = match self.request.upstream.settings.read_idle_timeout {
-                Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
-                    Ok(frame) => frame,
+            let next = match self.request.upstream.settings.read_idle_timeout {
+                Some(idle) => match tokio::time::timeout(idle, body.next()).await {
+                    Ok(next) => next,
                     Err(_) => return Some(AttemptError::IdleTimeout),
                 },
-                None => body.frame().await,
+                None => body.next().await,
             };
-            let data = match frame {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-                Some(Err(e)) => return Some(AttemptError::Broke(error_chain(&e))),
+            let data = match next {
+                Some(Ok(data)) => data,
+                Some(Err(ReadError::Broke(reason))) => return Some(AttemptError::Broke(reason)),
+                Some(Err(ReadError::Unreadable(e))) => return Some(e.into()),
                 None => return None,
             };
-            self.parser.feed(&data, &mut items);
+            self.parser.feed(data, &mut items);
             for item in items.drain(..) {
                 self.handle(item);
             }

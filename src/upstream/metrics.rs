@@ -22,6 +22,9 @@ pub enum Failure {
     Redirect,
     /// The origin answered 200 without `text/event-stream`.
     ContentType,
+    /// The origin's `Content-Encoding` is one the relay does not decode (`compress`, an unknown
+    /// coding), or its compressed bytes do not decode (RFC 9110 §8.4): retried as an outage.
+    ContentEncoding,
     /// The stream broke or ended.
     Stream,
     /// Nothing arrived for `upstream.read_idle_timeout_ms`.
@@ -37,6 +40,7 @@ impl Label for Failure {
         Self::Refused,
         Self::Redirect,
         Self::ContentType,
+        Self::ContentEncoding,
         Self::Stream,
         Self::IdleTimeout,
         Self::LastEventId,
@@ -49,6 +53,7 @@ impl Label for Failure {
             Self::Refused => "refused",
             Self::Redirect => "redirect",
             Self::ContentType => "content_type",
+            Self::ContentEncoding => "content_encoding",
             Self::Stream => "stream",
             Self::IdleTimeout => "idle_timeout",
             Self::LastEventId => "last_event_id",

@@ -1,5 +1,6 @@
 //! Upstream: one origin subscription per topic. Connects (http or https, HTTP/1.1 or h2 by
-//! ALPN, with the client of [`crate::http`]), reads the event stream, parses it once, encodes
+//! ALPN, with the client of [`crate::http`]), reads the event stream (decoded by its
+//! `Content-Encoding`, [`decode`]), parses it once, encodes
 //! each event once and publishes it to the topic's ring ([`attempt`]); reconnects with `Last-Event-ID`, exponential
 //! backoff with full jitter and the origin's `retry:` ([`follow`], [`backoff`]). A resuming
 //! client the topic's ring cannot serve gets a one-off catch-up request ([`replay`]); both
@@ -11,6 +12,7 @@
 mod attempt;
 pub mod backoff;
 pub mod credentials;
+mod decode;
 mod follow;
 mod metrics;
 mod peer;
@@ -26,6 +28,7 @@ use http_body_util::Empty;
 
 pub use backoff::{Backoff, BackoffError};
 pub use credentials::{CredentialError, UpstreamHeaders};
+pub use decode::{ACCEPT_ENCODING, DECODED_PIECE, MAX_CODINGS};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
 
 use crate::cluster::Cluster;

@@ -1,23 +1,24 @@
 //! A catch-up request: one GET to the topic's origin with the resuming client's
 //! `Last-Event-ID`, outside the topic's shared subscription. Each replayed event is parsed and
 //! encoded exactly as the shared subscription's are, so the frames are the same bytes, and
-//! handed to the hub's [`CatchUp`], which says when it has met the ring. Any answer but a
-//! `200 text/event-stream` ends it: the hub then gives the subscriber the gap signal.
+//! handed to the hub's [`CatchUp`], which says when it has met the ring. Its body is decoded
+//! as the subscription's is ([`super::decode`]). Any answer but a `200 text/event-stream` in a
+//! coding the relay decodes ends it: the hub then gives the subscriber the gap signal.
 //!
 //! A catch-up never publishes to the topic's ring and never touches its shared subscription:
 //! what it reads goes only to the [`CatchUp`] of the client that asked.
 
 use http::header::CONTENT_TYPE;
 use http::{StatusCode, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::debug;
 
 use super::attempt::is_event_stream;
+use super::decode::{EventBody, ReadError};
 use super::request::OriginRequest;
 use super::{Upstream, UpstreamHeaders};
 use crate::hub::CatchUp;
-use crate::ops::{error_chain, WarnLimit};
+use crate::ops::WarnLimit;
 use crate::sse::{self, Item, Parser};
 
 impl Upstream {
@@ -51,26 +52,31 @@ impl Upstream {
             debug!(%status, "catch-up: the origin did not answer an event stream");
             return;
         }
-        self.feed(response.into_body(), catch_up).await;
+        let (parts, body) = response.into_parts();
+        match EventBody::new(&parts.headers, body) {
+            Ok(body) => self.feed(body, catch_up).await,
+            Err(e) => debug!(error = %e, "catch-up: the origin's stream cannot be read"),
+        }
     }
 
     /// Parses and encodes each event of the catch-up stream `body` and offers it to
     /// `catch_up`, until the catch-up is decided or the stream ends.
-    async fn feed(&self, mut body: Incoming, catch_up: &CatchUp) {
+    async fn feed(&self, mut body: EventBody<Incoming>, catch_up: &CatchUp) {
         let mut parser = Parser::new(self.settings.max_event_bytes);
         let mut items = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let data = match frame {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-                Err(e) => {
-                    debug!(error = %error_chain(&e), "catch-up stream broke");
+        while let Some(next) = body.next().await {
+            let data = match next {
+                Ok(data) => data,
+                Err(ReadError::Broke(reason)) => {
+                    debug!(error = %reason, "catch-up stream broke");
+                    return;
+                }
+                Err(ReadError::Unreadable(e)) => {
+                    debug!(error = %e, "catch-up stream cannot be read");
                     return;
                 }
             };
-            parser.feed(&data, &mut items);
+            parser.feed(data, &mut items);
             for item in items.drain(..) {
                 if let Item::Event(event) = item {
                     if !catch_up.offer(event.id.as_deref(), sse::encode(&event)) {

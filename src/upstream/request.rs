@@ -1,4 +1,6 @@
-//! Sending one request to a route's origin: `Accept: text/event-stream`, `Last-Event-ID` when
+//! Sending one request to a route's origin: `Accept: text/event-stream`, the content codings
+//! the relay decodes in `Accept-Encoding` ([`super::decode`]; a peer relay is offered them
+//! too: it answers identity today, and its answer is read the same way), `Last-Event-ID` when
 //! resuming, the route's own headers (re-read files, a stale one counted and warned), a
 //! deadline for the response headers, and redirects followed within the route's origin. Both
 //! the topic's subscription ([`super::attempt`]) and catch-ups ([`super::replay`]) send with
@@ -8,13 +10,13 @@
 //! judges a status but a redirect's.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, LOCATION};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, LOCATION};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
-use super::{Upstream, UpstreamHeaders};
+use super::{decode, Upstream, UpstreamHeaders};
 use crate::http::{HttpClient, HOPS_HEADER};
 use crate::ops::{error_chain, WarnLimit};
 
@@ -86,6 +88,7 @@ impl OriginRequest<'_> {
     ) -> Result<Response<Incoming>, RequestError> {
         let mut request = Request::get(uri.clone())
             .header(ACCEPT, "text/event-stream")
+            .header(ACCEPT_ENCODING, decode::ACCEPT_ENCODING)
             .header(CACHE_CONTROL, "no-cache");
         if let Some(id) = last_id {
             request = request.header("last-event-id", id);

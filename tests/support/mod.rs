@@ -3,6 +3,7 @@
 //! read event streams.
 #![allow(dead_code)]
 
+pub mod encoding;
 pub mod origin;
 pub mod pki;
 pub mod raw;

@@ -1,6 +1,7 @@
 //! An in-process SSE origin for tests: real hyper server on 127.0.0.1:0 that counts its
 //! subscriptions per topic, keeps a history so it honours `Last-Event-ID`, and can be told to
-//! cut every stream mid-event or to go down. `/ws/...` are WebSocket endpoints
+//! cut every stream mid-event or to go down, or to compress its streams
+//! ([`TestOrigin::set_encoding`]). `/ws/...` are WebSocket endpoints
 //! ([`super::websocket`]).
 
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ pub struct SeenRequest {
 pub struct Canned {
     pub status: StatusCode,
     pub headers: Vec<(&'static str, String)>,
-    pub body: &'static str,
+    pub body: Bytes,
     /// How many requests get it (`None`: all of them); later ones get the stream.
     pub times: Option<usize>,
 }
@@ -44,9 +45,15 @@ impl Canned {
         Canned {
             status: StatusCode::from_u16(status).unwrap(),
             headers: vec![("content-type", "text/plain".to_string())],
-            body,
+            body: Bytes::from_static(body.as_bytes()),
             times: None,
         }
+    }
+
+    /// Answers `body` (any bytes) instead.
+    pub fn body(mut self, body: Vec<u8>) -> Canned {
+        self.body = Bytes::from(body);
+        self
     }
 
     /// Adds a response header.
@@ -91,6 +98,8 @@ struct Inner {
     wrong_type: AtomicBool,
     strict_ids: AtomicBool,
     ignore_ids: AtomicBool,
+    /// The content coding of the streams answered from now on.
+    encoding: Mutex<Option<&'static str>>,
     ws: Arc<super::websocket::WsLog>,
 }
 
@@ -182,6 +191,7 @@ impl TestOrigin {
             wrong_type: AtomicBool::new(false),
             strict_ids: AtomicBool::new(false),
             ignore_ids: AtomicBool::new(false),
+            encoding: Mutex::new(None),
             ws: Arc::default(),
         });
         let served = inner.clone();
@@ -273,6 +283,13 @@ impl TestOrigin {
         self.inner.ignore_ids.store(ignore, Ordering::SeqCst);
     }
 
+    /// Streams answered from now on are compressed by `coding` (`gzip`, `deflate`, `br`,
+    /// `zstd`; `None`: not compressed) whatever the request's `Accept-Encoding`, each frame
+    /// flushed as it is sent, with `Content-Encoding: {coding}`.
+    pub fn set_encoding(&self, coding: Option<&'static str>) {
+        *self.inner.encoding.lock().unwrap() = coding;
+    }
+
     /// While down, subscription requests get 503.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
@@ -331,8 +348,7 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
     };
     if let Some(canned) = count_hit(inner, &topic) {
         let mut r = Response::new(BodyExt::boxed(
-            Full::new(Bytes::from_static(canned.body.as_bytes()))
-                .map_err(|never: Infallible| match never {}),
+            Full::new(canned.body.clone()).map_err(|never: Infallible| match never {}),
         ));
         *r.status_mut() = canned.status;
         for (name, value) in &canned.headers {
@@ -418,7 +434,19 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
                 }
             }
         });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let coding = *inner.encoding.lock().unwrap();
+    let mut response = match coding {
+        None => Response::new(BodyExt::boxed(StreamBody::new(stream))),
+        Some(coding) => {
+            let compressed = super::encoding::compress(coding, Box::pin(stream));
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(compressed)));
+            response.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static(coding),
+            );
+            response
+        }
+    };
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/event-stream"),

@@ -108,7 +108,8 @@ pub struct RouteConfig {
     /// requests (an API key, a service token), by name: a literal (`X-Api-Key = "k-123"`) or a
     /// file's whole contents, trimmed (`Authorization = { file = "/run/secrets/origin-auth" }`),
     /// re-read when the file changes. Names the relay sets itself (Host, Accept,
-    /// Last-Event-ID, …) are refused. Client headers are never forwarded. Default: none.
+    /// Last-Event-ID, …) are refused; `Accept-Encoding` replaces the codings the relay offers
+    /// (e.g. `"identity"`). Client headers are never forwarded. Default: none.
     #[serde(default)]
     pub upstream_headers: BTreeMap<String, HeaderSetting>,
     /// The hosts an upstream with a variable in its host (`http://{tenant}.api.example/sub`)
