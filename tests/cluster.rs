@@ -406,3 +406,31 @@ async fn a_takeover_does_not_wait_out_the_backoff_the_dead_owner_earned() {
     origin.publish("a", "2", "e2");
     survivors_get(&mut clients, owner, 2..=2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_of_every_relay_get_the_origins_retry() {
+    let origin = TestOrigin::start().await;
+    origin.start_streams_with("a", "retry: 3000\n\n");
+    let dir = temp_dir("cluster-retry");
+    let pki = make_pki(&dir, TOKEN);
+    let peers = peer_addresses();
+    let nodes = three_relays(&origin, &peers, &pki, (10, 100)).await;
+    let mut clients = a_client_on_each(&origin, &nodes).await;
+    for (_, stream) in &mut clients {
+        stream.until_raw_contains("retry: 3000\n\n").await;
+    }
+    // Browsers joining later start with the origin's value, on the owner and on the relays
+    // that read the topic from it (the owner's stream to them starts with it).
+    let opening = ": sse-relay\n\nretry: 3000\n\n";
+    for (conn, _) in &mut clients {
+        let mut later = conn.subscribe("/events/a", &[]).await;
+        assert_eq!(later.first_bytes(opening.len()).await, opening);
+    }
+    origin.publish_raw("a", None, bytes::Bytes::from_static(b"retry: 5000\n\n"));
+    origin.publish("a", "1", "e1");
+    for (_, stream) in &mut clients {
+        assert_eq!(stream.data(1).await, numbered(1..=1));
+        let raw = String::from_utf8_lossy(&stream.raw);
+        assert!(raw.ends_with("retry: 5000\n\nid: 1\ndata: e1\n\n"), "{raw:?}");
+    }
+}
