@@ -445,7 +445,10 @@ async fn browsers_of_every_relay_get_the_origins_retry() {
     for (_, stream) in &mut clients {
         assert_eq!(stream.data(1).await, numbered(1..=1));
         let raw = String::from_utf8_lossy(&stream.raw);
-        assert!(raw.ends_with("retry: 5000\n\nid: 1\ndata: e1\n\n"), "{raw:?}");
+        assert!(
+            raw.ends_with("retry: 5000\n\nid: 1\ndata: e1\n\n"),
+            "{raw:?}"
+        );
     }
 }
 
@@ -486,7 +489,11 @@ async fn without_an_origin_retry_each_relay_sends_its_own_hint_not_the_owners() 
         origin.publish("a", &format!("{}", i + 2), &format!("e{}", i + 2));
         assert_eq!(later.data(1).await, [format!("e{}", i + 2)]);
         let raw = String::from_utf8_lossy(&later.raw);
-        assert_eq!(raw.matches("retry:").count(), 1, "only its own hint: {raw:?}");
+        assert_eq!(
+            raw.matches("retry:").count(),
+            1,
+            "only its own hint: {raw:?}"
+        );
     }
     let owner = nodes.iter().position(Node::owns).unwrap();
     nodes[owner].kill();

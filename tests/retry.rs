@@ -60,7 +60,10 @@ async fn a_change_of_the_origins_retry_reaches_live_subscribers_without_a_follow
     for r in [&mut first, &mut second, &mut third] {
         assert_eq!(r.data(1).await, ["e1"]);
         let raw = String::from_utf8_lossy(&r.raw);
-        assert!(raw.ends_with("retry: 5000\n\nid: 1\ndata: e1\n\n"), "{raw:?}");
+        assert!(
+            raw.ends_with("retry: 5000\n\nid: 1\ndata: e1\n\n"),
+            "{raw:?}"
+        );
     }
     relay.stop().await;
 }
@@ -112,7 +115,10 @@ async fn the_lag_policy_ends_a_stream_with_the_relays_hint_after_the_origins_ret
     // A stream whose 4 KiB window fills and is not read falls out of the 4-event ring.
     let mut conn = H2Client::connect(relay.addr, &relay.cert, Some(4096)).await;
     let mut stalled = conn.subscribe("/events/a", &[]).await;
-    assert_eq!(stalled.first_bytes(opening(7000).len()).await, opening(7000));
+    assert_eq!(
+        stalled.first_bytes(opening(7000).len()).await,
+        opening(7000)
+    );
     let payload = "x".repeat(200);
     for i in 1..=40 {
         origin.publish("a", &i.to_string(), &payload);

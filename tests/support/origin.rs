@@ -250,7 +250,8 @@ impl TestOrigin {
     /// event), as an origin that says `retry:` first.
     pub fn start_streams_with(&self, topic: &str, preface: &str) {
         let mut topics = self.inner.topics.lock().unwrap();
-        topics.entry(topic.to_string()).or_default().preface = Some(Bytes::from(preface.to_string()));
+        topics.entry(topic.to_string()).or_default().preface =
+            Some(Bytes::from(preface.to_string()));
     }
 
     /// Sends `partial` (an unterminated event) on every open stream of `topic`, then breaks them.

@@ -9,11 +9,23 @@ fn retry(ms: u64) -> Bytes {
     Bytes::from(format!("retry: {ms}\n\n"))
 }
 
-/// True when `sub` has nothing to read now.
-fn idle(sub: &mut Subscription) -> bool {
+/// Polls `sub` once: what it has to read now, if anything.
+fn poll(sub: &mut Subscription) -> std::task::Poll<Next> {
     let waker = std::task::Waker::noop();
     sub.poll_next(&mut std::task::Context::from_waker(waker))
-        .is_pending()
+}
+
+/// What `sub` has to read now (publishing is synchronous: a published frame is ready at once).
+fn ready(sub: &mut Subscription) -> Next {
+    match poll(sub) {
+        std::task::Poll::Ready(next) => next,
+        std::task::Poll::Pending => panic!("nothing to read"),
+    }
+}
+
+/// True when `sub` has nothing to read now.
+fn idle(sub: &mut Subscription) -> bool {
+    poll(sub).is_pending()
 }
 
 #[tokio::test]
@@ -29,7 +41,7 @@ async fn the_origins_retry_is_one_shared_frame_and_a_change_reaches_live_subscri
     let frame_3000 = retry(3000);
     topic.publish_retry(frame_3000.clone());
     // A live subscriber gets the change without any event after it: no event in it.
-    let Next::Frame(change) = next(&mut early).await else {
+    let Next::Frame(change) = ready(&mut early) else {
         panic!("expected the change")
     };
     assert_eq!(
@@ -45,12 +57,8 @@ async fn the_origins_retry_is_one_shared_frame_and_a_change_reaches_live_subscri
     assert!(idle(&mut early) && idle(&mut late));
     topic.publish_retry(retry(5000));
     topic.publish(Some("1"), Bytes::from("e1"));
-    assert_eq!(
-        frame(next(&mut early).await),
-        "retry: 5000\n\ne1",
-        "in order"
-    );
-    assert_eq!(frame(next(&mut late).await), "retry: 5000\n\ne1");
+    assert_eq!(frame(ready(&mut early)), "retry: 5000\n\ne1", "in order");
+    assert_eq!(frame(ready(&mut late)), "retry: 5000\n\ne1");
     assert_eq!(topic.retry(), Some(retry(5000)));
 }
 
@@ -65,13 +73,13 @@ async fn a_retry_change_moves_no_id_no_resume_no_count_and_no_overlap_guard() {
     topic.publish_retry(retry(4000));
     // A resume after 1 gets the change and 2 (one event), after 2 only the last change.
     let mut after_1 = hub.subscribe(spec("k"), Some("1")).unwrap();
-    let Next::Frame(d) = next(&mut after_1).await else {
+    let Next::Frame(d) = ready(&mut after_1) else {
         panic!("expected the frames after 1")
     };
     assert_eq!(d.frame, "retry: 3000\n\ne2retry: 4000\n\n");
     assert_eq!(d.events, 1, "a `retry:` change is not an event");
     let mut after_2 = hub.subscribe(spec("k"), Some("2")).unwrap();
-    assert_eq!(frame(next(&mut after_2).await), "retry: 4000\n\n");
+    assert_eq!(frame(ready(&mut after_2)), "retry: 4000\n\n");
     let snapshot = topic.snapshot();
     assert_eq!(
         (snapshot.ring_events, snapshot.events_received),
@@ -84,7 +92,7 @@ async fn a_retry_change_moves_no_id_no_resume_no_count_and_no_overlap_guard() {
     topic.publish_retry(retry(6000));
     topic.publish(Some("2"), Bytes::from("e2"));
     assert_eq!(hub.metrics().duplicates_dropped.get(), 1);
-    assert_eq!(frame(next(&mut after_2).await), "retry: 6000\n\n");
+    assert_eq!(frame(ready(&mut after_2)), "retry: 6000\n\n");
 }
 
 #[tokio::test]
@@ -96,13 +104,13 @@ async fn the_gap_signal_names_the_next_event_past_a_retry_change() {
     // An id the ring never held, and no catch-up (the spec has no replay): the gap, then all.
     let mut resumed = hub.subscribe(spec("k"), Some("unknown")).unwrap();
     assert_eq!(
-        next(&mut resumed).await,
+        ready(&mut resumed),
         Next::Gap(Gap {
             last_event_id: Some("unknown".into()),
             next_event_id: Some(Arc::from("7")),
         })
     );
-    assert_eq!(frame(next(&mut resumed).await), "retry: 3000\n\ne7");
+    assert_eq!(frame(ready(&mut resumed)), "retry: 3000\n\ne7");
 }
 
 #[tokio::test]
@@ -113,10 +121,10 @@ async fn a_retry_change_takes_a_place_in_the_ring_and_lag_is_unchanged() {
     topic.publish(Some("1"), Bytes::from("e1"));
     topic.publish_retry(retry(3000));
     topic.publish(Some("2"), Bytes::from("e2"));
-    assert_eq!(next(&mut slow).await, Next::Lagged);
+    assert_eq!(ready(&mut slow), Next::Lagged);
     slow.skip_to_oldest();
-    assert!(matches!(next(&mut slow).await, Next::Gap(_)));
-    assert_eq!(frame(next(&mut slow).await), "retry: 3000\n\ne2");
+    assert!(matches!(ready(&mut slow), Next::Gap(_)));
+    assert_eq!(frame(ready(&mut slow)), "retry: 3000\n\ne2");
     assert_eq!(
         topic.retry(),
         Some(retry(3000)),
