@@ -59,10 +59,24 @@ impl Node {
         min_ms: u64,
         max_ms: u64,
     ) -> Node {
+        Self::start_configured(origin, me, peers, pki, |config| {
+            config.upstream.backoff_min_ms = min_ms;
+            config.upstream.backoff_max_ms = max_ms;
+        })
+        .await
+    }
+
+    /// A relay of the cluster whose config `configure` changed.
+    async fn start_configured(
+        origin: &str,
+        me: SocketAddr,
+        peers: &[SocketAddr],
+        pki: &Pki,
+        configure: impl FnOnce(&mut sse_relay::config::Config),
+    ) -> Node {
         let mut config = test_config(origin);
         support::join_static_cluster(&mut config, me, peers, &pki.files, &pki.token);
-        config.upstream.backoff_min_ms = min_ms;
-        config.upstream.backoff_max_ms = max_ms;
+        configure(&mut config);
         let settings = Settings::try_from(config).expect("valid cluster config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -405,4 +419,91 @@ async fn a_takeover_does_not_wait_out_the_backoff_the_dead_owner_earned() {
     nodes[owner].kill();
     origin.publish("a", "2", "e2");
     survivors_get(&mut clients, owner, 2..=2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_of_every_relay_get_the_origins_retry() {
+    let origin = TestOrigin::start().await;
+    origin.start_streams_with("a", "retry: 3000\n\n");
+    let dir = temp_dir("cluster-retry");
+    let pki = make_pki(&dir, TOKEN);
+    let peers = peer_addresses();
+    let nodes = three_relays(&origin, &peers, &pki, (10, 100)).await;
+    let mut clients = a_client_on_each(&origin, &nodes).await;
+    for (_, stream) in &mut clients {
+        stream.until_raw_contains("retry: 3000\n\n").await;
+    }
+    // Browsers joining later start with the origin's value, on the owner and on the relays
+    // that read the topic from it (the owner's stream to them starts with it).
+    let opening = ": sse-relay\n\nretry: 3000\n\n";
+    for (conn, _) in &mut clients {
+        let mut later = conn.subscribe("/events/a", &[]).await;
+        assert_eq!(later.first_bytes(opening.len()).await, opening);
+    }
+    origin.publish_raw("a", None, bytes::Bytes::from_static(b"retry: 5000\n\n"));
+    origin.publish("a", "1", "e1");
+    for (_, stream) in &mut clients {
+        assert_eq!(stream.data(1).await, numbered(1..=1));
+        let raw = String::from_utf8_lossy(&stream.raw);
+        assert!(
+            raw.ends_with("retry: 5000\n\nid: 1\ndata: e1\n\n"),
+            "{raw:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_origin_retry_each_relay_sends_its_own_hint_not_the_owners() {
+    // Each relay has a hint of its own (2001, 2002, 2003 ms); the origin sets none. The
+    // owner's stream to the other relays carries no hint of its, so each relay's browsers
+    // get that relay's own, at the start and after the owner dies and the topic moves.
+    let origin = TestOrigin::start().await;
+    let dir = temp_dir("cluster-hint");
+    let pki = make_pki(&dir, TOKEN);
+    let peers = peer_addresses();
+    let mut nodes = Vec::new();
+    for (i, me) in peers.iter().enumerate() {
+        let hint = 2001 + i as u64;
+        nodes.push(
+            Node::start_configured(&origin.template(), *me, &peers, &pki, |c| {
+                c.upstream.backoff_min_ms = 10;
+                c.upstream.backoff_max_ms = 100;
+                c.downstream.retry_hint_ms = hint;
+            })
+            .await,
+        );
+    }
+    eventually("every relay sees three peers", || {
+        nodes.iter().all(|n| n.metrics.cluster.peers_up.get() == 3)
+    })
+    .await;
+    let mut clients = a_client_on_each(&origin, &nodes).await;
+    origin.publish("a", "1", "e1");
+    for (_, stream) in &mut clients {
+        assert_eq!(stream.data(1).await, numbered(1..=1));
+    }
+    for (i, (conn, _)) in clients.iter_mut().enumerate() {
+        let opening = format!(": sse-relay\n\nretry: {}\n\n", 2001 + i);
+        let mut later = conn.subscribe("/events/a", &[]).await;
+        assert_eq!(later.first_bytes(opening.len()).await, opening, "relay {i}");
+        origin.publish("a", &format!("{}", i + 2), &format!("e{}", i + 2));
+        assert_eq!(later.data(1).await, [format!("e{}", i + 2)]);
+        let raw = String::from_utf8_lossy(&later.raw);
+        assert_eq!(
+            raw.matches("retry:").count(),
+            1,
+            "only its own hint: {raw:?}"
+        );
+    }
+    let owner = nodes.iter().position(Node::owns).unwrap();
+    nodes[owner].kill();
+    origin.publish("a", "9", "e9");
+    for (i, (_, stream)) in clients.iter_mut().enumerate() {
+        if i != owner {
+            assert_eq!(stream.data(3).await, numbered(2..=4));
+            assert_eq!(stream.data(1).await, ["e9"]);
+            let raw = String::from_utf8_lossy(&stream.raw);
+            assert_eq!(raw.matches("retry:").count(), 1, "relay {i}: {raw:?}");
+        }
+    }
 }

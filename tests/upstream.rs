@@ -143,3 +143,36 @@ async fn a_flapping_origin_is_asked_as_the_backoff_says() {
     drop(r);
     relay.stop().await;
 }
+
+/// An origin that answers `retry: 5000` and one event, then closes: the relay asks it again no
+/// sooner than 5 s, though the backoff's ceiling is 2 s (the origin's `retry:` is the floor of
+/// each delay, WHATWG HTML §9.2.6), and within the floor plus the jitter above it (at most
+/// `backoff_max_ms - backoff_min_ms`).
+#[tokio::test(start_paused = true)]
+async fn the_origin_is_asked_again_no_sooner_than_its_retry_even_over_the_backoff_max() {
+    let origin = TestOrigin::start().await;
+    let relay = TestRelay::start(&origin, |c| {
+        c.upstream.backoff_min_ms = 100;
+        c.upstream.backoff_max_ms = 2_000;
+    })
+    .await;
+    origin.answer(
+        "a",
+        Canned::status(200, "retry: 5000\ndata: flap\n\n")
+            .header("content-type", "text/event-stream"),
+    );
+    let clock = support::hold_clock();
+    let r = relay.h2().await.subscribe("/events/a", &[]).await;
+    assert_eq!(r.status, 200);
+    eventually("the origin is asked", || origin.hits("a") == 1).await;
+    for _ in 0..49 {
+        support::advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+    assert_eq!(origin.hits("a"), 1, "not asked again within 4.9 s");
+    support::advance(Duration::from_millis(2_100)).await;
+    eventually("asked again by 7 s", || origin.hits("a") == 2).await;
+    drop(clock);
+    drop(r);
+    relay.stop().await;
+}

@@ -1,6 +1,8 @@
-//! The response body a subscriber reads: the preamble at once (so intermediaries release the
-//! headers), then the topic's shared frames from the subscriber's cursor, heartbeat comments
-//! while idle, the lag policy, and a farewell `retry:` hint when the relay ends the stream.
+//! The response body a subscriber reads: the opening comment at once (so intermediaries release
+//! the headers) and the `retry:` the stream starts with (the origin's current one, shared by the
+//! topic, else the relay's hint), then the topic's shared frames from the subscriber's cursor
+//! (events and the origin's `retry:` changes), heartbeat comments while idle, the lag policy,
+//! and the relay's `retry:` hint when the relay ends the stream.
 //!
 //! It owns one subscriber's position (a cursor and a waker, through its [`Subscription`]); it
 //! must never keep a queue of its own or copy an event: every frame it sends is shared.
@@ -21,17 +23,28 @@ use crate::hub::{CloseReason, Next, Subscription};
 
 enum State {
     Live(Subscription),
-    /// Send the farewell frame, then end.
+    /// Send the relay's `retry:` hint, then end.
     Ending,
     Done,
 }
 
+/// What of the stream's start is still to be sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// The opening comment, then the `retry:`.
+    Comment,
+    /// The `retry:`: the origin's current one, else the relay's hint.
+    Retry,
+    /// Nothing.
+    Sent,
+}
+
 /// The `text/event-stream` body of one subscriber. 96 bytes, inline in each stream's future,
-/// so the frames it sends besides the subscription's (preamble, farewell) are the shared
-/// [`DownstreamFrames`], not copies.
+/// so the frames it sends besides the subscription's (the opening comment, the `retry:`) are
+/// shared ones ([`DownstreamFrames`], the topic's `retry:` frame), not copies.
 pub struct EventStreamBody {
-    /// The preamble is still to be sent.
-    preamble: bool,
+    /// What of the stream's start is still to be sent.
+    opening: Opening,
     /// Set for streams authorized by an expiring credential: end (after a `retry:` hint) then.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     state: State,
@@ -49,7 +62,7 @@ impl EventStreamBody {
         metrics: Arc<DownstreamMetrics>,
     ) -> Self {
         Self {
-            preamble: true,
+            opening: Opening::Comment,
             deadline: None,
             state: State::Live(subscription),
             frames,
@@ -63,7 +76,7 @@ impl EventStreamBody {
     /// answer (WHATWG HTML §9.2.3).
     pub fn retry_later(frames: Arc<DownstreamFrames>, metrics: Arc<DownstreamMetrics>) -> Self {
         Self {
-            preamble: true,
+            opening: Opening::Comment,
             deadline: None,
             state: State::Ending,
             frames,
@@ -93,6 +106,34 @@ impl EventStreamBody {
 }
 
 impl EventStreamBody {
+    /// The next frame of the stream's start, if one is still to be sent: the opening comment,
+    /// then the `retry:` (none when neither the origin nor this listener has one).
+    #[inline]
+    fn opening_frame(&mut self) -> Option<Bytes> {
+        match self.opening {
+            Opening::Comment => {
+                self.opening = Opening::Retry;
+                Some(self.frames.opening.clone())
+            }
+            Opening::Retry => {
+                self.opening = Opening::Sent;
+                self.retry()
+            }
+            Opening::Sent => None,
+        }
+    }
+
+    /// The `retry:` a stream starts with: the topic's origin's current one (WHATWG HTML §9.2.6:
+    /// the reconnection time is the origin's to set), else the relay's hint. Read after the
+    /// subscriber attached, so a later change reaches it through the ring.
+    fn retry(&self) -> Option<Bytes> {
+        let origin = match &self.state {
+            State::Live(subscription) => subscription.topic().retry(),
+            State::Ending | State::Done => None,
+        };
+        origin.or_else(|| self.frames.hint.clone())
+    }
+
     /// Once the credential's deadline has passed, a live stream turns to ending (the farewell
     /// `retry:` hint, then the end).
     #[inline]
@@ -147,7 +188,11 @@ impl EventStreamBody {
             return;
         };
         match self.lag_policy {
-            LagPolicy::Skip => subscription.skip_to_oldest(),
+            LagPolicy::Skip => {
+                subscription.skip_to_oldest();
+                // A change of the origin's `retry:` may have been among the skipped frames.
+                self.opening = Opening::Retry;
+            }
             LagPolicy::Disconnect => {
                 tracing::debug!(topic = %subscription.topic().shown(), "subscriber lagged: ending its stream");
                 self.state = State::Ending;
@@ -165,16 +210,19 @@ impl Body for EventStreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        if std::mem::take(&mut this.preamble) {
-            return Poll::Ready(Some(Ok(Frame::data(this.frames.preamble.clone()))));
-        }
         this.end_if_expired(cx);
         loop {
+            if let Some(frame) = this.opening_frame() {
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
             let subscription = match &mut this.state {
                 State::Live(subscription) => subscription,
                 State::Ending => {
                     this.state = State::Done;
-                    return Poll::Ready(Some(Ok(Frame::data(this.frames.farewell.clone()))));
+                    match this.frames.hint.clone() {
+                        Some(hint) => return Poll::Ready(Some(Ok(Frame::data(hint)))),
+                        None => continue,
+                    }
                 }
                 State::Done => return Poll::Ready(None),
             };
@@ -189,7 +237,7 @@ impl Body for EventStreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.preamble && matches!(self.state, State::Done)
+        self.opening == Opening::Sent && matches!(self.state, State::Done)
     }
 }
 
@@ -198,7 +246,7 @@ mod tests {
     use super::*;
 
     /// Every live stream's future holds its body and subscription inline (hyper's `H2Stream`):
-    /// sizes guarded, the preamble and farewell taken from the shared frames, the rare
+    /// sizes guarded, the opening and the `retry:` taken from shared frames, the rare
     /// subscription state boxed (every byte here is paid once per live stream).
     #[test]
     fn a_live_streams_body_stays_small() {

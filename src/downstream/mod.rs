@@ -1,6 +1,7 @@
 //! Downstream: what a subscriber receives. [`EventStreamBody`] is one subscriber's
 //! `text/event-stream` body; [`DownstreamFrames`] are the frames every subscriber shares besides
-//! events (preamble, heartbeat, farewell).
+//! events and the origin's `retry:` (the opening comment, the relay's `retry:` hint, the
+//! heartbeat).
 //!
 //! This module owns one subscriber's byte stream; it never touches the upstream and never
 //! copies an event: every frame is the topic's shared [`Bytes`].
@@ -29,12 +30,19 @@ pub enum LagPolicy {
 /// Frames shared by every subscriber, built once from the config.
 #[derive(Clone)]
 pub struct DownstreamFrames {
-    /// Sent first: a comment and the `retry:` hint.
-    pub preamble: Bytes,
+    /// Sent first, at once (some intermediaries hold the response headers until body bytes
+    /// come): the comment `: sse-relay`.
+    pub opening: Bytes,
+    /// The relay's own `retry:` hint (`downstream.retry_hint_ms`; WHATWG HTML §9.2.6: the
+    /// `retry` field sets the client's reconnection time). Sent right after the opening
+    /// comment when the topic's origin set no `retry:` (else the origin's goes there), and
+    /// right before the relay itself ends a stream (drain, lag policy, an expiring
+    /// credential), so the client reconnects promptly, to another replica if this one goes;
+    /// the next stream tells it the origin's value again. `None`: never sent (the peer link,
+    /// where every `retry:` is the origin's).
+    pub hint: Option<Bytes>,
     /// Sent while idle, once per heartbeat interval: the empty comment `:` (3 bytes).
     pub heartbeat: Bytes,
-    /// Sent before the relay itself ends a stream (drain, lag): the `retry:` hint.
-    pub farewell: Bytes,
     /// The event type of the in-band gap signal (`downstream.gap_event`; `None`: not sent).
     pub gap_event: Option<String>,
 }
@@ -43,13 +51,10 @@ impl DownstreamFrames {
     /// Builds the frames for a `retry:` hint of `retry_ms` milliseconds, without a gap
     /// signal (see [`DownstreamFrames::with_gap_event`]).
     pub fn new(retry_ms: u64) -> Self {
-        let retry = sse::encode_retry(retry_ms);
-        let mut preamble = sse::encode_comment("sse-relay").to_vec();
-        preamble.extend_from_slice(&retry);
         Self {
-            preamble: Bytes::from(preamble),
+            opening: sse::encode_comment("sse-relay"),
+            hint: Some(sse::encode_retry(retry_ms)),
             heartbeat: Bytes::from_static(b":\n\n"),
-            farewell: retry,
             gap_event: None,
         }
     }

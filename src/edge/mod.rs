@@ -79,7 +79,8 @@ struct Shared {
     router: Router,
     hub: Hub,
     upstream: Arc<Upstream>,
-    /// Preamble, heartbeat and farewell frames, shared by every subscriber.
+    /// The opening comment, the relay's `retry:` hint and the heartbeat, shared by every
+    /// subscriber.
     frames: Arc<DownstreamFrames>,
     lag_policy: LagPolicy,
     cors: Cors,

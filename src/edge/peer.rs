@@ -23,8 +23,9 @@ use crate::server::{Handler, Peer, RequestBody};
 pub struct PeerEdge {
     edge: Edge,
     cluster: Cluster,
-    /// The subscribers' frames without the gap signal: a relay reading from here would take
-    /// it for an event and pass it to all its clients.
+    /// The subscribers' frames without the gap signal (a relay reading from here would take
+    /// it for an event and pass it to all its clients) and without this relay's `retry:` hint:
+    /// every `retry:` a peer reads here is the origin's, which it passes on to its browsers.
     frames: Arc<DownstreamFrames>,
 }
 
@@ -33,6 +34,7 @@ impl PeerEdge {
     pub fn new(edge: Edge, cluster: Cluster) -> Self {
         let mut frames = (*edge.inner.frames).clone();
         frames.gap_event = None;
+        frames.hint = None;
         Self {
             edge,
             cluster,

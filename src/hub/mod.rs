@@ -9,6 +9,7 @@
 //! a topic's upstream is a future handed in with its [`TopicSpec`], and it never blocks the
 //! upstream on a subscriber (docs/architecture.md, invariant 4).
 
+mod batch;
 mod catch_up;
 mod lock;
 mod metrics;
@@ -29,13 +30,14 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+pub use batch::BATCH_BYTES;
 use crate::ops::descriptors::Descriptors;
 pub use catch_up::{CatchUp, CatchUpSettings, Replay};
 pub use metrics::{CatchUpOutcome, HubMetrics, TopicRefusal, DEFAULT_MAX_TOPIC_LABELS};
 pub use opener::Opener;
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
-pub use ring::{CloseReason, RingLimits, BATCH_BYTES};
+pub use ring::{CloseReason, RingLimits};
 pub use subscription::{Delivery, Gap, Next, Subscription};
 pub use topic::{Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
 pub use verdict::{OriginAnswer, Verdict};

@@ -1,8 +1,9 @@
 //! A topic's replay ring, behind its one lock: the buffered events (each encoded once, shared
-//! as [`Bytes`]) with their sequence numbers, the bounds that evict them (events, bytes, age),
-//! the byte accounting of the hub-wide buffer gauge, the heartbeat generation, the close, and
-//! the list of wakers of the subscribers waiting on it. Every rule of the ring is kept here, by
-//! its methods: callers hold a [`Cursor`] and never the lock.
+//! as [`Bytes`]) with their sequence numbers, the origin's current `retry:` frame and its
+//! changes (in order with the events), the bounds that evict them (events, bytes, age), the
+//! byte accounting of the hub-wide buffer gauge, the heartbeat generation, the close, and the
+//! list of wakers of the subscribers waiting on it. Every rule of the ring is kept here, by its
+//! methods: callers hold a [`Cursor`] and never the lock.
 //!
 //! It knows nothing of subscribers beyond their cursors, nothing of the upstream or HTTP, and
 //! never waits for a subscriber: publishing appends, evicts and wakes (docs/architecture.md,
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
+use super::batch::{Batch, Frames};
 use super::lock::lock;
 
 /// Why a topic ended its subscribers' streams.
@@ -36,17 +38,14 @@ pub enum CloseReason {
 /// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
 #[derive(Debug, Clone, Copy)]
 pub struct RingLimits {
-    /// Events kept, count (≥ 1).
+    /// Events kept, count (≥ 1); a change of the origin's `retry:` takes a place as an event
+    /// does.
     pub max_events: usize,
     /// Encoded bytes kept (the newest event is always kept, whatever its size).
     pub max_bytes: usize,
     /// Oldest age kept.
     pub max_age: Duration,
 }
-
-/// Largest batch of waiting events handed over in one piece, bytes (a single larger event is
-/// handed over alone). One h2 DATA frame's default maximum size (RFC 9113 §6.5.2).
-pub const BATCH_BYTES: usize = 16_384;
 
 /// A topic's replay ring and its waiting subscribers' wakers, under one lock.
 pub(super) struct Ring {
@@ -62,14 +61,17 @@ pub(super) struct Ring {
     duplicates_dropped: IntCounter,
 }
 
-/// One buffered event.
+/// One buffered event, or a change of the origin's `retry:`.
 struct Entry {
-    /// The event's own `id:` field, if it had one.
+    /// The event's own `id:` field, if it had one (a `retry:` change has none).
     id: Option<Arc<str>>,
     /// Its encoded frame, shared by every subscriber.
     frame: Bytes,
     /// When it arrived from upstream.
     at: Instant,
+    /// A `retry:` frame, not an event: never counted as one, and passed over when the gap
+    /// signal names the next event's id.
+    retry: bool,
 }
 
 struct RingState {
@@ -87,6 +89,10 @@ struct RingState {
     closed: Option<CloseReason>,
     /// Events appended since the topic opened, count.
     received: u64,
+    /// The origin's current `retry:` as its encoded frame (`None`: it set none).
+    retry: Option<Bytes>,
+    /// Entries of `entries` that are `retry:` changes, count.
+    retry_entries: usize,
     /// Set when the upstream moved to another source: until an event the ring does not hold
     /// arrives, events it holds already are the new source's overlap and are dropped.
     overlap: bool,
@@ -142,24 +148,6 @@ pub(super) enum Read {
     Heartbeat,
 }
 
-/// Events handed to one reader in one piece.
-pub(super) struct Batch {
-    /// Their frames.
-    pub frames: Frames,
-    /// When the first of them arrived from upstream.
-    pub first_at: Instant,
-    /// Events still ahead of the batch for this reader, count.
-    pub behind: u64,
-}
-
-/// The frames of a batch: one event's shared frame, or several to join after unlocking.
-pub(super) enum Frames {
-    /// A single event's frame, the topic's shared one.
-    One(Bytes),
-    /// Several frames and their total size, bytes.
-    Many(Vec<Bytes>, usize),
-}
-
 /// A point-in-time view of a ring, for `/topics`.
 pub(super) struct RingFigures {
     /// Buffered events, count.
@@ -170,43 +158,6 @@ pub(super) struct RingFigures {
     pub received: u64,
     /// The id of the newest buffered event that carried one.
     pub last_event_id: Option<String>,
-}
-
-impl Frames {
-    /// The leading frames of `waiting` that fit one batch of at most [`BATCH_BYTES`] (at
-    /// least one), and how many they are; `None` when nothing waits.
-    pub fn first_batch<'a, I>(waiting: I) -> Option<(Self, usize)>
-    where
-        I: Iterator<Item = &'a Bytes> + Clone,
-    {
-        let (mut events, mut bytes) = (0, 0);
-        for size in waiting.clone().map(Bytes::len) {
-            if events > 0 && bytes + size > BATCH_BYTES {
-                break;
-            }
-            events += 1;
-            bytes += size;
-        }
-        let mut frames = waiting.take(events).cloned();
-        let batch = match events {
-            0 => return None,
-            1 => Self::One(frames.next()?),
-            _ => Self::Many(frames.collect(), bytes),
-        };
-        Some((batch, events))
-    }
-
-    /// The frames as one buffer: the shared frame itself, or the frames joined (one copy).
-    pub fn into_bytes(self) -> Bytes {
-        match self {
-            Self::One(frame) => frame,
-            Self::Many(frames, bytes) => {
-                let mut joined = bytes::BytesMut::with_capacity(bytes);
-                frames.iter().for_each(|f| joined.extend_from_slice(f));
-                joined.freeze()
-            }
-        }
-    }
 }
 
 impl Ring {
@@ -230,6 +181,8 @@ impl Ring {
                 heartbeat_generation: 0,
                 closed: None,
                 received: 0,
+                retry: None,
+                retry_entries: 0,
                 overlap: false,
             }),
             buffered_bytes,
@@ -254,20 +207,51 @@ impl Ring {
                 }
                 state.overlap = false;
             }
-            let now = Instant::now();
-            let added = frame.len();
-            state.bytes += added;
             state.received += 1;
-            state.entries.push_back(Entry {
-                id: id.map(Arc::from),
-                frame,
-                at: now,
-            });
-            let evicted = state.evict(now);
-            self.buffered_bytes.add(added as i64 - evicted as i64);
+            self.append(&mut state, id.map(Arc::from), frame, false);
             state.take_waiters()
         };
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Records the origin's `retry:` (its encoded frame, WHATWG HTML §9.2.6: the reconnection
+    /// time): when it differs from the current one, it becomes the current one and is appended
+    /// like an event, so every reader gets the change in order with the events, and wakes the
+    /// waiting readers. The entry has no id: resumes, id lookups, catch-ups and the overlap
+    /// guard pass over it, and it is not counted as an event. Nothing once the ring is closed.
+    pub fn publish_retry(&self, frame: Bytes) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            if state.closed.is_some() || state.retry.as_ref() == Some(&frame) {
+                return;
+            }
+            state.retry = Some(frame.clone());
+            state.retry_entries += 1;
+            self.append(&mut state, None, frame, true);
+            state.take_waiters()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The origin's current `retry:` frame (`None`: it set none). A reader placed before it
+    /// asks gets every later change from its cursor (both are kept under the ring's lock).
+    pub fn retry(&self) -> Option<Bytes> {
+        lock(&self.state).retry.clone()
+    }
+
+    /// Appends an entry, evicts what exceeds the bounds and accounts the bytes.
+    fn append(&self, state: &mut RingState, id: Option<Arc<str>>, frame: Bytes, retry: bool) {
+        let now = Instant::now();
+        let added = frame.len();
+        state.bytes += added;
+        state.entries.push_back(Entry {
+            id,
+            frame,
+            at: now,
+            retry,
+        });
+        let evicted = state.evict(now);
+        self.buffered_bytes.add(added as i64 - evicted as i64);
     }
 
     /// Until the first event the ring does not hold (or one without an id), drops each event
@@ -363,16 +347,19 @@ impl Ring {
             let offset = (cursor.seq - state.first_seq) as usize;
             if let Some(entry) = state.entries.get(offset) {
                 if want == Want::NextId {
-                    return Poll::Ready(Read::NextId(entry.id.clone()));
+                    return Poll::Ready(Read::NextId(state.next_event_id(offset)));
                 }
                 let first_at = entry.at;
                 let waiting = state.entries.range(offset..).map(|e| &e.frame);
-                if let Some((frames, events)) = Frames::first_batch(waiting) {
-                    cursor.seq += events as u64;
+                if let Some((frames, count)) = Frames::first_batch(waiting) {
+                    cursor.seq += count as u64;
                     cursor.heartbeat_seen = state.heartbeat_generation;
-                    let behind = (state.entries.len() - offset - events) as u64;
+                    let taken = state.entries.range(offset..offset + count);
+                    let events = taken.filter(|e| !e.retry).count() as u64;
+                    let behind = (state.entries.len() - offset - count) as u64;
                     return Poll::Ready(Read::Batch(Batch {
                         frames,
+                        events,
                         first_at,
                         behind,
                     }));
@@ -412,7 +399,7 @@ impl Ring {
     pub fn figures(&self) -> RingFigures {
         let state = lock(&self.state);
         RingFigures {
-            events: state.entries.len(),
+            events: state.entries.len() - state.retry_entries,
             bytes: state.bytes,
             received: state.received,
             last_event_id: state
@@ -447,6 +434,13 @@ impl RingState {
             .any(|e| e.id.as_deref() == Some(id) && e.frame == *frame)
     }
 
+    /// The id of the first event from `offset` on, passing over `retry:` changes (`None`: it
+    /// has none, or only changes wait).
+    fn next_event_id(&self, offset: usize) -> Option<Arc<str>> {
+        let next = self.entries.range(offset..).find(|e| !e.retry)?;
+        next.id.clone()
+    }
+
     /// The sequence number of the newest buffered event whose id is `id`.
     fn seq_of(&self, id: &str) -> Option<u64> {
         self.entries
@@ -467,6 +461,7 @@ impl RingState {
             }
             if let Some(e) = self.entries.pop_front() {
                 self.bytes -= e.frame.len();
+                self.retry_entries -= usize::from(e.retry);
                 self.first_seq += 1;
             }
         }

@@ -11,14 +11,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::batch::{Batch, Frames};
 use super::catch_up::{CatchUp, Outcome};
-use super::ring::{Batch, CloseReason, Cursor, Frames, Placed, Read, Want};
+use super::ring::{CloseReason, Cursor, Placed, Read, Want};
 use super::topic::Topic;
 
 /// What a subscriber gets next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
-    /// An encoded event frame (shared by all subscribers).
+    /// Encoded frames (shared by all subscribers): events, and changes of the origin's
+    /// `retry:` in order with them.
     Frame(Delivery),
     /// Nothing was sent since the last heartbeat tick: send a heartbeat.
     Heartbeat,
@@ -32,18 +34,19 @@ pub enum Next {
     Closed(CloseReason),
 }
 
-/// Ready events handed to one subscriber in one piece: a single event's shared frame, or,
-/// when several are waiting, their frames joined (up to [`super::BATCH_BYTES`]), so a
-/// subscriber that is behind costs one h2 DATA frame per batch rather than one per event.
+/// Ready frames handed to one subscriber in one piece: a single frame, the topic's shared one,
+/// or, when several are waiting, their frames joined (up to [`super::BATCH_BYTES`]), so a
+/// subscriber that is behind costs one h2 DATA frame per batch rather than one per event. The
+/// frames are events and the origin's `retry:` changes, in the order the origin sent them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// The encoded frames: the topic's shared one for a single event, else a joined copy.
+    /// The encoded frames: the topic's shared one for a single frame, else a joined copy.
     pub frame: Bytes,
-    /// Events in `frame`, count (at least 1).
+    /// Events in `frame`, count (0 when it is only a change of the origin's `retry:`).
     pub events: u64,
-    /// When the first (oldest) event in `frame` arrived from upstream.
+    /// When the first (oldest) frame in `frame` arrived from upstream.
     pub received_at: Instant,
-    /// Events still ahead of this batch for this subscriber (its lag), count.
+    /// Frames still ahead of this batch for this subscriber (its lag), count.
     pub behind: u64,
     /// Set when the subscriber was not polled for a while although this event was waiting (the
     /// client's flow-control window was closed): how long, from the previous hand-off.
@@ -205,13 +208,9 @@ impl Subscription {
             .map(|handoff| now.saturating_duration_since(handoff))
             .filter(|&stall| stall >= MIN_STALL);
         self.last_handoff = Some(now);
-        let events = match &batch.frames {
-            Frames::One(_) => 1,
-            Frames::Many(frames, _) => frames.len() as u64,
-        };
         Delivery {
             frame: batch.frames.into_bytes(),
-            events,
+            events: batch.events,
             received_at: batch.first_at,
             behind: batch.behind,
             stalled_for,

@@ -1,5 +1,7 @@
 //! Unit tests of the hub: no sockets, time paused where timers matter.
 
+mod retry;
+
 use super::*;
 use bytes::Bytes;
 use std::future::poll_fn;

@@ -1,6 +1,7 @@
 //! One topic: what it is (key, label, the id its upstream opened with), its replay ring
 //! ([`super::ring`]), who is attached ([`super::presence`]), its catch-ups, and what the
-//! upstream follower reports of it (state, source, the verdict new subscribers get).
+//! upstream follower reports of it (state, source, the verdict new subscribers get, the
+//! origin's `retry:` as an encoded frame).
 //!
 //! Events live once per topic, as shared [`Bytes`], in the ring; publishing never waits for a
 //! subscriber (docs/architecture.md, invariants 2–4). The topic does not decide its own life:
@@ -269,6 +270,21 @@ impl Topic {
     /// exceeds the bounds and wakes every waiting subscriber. Never waits for a subscriber.
     pub fn publish(&self, id: Option<&str>, frame: Bytes) {
         self.ring.publish(id, frame);
+    }
+
+    /// Records the origin's `retry:` as its encoded frame (the upstream encodes it; the hub
+    /// holds frames): the topic's subscribers get the current one at the start of their stream
+    /// ([`Self::retry`]) and a change in order with the events, even when no event follows
+    /// (see [`Ring::publish_retry`]). The same value again changes nothing.
+    pub fn publish_retry(&self, frame: Bytes) {
+        self.ring.publish_retry(frame);
+    }
+
+    /// The origin's current `retry:` frame, for the start of a subscriber's stream (`None`:
+    /// the origin set none). Asked after the subscriber attached, it misses no change: a later
+    /// one reaches the subscriber through the ring.
+    pub fn retry(&self) -> Option<Bytes> {
+        self.ring.retry()
     }
 
     /// Says that the upstream now reads from another source, resuming after the newest id the

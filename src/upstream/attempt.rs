@@ -268,7 +268,12 @@ impl Attempt<'_> {
                 metrics.events_received.inc();
                 self.topic.publish(event.id.as_deref(), sse::encode(&event));
             }
-            Item::Retry(ms) => *self.retry = Some(Duration::from_millis(ms)),
+            Item::Retry(ms) => {
+                *self.retry = Some(Duration::from_millis(ms));
+                // Advice to browsers (WHATWG HTML §9.2.6), encoded once for all the topic's
+                // subscribers; a peer's is the origin's, passed on.
+                self.topic.publish_retry(sse::encode_retry(ms));
+            }
             Item::Oversized { bytes } => {
                 if let Some(suppressed) = self.warnings.oversized.check() {
                     warn!(

@@ -1,6 +1,6 @@
 //! Following one origin stream for a topic: attempt after attempt, resuming with the last event
 //! id seen (WHATWG HTML §9.2.4: the `Last-Event-ID` request header), backing off with full
-//! jitter and honouring the origin's `retry:` and `Retry-After`, until the origin closes the
+//! jitter, never sooner than the origin's `retry:` and `Retry-After` ask, until the origin closes the
 //! topic with 204 or refuses it for good. It also decides the topic's [`crate::hub::Verdict`]:
 //! a stream, or an outage the relay retries (5xx but 508, 408, 429, a network error), gives
 //! subscribers their 200 stream; a refusal (any other status but 200 and 204, a redirect not
@@ -10,7 +10,9 @@
 //!
 //! In a cluster an attempt ends as soon as the topic's source changes (a new owner), and so does
 //! a backoff wait: the delay was earned by the source that failed, not by the new one, whose
-//! backoff starts afresh. A peer's `retry:` (its advice to browsers) never seeds the backoff.
+//! backoff starts afresh. A peer's `retry:` is the origin's advice to browsers, which the
+//! attempt passes on to the topic's subscribers; it never sets this relay's backoff toward the
+//! peer.
 //!
 //! Each turn of the loop is four steps, one method each of [`Follower`]: choose the source,
 //! attempt, settle (what the attempt's end means: the topic is over, move at once, or retry)
@@ -189,8 +191,8 @@ impl<'a> Follower<'a> {
             Some(route) => (&route.uri, route.headers, route.client),
             None => (&self.uri, self.headers, &self.upstream.client),
         };
-        // A peer's `retry:` is its advice to browsers; this relay's backoff toward a peer
-        // starts at its own minimum.
+        // A peer's `retry:` is the origin's advice to browsers (the attempt passes it on to
+        // the topic); this relay's backoff toward a peer starts at its own minimum.
         let mut peer_retry = None;
         let attempt = Attempt {
             request: OriginRequest {
@@ -327,8 +329,9 @@ impl<'a> Follower<'a> {
         Next::Retry { retry_after }
     }
 
-    /// Waits before the next attempt: the backoff's delay (seeded by the origin's `retry:`,
-    /// never a peer's), at least `retry_after`. In a cluster the wait ends early once the
+    /// Waits before the next attempt: the backoff's delay (never shorter than the origin's
+    /// `retry:`, up to [`super::backoff::MAX_RETRY_FLOOR`]; a peer's is ignored), at least
+    /// `retry_after`. In a cluster the wait ends early once the
     /// topic's source changes: the delay was earned by the source that failed (its owner died
     /// and the view dropped it), and the new one is tried at once.
     async fn back_off(&mut self, chosen: &ChosenSource<'_>, retry_after: Option<Duration>) {

@@ -409,6 +409,19 @@ impl EventReader {
         .expect("bytes arrive within the wait")
     }
 
+    /// The stream's first `n` bytes, as text, reading until they have come (or panics after
+    /// [`WAIT`], or when the stream ends first).
+    pub async fn first_bytes(&mut self, n: usize) -> String {
+        tokio::time::timeout(WAIT, async {
+            while self.raw.len() < n {
+                assert!(self.read_chunk().await, "stream ended before {n} bytes");
+            }
+        })
+        .await
+        .expect("bytes arrive within the wait");
+        String::from_utf8_lossy(&self.raw[..n]).into_owned()
+    }
+
     /// Reads to the end of the stream (panics after [`WAIT`]).
     pub async fn until_end(&mut self) {
         tokio::time::timeout(WAIT, async { while self.read_chunk().await {} })

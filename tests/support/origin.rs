@@ -76,6 +76,8 @@ struct TopicState {
     /// Requests of any answer, count.
     hits: usize,
     canned: Option<Canned>,
+    /// Bytes every new stream of the topic starts with (e.g. a `retry:` field).
+    preface: Option<Bytes>,
 }
 
 enum Live {
@@ -254,6 +256,14 @@ impl TestOrigin {
             .send((topic.to_string(), Live::Frame(frame)));
     }
 
+    /// From now on, every new stream of `topic` starts with `preface` (before any replayed
+    /// event), as an origin that says `retry:` first.
+    pub fn start_streams_with(&self, topic: &str, preface: &str) {
+        let mut topics = self.inner.topics.lock().unwrap();
+        topics.entry(topic.to_string()).or_default().preface =
+            Some(Bytes::from(preface.to_string()));
+    }
+
     /// Sends `partial` (an unterminated event) on every open stream of `topic`, then breaks them.
     pub fn cut(&self, topic: &str, partial: &str) {
         let _ = self.inner.live.send((
@@ -384,7 +394,7 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
     });
     // Subscribe to live frames before reading history, so nothing falls between the two.
     let live = inner.live.subscribe();
-    let replay: Vec<Bytes> = {
+    let (preface, replay): (Option<Bytes>, Vec<Bytes>) = {
         let mut topics = inner.topics.lock().unwrap();
         let t = topics.entry(topic.clone()).or_default();
         t.open += 1;
@@ -397,13 +407,15 @@ fn respond(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<BoxBody<Bytes
                 .map_or(0, |p| p + 1),
             None => t.history.len(),
         };
-        t.history[start..].iter().map(|(_, f)| f.clone()).collect()
+        let replay = t.history[start..].iter().map(|(_, f)| f.clone()).collect();
+        (t.preface.clone(), replay)
     };
     let guard = OpenGuard {
         inner: inner.clone(),
         topic: topic.clone(),
     };
     let mut first = vec![Bytes::from_static(b": origin\n\n")];
+    first.extend(preface);
     first.extend(replay);
     let state = (first.into_iter(), live, guard, false);
     let stream =

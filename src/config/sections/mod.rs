@@ -225,7 +225,10 @@ impl Default for ReplayConfig {
 pub struct DownstreamConfig {
     /// A comment is sent when a subscriber got nothing for this long, ms. Default 15000.
     pub heartbeat_interval_ms: u64,
-    /// `retry:` hint sent at stream start and before the relay ends a stream, ms. Default 2000.
+    /// The relay's own `retry:` hint, ms: sent at a stream's start only where the topic's origin
+    /// set no `retry:` (the origin's reconnection time is its own, WHATWG HTML §9.2.6), and
+    /// right before the relay itself ends a stream (drain, lag policy, an expiring credential)
+    /// so the client reconnects promptly, to another replica. Default 2000.
     pub retry_hint_ms: u64,
     /// Lag policy: `"disconnect"` (default) or `"skip"`.
     pub lag_policy: LagPolicy,
