@@ -7,6 +7,7 @@
 //! signals. Nothing here decides how a request or an event is handled.
 
 pub mod fds;
+pub mod memory;
 mod parts;
 
 use std::future::Future;
@@ -185,6 +186,7 @@ impl App {
         );
         let admin = ops.serve(listeners.admin);
         let reload = certificates.watch(&ops.metrics);
+        let trim = memory::spawn_trim();
         ops.readiness.set(true);
 
         shutdown.await;
@@ -201,7 +203,7 @@ impl App {
         }
         let _ = ops.admin_stop.send(true);
         let _ = admin.await;
-        for task in reload.into_iter().chain(demo_origin) {
+        for task in reload.into_iter().chain(demo_origin).chain(trim) {
             task.abort();
         }
         info!("drained");

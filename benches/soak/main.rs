@@ -483,8 +483,14 @@ async fn churn_topics(o: &Options, relay: &Relay, origin: &Origin) -> bool {
         cert: &relay.cert,
         pid: relay.child.id(),
     };
-    let report =
-        topic_churn::run(&target, origin, o.churn_topics, o.churn_rounds, o.churn_idle).await;
+    let report = topic_churn::run(
+        &target,
+        origin,
+        o.churn_topics,
+        o.churn_rounds,
+        o.churn_idle,
+    )
+    .await;
     let rounds: Vec<String> = report.rounds.iter().map(u64::to_string).collect();
     println!(
         "topic churn: {} rounds of {} topics; RSS before {} KiB, after each round {} KiB, \

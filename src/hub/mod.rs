@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-pub use batch::BATCH_BYTES;
 use crate::ops::descriptors::Descriptors;
+pub use batch::BATCH_BYTES;
 pub use catch_up::{CatchUp, CatchUpSettings, Replay};
 pub use metrics::{CatchUpOutcome, HubMetrics, TopicRefusal, DEFAULT_MAX_TOPIC_LABELS};
 pub use opener::Opener;
