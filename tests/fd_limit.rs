@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use sse_relay::app::fds;
-use support::{eventually, http_get, sample, H2Client, TestOrigin, WAIT};
+use support::{eventually, free_port, http_get, sample, Child, H2Client, TestOrigin, WAIT};
 use tokio::sync::Mutex;
 
 /// Held by a test that lowers this process's limit, and by one that needs its descriptors.
@@ -38,24 +38,6 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
 fn the_default_caps_need_more_than_twenty_thousand_descriptors() {
     assert_eq!(fds::needed(10_000, 10_000), 20_000 + fds::RESERVE as u64);
     assert!(fds::needed(10_000, 10_000) > 20_000);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The relay binary, killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts the relay binary in front of `origin` under a hard and soft `RLIMIT_NOFILE` of

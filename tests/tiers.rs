@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use sse_relay::config::Config;
 use support::pki::{pki, Pki};
-use support::{eventually, temp_dir, TestOrigin, TestRelay};
+use support::{eventually, free_port, temp_dir, TestOrigin, TestRelay};
 
 fn fast_reconnect(c: &mut Config) {
     c.upstream.backoff_min_ms = 10;
@@ -28,14 +28,6 @@ async fn regional(origin: &TestOrigin, addr: SocketAddr, pki: &Pki) -> TestRelay
         c.server.tls_key = Some(pki.key.clone());
     })
     .await
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An origin, a regional relay in front of it on a fixed port (its certificate from `pki`),

@@ -74,6 +74,25 @@ pub fn test_config(upstream: &str) -> Config {
     config
 }
 
+/// A loopback port free now (for a relay started as its own process, which must be told its
+/// port before it binds).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("can bind 127.0.0.1:0")
+        .port()
+}
+
+/// A child process (the relay binary), killed and reaped when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `127.0.0.1:0`: a free loopback port.
 pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
