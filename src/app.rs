@@ -77,6 +77,10 @@ impl App {
             client_tls,
             metrics: metrics.edge.clone(),
             downstream_metrics: metrics.downstream.clone(),
+            streams: settings.stream_hub.map(|hub_settings| {
+                let hub = Hub::new(hub_settings, metrics.stream_hub.clone());
+                (hub, metrics.streams.clone())
+            }),
         };
         let edge = Edge::new(settings.edge, handles)
             .map_err(|(path, source)| StartError::AlwaysOn { path, source })?;
@@ -196,7 +200,12 @@ impl App {
         tokio::time::sleep(drain.delay).await;
         info!("draining: no new connections, GOAWAY, ending streams");
         let _ = stop.send(true);
-        relay.hub.drain(drain.window).await;
+        let streams = async {
+            if let Some(hub) = relay.edge.stream_hub() {
+                hub.drain(drain.window).await;
+            }
+        };
+        tokio::join!(relay.hub.drain(drain.window), streams);
         relay.edge.close_tunnels();
         for listener in serving {
             let _ = listener.await;

@@ -25,6 +25,7 @@ use crate::config::{ClusterSetup, Listeners, Settings, TlsSource};
 use crate::demo_origin;
 use crate::downstream::DownstreamMetrics;
 use crate::edge::peer::PeerEdge;
+use crate::edge::streams::StreamMetrics;
 use crate::edge::{Edge, EdgeMetrics};
 use crate::http::http_client;
 use crate::hub::{Hub, HubMetrics, Refused};
@@ -75,6 +76,10 @@ pub struct Metrics {
     pub server: Arc<ServerMetrics>,
     /// Cluster mode: peers, owned and peer-read topics (at 0 on a single relay).
     pub cluster: Arc<ClusterMetrics>,
+    /// The request streams' hub: streams held, viewers, bytes (`sse_relay_request_stream_…`).
+    pub stream_hub: Arc<HubMetrics>,
+    /// Request streams started, resumed, cancelled; their answers' pace.
+    pub streams: Arc<StreamMetrics>,
 }
 
 impl Metrics {
@@ -86,6 +91,12 @@ impl Metrics {
             edge: Arc::new(EdgeMetrics::new(registry)?),
             server: Arc::new(ServerMetrics::new(registry)?),
             cluster: Arc::new(ClusterMetrics::new(registry)?),
+            stream_hub: Arc::new(HubMetrics::named(
+                registry,
+                "sse_relay_request_stream_",
+                max_topic_labels,
+            )?),
+            streams: Arc::new(StreamMetrics::new(registry)?),
         })
     }
 }

@@ -18,6 +18,7 @@ mod proxy_protocol;
 mod routes;
 mod sections;
 mod settings;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +53,12 @@ pub struct Config {
     /// SSE routes: downstream path template → upstream URL template.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Routes whose streams a request starts, kept resumable.
+    #[serde(default, rename = "stream_route")]
+    pub stream_routes: Vec<StreamRouteConfig>,
+    /// How long and how much of the request streams the relay keeps.
+    #[serde(default)]
+    pub streams: StreamsConfig,
     /// How the relay talks to origins.
     #[serde(default)]
     pub upstream: UpstreamConfig,

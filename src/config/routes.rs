@@ -23,16 +23,18 @@ use crate::upstream::{CredentialError, UpstreamHeaders};
 
 /// Compiles `[[route]]`: templates parsed, query parameters checked against the upstream's
 /// fixed query, paths unique; path variables capped at `max_variable_bytes`
-/// (`limits.max_topic_variable_bytes`, at least 1).
+/// (`limits.max_topic_variable_bytes`, at least 1). Without `stream_routes`, at least one
+/// route is required (a relay with no route serves nothing).
 pub(super) fn router(
     routes: &[RouteConfig],
     max_variable_bytes: usize,
+    stream_routes: bool,
 ) -> Result<Router, ConfigIssue> {
     positive("limits.max_topic_variable_bytes", max_variable_bytes as u64)?;
-    if routes.is_empty() {
+    if routes.is_empty() && !stream_routes {
         return Err(ConfigIssue::new(
             "route",
-            "at least one [[route]] is required",
+            "at least one [[route]] or [[stream_route]] is required",
         ));
     }
     let mut compiled = Vec::with_capacity(routes.len());

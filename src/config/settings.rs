@@ -80,6 +80,8 @@ pub struct Settings {
     pub drain: DrainSettings,
     /// Topics and their rings.
     pub hub: HubSettings,
+    /// The hub of request streams (`None`: no `[[stream_route]]`).
+    pub stream_hub: Option<HubSettings>,
     /// Origin subscriptions.
     pub upstream: UpstreamSettings,
     /// Routes, auth, CORS, passthrough, subscriber frames.
@@ -111,7 +113,13 @@ impl TryFrom<Config> for Settings {
         let drain = drain(&config)?;
         let passthrough = super::routes::passthrough(&config.passthrough)?;
         let listeners = listeners(&config)?;
-        let router = super::routes::router(&config.routes, config.limits.max_topic_variable_bytes)?;
+        let router = super::routes::router(
+            &config.routes,
+            config.limits.max_topic_variable_bytes,
+            !config.stream_routes.is_empty(),
+        )?;
+        let streams = super::streams::settings(&config, &router)?;
+        let (streams, stream_hub) = streams.unzip();
         let auth = super::routes::auth(&config)?;
         let always_on = super::routes::always_on(&config.topics.always_on, &router)?;
         let upstream = upstream(&config)?;
@@ -134,6 +142,7 @@ impl TryFrom<Config> for Settings {
             hsts: hsts(config.server.hsts_max_age_s),
             origin_answer_wait: upstream.connect_timeout * 2,
             max_hops: config.limits.max_hops,
+            streams,
         };
         Ok(Settings {
             listeners,
@@ -145,6 +154,7 @@ impl TryFrom<Config> for Settings {
             cluster,
             drain,
             hub,
+            stream_hub,
             upstream,
             edge,
             max_topic_labels: config.admin.max_topic_labels,

@@ -170,7 +170,12 @@ impl EventStreamBody {
                 self.apply_lag_policy();
                 None
             }
-            Next::Closed(CloseReason::OriginClosed | CloseReason::OriginRefused) => {
+            Next::Closed(
+                CloseReason::OriginClosed
+                | CloseReason::OriginRefused
+                | CloseReason::Finished
+                | CloseReason::Cancelled,
+            ) => {
                 self.state = State::Done;
                 None
             }

@@ -72,6 +72,28 @@ impl Cors {
     }
 }
 
+impl Cors {
+    /// Headers of a preflight on a request stream's route or resume URL: allowed origins may
+    /// `POST` (start), `GET` (resume) and `DELETE` (cancel) with the headers chat and MCP
+    /// clients send.
+    pub fn preflight_streams(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        if self.apply(request, response) {
+            response.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, DELETE"),
+            );
+            response.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(
+                    "authorization, content-type, last-event-id, cache-control, \
+                     mcp-session-id, mcp-protocol-version",
+                ),
+            );
+            response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod passthrough;
 pub mod peer;
 pub mod request_guard;
 pub mod routing;
+pub mod streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use metrics::{DenialKind, EdgeMetrics, Outcome, RejectReason, TunnelOutcome}
 use passthrough::{Passthrough, PassthroughSettings};
 use request_guard::Refusals;
 use routing::{RouteMiss, Router, TopicTarget};
+use streams::{RequestStreams, StreamMetrics, StreamSettings};
 
 /// The edge's settings, validated (see [`crate::config::Settings`]).
 pub struct EdgeSettings {
@@ -65,6 +67,8 @@ pub struct EdgeSettings {
     /// answer (so it can be given the origin's refusal) before it gets its stream anyway: the
     /// upstream's own deadline for response headers (twice `upstream.connect_timeout_ms`).
     pub origin_answer_wait: Duration,
+    /// `[[stream_route]]` and `[streams]` (`None`: no stream route).
+    pub streams: Option<StreamSettings>,
 }
 
 /// The request handler of the relay's listeners (cheap to clone).
@@ -92,6 +96,8 @@ struct Shared {
     /// This relay's id in [`HOPS_HEADER`] lists: random per start.
     instance: String,
     origin_answer_wait: Duration,
+    /// Request streams (`None`: no stream route).
+    streams: Option<RequestStreams>,
     /// Counts and logs what the edge refuses.
     refusals: Refusals,
     metrics: Arc<EdgeMetrics>,
@@ -127,6 +133,8 @@ pub struct EdgeHandles {
     pub metrics: Arc<EdgeMetrics>,
     /// Subscribers' stream metrics.
     pub downstream_metrics: Arc<DownstreamMetrics>,
+    /// The hub of request streams and their metrics (used when there are stream routes).
+    pub streams: Option<(Hub, Arc<StreamMetrics>)>,
 }
 
 impl Edge {
@@ -142,7 +150,11 @@ impl Edge {
             client_tls,
             metrics,
             downstream_metrics,
+            streams: stream_handles,
         } = handles;
+        let streams = settings.streams.zip(stream_handles).map(|(s, (hub, m))| {
+            RequestStreams::new(s, hub, &client_tls, &metrics, m, &settings.gap_event)
+        });
         let passthrough = settings
             .passthrough
             .map(|p| Passthrough::new(p, client_tls.clone(), metrics.clone()));
@@ -163,6 +175,7 @@ impl Edge {
                 max_hops: settings.max_hops,
                 instance: format!("{:016x}", rand::random::<u64>()),
                 origin_answer_wait: settings.origin_answer_wait,
+                streams,
                 refusals: Refusals::new(metrics.clone()),
                 metrics,
                 downstream_metrics,
@@ -228,6 +241,12 @@ impl Edge {
         Ok(Hops { list, relays })
     }
 
+    /// The hub of request streams, if there are stream routes (for the drain and the admin
+    /// pages).
+    pub fn stream_hub(&self) -> Option<&Hub> {
+        self.inner.streams.as_ref().map(RequestStreams::hub)
+    }
+
     /// Ends every open passthrough WebSocket tunnel, and any opened from now on: the drain's
     /// last step (a tunnel never ends by itself, as an SSE stream does not).
     pub fn close_tunnels(&self) {
@@ -241,6 +260,10 @@ impl Edge {
         if let Err(refusal) = request_guard::check(&request) {
             refusals.refuse(refusal.reason(), &refusal);
             return self.reject(Rejection::Refused(refusal), &request);
+        }
+        if self.is_stream_call(&request) {
+            // Boxed, as the passthrough's: large, and only stream calls pay for it.
+            return Box::pin(self.serve_stream_call(request, peer)).await;
         }
         let path = request.uri().path();
         if self.inner.router.shadows_sse_path(path) {

@@ -117,61 +117,75 @@ impl HubMetrics {
     /// # Errors
     /// A `prometheus::Error` if a name is already registered there.
     pub fn new(registry: &Registry, max_topic_labels: usize) -> prometheus::Result<Self> {
+        Self::named(registry, "sse_relay_", max_topic_labels)
+    }
+
+    /// Registers the metrics of a second hub (request streams: `sse_relay_request_stream_`)
+    /// under names that start with `prefix` instead of `sse_relay_`.
+    ///
+    /// # Errors
+    /// A `prometheus::Error` if a name is already registered there.
+    pub fn named(
+        registry: &Registry,
+        prefix: &str,
+        max_topic_labels: usize,
+    ) -> prometheus::Result<Self> {
         let r = registry;
+        let name = |suffix: &str| format!("{prefix}{suffix}");
         let topic_subscribers = IntGaugeVec::new(
             Opts::new(
-                "sse_relay_topic_subscribers",
+                &name("topic_subscribers"),
                 "Subscribers per topic (topics past the label cap share topic=\"other\").",
             ),
             &["topic"],
         )?;
         r.register(Box::new(topic_subscribers.clone()))?;
         Ok(Self {
-            subscribers: gauge(r, "sse_relay_subscribers", "Subscribers attached.")?,
-            topics: gauge(r, "sse_relay_topics", "Open topics (one upstream each).")?,
+            subscribers: gauge(r, &name("subscribers"), "Subscribers attached.")?,
+            topics: gauge(r, &name("topics"), "Open topics (one upstream each).")?,
             buffered_bytes: gauge(
                 r,
-                "sse_relay_buffered_bytes",
+                &name("buffered_bytes"),
                 "Bytes held in all replay rings.",
             )?,
             subscribers_shed: counter(
                 r,
-                "sse_relay_subscribers_shed_total",
+                &name("subscribers_shed_total"),
                 "New subscribers shed because the buffer budget or a topic cap was reached.",
             )?,
             topics_refused: Family::new(
                 r,
-                "sse_relay_topics_refused_total",
+                &name("topics_refused_total"),
                 "New topics refused, by reason (topic cap, client budget, descriptors).",
                 "reason",
             )?,
             replay_hits: counter(
                 r,
-                "sse_relay_replay_hits_total",
+                &name("replay_hits_total"),
                 "Resumes whose Last-Event-ID was in the replay buffer.",
             )?,
             duplicates_dropped: counter(
                 r,
-                "sse_relay_upstream_duplicates_dropped_total",
+                &name("upstream_duplicates_dropped_total"),
                 "Events a moved upstream sent again that the replay buffer held, dropped.",
             )?,
             replay_misses: counter(
                 r,
-                "sse_relay_replay_misses_total",
+                &name("replay_misses_total"),
                 "Resumes whose Last-Event-ID was not in the replay buffer.",
             )?,
             catch_ups: Family::new(
                 r,
-                "sse_relay_catch_ups_total",
+                &name("catch_ups_total"),
                 "Origin-assisted catch-ups for resumes the replay buffer could not serve, by outcome.",
                 "outcome",
             )?,
             catch_ups_open: gauge(
                 r,
-                "sse_relay_catch_ups_open",
+                &name("catch_ups_open"),
                 "Catch-up requests to origins under way.",
             )?,
-            draining: gauge(r, "sse_relay_draining", "1 while the relay drains.")?,
+            draining: gauge(r, &name("draining"), "1 while the relay drains.")?,
             topic_subscribers,
             topic_labels: Mutex::new(HashMap::new()),
             max_topic_labels,

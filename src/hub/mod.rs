@@ -16,6 +16,7 @@ mod metrics;
 mod opener;
 mod presence;
 mod registry;
+mod request;
 mod ring;
 mod subscription;
 mod supervisor;
@@ -37,6 +38,7 @@ pub use metrics::{CatchUpOutcome, HubMetrics, TopicRefusal, DEFAULT_MAX_TOPIC_LA
 pub use opener::Opener;
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
+pub use request::{RequestLife, ResumeMiss};
 pub use ring::{CloseReason, RingLimits};
 pub use subscription::{Delivery, Gap, Next, Subscription};
 pub use topic::{Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
@@ -78,6 +80,9 @@ pub enum UpstreamEnd {
     /// The origin refused the topic for good (a 4xx such as 404, or answers that are not an
     /// event stream): its subscribers get this answer.
     Refused(Arc<OriginAnswer>),
+    /// A request stream's answer ended (the origin finished it, or it broke: it cannot be
+    /// asked for again): the topic is kept, closed, for its retention ([`RequestLife`]).
+    Finished,
 }
 
 /// Starts a new topic's upstream: called once, when the topic opens, with the topic to publish
@@ -224,6 +229,88 @@ impl Hub {
     /// [`Refused::Draining`] or [`Refused::TooManyTopics`], as for [`Hub::subscribe`].
     pub fn open_always_on(&self, spec: TopicSpec) -> Result<(), Refused> {
         self.open(spec, None, Attach::Pin).map(drop)
+    }
+
+    /// Starts a request stream: opens the new topic of `spec` (whose key must be fresh), with
+    /// `life`, and subscribes its starter from the first event on. Its upstream (`spec.follow`)
+    /// reads the one answer.
+    ///
+    /// # Errors
+    /// As [`Hub::subscribe`] for a new topic.
+    pub fn start(&self, spec: TopicSpec, life: RequestLife) -> Result<Subscription, Refused> {
+        let registry = &self.registry;
+        if registry.metrics.buffered_bytes.get() > registry.settings.max_buffered_bytes as i64 {
+            registry.metrics.subscribers_shed.inc();
+            return Err(Refused::OverBudget);
+        }
+        let topic = self.open(spec, None, Attach::Start(life))?;
+        Ok(Subscription::attach(&topic, None))
+    }
+
+    /// Follows the request stream `key` as one more viewer, if its scope is `scope`: after the
+    /// event `last_event_id` names (a gap signal first if the ring no longer holds it), or
+    /// without one from the oldest event held.
+    ///
+    /// # Errors
+    /// [`ResumeMiss::Unknown`] when there is no such stream in this scope (a shared topic's key
+    /// is no stream either); [`ResumeMiss::Spent`] when it ended and nothing is left to send.
+    pub fn resume(
+        &self,
+        key: &str,
+        scope: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, ResumeMiss> {
+        let in_scope = |topic: &Topic| topic.life().is_some_and(|life| life.scope == scope);
+        let topic = self
+            .registry
+            .join(key, in_scope)
+            .ok_or(ResumeMiss::Unknown)?;
+        let mut subscription = Subscription::attach(&topic, last_event_id);
+        if last_event_id.is_none() {
+            subscription.rewind();
+        }
+        if subscription.is_spent() {
+            return Err(ResumeMiss::Spent);
+        }
+        Ok(subscription)
+    }
+
+    /// Cancels the request stream `key` if its scope is `scope`: its upstream is dropped (the
+    /// origin request with it), its viewers get what the ring holds for them, then the end, and
+    /// it is removed. False when there is no such stream in this scope.
+    pub fn cancel(&self, key: &str, scope: &str) -> bool {
+        let topic = self.topics().into_iter().find(|topic| {
+            topic.key() == key && topic.life().is_some_and(|life| life.scope == scope)
+        });
+        topic.map(|topic| topic.cancel()).is_some()
+    }
+
+    /// Cancels every request stream in scope `scope` (an MCP session that ended), as
+    /// [`Hub::cancel`] does one; how many.
+    pub fn cancel_scope(&self, scope: &str) -> usize {
+        let in_scope = self
+            .topics()
+            .into_iter()
+            .filter(|topic| topic.life().is_some_and(|life| life.scope == scope));
+        in_scope.map(|topic| topic.cancel()).count()
+    }
+
+    /// True when `key` is a request stream in scope `scope`.
+    pub fn holds_stream(&self, key: &str, scope: &str) -> bool {
+        self.topics()
+            .iter()
+            .any(|t| t.key() == key && t.life().is_some_and(|life| life.scope == scope))
+    }
+
+    /// The key of the request stream in scope `scope` whose ring holds an event with id `id`
+    /// (the newest such stream), if any: how a resume that names only an event finds its
+    /// stream.
+    pub fn find_event(&self, scope: &str, id: &str) -> Option<String> {
+        self.topics()
+            .into_iter()
+            .filter(|topic| topic.life().is_some_and(|life| life.scope == scope))
+            .find(|topic| topic.holds_event(id))
+            .map(|topic| topic.key().to_string())
     }
 
     /// Gets or opens the topic; a new one gets its supervisor, which runs its upstream.

@@ -17,6 +17,7 @@ use super::catch_up::CatchUpPool;
 use super::lock::lock;
 use super::metrics::{HubMetrics, TopicRefusal};
 use super::opener::{Budget, Opener};
+use super::request::RequestLife;
 use super::topic::{HubShare, NewTopic, Topic};
 use super::verdict::OriginAnswer;
 use super::{HubSettings, Refused, TopicSpec, UpstreamEnd};
@@ -33,12 +34,14 @@ struct Remembered {
 }
 
 /// What [`Registry::open`] does to the topic it gets.
-#[derive(Clone, Copy)]
 pub(super) enum Attach {
     /// Counts one more subscriber.
     Subscriber,
     /// Keeps it open without subscribers.
     Pin,
+    /// Starts a request stream: the key must be new; counts one subscriber (the starter), and
+    /// pins the topic if its life detaches it from its viewers.
+    Start(RequestLife),
 }
 
 /// An open topic, whom it is charged to and the descriptor its upstream holds.
@@ -112,6 +115,10 @@ impl Registry {
             return Err(Refused::Draining);
         }
         let (topic, follow) = match topics.by_key.get(&spec.key) {
+            Some(_) if matches!(attach, Attach::Start(_)) => {
+                // A request stream's key is random and fresh: a clash is a caller's bug.
+                return Err(Refused::TooManyTopics);
+            }
             Some(entry) => (entry.topic.clone(), None),
             None => {
                 let descriptor = self.admit(&topics, spec.opener.as_ref())?;
@@ -122,6 +129,10 @@ impl Registry {
                     label,
                     initial_last_event_id: last_event_id.map(str::to_string),
                     replay: spec.replay,
+                    life: match &attach {
+                        Attach::Start(life) => Some(life.clone()),
+                        _ => None,
+                    },
                 };
                 let topic = Arc::new(Topic::new(
                     new,
@@ -151,6 +162,12 @@ impl Registry {
         match attach {
             Attach::Subscriber => topic.presence().add(),
             Attach::Pin => topic.presence().pin(),
+            Attach::Start(life) => {
+                topic.presence().add();
+                if life.detach {
+                    topic.presence().pin();
+                }
+            }
         }
         Ok((topic, follow))
     }
@@ -190,6 +207,19 @@ impl Registry {
             .values()
             .map(|entry| entry.topic.clone())
             .collect()
+    }
+
+    /// The topic under `key`, if any, with one more subscriber counted (under the registry
+    /// lock, so it cannot retire in between) when `admits` says yes; the caller attaches that
+    /// subscriber at once.
+    pub fn join(&self, key: &str, admits: impl FnOnce(&Topic) -> bool) -> Option<Arc<Topic>> {
+        let topics = lock(&self.topics);
+        let topic = &topics.by_key.get(key)?.topic;
+        if !admits(topic) {
+            return None;
+        }
+        topic.presence().add();
+        Some(topic.clone())
     }
 
     /// Open topics, count.

@@ -33,6 +33,12 @@ pub enum CloseReason {
     Draining,
     /// The last subscriber left and the idle grace passed (no stream is left to end).
     Retired,
+    /// A request stream's answer is complete: the origin ended it (streams end without a
+    /// hint, after every event; the topic stays resumable for its retention).
+    Finished,
+    /// A request stream was cancelled (`DELETE`, or its last viewer left under
+    /// `on_disconnect = "cancel"`): streams end without a hint.
+    Cancelled,
 }
 
 /// Bounds of a topic's replay ring; an event leaves when any bound is exceeded.
@@ -270,6 +276,13 @@ impl Ring {
             state.take_waiters()
         };
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// True when the ring is closed and `cursor` is past its last frame: a reader there gets
+    /// nothing but the close.
+    pub fn is_spent(&self, cursor: &Cursor) -> bool {
+        let state = lock(&self.state);
+        state.closed.is_some() && cursor.seq >= state.next_seq()
     }
 
     /// True once the ring was closed.

@@ -144,6 +144,25 @@ impl Subscription {
         }
     }
 
+    /// True when this subscriber would get nothing but the end: the topic is closed and the
+    /// cursor is past its last frame, with nothing owed before it (a gap signal, a catch-up).
+    pub fn is_spent(&self) -> bool {
+        self.recovery.is_none() && self.topic.ring().is_spent(&self.cursor)
+    }
+
+    /// Moves the cursor to the oldest buffered event: a follower of a request stream that
+    /// named no event wants the whole answer. If the ring no longer holds its start, a
+    /// [`Next::Gap`] comes first (the answer's start is gone).
+    pub(super) fn rewind(&mut self) {
+        let ring = self.topic.ring();
+        ring.seek(&mut self.cursor, None);
+        if ring.first_seq() > 0 {
+            self.recovery = Some(Box::new(Recovery::ReportGap {
+                last_event_id: None,
+            }));
+        }
+    }
+
     /// The topic subscribed to.
     pub fn topic(&self) -> &Arc<Topic> {
         &self.topic

@@ -20,6 +20,7 @@ use super::catch_up::{CatchUp, CatchUpPool, CatchUps, Replay};
 use super::lock::lock;
 use super::metrics::HubMetrics;
 use super::presence::Presence;
+use super::request::RequestLife;
 use super::ring::{CloseReason, Ring, RingLimits};
 use super::verdict::{OriginAnswer, Verdict};
 
@@ -113,6 +114,12 @@ pub struct Topic {
     peer_subscribers: watch::Sender<usize>,
     /// Where the upstream reads from now (`None`: the origin), for `/topics`.
     source: Mutex<Option<std::net::SocketAddr>>,
+    /// A request stream's life (`None`: a shared subscription).
+    life: Option<Box<RequestLife>>,
+    /// Set once cancelling the topic was asked for ([`Topic::cancel`]); its supervisor waits
+    /// on `cancel_asked`.
+    cancel_requested: std::sync::atomic::AtomicBool,
+    cancel_asked: tokio::sync::Notify,
 }
 
 /// What a new topic is made of, besides what the hub gives every topic.
@@ -123,6 +130,7 @@ pub(super) struct NewTopic {
     pub label: String,
     pub initial_last_event_id: Option<String>,
     pub replay: Option<Replay>,
+    pub life: Option<RequestLife>,
 }
 
 /// What the hub gives every topic it opens.
@@ -161,6 +169,40 @@ impl Topic {
             metrics: metrics.clone(),
             peer_subscribers: watch::Sender::new(0),
             source: Mutex::new(None),
+            life: new.life.map(Box::new),
+            cancel_requested: std::sync::atomic::AtomicBool::new(false),
+            cancel_asked: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A request stream's life (`None`: a shared subscription).
+    pub fn life(&self) -> Option<&RequestLife> {
+        self.life.as_deref()
+    }
+
+    /// True when the ring holds an event with id `id`.
+    pub fn holds_event(&self, id: &str) -> bool {
+        let [seq] = self.ring.seqs_of([Some(id)]);
+        seq.is_some()
+    }
+
+    /// Asks the topic's supervisor to end it now, dropping its upstream (a request stream's
+    /// `DELETE`): its subscribers get the frames already in the ring, then the end.
+    pub(super) fn cancel(&self) {
+        self.cancel_requested.store(true, Ordering::Release);
+        self.cancel_asked.notify_one();
+    }
+
+    /// True once [`Topic::cancel`] was called (so an upstream that is being dropped can tell a
+    /// cancellation from its viewers leaving).
+    pub fn is_cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Acquire)
+    }
+
+    /// Resolves once cancelling was asked for (at once if it was already).
+    pub(super) async fn cancel_asked(&self) {
+        if !self.is_cancel_requested() {
+            self.cancel_asked.notified().await;
         }
     }
 

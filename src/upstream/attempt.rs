@@ -340,7 +340,7 @@ fn retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
 }
 
 /// True for a `text/event-stream` media type (parameters such as charset allowed).
-pub(super) fn is_event_stream(value: Option<&http::HeaderValue>) -> bool {
+pub fn is_event_stream(value: Option<&http::HeaderValue>) -> bool {
     value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())

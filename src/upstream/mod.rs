@@ -4,11 +4,13 @@
 //! each event once and publishes it to the topic's ring ([`attempt`]); reconnects with `Last-Event-ID`, exponential
 //! backoff with full jitter and the origin's `retry:` ([`follow`], [`backoff`]). A resuming
 //! client the topic's ring cannot serve gets a one-off catch-up request ([`replay`]); both
-//! send through [`request`].
+//! send through [`request`]. A request stream's topic reads the one answer the edge received
+//! instead ([`answer`]).
 //!
 //! This module owns the origin side only: it never writes to a subscriber and never forwards a
 //! client's headers (cookies, authorization) on the shared subscription.
 
+mod answer;
 mod attempt;
 pub mod backoff;
 pub mod credentials;
@@ -26,9 +28,11 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Empty;
 
+pub use answer::{AnswerMetrics, RelayIds};
+pub use attempt::is_event_stream;
 pub use backoff::{Backoff, BackoffError};
 pub use credentials::{CredentialError, UpstreamHeaders};
-pub use decode::{ACCEPT_ENCODING, DECODED_PIECE, MAX_CODINGS};
+pub use decode::{Unreadable, ACCEPT_ENCODING, DECODED_PIECE, MAX_CODINGS};
 pub use metrics::{Defect, Failure, Refusal, UpstreamMetrics};
 
 use crate::cluster::Cluster;

@@ -3,6 +3,7 @@
 //! read event streams.
 #![allow(dead_code)]
 
+pub mod answers;
 pub mod encoding;
 pub mod origin;
 pub mod pki;
@@ -352,7 +353,8 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    fn new(response: Response<Incoming>) -> EventReader {
+    /// Reads `response` as an event stream.
+    pub fn new(response: Response<Incoming>) -> EventReader {
         let (parts, body) = response.into_parts();
         EventReader {
             status: parts.status,

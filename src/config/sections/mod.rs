@@ -13,12 +13,14 @@ use serde::Deserialize;
 mod auth;
 mod cluster;
 mod h2;
+mod streams;
 
 pub use crate::downstream::LagPolicy;
 pub use crate::edge::auth::{AuthMode, AuthUnavailable};
 pub use auth::{AuthConfig, ForwardAuthConfig, JwtConfig};
 pub use cluster::ClusterConfig;
 pub use h2::H2Config;
+pub use streams::{OnDisconnect, StreamProtocol, StreamRouteConfig, StreamsConfig};
 
 /// `[server]`: listeners, TLS and drain.
 #[derive(Debug, Clone, Deserialize)]

@@ -85,56 +85,85 @@ impl Passthrough {
         peer: Peer,
     ) -> Response<BoxBody> {
         let upgrade = Upgrade::take(&mut request);
-        let Some((request, body_failed)) = self.origin_request(request, peer, upgrade.is_some())
-        else {
-            return plain(StatusCode::BAD_REQUEST, "bad request target\n");
+        let tunnel = upgrade.is_some();
+        match self.exchange(request, peer, None, tunnel).await {
+            Ok(response) => match upgrade {
+                Some(upgrade) => self.tunnels.answer(upgrade, response),
+                None => relayed(response),
+            },
+            Err(answer) => {
+                self.tunnels.not_opened(tunnel);
+                answer
+            }
+        }
+    }
+
+    /// Sends one request to the origin (at `path`, e.g. a request stream route's upstream
+    /// path, instead of the request's own when given) and returns its answer unread, for the
+    /// caller to relay or keep.
+    ///
+    /// # Errors
+    /// The relay's own answer when there is no origin answer: 400 for a target or body the
+    /// client got wrong, 502 when the origin cannot be reached, 504 past the response timeout.
+    pub async fn send(
+        &self,
+        request: Request<RequestBody>,
+        peer: Peer,
+        path: Option<&str>,
+    ) -> Result<Response<Incoming>, Response<BoxBody>> {
+        self.exchange(request, peer, path, false).await
+    }
+
+    /// Sends `request` (an upgrade when `upgrade`) and waits for the origin's response headers.
+    async fn exchange(
+        &self,
+        request: Request<RequestBody>,
+        peer: Peer,
+        path: Option<&str>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, Response<BoxBody>> {
+        let Some((request, body_failed)) = self.origin_request(request, peer, path, upgrade) else {
+            return Err(plain(StatusCode::BAD_REQUEST, "bad request target\n"));
         };
         let client = match upgrade {
-            Some(_) => &self.upgrade_client,
-            None => &self.client,
+            true => &self.upgrade_client,
+            false => &self.client,
         };
         let response =
             tokio::time::timeout(self.settings.response_timeout, client.request(request));
-        let response = match response.await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) if body_failed.get() => {
-                return self.bad_body(&e, upgrade.is_some());
+        match response.await {
+            Ok(Ok(response)) => {
+                self.metrics.passthrough.inc(Outcome::Ok);
+                Ok(response)
             }
+            Ok(Err(e)) if body_failed.get() => Err(self.bad_body(&e)),
             Ok(Err(e)) => {
                 if let Some(suppressed) = self.unreachable.check() {
                     warn!(error = %e, suppressed, "passthrough: origin unreachable");
                 }
                 self.metrics.passthrough.inc(Outcome::ConnectError);
-                self.tunnels.not_opened(upgrade.is_some());
-                return plain(
+                Err(plain(
                     StatusCode::BAD_GATEWAY,
                     "bad gateway: the origin could not be reached\n",
-                );
+                ))
             }
             Err(_) => {
                 self.metrics.passthrough.inc(Outcome::Timeout);
-                self.tunnels.not_opened(upgrade.is_some());
-                return plain(
+                Err(plain(
                     StatusCode::GATEWAY_TIMEOUT,
                     "gateway timeout: the origin's response headers did not come in time\n",
-                );
+                ))
             }
-        };
-        self.metrics.passthrough.inc(Outcome::Ok);
-        match upgrade {
-            Some(upgrade) => self.tunnels.answer(upgrade, response),
-            None => relayed(response),
         }
     }
 
     /// The answer to a request whose body the client framed wrongly: 400, counted and logged
     /// (rate-limited) as the client's fault.
-    fn bad_body(&self, error: &dyn std::error::Error, upgrade: bool) -> Response<BoxBody> {
+    fn bad_body(&self, error: &dyn std::error::Error) -> Response<BoxBody> {
         self.metrics.rejected.inc(RejectReason::RequestBody);
         if let Some(suppressed) = self.bad_body.check() {
             warn!(%error, suppressed, "passthrough: malformed request body");
         }
-        self.tunnels.not_opened(upgrade);
         plain(
             StatusCode::BAD_REQUEST,
             "bad request: the request body is malformed\n",
@@ -148,20 +177,25 @@ impl Passthrough {
 
     /// The request as the origin gets it: its URI, version and headers rewritten (hop-by-hop
     /// removed, cookie crumbs joined, forwarding added; an upgrade keeps its upgrade headers),
-    /// its body watched. `None` when the request target cannot be put on the origin's URI.
+    /// its body watched; at `path` when given, else at its own path and query. `None` when the
+    /// request target cannot be put on the origin's URI.
     fn origin_request(
         &self,
         request: Request<RequestBody>,
         peer: Peer,
+        path: Option<&str>,
         upgrade: bool,
     ) -> Option<(Request<ClientBody>, BodyFailed)> {
         let (mut parts, body) = request.into_parts();
         parts.extensions.remove::<TunnelLease>();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let path = match path {
+            Some(path) => path.to_string(),
+            None => parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+        };
         let original_host = parts
             .uri
             .authority()
@@ -191,7 +225,7 @@ impl Passthrough {
 
 /// The origin's answer as the client gets it: hop-by-hop fields removed, `Via` added, the body
 /// streamed.
-fn relayed(response: Response<Incoming>) -> Response<BoxBody> {
+pub fn relayed(response: Response<Incoming>) -> Response<BoxBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers, &FORWARDING_HOP_BY_HOP);
     append_via(&mut parts.headers, parts.version);

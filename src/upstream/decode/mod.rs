@@ -97,7 +97,7 @@ type Layer = Box<dyn AsyncBufRead + Send + Unpin>;
 
 /// Why a response body cannot be read as an event stream.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum Unreadable {
+pub enum Unreadable {
     /// Its `Content-Encoding` names a coding the relay does not decode (`compress`, an unknown
     /// token), more than [`MAX_CODINGS`], or is not text.
     #[error("Content-Encoding {0:?} is not one the relay decodes")]

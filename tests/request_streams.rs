@@ -1,0 +1,260 @@
+//! Request streams: a POST on a `[[stream_route]]` answered with an event stream becomes a
+//! stream the relay keeps, resumable at its `Content-Location` after the client went away,
+//! shared by viewers, cancellable; all against a real in-process origin over real TLS.
+
+mod support;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use sse_relay::config::{Config, StreamRouteConfig};
+use sse_relay::edge::streams::{CancelledBy, OnDisconnect, StartOutcome};
+use support::answers::AnswerOrigin;
+use support::{eventually, EventReader, H2Client, TestRelay};
+
+/// A relay with one stream route `/v1/chat/completions` → `origin`, after `configure`.
+async fn relay(origin: &AnswerOrigin, configure: impl FnOnce(&mut Config)) -> TestRelay {
+    let upstream = origin.url("/v1/chat/completions");
+    TestRelay::start_with("http://127.0.0.1:9/sub/{topic}", |c| {
+        c.stream_routes.push(StreamRouteConfig {
+            path: "/v1/chat/completions".into(),
+            upstream,
+            resume_path: "/streams/{stream}".into(),
+            protocol: Default::default(),
+            on_disconnect: OnDisconnect::Detach,
+            auth: Default::default(),
+        });
+        configure(c);
+    })
+    .await
+}
+
+/// POSTs a chat request (JSON) on `path` and reads the answer as an event stream.
+async fn post(client: &mut H2Client, path: &str) -> EventReader {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("https://localhost{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"stream\":true}")).boxed())
+        .unwrap();
+    EventReader::new(client.send_streaming(request).await)
+}
+
+fn location(reader: &EventReader) -> String {
+    reader.headers["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_left_by_its_client_is_read_to_its_end_and_resumed_from_the_last_id() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |_| {}).await;
+    let mut client = relay.h2().await;
+    let mut started = post(&mut client, "/v1/chat/completions").await;
+    assert_eq!(started.status, StatusCode::OK);
+    let url = location(&started);
+    assert!(url.starts_with("/streams/"), "{url}");
+    let stream = url.trim_start_matches("/streams/").to_string();
+    assert!(stream.len() >= 22, "at least 128 random bits: {stream}");
+    let answer = origin.next_answer().await;
+    assert_eq!(
+        &answer.body[..],
+        b"{\"stream\":true}",
+        "the body reached the origin"
+    );
+    for n in 1..=3 {
+        answer.send(&format!("data: chunk {n}\n\n")).await;
+    }
+    let mut last_id = String::new();
+    for n in 1..=3 {
+        let event = started.next_event().await.expect("event");
+        assert_eq!(event.data.as_deref(), Some(format!("chunk {n}").as_str()));
+        last_id = event.id.expect("the relay gives events without an id one");
+    }
+    assert_eq!(
+        last_id,
+        format!("{stream}.3"),
+        "an id names the stream and the position"
+    );
+    drop(started);
+    drop(client);
+    // The client is gone: the relay reads on, to the answer's end.
+    for n in 4..=6 {
+        answer.send(&format!("data: chunk {n}\n\n")).await;
+    }
+    answer.end();
+    let mut viewer = relay.h2().await;
+    let mut resumed = viewer.subscribe(&url, &[("last-event-id", &last_id)]).await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(resumed.data(3).await, ["chunk 4", "chunk 5", "chunk 6"]);
+    assert!(
+        resumed.next_event().await.is_none(),
+        "then the stream's end"
+    );
+    let done = format!("{stream}.6");
+    let after = viewer.get(&url, &[("last-event-id", &done)]).await;
+    assert_eq!(
+        after.status(),
+        StatusCode::NO_CONTENT,
+        "nothing after the last event of a finished stream: 204, so EventSource stops"
+    );
+    let mut whole = viewer.subscribe(&url, &[]).await;
+    let all = whole.data(6).await;
+    assert_eq!(
+        all[0], "chunk 1",
+        "without an id, a viewer gets the whole answer"
+    );
+    assert_eq!(origin.posts(), 1, "the origin saw one POST");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_share_a_live_stream_and_the_origins_own_ids_pass_unchanged() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |_| {}).await;
+    let mut client = relay.h2().await;
+    let mut started = post(&mut client, "/v1/chat/completions").await;
+    let url = location(&started);
+    let answer = origin.next_answer().await;
+    answer.send("id: a1\ndata: one\n\n").await;
+    assert_eq!(started.data(1).await, ["one"]);
+    let mut second = relay.h2().await;
+    let mut follower = second.subscribe(&url, &[("last-event-id", "a1")]).await;
+    answer.send("id: a2\ndata: two\n\n").await;
+    let (a, b) = (
+        started.next_event().await.unwrap(),
+        follower.next_event().await.unwrap(),
+    );
+    assert_eq!(
+        (a.id.as_deref(), a.data.as_deref()),
+        (Some("a2"), Some("two"))
+    );
+    assert_eq!(
+        (b.id.as_deref(), b.data.as_deref()),
+        (Some("a2"), Some("two"))
+    );
+    answer.end();
+    assert!(started.next_event().await.is_none());
+    assert!(follower.next_event().await.is_none());
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_get_404_and_a_delete_ends_the_origin_request_for_every_viewer() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |_| {}).await;
+    let mut client = relay.h2().await;
+    let unknown = client.get("/streams/AAAAAAAAAAAAAAAAAAAAAA", &[]).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let mut started = post(&mut client, "/v1/chat/completions").await;
+    let url = location(&started);
+    let answer = origin.next_answer().await;
+    answer.send("data: one\n\n").await;
+    assert_eq!(started.data(1).await, ["one"]);
+    let mut other = relay.h2().await;
+    let deleted = other.request(Method::DELETE, &url, &[]).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    answer.dropped().await;
+    started.until_end().await;
+    let gone = other.get(&url, &[]).await;
+    assert_eq!(
+        gone.status(),
+        StatusCode::NOT_FOUND,
+        "a cancelled stream is gone"
+    );
+    let cancelled = &relay.metrics.streams.cancelled;
+    assert_eq!(cancelled.get(CancelledBy::Delete).get(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_disconnect_cancel_drops_the_origin_request_once_the_last_viewer_left() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |c| {
+        c.stream_routes[0].on_disconnect = OnDisconnect::Cancel;
+        c.downstream.heartbeat_interval_ms = 200;
+    })
+    .await;
+    let mut client = relay.h2().await;
+    let mut started = post(&mut client, "/v1/chat/completions").await;
+    let answer = origin.next_answer().await;
+    answer.send("data: one\n\n").await;
+    assert_eq!(started.data(1).await, ["one"]);
+    drop(started);
+    answer.dropped().await;
+    eventually("counted as dropped", || {
+        relay.metrics.streams.dropped.get() == 1
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_origin_gets_heartbeats_and_the_bytes_are_otherwise_the_origins() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |c| c.downstream.heartbeat_interval_ms = 100).await;
+    let mut client = relay.h2().await;
+    let mut started = post(&mut client, "/v1/chat/completions").await;
+    let answer = origin.next_answer().await;
+    // Silent (an LLM thinking): the relay keeps the connection alive with comments.
+    started.until_raw_contains(":\n\n").await;
+    let sent = "id: 1\ndata: {\"delta\":\"Hel\"}\n\nid: 2\ndata: {\"delta\":\"lo\"}\n\nid: 3\ndata: [DONE]\n\n";
+    answer.send(sent).await;
+    answer.end();
+    started.until_end().await;
+    let got = String::from_utf8(started.raw.clone()).unwrap();
+    let events: String = got
+        .split_inclusive("\n\n")
+        .filter(|block| !block.starts_with(':'))
+        .collect();
+    assert_eq!(events, sent, "only comments were added");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_past_its_bytes_keeps_live_viewers_whole_and_tells_a_late_resume_of_the_gap() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |c| {
+        c.limits.max_event_bytes = 64;
+        c.streams.max_stream_bytes = 128;
+    })
+    .await;
+    let mut client = relay.h2().await;
+    let mut started = post(&mut client, "/v1/chat/completions").await;
+    let url = location(&started);
+    let answer = origin.next_answer().await;
+    let mut live = Vec::new();
+    for n in 1..=10 {
+        answer
+            .send(&format!("id: e{n}\ndata: event number {n}\n\n"))
+            .await;
+        live.push(started.next_event().await.unwrap().data.unwrap());
+    }
+    assert_eq!(live.len(), 10, "the live viewer got every event");
+    let mut late = relay.h2().await;
+    let mut resumed = late.subscribe(&url, &[("last-event-id", "e1")]).await;
+    resumed.until_raw_contains("event: sse-relay-gap").await;
+    answer.end();
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_an_event_stream_passes_through_and_nothing_is_kept() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |c| {
+        c.stream_routes[0].upstream = origin.url("/json");
+    })
+    .await;
+    let mut client = relay.h2().await;
+    let mut answer = post(&mut client, "/v1/chat/completions").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.headers.get("content-location").is_none());
+    answer.until_end().await;
+    assert_eq!(answer.raw, b"{\"ok\":true}");
+    let started = &relay.metrics.streams.started;
+    assert_eq!(started.get(StartOutcome::NotEventStream).get(), 1);
+    assert_eq!(started.get(StartOutcome::Kept).get(), 0);
+    relay.stop().await;
+}
