@@ -81,6 +81,7 @@ impl App {
                 let hub = Hub::new(hub_settings, metrics.stream_hub.clone());
                 (hub, metrics.streams.clone())
             }),
+            cluster: cluster.as_ref().map(|(cluster, ..)| cluster.clone()),
         };
         let edge = Edge::new(settings.edge, handles)
             .map_err(|(path, source)| StartError::AlwaysOn { path, source })?;
@@ -180,13 +181,22 @@ impl App {
             drain,
         } = self;
         let (stop, stopped) = watch::channel(false);
+        // With request streams, the peer listener serves on through the drain: viewers that
+        // moved to another relay follow this relay's streams over it (see `Hub::drain_streams`).
+        let (stop_peers, peers_stopped) = match relay.edge.stream_hub() {
+            Some(_) => {
+                let (tx, rx) = watch::channel(false);
+                (Some(tx), rx)
+            }
+            None => (None, stopped.clone()),
+        };
         let serving = serve_clients(
             &relay,
             listeners.tls,
             listeners.plaintext,
             &certificates,
             peer_link,
-            &stopped,
+            (&stopped, &peers_stopped),
         );
         let admin = ops.serve(listeners.admin);
         let reload = certificates.watch(&ops.metrics);
@@ -202,7 +212,10 @@ impl App {
         let _ = stop.send(true);
         let streams = async {
             if let Some(hub) = relay.edge.stream_hub() {
-                hub.drain(drain.window).await;
+                hub.drain_streams(drain.window, drain.streams_after).await;
+            }
+            if let Some(stop_peers) = stop_peers {
+                let _ = stop_peers.send(true);
             }
         };
         tokio::join!(relay.hub.drain(drain.window), streams);
@@ -220,14 +233,14 @@ impl App {
 }
 
 /// Spawns the tasks serving the client listeners (TLS, plaintext if bound) and the peer
-/// listener (cluster mode), each until `stopped` turns true.
+/// listener (cluster mode), each until its `stopped` (the clients', the peers') turns true.
 fn serve_clients(
     relay: &Relay,
     tls: TcpListener,
     plaintext: Option<TcpListener>,
     certificates: &Certificates,
     peer_link: Option<PeerLink>,
-    stopped: &watch::Receiver<bool>,
+    (stopped, peers_stopped): (&watch::Receiver<bool>, &watch::Receiver<bool>),
 ) -> Vec<JoinHandle<()>> {
     let mut serving = Vec::new();
     let (server, acceptor, stop_tls) = (
@@ -245,7 +258,7 @@ fn serve_clients(
         }));
     }
     if let Some(peer) = peer_link {
-        let stop_peers = when_true(stopped);
+        let stop_peers = when_true(peers_stopped);
         serving.push(tokio::spawn(async move {
             peer.server
                 .serve(peer.listener, Some(peer.tls), stop_peers)

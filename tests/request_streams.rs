@@ -4,13 +4,11 @@
 
 mod support;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use sse_relay::config::{Config, StreamRouteConfig};
+use http::{Method, StatusCode};
+use sse_relay::config::{AuthMode, Config, JwtConfig, StreamRouteConfig};
 use sse_relay::edge::streams::{CancelledBy, OnDisconnect, StartOutcome};
-use support::answers::AnswerOrigin;
-use support::{eventually, EventReader, H2Client, TestRelay};
+use support::answers::{location, post, post_with, AnswerOrigin};
+use support::{eventually, TestRelay};
 
 /// A relay with one stream route `/v1/chat/completions` → `origin`, after `configure`.
 async fn relay(origin: &AnswerOrigin, configure: impl FnOnce(&mut Config)) -> TestRelay {
@@ -27,24 +25,6 @@ async fn relay(origin: &AnswerOrigin, configure: impl FnOnce(&mut Config)) -> Te
         configure(c);
     })
     .await
-}
-
-/// POSTs a chat request (JSON) on `path` and reads the answer as an event stream.
-async fn post(client: &mut H2Client, path: &str) -> EventReader {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(format!("https://localhost{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(b"{\"stream\":true}")).boxed())
-        .unwrap();
-    EventReader::new(client.send_streaming(request).await)
-}
-
-fn location(reader: &EventReader) -> String {
-    reader.headers["content-location"]
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,5 +236,75 @@ async fn an_answer_that_is_not_an_event_stream_passes_through_and_nothing_is_kep
     let started = &relay.metrics.streams.started;
     assert_eq!(started.get(StartOutcome::NotEventStream).get(), 1);
     assert_eq!(started.get(StartOutcome::Kept).get(), 0);
+    relay.stop().await;
+}
+
+const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes-or-more";
+
+/// A bearer token of subject `sub` that grants the stream route.
+fn bearer(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims =
+        serde_json::json!({ "sub": sub, "exp": exp, "subscribe": ["/v1/chat/completions"] });
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    format!("Bearer {token}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_bound_to_the_identity_that_started_it_and_hidden_from_others() {
+    let origin = AnswerOrigin::start().await;
+    let secret = support::temp_dir("jwt").join("jwt.key");
+    std::fs::write(&secret, SECRET).unwrap();
+    let relay = relay(&origin, |c| {
+        c.stream_routes[0].auth = AuthMode::Jwt;
+        c.auth.jwt = Some(JwtConfig {
+            secret_file: Some(secret),
+            ..support::jwt_config(&["HS256"])
+        });
+    })
+    .await;
+    let mut client = relay.h2().await;
+    let refused = post(&mut client, "/v1/chat/completions").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "no token, no stream"
+    );
+    assert_eq!(origin.posts(), 0);
+    let alice = bearer("alice");
+    let mut started = post_with(
+        &mut client,
+        "/v1/chat/completions",
+        &[("authorization", &alice)],
+    )
+    .await;
+    let url = location(&started);
+    let answer = origin.next_answer().await;
+    answer.send("data: for alice\n\n").await;
+    assert_eq!(started.data(1).await, ["for alice"]);
+    let bob = bearer("bob");
+    let other = client.get(&url, &[("authorization", &bob)]).await;
+    assert_eq!(
+        other.status(),
+        StatusCode::NOT_FOUND,
+        "another identity is told nothing exists, not 403"
+    );
+    let cancel = client
+        .request(Method::DELETE, &url, &[("authorization", &bob)])
+        .await;
+    assert_eq!(
+        cancel.status(),
+        StatusCode::NOT_FOUND,
+        "nor may it cancel it"
+    );
+    let mut own = client.subscribe(&url, &[("authorization", &alice)]).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert_eq!(own.data(1).await, ["for alice"]);
+    answer.end();
     relay.stop().await;
 }

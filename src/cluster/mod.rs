@@ -31,6 +31,10 @@ use crate::http::HttpClient;
 /// The path a relay subscribes to a topic on its owner with: `?key=<topic key>&label=<path>`.
 pub const SUBSCRIBE_PATH: &str = "/_peer/v1/subscribe";
 
+/// The path a relay follows (GET) or cancels (DELETE) a request stream another relay holds
+/// with: `?key=<stream id>&scope=<scope>` (docs/request-streams.md, "Any relay").
+pub const STREAM_PATH: &str = "/_peer/v1/stream";
+
 /// Cluster settings, validated (see `[cluster]` in the config).
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {

@@ -58,6 +58,10 @@ pub struct DrainSettings {
     pub delay: Duration,
     /// Then end SSE streams spread over this window.
     pub window: Duration,
+    /// After the window, how long request streams are still read for viewers that moved to
+    /// another relay of the cluster (what `server.drain_timeout_ms` leaves after the delay
+    /// and the window).
+    pub streams_after: Duration,
 }
 
 /// Everything the relay is built from, validated.
@@ -282,6 +286,7 @@ fn drain(config: &Config) -> Result<DrainSettings, ConfigIssue> {
     Ok(DrainSettings {
         delay: ms(s.drain_delay_ms),
         window: ms(s.drain_window_ms),
+        streams_after: ms(s.drain_timeout_ms - s.drain_delay_ms - s.drain_window_ms),
     })
 }
 

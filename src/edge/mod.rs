@@ -135,6 +135,8 @@ pub struct EdgeHandles {
     pub downstream_metrics: Arc<DownstreamMetrics>,
     /// The hub of request streams and their metrics (used when there are stream routes).
     pub streams: Option<(Hub, Arc<StreamMetrics>)>,
+    /// Cluster mode: a request stream another relay holds is followed from it.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Edge {
@@ -151,9 +153,11 @@ impl Edge {
             metrics,
             downstream_metrics,
             streams: stream_handles,
+            cluster,
         } = handles;
         let streams = settings.streams.zip(stream_handles).map(|(s, (hub, m))| {
             RequestStreams::new(s, hub, &client_tls, &metrics, m, &settings.gap_event)
+                .with_cluster(cluster)
         });
         let passthrough = settings
             .passthrough

@@ -3,7 +3,9 @@
 //! else gets 401 and is counted; the listener is mutual TLS as well); `GET /_peer/v1/health`
 //! answers 200 while this relay serves and 503 once it drains (so peers stop choosing it);
 //! `GET /_peer/v1/subscribe?key=…&label=…` is a subscription to that topic, read from the
-//! origin here (never passed on to a third relay), with `Last-Event-ID` as from any client.
+//! origin here (never passed on to a third relay), with `Last-Event-ID` as from any client;
+//! `GET /_peer/v1/stream?key=…&scope=…` follows a request stream this relay holds for a viewer
+//! that reconnected to another relay (and `DELETE` cancels it), kept through this relay's drain.
 //! No client credential crosses this link: the topic is named by its key, not by a request.
 
 use http::{Method, Request, Response, StatusCode};
@@ -11,7 +13,7 @@ use http_body_util::Either;
 
 use super::answer::{self, plain, Rejection, ResponseBody};
 use super::Edge;
-use crate::cluster::{Cluster, HEALTH_PATH, SUBSCRIBE_PATH};
+use crate::cluster::{Cluster, HEALTH_PATH, STREAM_PATH, SUBSCRIBE_PATH};
 use std::sync::Arc;
 
 use crate::downstream::{DownstreamFrames, EventStreamBody};
@@ -99,6 +101,9 @@ impl Handler for PeerEdge {
         if !self.cluster.token().accepts(presented) {
             self.cluster.metrics().peer_refused.inc();
             return plain(StatusCode::UNAUTHORIZED, "peer token required\n").map(Either::Right);
+        }
+        if request.uri().path() == STREAM_PATH {
+            return self.edge.serve_peer_stream_call(&request);
         }
         if request.method() != Method::GET {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n").map(Either::Right);

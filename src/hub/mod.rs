@@ -275,6 +275,24 @@ impl Hub {
         Ok(subscription)
     }
 
+    /// Follows the request stream `key` for another relay of the cluster (a viewer that
+    /// reconnected there), as [`Hub::resume`]: while this relay drains, such a follower is not
+    /// ended with the local viewers, so viewers that moved elsewhere keep the stream until
+    /// [`Hub::drain_streams`] lets go.
+    ///
+    /// # Errors
+    /// As [`Hub::resume`].
+    pub fn resume_for_peer(
+        &self,
+        key: &str,
+        scope: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, ResumeMiss> {
+        let mut subscription = self.resume(key, scope, last_event_id)?;
+        subscription.mark_peer();
+        Ok(subscription)
+    }
+
     /// Cancels the request stream `key` if its scope is `scope`: its upstream is dropped (the
     /// origin request with it), its viewers get what the ring holds for them, then the end, and
     /// it is removed. False when there is no such stream in this scope.
@@ -334,6 +352,27 @@ impl Hub {
     /// stampede), then has every supervisor close its topic (ending its upstream subscription),
     /// and returns once all are closed.
     pub async fn drain(&self, window: Duration) {
+        self.end_subscribers(window).await;
+        self.close_all().await;
+    }
+
+    /// Drains a hub of request streams: as [`Hub::drain`], but before the topics are closed,
+    /// their answers are read on for up to `limit` after the window, until every one ended:
+    /// viewers that reconnected to another relay follow them from here over the peer link
+    /// meanwhile ([`Hub::resume_for_peer`]).
+    pub async fn drain_streams(&self, window: Duration, limit: Duration) {
+        self.end_subscribers(window).await;
+        let all_ended = async {
+            while self.topics().iter().any(|topic| !topic.is_closed()) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all_ended).await;
+        self.close_all().await;
+    }
+
+    /// Refuses new subscriptions, then ends existing streams spread over `window`.
+    async fn end_subscribers(&self, window: Duration) {
         let registry = &self.registry;
         registry.draining.store(true, Ordering::Release);
         registry.metrics.draining.set(1);
@@ -349,6 +388,11 @@ impl Hub {
                 topic.wake_all();
             }
         }
+    }
+
+    /// Has every supervisor close its topic, and waits until all are.
+    async fn close_all(&self) {
+        let registry = &self.registry;
         registry.stop.send_replace(true);
         let mut open = registry.open.subscribe();
         let _ = open.wait_for(|open| *open == 0).await;

@@ -170,7 +170,10 @@ impl Subscription {
 
     /// Polls for the next item; registers the task's waker when nothing is ready.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
-        if self.topic.drained_past(self.drain_slot) {
+        // Another relay following a request stream keeps it through the drain (see
+        // `Hub::drain_streams`): its viewers moved there.
+        let kept = self.peer && self.topic.life().is_some();
+        if !kept && self.topic.drained_past(self.drain_slot) {
             return Poll::Ready(Next::Closed(CloseReason::Draining));
         }
         loop {

@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
 
-use super::WAIT;
+use super::{EventReader, H2Client, WAIT};
 
 /// One POST's answer, written by the test.
 pub struct Answer {
@@ -154,4 +154,30 @@ async fn respond(
         .header("x-origin", "answers")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap()
+}
+
+/// POSTs a chat request (JSON) on `path` and reads the answer as an event stream.
+pub async fn post(client: &mut H2Client, path: &str) -> EventReader {
+    post_with(client, path, &[]).await
+}
+
+/// [`post`] with extra request headers.
+pub async fn post_with(client: &mut H2Client, path: &str, headers: &[(&str, &str)]) -> EventReader {
+    let mut request = Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("https://localhost{path}"))
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = Full::new(Bytes::from_static(b"{\"stream\":true}")).boxed();
+    EventReader::new(client.send_streaming(request.body(body).unwrap()).await)
+}
+
+/// The resume URL a kept stream's answer names (`Content-Location`).
+pub fn location(reader: &EventReader) -> String {
+    reader.headers["content-location"]
+        .to_str()
+        .expect("a kept stream names its resume URL")
+        .to_string()
 }

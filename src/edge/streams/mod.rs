@@ -20,6 +20,9 @@ mod metrics;
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, CONTENT_ENCODING,
@@ -33,6 +36,7 @@ use super::auth::{AuthMode, AuthRequest};
 use super::passthrough::{relayed, Passthrough, PassthroughSettings};
 use super::routing::PathTemplate;
 use super::{opener, Edge, Rejection};
+use crate::cluster::{Cluster, STREAM_PATH};
 use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::http::{strip_hop_by_hop, FORWARDING_HOP_BY_HOP};
 use crate::hub::{Hub, RequestLife, ResumeMiss, TopicSpec};
@@ -116,6 +120,9 @@ pub(super) struct RequestStreams {
     max_streams: usize,
     max_bytes: usize,
     metrics: std::sync::Arc<StreamMetrics>,
+    /// Cluster mode: stream ids name their holder, and a stream another relay holds is
+    /// followed from it over the peer link.
+    cluster: Option<Cluster>,
 }
 
 /// What a request on a stream route asks for.
@@ -170,7 +177,39 @@ impl RequestStreams {
             max_streams: settings.max_streams,
             max_bytes: settings.max_bytes,
             metrics,
+            cluster: None,
         }
+    }
+
+    /// In cluster mode, names this relay in its stream ids and follows other relays' streams
+    /// from them.
+    pub(super) fn with_cluster(mut self, cluster: Option<Cluster>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// A fresh stream id: 128 random bits, URL-safe base64 without padding (22 characters);
+    /// in a cluster, `~` and this relay's peer address (URL-safe base64), so any relay knows
+    /// where the stream is held. Neither part has a `.`, so [`RelayIds`] can split an event
+    /// id back into stream and position.
+    fn new_stream_id(&self) -> String {
+        let random = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        match &self.cluster {
+            Some(cluster) => {
+                let holder = URL_SAFE_NO_PAD.encode(cluster.self_addr().to_string());
+                format!("{random}~{holder}")
+            }
+            None => random,
+        }
+    }
+
+    /// The other relay holding stream `key`, if its id names one (cluster mode only).
+    fn remote_holder(&self, key: &str) -> Option<(&Cluster, SocketAddr)> {
+        let cluster = self.cluster.as_ref()?;
+        let (_, holder) = key.split_once('~')?;
+        let holder = URL_SAFE_NO_PAD.decode(holder).ok()?;
+        let holder: SocketAddr = std::str::from_utf8(&holder).ok()?.parse().ok()?;
+        (holder != cluster.self_addr()).then_some((cluster, holder))
     }
 
     /// The hub holding the streams (for the drain and the admin pages).
@@ -210,12 +249,6 @@ impl RequestStreams {
         }
         None
     }
-}
-
-/// A fresh stream id: 128 random bits, URL-safe base64 without padding (22 characters; no
-/// `.`, so [`RelayIds`] can split an event id back into stream and position).
-fn new_stream_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
 /// Who may follow a stream: the starter's identity and, on an MCP route, its session.
@@ -271,13 +304,29 @@ impl Edge {
                     Err(rejection) => return self.reject(rejection, &request),
                 };
                 let scope = scope(&identity, session(&served.route, &request).as_deref());
+                let key = match call {
+                    Call::McpResume => last_event_id(&request, &self.inner.metrics)
+                        .and_then(|id| RelayIds::stream_of(&id).map(str::to_string)),
+                    _ => id,
+                };
+                if let Some((cluster, holder)) =
+                    key.as_deref().and_then(|key| streams.remote_holder(key))
+                {
+                    let key = key.as_deref().unwrap_or_default();
+                    let remote = RemoteCall {
+                        key,
+                        scope: &scope,
+                        cancel: call == Call::Cancel,
+                    };
+                    return self.call_holder(cluster, holder, remote, &request).await;
+                }
                 match call {
                     Call::Resume => {
-                        let key = id.unwrap_or_default();
+                        let key = key.unwrap_or_default();
                         self.follow_stream(streams, &key, &scope, &request)
                     }
                     Call::Cancel => {
-                        let key = id.unwrap_or_default();
+                        let key = key.unwrap_or_default();
                         if streams.hub.cancel(&key, &scope) {
                             streams.metrics.cancelled.inc(CancelledBy::Delete);
                             self.with_cors(plain(StatusCode::NO_CONTENT, ""), &request)
@@ -391,7 +440,7 @@ impl Edge {
                 .flatten()
                 .map(str::to_string)
         });
-        let id = new_stream_id();
+        let id = streams.new_stream_id();
         let (mut parts, body) = response.into_parts();
         let follow = match self.inner.upstream.answer_follower(
             &parts.headers,
@@ -498,6 +547,101 @@ impl Edge {
         }
     }
 
+    /// Follows (or cancels) a stream another relay of the cluster holds, over the peer link:
+    /// the holder's answer (the stream, 204, 404) reaches the client as it is.
+    async fn call_holder<B>(
+        &self,
+        cluster: &Cluster,
+        holder: SocketAddr,
+        call: RemoteCall<'_>,
+        request: &Request<B>,
+    ) -> Response<ResponseBody> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("key", call.key)
+            .append_pair("scope", call.scope)
+            .finish();
+        let method = if call.cancel {
+            Method::DELETE
+        } else {
+            Method::GET
+        };
+        let mut peer_request = Request::builder()
+            .method(method)
+            .uri(format!("https://{holder}{STREAM_PATH}?{query}"))
+            .header(
+                http::header::AUTHORIZATION,
+                cluster.token().header().clone(),
+            );
+        if let Some(id) = last_event_id(request, &self.inner.metrics) {
+            peer_request = peer_request.header("last-event-id", id);
+        }
+        let Ok(peer_request) = peer_request.body(http_body_util::Empty::new()) else {
+            return plain(StatusCode::BAD_REQUEST, "bad stream id\n").map(Either::Right);
+        };
+        match cluster.client().request(peer_request).await {
+            Ok(response) => {
+                let mut response = relayed(response);
+                self.inner
+                    .cors
+                    .apply(request.headers(), response.headers_mut());
+                response.map(Either::Right)
+            }
+            Err(error) => {
+                tracing::warn!(%holder, %error, "the relay holding a request stream cannot be reached");
+                let text = "bad gateway: the relay holding this stream cannot be reached\n";
+                self.with_cors(plain(StatusCode::BAD_GATEWAY, text), request)
+            }
+        }
+    }
+
+    /// Serves another relay's call on the peer listener's [`STREAM_PATH`]: `GET` follows a
+    /// stream this relay holds (kept through its drain), `DELETE` cancels it.
+    pub(super) fn serve_peer_stream_call<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
+        let Some(streams) = &self.inner.streams else {
+            return plain(StatusCode::NOT_FOUND, "no stream routes\n").map(Either::Right);
+        };
+        let query = request.uri().query().unwrap_or_default();
+        let (mut key, mut scope) = (String::new(), String::new());
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "key" => key = value.into_owned(),
+                "scope" => scope = value.into_owned(),
+                _ => {}
+            }
+        }
+        match *request.method() {
+            Method::DELETE if streams.hub.cancel(&key, &scope) => {
+                streams.metrics.cancelled.inc(CancelledBy::Delete);
+                plain(StatusCode::NO_CONTENT, "").map(Either::Right)
+            }
+            Method::DELETE => plain(StatusCode::NOT_FOUND, "no such stream\n").map(Either::Right),
+            Method::GET => {
+                let wanted = last_event_id(request, &self.inner.metrics);
+                match streams.hub.resume_for_peer(&key, &scope, wanted.as_deref()) {
+                    Ok(subscription) => {
+                        streams.metrics.resumed.inc(ResumeOutcome::Followed);
+                        let body = EventStreamBody::live(
+                            subscription,
+                            streams.frames.clone(),
+                            self.inner.lag_policy,
+                            self.inner.downstream_metrics.clone(),
+                        );
+                        self.event_stream(body, request)
+                    }
+                    Err(ResumeMiss::Spent) => {
+                        streams.metrics.resumed.inc(ResumeOutcome::Ended);
+                        plain(StatusCode::NO_CONTENT, "").map(Either::Right)
+                    }
+                    Err(ResumeMiss::Unknown) => {
+                        streams.metrics.resumed.inc(ResumeOutcome::NotFound);
+                        plain(StatusCode::NOT_FOUND, "no such stream\n").map(Either::Right)
+                    }
+                }
+            }
+            _ => plain(StatusCode::METHOD_NOT_ALLOWED, "GET or DELETE\n").map(Either::Right),
+        }
+    }
+
     /// A small answer with the CORS headers an allowed page needs to read it.
     fn with_cors<B>(
         &self,
@@ -519,6 +663,14 @@ impl Edge {
             .preflight_streams(request.headers(), response.headers_mut());
         response.map(Either::Right)
     }
+}
+
+/// A call on a stream another relay holds.
+struct RemoteCall<'a> {
+    key: &'a str,
+    scope: &'a str,
+    /// `DELETE` rather than `GET`.
+    cancel: bool,
 }
 
 /// The stream of `scope` an MCP resume's `Last-Event-ID` names: the one a relay id names, else
