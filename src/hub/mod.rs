@@ -38,7 +38,7 @@ pub use opener::Opener;
 pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
 pub use ring::{CloseReason, RingLimits};
-pub use subscription::{Delivery, Gap, Next, Subscription};
+pub use subscription::{Delivery, Gap, Next, Recent, Subscription};
 pub use topic::{Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
 pub use verdict::{OriginAnswer, Verdict};
 
