@@ -19,6 +19,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::history::{History, Sources};
+use crate::admin::metrics::AdminMetrics;
+use crate::admin::tail::TailSettings;
 use crate::admin::{Admin, AdminToken, Readiness};
 use crate::cluster::{link, Cluster, ClusterMetrics, PeerToken};
 use crate::config::{ClusterSetup, Listeners, Settings, TlsSource};
@@ -75,6 +78,8 @@ pub struct Metrics {
     pub server: Arc<ServerMetrics>,
     /// Cluster mode: peers, owned and peer-read topics (at 0 on a single relay).
     pub cluster: Arc<ClusterMetrics>,
+    /// The admin listener's tails.
+    pub admin: Arc<AdminMetrics>,
 }
 
 impl Metrics {
@@ -86,6 +91,7 @@ impl Metrics {
             edge: Arc::new(EdgeMetrics::new(registry)?),
             server: Arc::new(ServerMetrics::new(registry)?),
             cluster: Arc::new(ClusterMetrics::new(registry)?),
+            admin: Arc::new(AdminMetrics::new(registry)?),
         })
     }
 }
@@ -149,7 +155,8 @@ pub(super) struct PeerLink {
 impl Ops {
     /// The admin server over `registry`, `metrics` and `hub` (and the cluster's view, in
     /// cluster mode), with its own unexported connection metrics; `token` guards the pages
-    /// that show topics.
+    /// that show data, `tail` is how tails behave. Starts the history's sampler, which stops
+    /// with the admin server.
     pub(super) fn new(
         registry: Registry,
         metrics: Metrics,
@@ -157,9 +164,18 @@ impl Ops {
         cluster: Option<Cluster>,
         server: &ServerSettings,
         token: Option<AdminToken>,
+        tail: TailSettings,
     ) -> Self {
         let readiness = Readiness::default();
         let (admin_stop, admin_stopped) = watch::channel(false);
+        let sources = Sources {
+            hub: metrics.hub.clone(),
+            upstream: metrics.upstream.clone(),
+            downstream: metrics.downstream.clone(),
+            server: metrics.server.clone(),
+            admin: metrics.admin.clone(),
+        };
+        let history = History::start(sources, admin_stopped.clone());
         let admin = Admin {
             registry: registry.clone(),
             hub: hub.clone(),
@@ -170,6 +186,9 @@ impl Ops {
             stop: admin_stopped,
             cluster,
             token,
+            history,
+            metrics: metrics.admin.clone(),
+            tail,
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ops {
