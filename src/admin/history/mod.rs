@@ -70,28 +70,29 @@ impl History {
         history
     }
 
-    /// Takes a sample every [`SAMPLE_EVERY`] until `stop` turns true. A sample's time is the
-    /// wall clock at the start plus the monotonic time since, so samples stay ordered and a
-    /// second apart even when the wall clock is set.
+    /// Takes a sample every [`SAMPLE_EVERY`] until `stop` turns true. A sample is labelled
+    /// with its tick: the wall clock at the start plus whole seconds, so samples stay ordered
+    /// and exactly a second apart even when the wall clock is set; a tick the task could not
+    /// take in time (a starved runtime) is taken at once after, so no second is missing (what
+    /// the late second counted shows in it, the catching-up ones show what came since).
     async fn sample(self, sources: Sources, mut stop: watch::Receiver<bool>) {
-        let started = Instant::now();
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
         let mut ticks = tokio::time::interval(SAMPLE_EVERY);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ticks.tick().await;
-        let (mut before, mut read_at) = (sources.read(), Instant::now());
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let started = ticks.tick().await;
+        let mut before = sources.read();
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
+            let tick: Instant = tokio::select! {
+                tick = ticks.tick() => tick,
                 _ = stop.wait_for(|s| *s) => return,
-            }
-            let (now, at) = (sources.read(), Instant::now());
-            let unix_ms = started_unix_ms + (at - started).as_millis() as u64;
-            self.record(sources.sample(unix_ms, &before, &now, at - read_at));
-            (before, read_at) = (now, at);
+            };
+            let now = sources.read();
+            let unix_ms = started_unix_ms + (tick - started).as_millis() as u64;
+            self.record(sources.sample(unix_ms, &before, &now, SAMPLE_EVERY));
+            before = now;
         }
     }
 

@@ -149,8 +149,8 @@ impl Sources {
         }
     }
 
-    /// The sample taken at `unix_ms`, `elapsed` after `before` was read, with the counters
-    /// `now`.
+    /// The sample labelled `unix_ms`, with the counters `now` and `before` them, read
+    /// `elapsed` apart (the rates are what they added, per second of it).
     pub fn sample(
         &self,
         unix_ms: u64,
