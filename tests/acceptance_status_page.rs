@@ -197,14 +197,23 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
         .subscribe("/me/events", &[("authorization", &alice)])
         .await;
     eventually("three upstreams", || {
-        origin.open("prices") == 1 && origin.open("burst") == 1 && origin.open("user-alice%40example.com") == 1
+        origin.open("prices") == 1
+            && origin.open("burst") == 1
+            && origin.open("user-alice%40example.com") == 1
     })
     .await;
     // The recent past a tail shows first.
     for n in 1..=3 {
-        origin.publish_raw("prices", Some(&format!("p{n}")), typed(&format!("p{n}"), "price", &format!("past {n}")));
+        origin.publish_raw(
+            "prices",
+            Some(&format!("p{n}")),
+            typed(&format!("p{n}"), "price", &format!("past {n}")),
+        );
     }
-    eventually("the past is in the ring", || relay.metrics.downstream.events_delivered.get() >= 3).await;
+    eventually("the past is in the ring", || {
+        relay.metrics.downstream.events_delivered.get() >= 3
+    })
+    .await;
     let doc = topics(relay.admin_addr).await;
     let key_of = |needle: &str| {
         doc["topics"]
@@ -229,17 +238,48 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
     let page = tokio::process::Command::new("node")
         .arg(format!("{browser_dir}/status_page_window.mjs"))
         .args(["--url", &format!("http://{}/", relay.admin_addr)])
-        .args(["--token", ADMIN_TOKEN, "--topic", &prices, "--private", &personal])
-        .args(["--last-id", "t5", "--burst", "200", "--screenshot", screenshot])
+        .args([
+            "--token",
+            ADMIN_TOKEN,
+            "--topic",
+            &prices,
+            "--private",
+            &personal,
+        ])
+        .args([
+            "--last-id",
+            "t5",
+            "--burst",
+            "200",
+            "--screenshot",
+            screenshot,
+        ])
         .kill_on_drop(true)
         .output();
     let publisher = async {
         // Once the page opened its tail (the only tail: counted apart from subscribers).
-        eventually("the page tails a topic", || relay.metrics.admin.tails.get() == 1).await;
-        assert_eq!(relay.metrics.hub.subscribers.get(), 3, "a tail is no subscriber");
-        for (n, event_type) in [(1, "price"), (2, "note"), (3, "price"), (4, "price"), (5, "price")] {
+        eventually("the page tails a topic", || {
+            relay.metrics.admin.tails.get() == 1
+        })
+        .await;
+        assert_eq!(
+            relay.metrics.hub.subscribers.get(),
+            3,
+            "a tail is no subscriber"
+        );
+        for (n, event_type) in [
+            (1, "price"),
+            (2, "note"),
+            (3, "price"),
+            (4, "price"),
+            (5, "price"),
+        ] {
             let id = format!("t{n}");
-            origin.publish_raw("prices", Some(&id), typed(&id, event_type, &format!("live {n}")));
+            origin.publish_raw(
+                "prices",
+                Some(&id),
+                typed(&id, event_type, &format!("live {n}")),
+            );
         }
         for n in 0..400 {
             origin.publish("burst", &format!("b{n}"), "burst");
@@ -273,24 +313,37 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
     let samples = charts["samples"].as_u64().unwrap();
     assert!(samples >= 4, "{charts}");
     let span = charts["lastMs"].as_u64().unwrap() - charts["firstMs"].as_u64().unwrap();
-    assert_eq!(span, (samples - 1) * 1000, "a sample a second, none missing: {charts}");
+    assert_eq!(
+        span,
+        (samples - 1) * 1000,
+        "a sample a second, none missing: {charts}"
+    );
     assert_eq!(charts["deliveriesPoints"], samples, "{charts}");
     assert_eq!(charts["polylinePoints"], samples, "{charts}");
     assert_eq!(charts["figures"], 13, "one chart a figure: {charts}");
     // The burst shows in the deliveries chart, far above what came before.
     let before = charts["deliveriesMaxBefore"].as_f64().unwrap();
     let max = report["deliveriesMax"].as_f64().unwrap();
-    assert!(before < 50.0 && max >= 200.0, "deliveries /s {before} → {max}");
+    assert!(
+        before < 50.0 && max >= 200.0,
+        "deliveries /s {before} → {max}"
+    );
 
     // The per-user topic: listed as such, no tail, and the relay refuses to tail it.
     let personal_view = &report["personal"];
     let buttons = personal_view["tailButtons"].as_array().unwrap();
     assert!(buttons.contains(&prices.as_str().into()), "{report}");
-    assert!(!buttons.contains(&personal.as_str().into()), "no tail: {report}");
+    assert!(
+        !buttons.contains(&personal.as_str().into()),
+        "no tail: {report}"
+    );
     assert_eq!(buttons.len(), 2, "prices and burst: {report}");
     assert_eq!(personal_view["row"][0], "/me/events (per-user)", "{report}");
     assert_eq!(personal_view["tailStatus"], 403, "{report}");
-    assert_eq!(personal_view["tokenKept"], true, "the token is kept in the session");
+    assert_eq!(
+        personal_view["tokenKept"], true,
+        "the token is kept in the session"
+    );
 
     // The tail: the ring's recent events, then those published, ids and data in order.
     let rows: Vec<(String, String, String)> = report["tailRows"]
@@ -305,7 +358,13 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
     let mut expected: Vec<(String, String, String)> = (1..=3)
         .map(|n| (format!("p{n}"), "price".into(), format!("past {n}")))
         .collect();
-    for (n, event_type) in [(1, "price"), (2, "note"), (3, "price"), (4, "price"), (5, "price")] {
+    for (n, event_type) in [
+        (1, "price"),
+        (2, "note"),
+        (3, "price"),
+        (4, "price"),
+        (5, "price"),
+    ] {
         expected.push((format!("t{n}"), event_type.into(), format!("live {n}")));
     }
     assert_eq!(rows, expected, "{report}");
