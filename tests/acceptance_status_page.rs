@@ -109,17 +109,7 @@ async fn status_page_shows_the_peer_set_and_owners_in_cluster_mode() {
 /// Publishes to `prices` every 100 ms while `tests/browser/status_page.mjs` loads the status
 /// page of `relay` in Chromium; its JSON report.
 async fn page_report(origin: &TestOrigin, relay: &TestRelay) -> serde_json::Value {
-    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    assert!(
-        std::path::Path::new(browser_dir)
-            .join("node_modules/playwright-core")
-            .is_dir(),
-        "needs playwright-core: run `npm ci` in tests/browser"
-    );
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "needs chromium (apt-get install chromium)"
-    );
+    let browser_dir = browser_dir();
     let publisher = {
         let origin = origin.clone();
         tokio::spawn(async move {
@@ -137,9 +127,30 @@ async fn page_report(origin: &TestOrigin, relay: &TestRelay) -> serde_json::Valu
             .output(),
     )
     .await
-    .expect("the script ends")
-    .expect("needs node (it runs tests/browser/status_page.mjs)");
+    .expect("the script ends");
     publisher.abort();
+    report_of("status_page.mjs", output)
+}
+
+/// `tests/browser`, checked to hold playwright-core, on a machine with Debian's Chromium.
+fn browser_dir() -> &'static str {
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(
+        std::path::Path::new(browser_dir)
+            .join("node_modules/playwright-core")
+            .is_dir(),
+        "needs playwright-core: run `npm ci` in tests/browser"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "needs chromium (apt-get install chromium)"
+    );
+    browser_dir
+}
+
+/// The JSON report the node script `script` printed, once it ended well.
+fn report_of(script: &str, output: std::io::Result<std::process::Output>) -> serde_json::Value {
+    let output = output.unwrap_or_else(|e| panic!("needs node (it runs {script}): {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -147,11 +158,21 @@ async fn page_report(origin: &TestOrigin, relay: &TestRelay) -> serde_json::Valu
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON report");
-    println!("status page: {report}");
+    println!("{script}: {report}");
     report
 }
 
 const ADMIN_TOKEN: &str = "window-admin-token";
+
+/// The events published to the tailed topic once the page tails it: number and type (`t1`,
+/// `live 1`, …).
+const LIVE: [(u32, &str); 5] = [
+    (1, "price"),
+    (2, "note"),
+    (3, "price"),
+    (4, "price"),
+    (5, "price"),
+];
 
 /// The `/topics` document of the admin listener at `admin`, read with the admin token.
 async fn topics(admin: SocketAddr) -> serde_json::Value {
@@ -227,14 +248,8 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
     let (prices, personal) = (key_of("/sub/prices"), key_of("/sub/user-"));
     assert!(!personal.contains("alice"), "shown hashed: {personal}");
 
-    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let browser_dir = browser_dir();
     let screenshot = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status-page.png");
-    assert!(
-        std::path::Path::new(browser_dir)
-            .join("node_modules/playwright-core")
-            .is_dir(),
-        "needs playwright-core: run `npm ci` in tests/browser"
-    );
     let page = tokio::process::Command::new("node")
         .arg(format!("{browser_dir}/status_page_window.mjs"))
         .args(["--url", &format!("http://{}/", relay.admin_addr)])
@@ -267,13 +282,7 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
             3,
             "a tail is no subscriber"
         );
-        for (n, event_type) in [
-            (1, "price"),
-            (2, "note"),
-            (3, "price"),
-            (4, "price"),
-            (5, "price"),
-        ] {
+        for (n, event_type) in LIVE {
             let id = format!("t{n}");
             origin.publish_raw(
                 "prices",
@@ -290,15 +299,7 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
     })
     .await
     .expect("the script ends");
-    let output = output.expect("needs node (it runs tests/browser/status_page_window.mjs)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON report");
-    println!("status page: {report}");
+    let report = report_of("status_page_window.mjs", output);
 
     // Without the token the page asked for it, and showed nothing; the data answered 401.
     assert_eq!(report["login"]["asked"], true, "{report}");
@@ -358,13 +359,7 @@ async fn status_page_asks_for_the_token_charts_the_last_minutes_and_tails_a_topi
     let mut expected: Vec<(String, String, String)> = (1..=3)
         .map(|n| (format!("p{n}"), "price".into(), format!("past {n}")))
         .collect();
-    for (n, event_type) in [
-        (1, "price"),
-        (2, "note"),
-        (3, "price"),
-        (4, "price"),
-        (5, "price"),
-    ] {
+    for (n, event_type) in LIVE {
         expected.push((format!("t{n}"), event_type.into(), format!("live {n}")));
     }
     assert_eq!(rows, expected, "{report}");

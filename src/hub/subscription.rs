@@ -116,15 +116,7 @@ impl Subscription {
     pub(super) fn attach(topic: &Arc<Topic>, last_event_id: Option<&str>) -> Self {
         let metrics = topic.metrics();
         let (cursor, placed) = topic.ring().place(last_event_id);
-        let mut subscription = Self {
-            topic: topic.clone(),
-            cursor,
-            last_handoff: None,
-            recovery: None,
-            drain_slot: rand::random::<u16>(),
-            peer: false,
-            watcher: false,
-        };
+        let mut subscription = Self::at(topic, cursor, false);
         match (placed, last_event_id) {
             (Placed::Head, _) => {}
             (Placed::After, _) => metrics.replay_hits.inc(),
@@ -159,16 +151,20 @@ impl Subscription {
             .into_iter()
             .map(|(frame, received_at)| Recent { frame, received_at })
             .collect();
-        let subscription = Self {
+        (recent, Self::at(topic, cursor, true))
+    }
+
+    /// A reader of `topic` at `cursor`, with a random place in the drain order.
+    fn at(topic: &Arc<Topic>, cursor: Cursor, watcher: bool) -> Self {
+        Self {
             topic: topic.clone(),
             cursor,
             last_handoff: None,
             recovery: None,
             drain_slot: rand::random::<u16>(),
             peer: false,
-            watcher: true,
-        };
-        (recent, subscription)
+            watcher,
+        }
     }
 
     /// Marks this subscriber as another relay of the cluster: while it is attached, the topic

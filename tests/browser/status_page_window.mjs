@@ -12,7 +12,7 @@
 // Prints one JSON object (see `report` below). Exit status: 0 when it could report, 1 on a
 // harness error or a wait that timed out (message on stderr).
 
-import { chromium } from 'playwright-core';
+import { launch, watchdog } from './chromium.mjs';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].slice(2)] = process.argv[i + 1];
@@ -20,16 +20,8 @@ for (const required of ['url', 'token', 'topic', 'private', 'last-id', 'burst'])
   if (!args[required]) throw new Error(`--${required} is required`);
 }
 
-const watchdog = setTimeout(() => {
-  console.error('status_page_window.mjs: watchdog expired');
-  process.exit(1);
-}, 80000);
-
-const browser = await chromium.launch({
-  executablePath: args.chromium ?? '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const timer = watchdog('status_page_window.mjs', 80000);
+const browser = await launch(args.chromium);
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   await page.goto(args.url);
@@ -112,6 +104,6 @@ try {
   const report = { login, charts, personal, tailRows, filtered, deliveriesMax };
   console.log(JSON.stringify(report));
 } finally {
-  clearTimeout(watchdog);
+  clearTimeout(timer);
   await browser.close();
 }
