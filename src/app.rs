@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin::tail::TailSettings;
 use crate::admin::Readiness;
 use crate::config::{DrainSettings, Settings};
 use crate::edge::{Edge, EdgeHandles};
@@ -71,6 +72,10 @@ impl App {
             None => None,
         };
         let upstream = upstream(&settings, upstream_tls, cluster.as_ref(), &metrics);
+        let tail = TailSettings {
+            private: settings.admin_tail_private,
+            lag_policy: settings.edge.lag_policy,
+        };
         let handles = EdgeHandles {
             hub: hub.clone(),
             upstream,
@@ -93,10 +98,11 @@ impl App {
         let ops = Ops::new(
             registry,
             metrics,
-            &hub,
+            (&hub, edge.stream_hub()),
             admin_cluster,
             &settings.server,
             settings.admin_token.clone(),
+            tail,
         );
         let (server_settings, max_topics) = (&settings.server, settings.hub.max_topics);
         let peer_link =

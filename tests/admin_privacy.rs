@@ -1,7 +1,8 @@
 //! What the admin listener and the logs give away: a per-user topic (a route whose upstream
 //! takes a `{jwt.*}` claim) is shown with the claim hashed in `/topics`, `/stats` and the log
-//! lines of its topic, never in clear; with `admin.token_file` set, the pages that show topics
-//! need the token, while `/metrics` and the probes stay open.
+//! lines of its topic, never in clear; with `admin.token_file` set, the paths that show data
+//! need the token, while the status page (a static file that asks for it), `/metrics` and the
+//! probes stay open.
 
 mod per_user;
 mod support;
@@ -43,7 +44,11 @@ async fn admin_get(
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    if path == "/stats" {
+    if ["/stats", "/history/stream", "/tail"]
+        .iter()
+        .any(|stream| path.starts_with(stream))
+        && status == StatusCode::OK
+    {
         return (status, challenge, String::new());
     }
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -188,11 +193,18 @@ async fn relay_with_admin_token(origin: &TestOrigin, token: &str) -> TestRelay {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_token_the_pages_that_show_topics_need_it_and_the_probes_do_not() {
+async fn with_a_token_the_paths_that_show_data_need_it_and_the_page_and_probes_do_not() {
     let origin = TestOrigin::start().await;
     let relay = relay_with_admin_token(&origin, "  admin-s3cret\n").await;
     let admin = relay.admin_addr;
-    for path in ["/topics", "/stats", "/"] {
+    let _subscriber = relay.h2().await.subscribe("/events/prices", &[]).await;
+    eventually("subscribed", || origin.open("prices") == 1).await;
+    let (_, _, topics) = admin_get(admin, "/topics", Some("Bearer admin-s3cret")).await;
+    let doc: serde_json::Value = serde_json::from_str(&topics).unwrap();
+    let key = doc["topics"][0]["key"].as_str().unwrap().to_owned();
+    let encoded: String = form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    let tail = format!("/tail?topic={encoded}");
+    for path in ["/topics", "/stats", "/history", "/history/stream", &tail] {
         let (status, challenge, _) = admin_get(admin, path, None).await;
         assert_eq!(status, 401, "{path} without a token");
         assert_eq!(challenge, "Bearer realm=\"sse-relay admin\"", "{path}");
@@ -208,10 +220,13 @@ async fn with_a_token_the_pages_that_show_topics_need_it_and_the_probes_do_not()
         let (status, _, _) = admin_get(admin, path, Some("Bearer admin-s3cret")).await;
         assert_eq!(status, 200, "{path} with the token");
     }
-    for path in ["/metrics", "/healthz", "/readyz"] {
+    for path in ["/metrics", "/healthz", "/readyz", "/"] {
         let (status, _, _) = admin_get(admin, path, None).await;
         assert_eq!(status, 200, "{path} stays open");
     }
+    // The page is the same static file for anyone: no topic, no figure in it.
+    let (_, _, page) = admin_get(admin, "/", None).await;
+    assert!(!page.contains("prices") && !page.contains(&origin.addr.to_string()));
     relay.stop().await;
 }
 
@@ -219,7 +234,15 @@ async fn with_a_token_the_pages_that_show_topics_need_it_and_the_probes_do_not()
 async fn without_a_token_every_admin_path_is_open() {
     let origin = TestOrigin::start().await;
     let relay = TestRelay::start(&origin, |_| {}).await;
-    for path in ["/topics", "/stats", "/", "/metrics", "/healthz"] {
+    for path in [
+        "/topics",
+        "/stats",
+        "/history",
+        "/history/stream",
+        "/",
+        "/metrics",
+        "/healthz",
+    ] {
         let (status, _, _) = admin_get(relay.admin_addr, path, None).await;
         assert_eq!(status, 200, "{path}");
     }

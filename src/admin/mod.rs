@@ -1,16 +1,24 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz` (liveness), `/readyz`
 //! (readiness: fails while starting or draining, never because an origin is down), `/topics`
-//! (JSON; in cluster mode with the peer set and each topic's owner), `/` (a live status page)
-//! and `/stats` (the SSE stream of stats that feeds it).
+//! (JSON; in cluster mode with the peer set and each topic's owner), `/` (the status page),
+//! and the streams that feed it: `/stats` (the figures of this second), `/history` and
+//! `/history/stream` (the last 15 minutes, a sample a second: [`history`]) and `/tail` (one
+//! topic's events, live: [`tail`]).
 //!
-//! With `admin.token_file` set, `/topics`, `/stats` and `/` need `Authorization: Bearer
-//! <token>` ([`token`]); the probes and `/metrics` stay open for the kubelet and Prometheus.
-//! Per-user topic keys are shown with their claims hashed ([`crate::hub::Topic::shown`]).
+//! With `admin.token_file` set, every path that shows the relay's data (`/topics`, `/stats`,
+//! `/history`, `/history/stream`, `/tail`) needs `Authorization: Bearer <token>` ([`token`]);
+//! the page itself is a static file without data, served to anyone, which asks for the token;
+//! the probes and `/metrics` stay open for the kubelet and Prometheus. Per-user topic keys are
+//! shown with their claims hashed ([`crate::hub::Topic::shown`]), and not tailed unless
+//! `admin.tail_private` is set.
 //!
 //! It runs on the same serving layer as the relay ([`crate::server`]), with its own
 //! connection metrics, unexported. This module only reads the relay's state; it never changes
 //! a topic or a subscriber. It sits above the components it reads, beside the composition root.
 
+pub mod history;
+pub mod metrics;
+pub mod tail;
 pub mod token;
 
 use std::convert::Infallible;
@@ -32,8 +40,11 @@ use crate::downstream::DownstreamMetrics;
 use crate::hub::{Hub, TopicSnapshot};
 use crate::server::{plain_text, Handler, Peer, RequestBody, ServerMetrics};
 use crate::upstream::UpstreamMetrics;
+use history::History;
+use metrics::AdminMetrics;
+use tail::{TailRefusal, TailSettings};
 
-/// The status page, self-contained (no build step, no CDN).
+/// The status page, self-contained (no build step, no CDN; it draws its charts itself).
 const STATUS_PAGE: &str = include_str!("status.html");
 
 pub use token::AdminToken;
@@ -76,10 +87,19 @@ pub struct Admin {
     pub stop: watch::Receiver<bool>,
     /// Cluster mode: the peer set and topic owners shown by `/topics` and the status page.
     pub cluster: Option<Cluster>,
-    /// `admin.token_file`'s token, which `/topics`, `/stats` and `/` then require (`None`:
+    /// `admin.token_file`'s token, which the paths that show data then require (`None`:
     /// they are open, like the rest of the listener).
     pub token: Option<AdminToken>,
+    /// The last 15 minutes, a sample a second, for `/history` and `/history/stream`.
+    pub history: History,
+    /// The tails' own metrics.
+    pub metrics: Arc<AdminMetrics>,
+    /// How `/tail` behaves (`admin.tail_private`, the lag policy).
+    pub tail: TailSettings,
 }
+
+/// Paths that show the relay's data, which `admin.token_file`'s token guards.
+const GUARDED: &[&str] = &["/topics", "/stats", "/history", "/history/stream", "/tail"];
 
 /// The JSON document of `/topics` and of each `/stats` event.
 #[derive(serde::Serialize)]
@@ -117,6 +137,10 @@ struct TopicRow {
     snapshot: TopicSnapshot,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<String>,
+    /// A per-user topic (shown with its claims hashed).
+    private: bool,
+    /// `/tail` shows its events (not a per-user topic, or `admin.tail_private` is set).
+    tailable: bool,
 }
 
 impl Handler for Admin {
@@ -131,7 +155,7 @@ impl Handler for Admin {
 impl Admin {
     fn respond<B>(&self, request: &Request<B>) -> Response<BoxBody<Bytes, Infallible>> {
         let path = request.uri().path();
-        if matches!(path, "/topics" | "/stats" | "/") {
+        if GUARDED.contains(&path) {
             if let Some(Err(refusal)) = self.token.as_ref().map(|t| t.check(request.headers())) {
                 let mut r = text(StatusCode::UNAUTHORIZED, "admin token required\n");
                 r.headers_mut()
@@ -146,6 +170,14 @@ impl Admin {
             "/metrics" => self.metrics_text(),
             "/topics" => json(&self.stats()),
             "/stats" => self.stats_stream(),
+            "/history" => {
+                let mut r = Response::new(Full::new(Bytes::from(self.history.document())).boxed());
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            "/history/stream" => event_stream(self.history.stream(self.stop.clone())),
+            "/tail" => self.tail(request.uri().query().unwrap_or_default()),
             "/" => {
                 let mut r = text(StatusCode::OK, STATUS_PAGE);
                 r.headers_mut().insert(
@@ -198,14 +230,50 @@ impl Admin {
                 .hub
                 .snapshot()
                 .into_iter()
-                .map(|snapshot| TopicRow {
-                    owner: self
-                        .cluster
-                        .as_ref()
-                        .map(|c| c.owner(&snapshot.key).to_string()),
-                    snapshot,
+                .map(|snapshot| {
+                    let private = snapshot.shown != snapshot.key;
+                    TopicRow {
+                        owner: self
+                            .cluster
+                            .as_ref()
+                            .map(|c| c.owner(&snapshot.key).to_string()),
+                        private,
+                        tailable: !private || self.tail.private,
+                        snapshot,
+                    }
                 })
                 .collect(),
+        }
+    }
+
+    /// `/tail?topic=<key as shown>`: the topic's events, live ([`tail`]), ending when the
+    /// admin listener stops; 404 for a topic not open, 403 for a per-user topic unless
+    /// `admin.tail_private` is set, 400 without `topic`.
+    fn tail(&self, query: &str) -> Response<BoxBody<Bytes, Infallible>> {
+        let topic = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "topic")
+            .map(|(_, value)| value.into_owned());
+        let Some(topic) = topic else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "topic=<key as /topics shows it> is required\n",
+            );
+        };
+        match tail::open(&self.hub, &topic, self.tail, self.metrics.clone()) {
+            Ok(tail) => {
+                let mut stop = self.stop.clone();
+                let until_stopped = async move { until_stopped(&mut stop).await };
+                event_stream(futures_util::StreamExt::take_until(
+                    tail,
+                    Box::pin(until_stopped),
+                ))
+            }
+            Err(refusal @ TailRefusal::Unknown) => {
+                text(StatusCode::NOT_FOUND, &format!("{refusal}\n"))
+            }
+            Err(refusal @ TailRefusal::Private) => {
+                text(StatusCode::FORBIDDEN, &format!("{refusal}\n"))
+            }
         }
     }
 
@@ -223,16 +291,24 @@ impl Admin {
                     }
                 }
                 let json = serde_json::to_string(&admin.stats()).unwrap_or_default();
-                let frame = Frame::data(Bytes::from(format!("event: stats\ndata: {json}\n\n")));
-                Some((Ok::<_, Infallible>(frame), (admin, stop, false)))
+                let frame = Bytes::from(format!("event: stats\ndata: {json}\n\n"));
+                Some((frame, (admin, stop, false)))
             },
         );
-        let mut r = Response::new(StreamBody::new(stream).boxed());
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r
+        event_stream(stream)
     }
+}
+
+/// A `text/event-stream` response sending each of `frames` as it comes.
+fn event_stream(
+    frames: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let frames = futures_util::StreamExt::map(frames, |b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut r = Response::new(StreamBody::new(frames).boxed());
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn until_stopped(stop: &mut watch::Receiver<bool>) {

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::history::{History, Sources};
+use crate::admin::metrics::AdminMetrics;
+use crate::admin::tail::TailSettings;
 use crate::admin::{Admin, AdminToken, Readiness};
 use crate::cluster::{link, Cluster, ClusterMetrics, PeerToken};
 use crate::config::{ClusterSetup, Listeners, Settings, TlsSource};
@@ -80,6 +83,8 @@ pub struct Metrics {
     pub stream_hub: Arc<HubMetrics>,
     /// Request streams started, resumed, cancelled; their answers' pace.
     pub streams: Arc<StreamMetrics>,
+    /// The admin listener's tails.
+    pub admin: Arc<AdminMetrics>,
 }
 
 impl Metrics {
@@ -97,6 +102,7 @@ impl Metrics {
                 max_topic_labels,
             )?),
             streams: Arc::new(StreamMetrics::new(registry)?),
+            admin: Arc::new(AdminMetrics::new(registry)?),
         })
     }
 }
@@ -160,17 +166,28 @@ pub(super) struct PeerLink {
 impl Ops {
     /// The admin server over `registry`, `metrics` and `hub` (and the cluster's view, in
     /// cluster mode), with its own unexported connection metrics; `token` guards the pages
-    /// that show topics.
+    /// that show data, `tail` is how tails behave. Starts the history's sampler, which stops
+    /// with the admin server.
     pub(super) fn new(
         registry: Registry,
         metrics: Metrics,
-        hub: &Hub,
+        (hub, stream_hub): (&Hub, Option<&Hub>),
         cluster: Option<Cluster>,
         server: &ServerSettings,
         token: Option<AdminToken>,
+        tail: TailSettings,
     ) -> Self {
         let readiness = Readiness::default();
         let (admin_stop, admin_stopped) = watch::channel(false);
+        let sources = Sources {
+            hub: metrics.hub.clone(),
+            upstream: metrics.upstream.clone(),
+            downstream: metrics.downstream.clone(),
+            server: metrics.server.clone(),
+            admin: metrics.admin.clone(),
+            request_streams: stream_hub.cloned(),
+        };
+        let history = History::start(sources, admin_stopped.clone());
         let admin = Admin {
             registry: registry.clone(),
             hub: hub.clone(),
@@ -181,6 +198,9 @@ impl Ops {
             stop: admin_stopped,
             cluster,
             token,
+            history,
+            metrics: metrics.admin.clone(),
+            tail,
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ops {

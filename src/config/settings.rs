@@ -94,6 +94,8 @@ pub struct Settings {
     pub max_topic_labels: usize,
     /// `admin.token_file`'s token, which the admin pages that show topics require.
     pub admin_token: Option<crate::admin::AdminToken>,
+    /// `admin.tail_private`: the status page may tail per-user topics.
+    pub admin_tail_private: bool,
     /// Logging.
     pub log: LogConfig,
     /// Route paths that let anyone subscribe on a listener that is not loopback (warned about
@@ -163,6 +165,7 @@ impl TryFrom<Config> for Settings {
             edge,
             max_topic_labels: config.admin.max_topic_labels,
             admin_token,
+            admin_tail_private: config.admin.tail_private,
             open_routes: open_routes(&config),
             log: config.log,
         })

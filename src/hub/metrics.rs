@@ -134,7 +134,7 @@ impl HubMetrics {
         let name = |suffix: &str| format!("{prefix}{suffix}");
         let topic_subscribers = IntGaugeVec::new(
             Opts::new(
-                &name("topic_subscribers"),
+                name("topic_subscribers"),
                 "Subscribers per topic (topics past the label cap share topic=\"other\").",
             ),
             &["topic"],

@@ -342,6 +342,28 @@ impl Ring {
         }
     }
 
+    /// The newest `back` events the ring holds (not the `retry:` changes), oldest first, each
+    /// with when it arrived, and a cursor right after them, both read at one instant: a reader
+    /// that shows the recent past and then follows misses nothing and sees nothing twice.
+    pub fn recent(&self, back: usize) -> (Vec<(Bytes, Instant)>, Cursor) {
+        let state = lock(&self.state);
+        let mut recent: Vec<_> = state
+            .entries
+            .iter()
+            .rev()
+            .filter(|e| !e.retry)
+            .take(back)
+            .map(|e| (e.frame.clone(), e.at))
+            .collect();
+        recent.reverse();
+        let cursor = Cursor {
+            seq: state.next_seq(),
+            listing: Listing::default(),
+            heartbeat_seen: state.heartbeat_generation,
+        };
+        (recent, cursor)
+    }
+
     /// Moves `cursor` to `seq` (a catch-up met the ring there), or to the oldest buffered event
     /// (`None`).
     pub fn seek(&self, cursor: &mut Cursor, seq: Option<u64>) {

@@ -83,6 +83,17 @@ pub struct Subscription {
     drain_slot: u16,
     /// Another relay of the cluster (counted in the topic while attached).
     peer: bool,
+    /// A watcher ([`Subscription::watch`]): not counted among the topic's subscribers.
+    watcher: bool,
+}
+
+/// An event a watcher is shown from the ring's recent past ([`Subscription::watch`]).
+#[derive(Debug, Clone)]
+pub struct Recent {
+    /// Its encoded frame, the topic's shared one.
+    pub frame: Bytes,
+    /// When it arrived from upstream.
+    pub received_at: Instant,
 }
 
 /// What only some subscribers carry, for a while, before the ring's next event.
@@ -105,14 +116,7 @@ impl Subscription {
     pub(super) fn attach(topic: &Arc<Topic>, last_event_id: Option<&str>) -> Self {
         let metrics = topic.metrics();
         let (cursor, placed) = topic.ring().place(last_event_id);
-        let mut subscription = Self {
-            topic: topic.clone(),
-            cursor,
-            last_handoff: None,
-            recovery: None,
-            drain_slot: rand::random::<u16>(),
-            peer: false,
-        };
+        let mut subscription = Self::at(topic, cursor, false);
         match (placed, last_event_id) {
             (Placed::Head, _) => {}
             (Placed::After, _) => metrics.replay_hits.inc(),
@@ -133,6 +137,34 @@ impl Subscription {
             (Placed::Missing { .. }, None) => {}
         }
         subscription
+    }
+
+    /// A watcher of `topic` (the admin listener's tail): the newest `back` events of its ring,
+    /// oldest first, and a subscription right after them that reads like any other (the
+    /// topic's shared frames from a cursor, heartbeats, [`Next::Lagged`] when it falls out of
+    /// the ring, the close and the drain), but is not counted among the topic's subscribers:
+    /// it neither keeps the topic open nor starts its idle grace when dropped
+    /// (docs/architecture.md, invariants 3 and 4).
+    pub fn watch(topic: &Arc<Topic>, back: usize) -> (Vec<Recent>, Self) {
+        let (recent, cursor) = topic.ring().recent(back);
+        let recent = recent
+            .into_iter()
+            .map(|(frame, received_at)| Recent { frame, received_at })
+            .collect();
+        (recent, Self::at(topic, cursor, true))
+    }
+
+    /// A reader of `topic` at `cursor`, with a random place in the drain order.
+    fn at(topic: &Arc<Topic>, cursor: Cursor, watcher: bool) -> Self {
+        Self {
+            topic: topic.clone(),
+            cursor,
+            last_handoff: None,
+            recovery: None,
+            drain_slot: rand::random::<u16>(),
+            peer: false,
+            watcher,
+        }
     }
 
     /// Marks this subscriber as another relay of the cluster: while it is attached, the topic
@@ -307,6 +339,8 @@ impl Drop for Subscription {
         if self.peer {
             self.topic.count_peer(false);
         }
-        self.topic.remove_subscriber();
+        if !self.watcher {
+            self.topic.remove_subscriber();
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the hub: no sockets, time paused where timers matter.
 
 mod retry;
+mod watch;
 
 use super::*;
 use bytes::Bytes;

@@ -7,22 +7,14 @@
 // Prints one JSON object: {"first": {...}, "later": {...}, "rows": [...], "cluster": ...}.
 // Exit status: 0 when it could report, 1 on a harness error (message on stderr).
 
-import { chromium } from 'playwright-core';
+import { launch, watchdog } from './chromium.mjs';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].slice(2)] = process.argv[i + 1];
 if (!args.url) throw new Error('--url is required');
 
-const watchdog = setTimeout(() => {
-  console.error('status_page.mjs: watchdog expired');
-  process.exit(1);
-}, 60000);
-
-const browser = await chromium.launch({
-  executablePath: args.chromium ?? '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const timer = watchdog('status_page.mjs', 60000);
+const browser = await launch(args.chromium);
 try {
   const page = await browser.newPage();
   await page.goto(args.url);
@@ -55,6 +47,6 @@ try {
   });
   console.log(JSON.stringify({ first, later, rows, cluster }));
 } finally {
-  clearTimeout(watchdog);
+  clearTimeout(timer);
   await browser.close();
 }

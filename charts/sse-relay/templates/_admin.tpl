@@ -1,6 +1,7 @@
 {{- /*
 The admin port (`admin.*` values): the NetworkPolicy that limits who reaches it, and the
-Secret whose token the relay then requires on /topics, /stats and / (relay admin.token_file).
+Secret whose token the relay then requires on /topics, /stats, /history and /tail (relay
+admin.token_file).
 */ -}}
 
 {{- /* Where the pod sees the admin token Secret (a directory). */ -}}

@@ -417,10 +417,15 @@ pub struct AdminConfig {
     /// Default 100.
     pub max_topic_labels: usize,
     /// A file holding a bearer token (its content, trimmed; read once at start) that `/topics`,
-    /// `/stats` and the status page `/` then require as `Authorization: Bearer <token>`;
-    /// `/metrics`, `/healthz` and `/readyz` stay open. Default: none, every path open, as
+    /// `/stats`, `/history`, `/history/stream` and `/tail` (what the status page reads) then
+    /// require as `Authorization: Bearer <token>`; the page itself (no data), `/metrics`,
+    /// `/healthz` and `/readyz` stay open. Default: none, every path open, as
     /// the listener is on loopback by default (docs/security.md, "The admin port").
     pub token_file: Option<PathBuf>,
+    /// Whether the status page may tail a per-user topic (one whose upstream takes a user's
+    /// claims), whose events are that user's. Default false: such topics are listed with their
+    /// claims hashed and their events are not shown (docs/security.md, "The admin port").
+    pub tail_private: bool,
 }
 
 impl Default for AdminConfig {
@@ -429,6 +434,7 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             max_topic_labels: crate::hub::DEFAULT_MAX_TOPIC_LABELS,
             token_file: None,
+            tail_private: false,
         }
     }
 }
