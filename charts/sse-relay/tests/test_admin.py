@@ -133,15 +133,19 @@ def test_the_admin_policy_can_be_left_out(render):
 
 
 def test_nothing_listed_and_nothing_else_open_is_an_empty_allow_list(render):
-    r = render({"admin": {"networkPolicy": {"allowOtherPorts": False}}})
+    r = render({"admin": {"networkPolicy": {"allowOtherPorts": False, "from": []}}})
     (policy,) = admin_policies(r)
     assert policy["spec"]["ingress"] == []
 
 
 def test_the_notes_say_when_prometheus_cannot_reach_the_admin_port(render):
     notes = lambda r: next(t for name, t in r.manifests.items() if name.endswith("NOTES.txt"))
-    assert "cannot scrape" in notes(render({"metrics": {"serviceMonitor": {"enabled": True}}}))
-    assert "admits no pod" in notes(render(None))
+    closed = {"admin": {"networkPolicy": {"from": []}}}
+    monitored = {"metrics": {"serviceMonitor": {"enabled": True}}, **closed}
+    assert "cannot scrape" in notes(render(monitored))
+    assert "admits no pod" in notes(render(closed))
+    # By default the policy admits Prometheus pods, so nothing needs saying.
+    assert "admits no pod" not in notes(render(None))
     assert "admits no pod" not in notes(render(scenario_values("servicemonitor-hpa-values.yaml")))
 
 
