@@ -8,7 +8,7 @@ use http::{Method, StatusCode};
 use sse_relay::config::{AuthMode, Config, JwtConfig, StreamRouteConfig};
 use sse_relay::edge::streams::{CancelledBy, OnDisconnect, StartOutcome};
 use support::answers::{location, post, post_with, AnswerOrigin};
-use support::{eventually, TestRelay};
+use support::{eventually, http_get, TestRelay};
 
 /// A relay with one stream route `/v1/chat/completions` → `origin`, after `configure`.
 async fn relay(origin: &AnswerOrigin, configure: impl FnOnce(&mut Config)) -> TestRelay {
@@ -100,6 +100,17 @@ async fn viewers_share_a_live_stream_and_the_origins_own_ids_pass_unchanged() {
     let answer = origin.next_answer().await;
     answer.send("id: a1\ndata: one\n\n").await;
     assert_eq!(started.data(1).await, ["one"]);
+    let (status, listed) = http_get(relay.admin_addr, "/topics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed.contains("\"/v1/chat/completions stream 1\""),
+        "{listed}"
+    );
+    let id = url.trim_start_matches("/streams/");
+    assert!(
+        !listed.contains(id),
+        "/topics never shows a stream's id: {listed}"
+    );
     let mut second = relay.h2().await;
     let mut follower = second.subscribe(&url, &[("last-event-id", "a1")]).await;
     answer.send("id: a2\ndata: two\n\n").await;

@@ -96,6 +96,8 @@ pub struct Admin {
     pub metrics: Arc<AdminMetrics>,
     /// How `/tail` behaves (`admin.tail_private`, the lag policy).
     pub tail: TailSettings,
+    /// The hub of request streams, listed by `/topics` (`None`: no `[[stream_route]]`).
+    pub request_streams: Option<Hub>,
 }
 
 /// Paths that show the relay's data, which `admin.token_file`'s token guards.
@@ -116,6 +118,9 @@ struct Stats {
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<PeerView>,
     topics: Vec<TopicRow>,
+    /// Request streams (docs/request-streams.md), each shown as its route and a number: never
+    /// by its id, which is the capability to follow it.
+    request_streams: Vec<TopicSnapshot>,
 }
 
 /// The cluster as this relay sees it: its own peer address, the live set, the count resolved.
@@ -243,6 +248,11 @@ impl Admin {
                     }
                 })
                 .collect(),
+            request_streams: self
+                .request_streams
+                .as_ref()
+                .map(Hub::snapshot)
+                .unwrap_or_default(),
         }
     }
 

@@ -201,6 +201,7 @@ impl Ops {
             history,
             metrics: metrics.admin.clone(),
             tail,
+            request_streams: stream_hub.cloned(),
         };
         let admin_metrics = Arc::new(ServerMetrics::unexported());
         Ops {

@@ -123,6 +123,9 @@ pub(super) struct RequestStreams {
     /// Cluster mode: stream ids name their holder, and a stream another relay holds is
     /// followed from it over the peer link.
     cluster: Option<Cluster>,
+    /// Streams started, count: a stream is shown (`/topics`, the logs) by its route and this
+    /// number, never by its id.
+    started: std::sync::atomic::AtomicU64,
 }
 
 /// What a request on a stream route asks for.
@@ -178,6 +181,7 @@ impl RequestStreams {
             max_bytes: settings.max_bytes,
             metrics,
             cluster: None,
+            started: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -460,7 +464,13 @@ impl Edge {
         };
         let spec = TopicSpec {
             key: id.clone(),
-            shown: Some(format!("{} stream", route.path)),
+            shown: Some(format!(
+                "{} stream {}",
+                route.path,
+                1 + streams
+                    .started
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
             label: route.path.clone(),
             follow,
             replay: None,
