@@ -6,7 +6,7 @@ mod support;
 
 use http::{Method, StatusCode};
 use sse_relay::config::{AuthMode, Config, JwtConfig, StreamRouteConfig};
-use sse_relay::edge::streams::{CancelledBy, OnDisconnect, StartOutcome};
+use sse_relay::edge::streams::{CancelledBy, OnDisconnect, StartOutcome, StreamProtocol};
 use support::answers::{location, post, post_with, AnswerOrigin};
 use support::{eventually, http_get, TestRelay};
 
@@ -317,5 +317,80 @@ async fn a_stream_is_bound_to_the_identity_that_started_it_and_hidden_from_other
     assert_eq!(own.status, StatusCode::OK);
     assert_eq!(own.data(1).await, ["for alice"]);
     answer.end();
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_streams_an_answer_still_reaches_its_client_unkept() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |c| c.streams.max_streams = 1).await;
+    let mut client = relay.h2().await;
+    let mut kept = post(&mut client, "/v1/chat/completions").await;
+    let first = origin.next_answer().await;
+    first.send("data: kept\n\n").await;
+    assert_eq!(kept.data(1).await, ["kept"]);
+    let mut unkept = post(&mut client, "/v1/chat/completions").await;
+    assert_eq!(unkept.status, StatusCode::OK);
+    assert!(
+        unkept.headers.get("content-location").is_none(),
+        "not resumable, so no resume URL"
+    );
+    let second = origin.next_answer().await;
+    second.send("data: passed\n\n").await;
+    second.end();
+    assert_eq!(unkept.data(1).await, ["passed"]);
+    let started = &relay.metrics.streams.started;
+    assert_eq!(started.get(StartOutcome::NotKept).get(), 1);
+    first.end();
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_resume_follows_only_a_stream_of_its_own_session() {
+    let origin = AnswerOrigin::start().await;
+    let relay = relay(&origin, |c| {
+        c.stream_routes[0].protocol = StreamProtocol::Mcp;
+    })
+    .await;
+    let mut client = relay.h2().await;
+    let mut started = post_with(
+        &mut client,
+        "/v1/chat/completions",
+        &[("mcp-session-id", "session-a")],
+    )
+    .await;
+    let answer = origin.next_answer().await;
+    answer.send("data: {\"progress\":1}\n\n").await;
+    let first = started.next_event().await.unwrap();
+    let id = first.id.expect("a relay id");
+    answer.send("data: {\"progress\":2}\n\n").await;
+    assert_eq!(started.data(1).await, ["{\"progress\":2}"]);
+    drop(started);
+    let mut other = relay.h2().await;
+    let foreign = other
+        .get(
+            "/v1/chat/completions",
+            &[("mcp-session-id", "session-b"), ("last-event-id", &id)],
+        )
+        .await;
+    assert_eq!(
+        foreign.status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "another session's resume is the server's to answer (this origin takes POSTs only)"
+    );
+    let mut own = other
+        .subscribe(
+            "/v1/chat/completions",
+            &[("mcp-session-id", "session-a"), ("last-event-id", &id)],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert_eq!(
+        own.data(1).await,
+        ["{\"progress\":2}"],
+        "the rest of its own stream"
+    );
+    answer.end();
+    assert!(own.next_event().await.is_none());
     relay.stop().await;
 }
