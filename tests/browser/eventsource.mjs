@@ -15,7 +15,7 @@
 // Exit status: 0 when it could report, 1 on a harness error (message on stderr).
 // A watchdog ends the script (and with it the browser) whatever happens.
 
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import readline from 'node:readline';
 import { readFileSync } from 'node:fs';
 
@@ -68,21 +68,7 @@ function waitForPublished(timeoutMs) {
 }
 
 async function main() {
-  // launch() gives the browser a fresh temporary user-data-dir, removed on close.
-  const browser = await chromium.launch({
-    executablePath: args.chromium ?? '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--ignore-certificate-errors',
-    ],
-  });
+  const browser = await launch(args.chromium, ['--ignore-certificate-errors']);
   try {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();

@@ -535,26 +535,41 @@ impl Edge {
         request: &Request<B>,
     ) -> Response<ResponseBody> {
         let wanted = last_event_id(request, &self.inner.metrics);
-        match streams.hub.resume(key, scope, wanted.as_deref()) {
+        let resumed = streams.hub.resume(key, scope, wanted.as_deref());
+        self.resumed(streams, resumed, request)
+    }
+
+    /// The answer to a resume: the stream (`Followed`), 204 when nothing is left after the
+    /// viewer's last event of a finished stream (`Ended`), 404 (`NotFound`), with the CORS
+    /// headers an allowed page needs to read it (none on the peer link, which sends no
+    /// `Origin`); counted.
+    fn resumed<B>(
+        &self,
+        streams: &RequestStreams,
+        resumed: Result<crate::hub::Subscription, ResumeMiss>,
+        request: &Request<B>,
+    ) -> Response<ResponseBody> {
+        let (outcome, response) = match resumed {
             Ok(subscription) => {
-                streams.metrics.resumed.inc(ResumeOutcome::Followed);
                 let body = EventStreamBody::live(
                     subscription,
                     streams.frames.clone(),
                     self.inner.lag_policy,
                     self.inner.downstream_metrics.clone(),
                 );
-                self.event_stream(body, request)
+                (ResumeOutcome::Followed, self.event_stream(body, request))
             }
-            Err(ResumeMiss::Spent) => {
-                streams.metrics.resumed.inc(ResumeOutcome::Ended);
-                self.with_cors(plain(StatusCode::NO_CONTENT, ""), request)
-            }
-            Err(ResumeMiss::Unknown) => {
-                streams.metrics.resumed.inc(ResumeOutcome::NotFound);
-                self.with_cors(plain(StatusCode::NOT_FOUND, "no such stream\n"), request)
-            }
-        }
+            Err(ResumeMiss::Spent) => (
+                ResumeOutcome::Ended,
+                self.with_cors(plain(StatusCode::NO_CONTENT, ""), request),
+            ),
+            Err(ResumeMiss::Unknown) => (
+                ResumeOutcome::NotFound,
+                self.with_cors(plain(StatusCode::NOT_FOUND, "no such stream\n"), request),
+            ),
+        };
+        streams.metrics.resumed.inc(outcome);
+        response
     }
 
     /// Follows (or cancels) a stream another relay of the cluster holds, over the peer link:
@@ -627,26 +642,8 @@ impl Edge {
             Method::DELETE => plain(StatusCode::NOT_FOUND, "no such stream\n").map(Either::Right),
             Method::GET => {
                 let wanted = last_event_id(request, &self.inner.metrics);
-                match streams.hub.resume_for_peer(&key, &scope, wanted.as_deref()) {
-                    Ok(subscription) => {
-                        streams.metrics.resumed.inc(ResumeOutcome::Followed);
-                        let body = EventStreamBody::live(
-                            subscription,
-                            streams.frames.clone(),
-                            self.inner.lag_policy,
-                            self.inner.downstream_metrics.clone(),
-                        );
-                        self.event_stream(body, request)
-                    }
-                    Err(ResumeMiss::Spent) => {
-                        streams.metrics.resumed.inc(ResumeOutcome::Ended);
-                        plain(StatusCode::NO_CONTENT, "").map(Either::Right)
-                    }
-                    Err(ResumeMiss::Unknown) => {
-                        streams.metrics.resumed.inc(ResumeOutcome::NotFound);
-                        plain(StatusCode::NOT_FOUND, "no such stream\n").map(Either::Right)
-                    }
-                }
+                let resumed = streams.hub.resume_for_peer(&key, &scope, wanted.as_deref());
+                self.resumed(streams, resumed, request)
             }
             _ => plain(StatusCode::METHOD_NOT_ALLOWED, "GET or DELETE\n").map(Either::Right),
         }
