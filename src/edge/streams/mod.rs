@@ -17,10 +17,10 @@
 //! topic's subscribers never see a request stream (they live in a hub of their own).
 
 mod metrics;
+mod remote;
+mod settings;
 
 use std::time::Duration;
-
-use std::net::SocketAddr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -32,78 +32,21 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Either;
 
 use super::answer::{last_event_id, plain, ResponseBody};
-use super::auth::{AuthMode, AuthRequest};
-use super::passthrough::{relayed, Passthrough, PassthroughSettings};
-use super::routing::PathTemplate;
+use super::auth::AuthRequest;
+use super::passthrough::{relayed, Passthrough};
 use super::{opener, Edge, Rejection};
-use crate::cluster::{Cluster, STREAM_PATH};
+use crate::cluster::Cluster;
 use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::http::{strip_hop_by_hop, FORWARDING_HOP_BY_HOP};
 use crate::hub::{Hub, RequestLife, ResumeMiss, TopicSpec};
 use crate::server::{Peer, RequestBody};
 use crate::upstream::{is_event_stream, RelayIds};
 pub use metrics::{CancelledBy, ResumeOutcome, StartOutcome, StreamMetrics};
+use remote::RemoteCall;
+pub use settings::{OnDisconnect, StreamProtocol, StreamRoute, StreamSettings};
 
 /// The MCP session header (MCP 2025-06-18, "Streamable HTTP", "Session Management").
 const MCP_SESSION: &str = "mcp-session-id";
-
-/// How a stream route's origin speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamProtocol {
-    /// Any event stream answering a POST (an OpenAI-compatible chat completion, a chat
-    /// backend): resumed at its resume URL.
-    #[default]
-    Plain,
-    /// MCP's Streamable HTTP transport: also resumed by a `GET` on the endpoint with
-    /// `Mcp-Session-Id` and `Last-Event-ID`, scoped to that session.
-    Mcp,
-}
-
-/// What happens to a stream when its last viewer goes away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnDisconnect {
-    /// The relay reads the origin's answer to its end anyway (bounded by the stream's and all
-    /// streams' bytes), so a reload or a second device gets all of it.
-    #[default]
-    Detach,
-    /// The origin request is cancelled once no viewer has been attached for a heartbeat
-    /// interval (for origins where an unread answer costs money).
-    Cancel,
-}
-
-/// One `[[stream_route]]`, validated.
-#[derive(Debug, Clone)]
-pub struct StreamRoute {
-    /// The path a `POST` starts a stream on (exact).
-    pub path: String,
-    /// The origin (`scheme://authority`) and its deadlines.
-    pub origin: PassthroughSettings,
-    /// Path and query the request goes to on the origin.
-    pub upstream_path: String,
-    /// The resume URL's path template, with the one variable `{stream}`.
-    pub resume: PathTemplate,
-    /// How the origin speaks.
-    pub protocol: StreamProtocol,
-    /// What happens when the last viewer leaves.
-    pub on_disconnect: OnDisconnect,
-    /// Who may start and follow streams (`none` or `jwt`; a stream is bound to the JWT `sub`).
-    pub auth: AuthMode,
-}
-
-/// `[[stream_route]]` and `[streams]`, validated.
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    /// The routes.
-    pub routes: Vec<StreamRoute>,
-    /// How long a finished stream stays resumable.
-    pub retain: Duration,
-    /// Open and retained streams at once, count; past it new answers pass through unkept.
-    pub max_streams: usize,
-    /// Bytes of all streams' rings together; past it new answers pass through unkept.
-    pub max_bytes: usize,
-}
 
 /// A stream route and its origin's client.
 struct Served {
@@ -205,15 +148,6 @@ impl RequestStreams {
             }
             None => random,
         }
-    }
-
-    /// The other relay holding stream `key`, if its id names one (cluster mode only).
-    fn remote_holder(&self, key: &str) -> Option<(&Cluster, SocketAddr)> {
-        let cluster = self.cluster.as_ref()?;
-        let (_, holder) = key.split_once('~')?;
-        let holder = URL_SAFE_NO_PAD.decode(holder).ok()?;
-        let holder: SocketAddr = std::str::from_utf8(&holder).ok()?.parse().ok()?;
-        (holder != cluster.self_addr()).then_some((cluster, holder))
     }
 
     /// The hub holding the streams (for the drain and the admin pages).
@@ -572,83 +506,6 @@ impl Edge {
         response
     }
 
-    /// Follows (or cancels) a stream another relay of the cluster holds, over the peer link:
-    /// the holder's answer (the stream, 204, 404) reaches the client as it is.
-    async fn call_holder<B>(
-        &self,
-        cluster: &Cluster,
-        holder: SocketAddr,
-        call: RemoteCall<'_>,
-        request: &Request<B>,
-    ) -> Response<ResponseBody> {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("key", call.key)
-            .append_pair("scope", call.scope)
-            .finish();
-        let method = if call.cancel {
-            Method::DELETE
-        } else {
-            Method::GET
-        };
-        let mut peer_request = Request::builder()
-            .method(method)
-            .uri(format!("https://{holder}{STREAM_PATH}?{query}"))
-            .header(
-                http::header::AUTHORIZATION,
-                cluster.token().header().clone(),
-            );
-        if let Some(id) = last_event_id(request, &self.inner.metrics) {
-            peer_request = peer_request.header("last-event-id", id);
-        }
-        let Ok(peer_request) = peer_request.body(http_body_util::Empty::new()) else {
-            return plain(StatusCode::BAD_REQUEST, "bad stream id\n").map(Either::Right);
-        };
-        match cluster.client().request(peer_request).await {
-            Ok(response) => {
-                let mut response = relayed(response);
-                self.inner
-                    .cors
-                    .apply(request.headers(), response.headers_mut());
-                response.map(Either::Right)
-            }
-            Err(error) => {
-                tracing::warn!(%holder, %error, "the relay holding a request stream cannot be reached");
-                let text = "bad gateway: the relay holding this stream cannot be reached\n";
-                self.with_cors(plain(StatusCode::BAD_GATEWAY, text), request)
-            }
-        }
-    }
-
-    /// Serves another relay's call on the peer listener's [`STREAM_PATH`]: `GET` follows a
-    /// stream this relay holds (kept through its drain), `DELETE` cancels it.
-    pub(super) fn serve_peer_stream_call<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
-        let Some(streams) = &self.inner.streams else {
-            return plain(StatusCode::NOT_FOUND, "no stream routes\n").map(Either::Right);
-        };
-        let query = request.uri().query().unwrap_or_default();
-        let (mut key, mut scope) = (String::new(), String::new());
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            match &*name {
-                "key" => key = value.into_owned(),
-                "scope" => scope = value.into_owned(),
-                _ => {}
-            }
-        }
-        match *request.method() {
-            Method::DELETE if streams.hub.cancel(&key, &scope) => {
-                streams.metrics.cancelled.inc(CancelledBy::Delete);
-                plain(StatusCode::NO_CONTENT, "").map(Either::Right)
-            }
-            Method::DELETE => plain(StatusCode::NOT_FOUND, "no such stream\n").map(Either::Right),
-            Method::GET => {
-                let wanted = last_event_id(request, &self.inner.metrics);
-                let resumed = streams.hub.resume_for_peer(&key, &scope, wanted.as_deref());
-                self.resumed(streams, resumed, request)
-            }
-            _ => plain(StatusCode::METHOD_NOT_ALLOWED, "GET or DELETE\n").map(Either::Right),
-        }
-    }
-
     /// A small answer with the CORS headers an allowed page needs to read it.
     fn with_cors<B>(
         &self,
@@ -670,14 +527,6 @@ impl Edge {
             .preflight_streams(request.headers(), response.headers_mut());
         response.map(Either::Right)
     }
-}
-
-/// A call on a stream another relay holds.
-struct RemoteCall<'a> {
-    key: &'a str,
-    scope: &'a str,
-    /// `DELETE` rather than `GET`.
-    cancel: bool,
 }
 
 /// The stream of `scope` an MCP resume's `Last-Event-ID` names: the one a relay id names, else
