@@ -4,8 +4,12 @@
 //! the passthrough origin ([`passthrough`]) or gets 404. Every answer that is not a live stream
 //! is built in [`answer`].
 //!
+//! Requests on a `[[stream_route]]` are request streams ([`streams`]).
+//!
 //! This module ties routing, auth, hub and downstream together for one request; it holds no
-//! state of its own beyond shared handles, and it never forwards a client header upstream.
+//! state of its own beyond shared handles, and it never forwards a client header on a shared
+//! subscription (only the passthrough and a request stream's own POST, which are the client's
+//! requests, carry them).
 
 pub mod answer;
 pub mod auth;
