@@ -25,8 +25,11 @@
 //!
 //! Other options: `--conns 10` (h2 connections per phase), `--ramp-ms 1000`, `--settle-secs 15`
 //! (wait before the retained figure: the relay trims freed memory every 10 s), `--relay-bin`
-//! (default `$CARGO_TARGET_DIR/release/sse-relay`, else `target/release/sse-relay`). Run it
-//! with `ulimit -n` above twice `--streams`.
+//! (default `$CARGO_TARGET_DIR/release/sse-relay`, else `target/release/sse-relay`),
+//! `--relay-fd-table N` (start the relay with its descriptor table already sized past N: the
+//! kernel's table doublings, each an RCU grace period in a threaded process, then no longer
+//! stall it while measured). Run it with `ulimit -n` above twice `--streams`. It prints, for
+//! each phase, the slowest 1 % of first events with when their stream started in the ramp.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,6 +69,8 @@ struct Options {
     ramp: Duration,
     settle: Duration,
     relay_bin: PathBuf,
+    /// Start the relay with its descriptor table already this large (0: as it comes).
+    relay_fd_table: usize,
 }
 
 fn options() -> Options {
@@ -80,6 +85,7 @@ fn options() -> Options {
         ramp: Duration::from_millis(1000),
         settle: Duration::from_secs(15),
         relay_bin,
+        relay_fd_table: 0,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -96,10 +102,12 @@ fn options() -> Options {
             "--ramp-ms" => o.ramp = Duration::from_millis(value().parse().expect("ms")),
             "--settle-secs" => o.settle = Duration::from_secs(value().parse().expect("secs")),
             "--relay-bin" => o.relay_bin = PathBuf::from(value()),
+            "--relay-fd-table" => o.relay_fd_table = value().parse().expect("descriptors"),
             "--help" | "-h" => {
                 println!(
                     "request_streams [--streams 1000] [--chunks 500] [--secs 10] [--conns 10] \
-                     [--ramp-ms 1000] [--settle-secs 15] [--relay-bin target/release/sse-relay]"
+                     [--ramp-ms 1000] [--settle-secs 15] [--relay-bin target/release/sse-relay] \
+                     [--relay-fd-table 0]"
                 );
                 std::process::exit(0);
             }
@@ -276,7 +284,11 @@ impl Drop for Relay {
 
 /// Starts the relay with one stream route to the origin's plain listener. Defaults otherwise,
 /// except `retain_ms` (long enough for the settle wait and the resumes) and the admin port.
-fn start_relay(bin: &Path, origin: SocketAddr, dir: &Path) -> Relay {
+///
+/// With `fd_table` > 0, the relay inherits an open descriptor numbered `fd_table` (closed here
+/// once it started), so the kernel sizes its descriptor table past that from the start and it
+/// never grows while measured ([`presize_descriptor_table`] says why that matters).
+fn start_relay(bin: &Path, origin: SocketAddr, dir: &Path, fd_table: usize) -> Relay {
     let (port, admin_port) = (free_port(), free_port());
     let config = dir.join("relay.toml");
     std::fs::write(
@@ -291,6 +303,10 @@ fn start_relay(bin: &Path, origin: SocketAddr, dir: &Path) -> Relay {
         ),
     )
     .unwrap();
+    let high = libc::c_int::try_from(fd_table).unwrap_or(0);
+    // SAFETY: dup2 of stderr to a free descriptor number; no memory is passed. dup2 leaves
+    // close-on-exec unset, so the relay inherits it.
+    let inherited = high > 2 && unsafe { libc::dup2(2, high) } == high;
     let child = std::process::Command::new(bin)
         .args(["--config", config.to_str().unwrap()])
         .env("SSE_RELAY_LOG", "warn")
@@ -302,6 +318,10 @@ fn start_relay(bin: &Path, origin: SocketAddr, dir: &Path) -> Relay {
                 bin.display()
             )
         });
+    if inherited {
+        // SAFETY: closes the descriptor dup2 opened above, in this process only.
+        unsafe { libc::close(high) };
+    }
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     for _ in 0..200 {
         if std::net::TcpStream::connect(addr).is_ok() {
@@ -670,6 +690,27 @@ fn ttfes(outcomes: &[Outcome]) -> Vec<Duration> {
     v
 }
 
+/// The slowest 1 % of first events (at least 3), each as `time to first event @ when its
+/// stream started in the ramp`, slowest first: whether the tail sits at the start (a cold
+/// relay), spreads over the ramp (load), or follows the connections.
+fn slowest(outcomes: &[Outcome], ramp: Duration) -> String {
+    let mut v: Vec<(Duration, usize)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((o.ttfe?, i)))
+        .collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    let n = outcomes.len();
+    v.iter()
+        .take((n / 100).max(3))
+        .map(|(t, i)| {
+            let at = ramp.mul_f64(*i as f64 / n as f64);
+            format!("{:.1} ms @ {} ms", t.as_secs_f64() * 1000.0, at.as_millis())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Failures of one phase, printed; true when every answer was whole.
 fn report_failures(phase: &str, outcomes: &[Outcome]) -> bool {
     let broken: Vec<&Outcome> = outcomes.iter().filter(|o| !o.whole()).collect();
@@ -775,8 +816,28 @@ fn load_average() -> String {
         .join(" ")
 }
 
+/// Grows this process's descriptor table to hold `n` descriptors, before any thread starts.
+/// Linux doubles a process's table as descriptors are opened (64, 128, 256, …) and, once the
+/// process has threads, each doubling waits for an RCU grace period (`synchronize_rcu` in
+/// `expand_fdtable`), which stalls the thread that opened the descriptor for milliseconds.
+/// The origin here accepts one connection per stream through the relay; grown now, those
+/// stalls are not counted against the relay. (The relay's own table grows as it runs.)
+fn presize_descriptor_table(n: usize) {
+    let Ok(n) = libc::c_int::try_from(n) else {
+        return;
+    };
+    // SAFETY: dup2 of stderr to a free descriptor number, closed right after; no memory is
+    // passed. Fails harmlessly (EBADF) past the descriptor limit.
+    unsafe {
+        if libc::dup2(2, n) == n {
+            libc::close(n);
+        }
+    }
+}
+
 fn main() {
     let o = options();
+    presize_descriptor_table(2 * o.streams + 256);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let code = runtime.block_on(run(o));
     std::process::exit(code);
@@ -797,12 +858,12 @@ async fn run(o: Options) -> i32 {
     let dir =
         std::env::temp_dir().join(format!("sse-relay-request-streams-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let relay = start_relay(&o.relay_bin, origin_plain, &dir);
+    let relay = start_relay(&o.relay_bin, origin_plain, &dir, o.relay_fd_table);
     let pid = relay.child.id();
     let tls = client_tls(&relay.cert, origin_cert);
     println!(
         "{} streams × {} chunks of 100 B, {:.1} ms apart ({:.1} s per answer), starts over {} ms, \
-         {} h2 connections per phase; relay {} (pid {pid}); load average at start {}",
+         {} h2 connections per phase; relay {} (pid {pid}{}); load average at start {}",
         o.streams,
         o.chunks,
         shape.interval.as_secs_f64() * 1000.0,
@@ -810,6 +871,11 @@ async fn run(o: Options) -> i32 {
         o.ramp.as_millis(),
         o.conns,
         o.relay_bin.display(),
+        if o.relay_fd_table > 0 {
+            format!(", descriptor table presized past {}", o.relay_fd_table)
+        } else {
+            String::new()
+        },
         load_average()
     );
 
@@ -916,6 +982,13 @@ async fn run(o: Options) -> i32 {
         ms(d.last().copied().unwrap_or_default()),
         ms(r.last().copied().unwrap_or_default())
     );
+    println!();
+    for (name, phase) in [("straight", &direct), ("through the relay", &through)] {
+        println!(
+            "slowest 1 % of first events {name}: {}",
+            slowest(&phase.outcomes, o.ramp)
+        );
+    }
     println!();
     println!("| relay figure | value |");
     println!("| --- | ---: |");
