@@ -254,13 +254,17 @@ const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes-or-more";
 
 /// A bearer token of subject `sub` that grants the stream route.
 fn bearer(sub: &str) -> String {
+    bearer_for(sub, "/v1/chat/completions")
+}
+
+/// A bearer token of subject `sub` that grants the stream route at `path`.
+fn bearer_for(sub: &str, path: &str) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
-    let claims =
-        serde_json::json!({ "sub": sub, "exp": exp, "subscribe": ["/v1/chat/completions"] });
+    let claims = serde_json::json!({ "sub": sub, "exp": exp, "subscribe": [path] });
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
     let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
     format!("Bearer {token}")
@@ -392,5 +396,79 @@ async fn an_mcp_resume_follows_only_a_stream_of_its_own_session() {
     );
     answer.end();
     assert!(own.next_event().await.is_none());
+    relay.stop().await;
+}
+
+/// `/tail?topic=` for the stream shown as `shown`.
+fn tail_path(shown: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(shown.as_bytes()).collect();
+    format!("/tail?topic={encoded}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_tails_a_stream_anyone_started_but_not_a_users_own() {
+    let origin = AnswerOrigin::start().await;
+    let secret = support::temp_dir("jwt").join("jwt.key");
+    std::fs::write(&secret, SECRET).unwrap();
+    let relay = relay(&origin, |c| {
+        let mut personal = c.stream_routes[0].clone();
+        personal.path = "/v1/personal".into();
+        personal.resume_path = "/mine/{stream}".into();
+        personal.auth = AuthMode::Jwt;
+        c.stream_routes.push(personal);
+        c.auth.jwt = Some(JwtConfig {
+            secret_file: Some(secret),
+            ..support::jwt_config(&["HS256"])
+        });
+    })
+    .await;
+    let mut client = relay.h2().await;
+    let mut open = post(&mut client, "/v1/chat/completions").await;
+    let answer = origin.next_answer().await;
+    answer.send("data: seen by the operator\n\n").await;
+    assert_eq!(open.data(1).await, ["seen by the operator"]);
+    let token = bearer_for("alice", "/v1/personal");
+    let mut own = post_with(&mut client, "/v1/personal", &[("authorization", &token)]).await;
+    let alices = origin.next_answer().await;
+    alices.send("data: alice's\n\n").await;
+    assert_eq!(own.data(1).await, ["alice's"]);
+
+    let (_, listed) = http_get(relay.admin_addr, "/topics").await;
+    let doc: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let rows = doc["request_streams"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["key"].as_str().unwrap().starts_with(name))
+            .unwrap()
+            .clone()
+    };
+    let (anyones, users) = (
+        row("/v1/chat/completions stream"),
+        row("/v1/personal stream"),
+    );
+    assert_eq!(
+        (anyones["tailable"].as_bool(), users["tailable"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    let mut tail = support::http_stream(
+        relay.admin_addr,
+        &tail_path(anyones["key"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(tail.status, StatusCode::OK);
+    let shown = tail.next_event().await.expect("a tail event");
+    assert_eq!(shown.event_type.as_deref(), Some("tail"));
+    let shown: serde_json::Value = serde_json::from_str(&shown.data.unwrap()).unwrap();
+    assert_eq!(shown["data"], "seen by the operator");
+    let refused =
+        support::http_stream(relay.admin_addr, &tail_path(users["key"].as_str().unwrap())).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::FORBIDDEN,
+        "a user's own stream is not shown"
+    );
+    answer.end();
+    alices.end();
     relay.stop().await;
 }

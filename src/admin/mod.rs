@@ -120,7 +120,7 @@ struct Stats {
     topics: Vec<TopicRow>,
     /// Request streams (docs/request-streams.md), each shown as its route and a number: never
     /// by its id, which is the capability to follow it.
-    request_streams: Vec<TopicSnapshot>,
+    request_streams: Vec<TopicRow>,
 }
 
 /// The cluster as this relay sees it: its own peer address, the live set, the count resolved.
@@ -248,12 +248,28 @@ impl Admin {
                     }
                 })
                 .collect(),
-            request_streams: self
-                .request_streams
-                .as_ref()
-                .map(Hub::snapshot)
-                .unwrap_or_default(),
+            request_streams: self.request_stream_rows(),
         }
+    }
+
+    /// The request streams as `/topics` lists them, sorted by how they are shown.
+    fn request_stream_rows(&self) -> Vec<TopicRow> {
+        let mut rows: Vec<TopicRow> = self
+            .request_streams
+            .iter()
+            .flat_map(Hub::topics)
+            .map(|topic| {
+                let private = tail::is_private(&topic);
+                TopicRow {
+                    snapshot: topic.snapshot(),
+                    owner: None,
+                    private,
+                    tailable: !private || self.tail.private,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.snapshot.shown.cmp(&b.snapshot.shown));
+        rows
     }
 
     /// `/tail?topic=<key as shown>`: the topic's events, live ([`tail`]), ending when the
@@ -269,7 +285,8 @@ impl Admin {
                 "topic=<key as /topics shows it> is required\n",
             );
         };
-        match tail::open(&self.hub, &topic, self.tail, self.metrics.clone()) {
+        let hubs = std::iter::once(&self.hub).chain(&self.request_streams);
+        match tail::open(hubs, &topic, self.tail, self.metrics.clone()) {
             Ok(tail) => {
                 let mut stop = self.stop.clone();
                 let until_stopped = async move { until_stopped(&mut stop).await };

@@ -21,6 +21,10 @@ pub struct RequestLife {
     /// (`on_disconnect = "detach"`); false: it is cancelled (the origin request dropped) once
     /// no viewer has been attached for the hub's idle grace (`on_disconnect = "cancel"`).
     pub detach: bool,
+    /// True when an authenticated identity started it: its events are that user's, as a
+    /// per-user topic's are (the status page does not show them unless
+    /// `admin.tail_private`).
+    pub personal: bool,
 }
 
 /// Why [`super::Hub::resume`] gives no subscription.

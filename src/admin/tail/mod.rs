@@ -54,23 +54,28 @@ pub enum TailRefusal {
 /// True when `topic` is shown other than as its key, that is with a user's claims hashed: a
 /// per-user topic, whose events are that user's.
 pub fn is_private(topic: &Topic) -> bool {
-    topic.shown() != topic.key()
+    match topic.life() {
+        Some(life) => life.personal,
+        None => topic.shown() != topic.key(),
+    }
 }
 
-/// Opens a tail of the open topic shown as `shown`.
+/// Opens a tail of the open topic (or request stream) shown as `shown`, looked for in `hubs`
+/// in order.
 ///
 /// # Errors
 /// [`TailRefusal::Unknown`] when no open topic is shown so; [`TailRefusal::Private`] for a
-/// per-user topic unless `settings.private`.
-pub fn open(
-    hub: &Hub,
+/// per-user topic, or a request stream an authenticated user started, unless
+/// `settings.private`.
+pub fn open<'h>(
+    hubs: impl IntoIterator<Item = &'h Hub>,
     shown: &str,
     settings: TailSettings,
     metrics: Arc<AdminMetrics>,
 ) -> Result<Tail, TailRefusal> {
-    let topic = hub
-        .topics()
+    let topic = hubs
         .into_iter()
+        .flat_map(Hub::topics)
         .find(|t| t.shown() == shown)
         .ok_or(TailRefusal::Unknown)?;
     if is_private(&topic) && !settings.private {

@@ -68,7 +68,13 @@ async fn a_tail_that_falls_out_of_the_ring_ends_under_the_disconnect_policy() {
     let hub = hub();
     let _client = hub.subscribe(spec("k", None), None).unwrap();
     let metrics = metrics();
-    let mut tail = open(&hub, "k", settings(LagPolicy::Disconnect), metrics.clone()).unwrap();
+    let mut tail = open(
+        [&hub],
+        "k",
+        settings(LagPolicy::Disconnect),
+        metrics.clone(),
+    )
+    .unwrap();
     assert_eq!(metrics.tails.get(), 1);
     assert_eq!(
         text(tail.next().await),
@@ -89,7 +95,7 @@ async fn a_tail_that_falls_out_of_the_ring_ends_under_the_disconnect_policy() {
 async fn a_tail_that_falls_out_of_the_ring_skips_under_the_skip_policy() {
     let hub = hub();
     let _client = hub.subscribe(spec("k", None), None).unwrap();
-    let mut tail = open(&hub, "k", settings(LagPolicy::Skip), metrics()).unwrap();
+    let mut tail = open([&hub], "k", settings(LagPolicy::Skip), metrics()).unwrap();
     tail.next().await;
     for n in 1..=6 {
         publish(&hub, n);
@@ -116,10 +122,16 @@ async fn a_per_user_topic_is_refused_unless_tail_private() {
         .subscribe(spec("k alice", Some("k {jwt.sub:0123456789ab}")), None)
         .unwrap();
     let shown = "k {jwt.sub:0123456789ab}";
-    let refused = open(&hub, shown, settings(LagPolicy::Disconnect), metrics());
+    let refused = open([&hub], shown, settings(LagPolicy::Disconnect), metrics());
     assert_eq!(refused.err(), Some(TailRefusal::Private));
     assert_eq!(
-        open(&hub, "k alice", settings(LagPolicy::Disconnect), metrics()).err(),
+        open(
+            [&hub],
+            "k alice",
+            settings(LagPolicy::Disconnect),
+            metrics()
+        )
+        .err(),
         Some(TailRefusal::Unknown),
         "only the key as shown names a topic"
     );
@@ -127,7 +139,7 @@ async fn a_per_user_topic_is_refused_unless_tail_private() {
         private: true,
         lag_policy: LagPolicy::Disconnect,
     };
-    assert!(open(&hub, shown, allowed, metrics()).is_ok());
+    assert!(open([&hub], shown, allowed, metrics()).is_ok());
 }
 
 #[test]

@@ -414,6 +414,7 @@ impl Edge {
             scope: scope(&identity, session.as_deref()),
             retain: streams.retain,
             detach: route.on_disconnect == OnDisconnect::Detach,
+            personal: !identity.is_empty(),
         };
         let subscription = match streams.hub.start(spec, life) {
             Ok(subscription) => subscription,
