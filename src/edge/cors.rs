@@ -58,37 +58,32 @@ impl Cors {
     /// Headers of a preflight (`OPTIONS` with `Access-Control-Request-Method`) answer: allowed
     /// origins may `GET` with `Last-Event-ID` and `Cache-Control`.
     pub fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) {
-        if self.apply(request, response) {
-            response.insert(
-                ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET"),
-            );
-            response.insert(
-                ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("last-event-id, cache-control"),
-            );
-            response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-        }
+        self.allow(request, response, "GET", "last-event-id, cache-control");
     }
-}
 
-impl Cors {
     /// Headers of a preflight on a request stream's route or resume URL: allowed origins may
     /// `POST` (start), `GET` (resume) and `DELETE` (cancel) with the headers chat and MCP
     /// clients send.
     pub fn preflight_streams(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        let headers = "authorization, content-type, last-event-id, cache-control, \
+                       mcp-session-id, mcp-protocol-version";
+        self.allow(request, response, "GET, POST, DELETE", headers);
+    }
+
+    /// A preflight's answer for an allowed origin: `methods` and `headers` (the Fetch standard's CORS
+    /// protocol), cached for 600 s.
+    fn allow(
+        &self,
+        request: &HeaderMap,
+        response: &mut HeaderMap,
+        methods: &'static str,
+        headers: &'static str,
+    ) {
         if self.apply(request, response) {
-            response.insert(
-                ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, POST, DELETE"),
-            );
-            response.insert(
-                ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static(
-                    "authorization, content-type, last-event-id, cache-control, \
-                     mcp-session-id, mcp-protocol-version",
-                ),
-            );
+            let methods = HeaderValue::from_static(methods);
+            response.insert(ACCESS_CONTROL_ALLOW_METHODS, methods);
+            let headers = HeaderValue::from_static(headers);
+            response.insert(ACCESS_CONTROL_ALLOW_HEADERS, headers);
             response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         }
     }

@@ -260,10 +260,9 @@ impl Hub {
         scope: &str,
         last_event_id: Option<&str>,
     ) -> Result<Subscription, ResumeMiss> {
-        let in_scope = |topic: &Topic| topic.life().is_some_and(|life| life.scope == scope);
         let topic = self
             .registry
-            .join(key, in_scope)
+            .join(key, |topic| topic.in_scope(scope))
             .ok_or(ResumeMiss::Unknown)?;
         let mut subscription = Subscription::attach(&topic, last_event_id);
         if last_event_id.is_none() {
@@ -297,38 +296,40 @@ impl Hub {
     /// origin request with it), its viewers get what the ring holds for them, then the end, and
     /// it is removed. False when there is no such stream in this scope.
     pub fn cancel(&self, key: &str, scope: &str) -> bool {
-        let topic = self.topics().into_iter().find(|topic| {
-            topic.key() == key && topic.life().is_some_and(|life| life.scope == scope)
-        });
-        topic.map(|topic| topic.cancel()).is_some()
+        self.stream(key, scope)
+            .map(|topic| topic.cancel())
+            .is_some()
     }
 
     /// Cancels every request stream in scope `scope` (an MCP session that ended), as
     /// [`Hub::cancel`] does one; how many.
     pub fn cancel_scope(&self, scope: &str) -> usize {
-        let in_scope = self
-            .topics()
-            .into_iter()
-            .filter(|topic| topic.life().is_some_and(|life| life.scope == scope));
-        in_scope.map(|topic| topic.cancel()).count()
+        self.streams_in(scope).map(|topic| topic.cancel()).count()
     }
 
     /// True when `key` is a request stream in scope `scope`.
     pub fn holds_stream(&self, key: &str, scope: &str) -> bool {
-        self.topics()
-            .iter()
-            .any(|t| t.key() == key && t.life().is_some_and(|life| life.scope == scope))
+        self.stream(key, scope).is_some()
     }
 
     /// The key of the request stream in scope `scope` whose ring holds an event with id `id`
     /// (the newest such stream), if any: how a resume that names only an event finds its
     /// stream.
     pub fn find_event(&self, scope: &str, id: &str) -> Option<String> {
-        self.topics()
-            .into_iter()
-            .filter(|topic| topic.life().is_some_and(|life| life.scope == scope))
+        self.streams_in(scope)
             .find(|topic| topic.holds_event(id))
             .map(|topic| topic.key().to_string())
+    }
+
+    /// The request stream `key`, if it is one in scope `scope`.
+    fn stream(&self, key: &str, scope: &str) -> Option<Arc<Topic>> {
+        self.registry.get(key).filter(|topic| topic.in_scope(scope))
+    }
+
+    /// The request streams in scope `scope`.
+    fn streams_in<'a>(&self, scope: &'a str) -> impl Iterator<Item = Arc<Topic>> + 'a {
+        let topics = self.topics().into_iter();
+        topics.filter(move |topic| topic.in_scope(scope))
     }
 
     /// Gets or opens the topic; a new one gets its supervisor, which runs its upstream.

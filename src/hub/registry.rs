@@ -222,6 +222,12 @@ impl Registry {
         Some(topic.clone())
     }
 
+    /// The topic under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Arc<Topic>> {
+        let topics = lock(&self.topics);
+        topics.by_key.get(key).map(|entry| entry.topic.clone())
+    }
+
     /// Open topics, count.
     pub fn len(&self) -> usize {
         lock(&self.topics).by_key.len()

@@ -180,6 +180,11 @@ impl Topic {
         self.life.as_deref()
     }
 
+    /// True for a request stream in scope `scope` (see [`RequestLife::scope`]).
+    pub fn in_scope(&self, scope: &str) -> bool {
+        self.life().is_some_and(|life| life.scope == scope)
+    }
+
     /// True when the ring holds an event with id `id`.
     pub fn holds_event(&self, id: &str) -> bool {
         let [seq] = self.ring.seqs_of([Some(id)]);
