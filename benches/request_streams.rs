@@ -51,6 +51,10 @@ use sse_relay::sse::{Item, Parser};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+#[path = "fixtures/relay_process.rs"]
+mod relay_process;
+use relay_process::{metric, open_fds, rss_kib, Relay};
+
 /// The chat completion's path, on the origin and on the relay's stream route.
 const COMPLETIONS: &str = "/v1/chat/completions";
 /// What every chunk's data starts with; the chunk's number (6 digits) follows.
@@ -260,28 +264,6 @@ fn origin_tls() -> (CertificateDer<'static>, Arc<rustls::ServerConfig>) {
     (cert, Arc::new(config))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Relay {
-    child: std::process::Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    cert: PathBuf,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the relay with one stream route to the origin's plain listener. Defaults otherwise,
 /// except `retain_ms` (long enough for the settle wait and the resumes) and the admin port.
 ///
@@ -289,52 +271,12 @@ impl Drop for Relay {
 /// once it started), so the kernel sizes its descriptor table past that from the start and it
 /// never grows while measured ([`presize_descriptor_table`] says why that matters).
 fn start_relay(bin: &Path, origin: SocketAddr, dir: &Path, fd_table: usize) -> Relay {
-    let (port, admin_port) = (free_port(), free_port());
-    let config = dir.join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndev_cert_dir = {:?}\ndrain_delay_ms = 0\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
-             [streams]\nretain_ms = 600000\n\
-             [[stream_route]]\npath = \"{COMPLETIONS}\"\n\
-             upstream = \"http://{origin}{COMPLETIONS}\"\nresume_path = \"/streams/{{stream}}\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
-    let high = libc::c_int::try_from(fd_table).unwrap_or(0);
-    // SAFETY: dup2 of stderr to a free descriptor number; no memory is passed. dup2 leaves
-    // close-on-exec unset, so the relay inherits it.
-    let inherited = high > 2 && unsafe { libc::dup2(2, high) } == high;
-    let child = std::process::Command::new(bin)
-        .args(["--config", config.to_str().unwrap()])
-        .env("SSE_RELAY_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (cargo build --release --bin sse-relay first)",
-                bin.display()
-            )
-        });
-    if inherited {
-        // SAFETY: closes the descriptor dup2 opened above, in this process only.
-        unsafe { libc::close(high) };
-    }
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Relay {
-        child,
-        addr,
-        admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
-        cert: dir.join("cert.pem"),
-    }
+    let rest = format!(
+        "[streams]\nretain_ms = 600000\n\
+         [[stream_route]]\npath = \"{COMPLETIONS}\"\n\
+         upstream = \"http://{origin}{COMPLETIONS}\"\nresume_path = \"/streams/{{stream}}\"\n"
+    );
+    relay_process::start(bin, dir, &rest, fd_table)
 }
 
 /// The clients' TLS: trusts the relay's dev certificate and the origin's; ALPN h2.
@@ -613,36 +555,7 @@ fn machine_cpu() -> (Duration, Duration) {
 
 /// RSS of process `pid`, bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    kib * 1024
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-/// A gauge from the admin listener's `/metrics` (a line `name value`).
-async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
-    let tcp = TcpStream::connect(admin).await.ok()?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .ok()?;
-    tokio::spawn(conn);
-    let request = Request::get("/metrics")
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .ok()?;
-    let body = send.send_request(request).await.ok()?.into_body();
-    let text = body.collect().await.ok()?.to_bytes();
-    String::from_utf8_lossy(&text).lines().find_map(|line| {
-        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
+    rss_kib(pid) * 1024
 }
 
 /// The relay's request-stream gauges at one moment.

@@ -11,6 +11,8 @@
 //! Exit status 1 when an event was lost, RSS / fd drift exceeds 5 % after warm-up, or the RSS
 //! after the topic churn's idle wait is not back near where it was before it.
 
+#[path = "../fixtures/relay_process.rs"]
+mod relay_process;
 mod topic_churn;
 
 use std::collections::HashMap;
@@ -31,6 +33,8 @@ use rustls::pki_types::ServerName;
 use sse_relay::sse::{encode, Event, Item, Parser};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+
+use relay_process::{open_fds, rss_kib, Relay};
 
 struct Options {
     duration: Duration,
@@ -186,70 +190,17 @@ async fn serve_origin(origin: Origin) -> SocketAddr {
     addr
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Relay {
-    child: std::process::Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    cert: PathBuf,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the relay. The topic churn opens 10,000 topics from one address and wants them
 /// retired soon after: the topic cap leaves room beside the soak's own topics, one client may
 /// take all of it, and the idle grace is a second.
 fn start_relay(bin: &Path, origin: SocketAddr, dir: &Path) -> Relay {
-    let (port, admin_port) = (free_port(), free_port());
-    let config = dir.join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndev_cert_dir = {:?}\ndrain_delay_ms = 0\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[replay]\nmax_events = 4096\n\
-             [limits]\nmax_topics = 20000\nmax_topics_per_client_percent = 100\n\
-             [topics]\nidle_grace_ms = 1000\n\
-             [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"http://{origin}/sub/{{topic}}\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(bin)
-        .args(["--config", config.to_str().unwrap()])
-        .env("SSE_RELAY_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (cargo build --release first)",
-                bin.display()
-            )
-        });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Relay {
-        child,
-        addr,
-        admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
-        cert: dir.join("cert.pem"),
-    }
+    let rest = format!(
+        "[replay]\nmax_events = 4096\n\
+         [limits]\nmax_topics = 20000\nmax_topics_per_client_percent = 100\n\
+         [topics]\nidle_grace_ms = 1000\n\
+         [[route]]\npath = \"/events/{{topic}}\"\nupstream = \"http://{origin}/sub/{{topic}}\"\n"
+    );
+    relay_process::start(bin, dir, &rest, 0)
 }
 
 async fn h2_connect(
@@ -322,15 +273,9 @@ async fn follow(
     last
 }
 
+/// The relay's RSS (KiB) and open descriptors.
 fn sample(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
-    (rss, fds)
+    (rss_kib(pid), open_fds(pid) as u64)
 }
 
 fn median(mut v: Vec<u64>) -> u64 {

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 
+use super::relay_process::metric;
 use super::{h2_connect, sample, Origin};
 
 /// Streams opened per client connection (below the relay's 256 concurrent streams).
@@ -100,18 +101,5 @@ async fn wait_for_topics(admin: SocketAddr, done: impl Fn(f64) -> bool) {
 
 /// `sse_relay_topics` from the admin listener's `/metrics`.
 async fn open_topics(admin: SocketAddr) -> Option<f64> {
-    let tcp = tokio::net::TcpStream::connect(admin).await.ok()?;
-    let io = hyper_util::rt::TokioIo::new(tcp);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
-    tokio::spawn(conn);
-    let request = Request::get("/metrics")
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .ok()?;
-    let body = send.send_request(request).await.ok()?.into_body();
-    let text = body.collect().await.ok()?.to_bytes();
-    String::from_utf8_lossy(&text).lines().find_map(|line| {
-        let value = line.strip_prefix("sse_relay_topics ")?;
-        value.trim().parse().ok()
-    })
+    metric(admin, "sse_relay_topics").await
 }
