@@ -90,6 +90,10 @@ impl App {
         };
         let edge = Edge::new(settings.edge, handles)
             .map_err(|(path, source)| StartError::AlwaysOn { path, source })?;
+        if let Some(hub) = edge.stream_hub() {
+            let states = crate::edge::streams::StreamStates::new(hub.clone())?;
+            registry.register(Box::new(states))?;
+        }
         for route in &settings.open_routes {
             warn!(%route, "auth = \"none\" on a non-loopback listener: anyone can subscribe");
         }

@@ -8,7 +8,7 @@ use http::{Method, StatusCode};
 use sse_relay::config::{AuthMode, Config, JwtConfig, StreamRouteConfig};
 use sse_relay::edge::streams::{CancelledBy, OnDisconnect, StartOutcome, StreamProtocol};
 use support::answers::{location, post, post_with, AnswerOrigin};
-use support::{eventually, http_get, TestRelay};
+use support::{eventually, http_get, sample, TestRelay};
 
 /// A relay with one stream route `/v1/chat/completions` → `origin`, after `configure`.
 async fn relay(origin: &AnswerOrigin, configure: impl FnOnce(&mut Config)) -> TestRelay {
@@ -60,6 +60,23 @@ async fn an_answer_left_by_its_client_is_read_to_its_end_and_resumed_from_the_la
     );
     drop(started);
     drop(client);
+    let states = |text: &str| {
+        ["open", "detached", "retained"]
+            .map(|state| sample(text, &format!("sse_relay_request_streams_{state}")))
+    };
+    let mut scraped = String::new();
+    for _ in 0..400 {
+        scraped = http_get(relay.admin_addr, "/metrics").await.1;
+        if states(&scraped)[1] == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        states(&scraped),
+        [Some(1.0), Some(1.0), Some(0.0)],
+        "open and detached once the client left"
+    );
     // The client is gone: the relay reads on, to the answer's end.
     for n in 4..=6 {
         answer.send(&format!("data: chunk {n}\n\n")).await;
@@ -87,6 +104,12 @@ async fn an_answer_left_by_its_client_is_read_to_its_end_and_resumed_from_the_la
         "without an id, a viewer gets the whole answer"
     );
     assert_eq!(origin.posts(), 1, "the origin saw one POST");
+    let (_, scraped) = http_get(relay.admin_addr, "/metrics").await;
+    assert_eq!(
+        states(&scraped)[2],
+        Some(1.0),
+        "retained once the answer ended"
+    );
     relay.stop().await;
 }
 

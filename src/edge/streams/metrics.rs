@@ -150,3 +150,67 @@ impl StreamMetrics {
         })
     }
 }
+
+/// The request streams' states at the moment of a scrape: `sse_relay_request_streams_open`
+/// (the answer still being read), `…_detached` (of those, with no viewer) and `…_retained`
+/// (finished, kept resumable). Read from the hub when Prometheus collects, so nothing is
+/// counted per event or per viewer.
+pub struct StreamStates {
+    hub: crate::hub::Hub,
+    open: prometheus::IntGauge,
+    detached: prometheus::IntGauge,
+    retained: prometheus::IntGauge,
+}
+
+impl StreamStates {
+    /// The states of the streams `hub` holds.
+    ///
+    /// # Errors
+    /// A `prometheus::Error` for an invalid name (none is).
+    pub fn new(hub: crate::hub::Hub) -> prometheus::Result<Self> {
+        let gauge = |name: &str, help: &str| prometheus::IntGauge::new(name, help);
+        Ok(Self {
+            hub,
+            open: gauge(
+                "sse_relay_request_streams_open",
+                "Request streams whose answer is still being read.",
+            )?,
+            detached: gauge(
+                "sse_relay_request_streams_detached",
+                "Open request streams with no viewer attached.",
+            )?,
+            retained: gauge(
+                "sse_relay_request_streams_retained",
+                "Finished request streams kept resumable (streams.retain_ms).",
+            )?,
+        })
+    }
+}
+
+impl prometheus::core::Collector for StreamStates {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        [&self.open, &self.detached, &self.retained]
+            .into_iter()
+            .flat_map(|g| g.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let (mut open, mut detached, mut retained) = (0, 0, 0);
+        for topic in self.hub.topics() {
+            if topic.is_closed() {
+                retained += 1;
+            } else {
+                open += 1;
+                detached += i64::from(topic.subscriber_count() == 0);
+            }
+        }
+        self.open.set(open);
+        self.detached.set(detached);
+        self.retained.set(retained);
+        [&self.open, &self.detached, &self.retained]
+            .into_iter()
+            .flat_map(|g| g.collect())
+            .collect()
+    }
+}

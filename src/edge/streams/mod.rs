@@ -37,7 +37,7 @@ use crate::downstream::{DownstreamFrames, EventStreamBody};
 use crate::hub::{Hub, ResumeMiss};
 use crate::server::{Peer, RequestBody};
 use crate::upstream::RelayIds;
-pub use metrics::{CancelledBy, ResumeOutcome, StartOutcome, StreamMetrics};
+pub use metrics::{CancelledBy, ResumeOutcome, StartOutcome, StreamMetrics, StreamStates};
 use remote::RemoteCall;
 pub use settings::{OnDisconnect, StreamProtocol, StreamRoute, StreamSettings};
 
