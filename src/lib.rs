@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod app;
 pub mod cluster;
+pub mod compress;
 pub mod config;
 pub mod demo_origin;
 pub mod downstream;

@@ -1,0 +1,302 @@
+//! A topic's compressors, one per coding in use: each event is compressed once, with the
+//! history of the segment's earlier events, and flushed at once (deflate's sync flush, RFC
+//! 1951 §3.2.4 stored block; zstd's flush, RFC 8878 §3.1.1.2 block end), so its bytes decode
+//! the moment they arrive and every subscriber of that coding sends the same [`Part`]. At a
+//! segment boundary the history is dropped (deflate: the raw compressor reset, so nothing after
+//! refers to anything before; zstd: a new frame), which is where a subscriber that was on its
+//! own may join.
+//!
+//! It holds no compressor for a coding no subscriber uses, and knows nothing of subscribers
+//! beyond their count per coding; the ring calls it with each frame it appends.
+
+use std::io;
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress};
+use tokio::time::Instant;
+use zstd::stream::raw::{Encoder, InBuffer, Operation, OutBuffer};
+
+use super::{Coding, CompressionSettings, SegmentRule};
+
+/// One event's bytes in one coding, as the topic's shared compressor made them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The compressed bytes, shared by every subscriber of the coding.
+    pub bytes: Bytes,
+    /// The segment they belong to (numbered per topic and coding, never reused).
+    pub segment: u32,
+    /// They start their segment: they refer to nothing before them (deflate), they open a new
+    /// zstd frame (zstd).
+    pub starts: bool,
+}
+
+/// One event's shared bytes in every coding in use when it was appended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parts([Option<Part>; 2]);
+
+impl Parts {
+    /// The event's shared bytes in `coding`, if that coding was in use.
+    pub fn get(&self, coding: Coding) -> Option<&Part> {
+        self.0[coding.index()].as_ref()
+    }
+
+    /// Their bytes, all codings together.
+    pub fn len(&self) -> usize {
+        self.0.iter().flatten().map(|p| p.bytes.len()).sum()
+    }
+
+    /// True when no coding was in use.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+}
+
+/// A topic's shared compressors: one per coding while any subscriber uses it.
+pub struct Compressors {
+    settings: CompressionSettings,
+    slots: [Slot; 2],
+}
+
+/// One coding's subscribers, count, its compressor while they are any, and its segment
+/// numbers (kept across compressors, so a segment number is never reused in a topic).
+#[derive(Default)]
+struct Slot {
+    users: u32,
+    compressor: Option<SharedCompressor>,
+    /// The next segment's number.
+    next_segment: u32,
+    /// The next part starts a segment (a heartbeat tick asked for a boundary).
+    cut: bool,
+}
+
+/// One coding's shared compressor, within its current segment.
+struct SharedCompressor {
+    engine: Engine,
+    segment: u32,
+    events: u32,
+    bytes: usize,
+    started_at: Instant,
+}
+
+/// The compressor itself.
+enum Engine {
+    /// Raw deflate (no zlib header): the gzip member's header and trailer are each
+    /// subscriber's own (see [`super::Coder`]).
+    Deflate(Compress),
+    /// A zstd context; boxed as its size is the library's.
+    Zstd(Box<Encoder<'static>>),
+}
+
+impl Compressors {
+    /// No compressor yet; they are made as subscribers of a coding come.
+    pub fn new(settings: CompressionSettings) -> Self {
+        Self {
+            settings,
+            slots: Default::default(),
+        }
+    }
+
+    /// A subscriber of `coding` came: the coding's compressor starts (at the next event, with a
+    /// new segment) if it was not running.
+    pub fn join(&mut self, coding: Coding) {
+        self.slots[coding.index()].users += 1;
+    }
+
+    /// A subscriber of `coding` left: with the last one the coding's compressor is dropped.
+    pub fn leave(&mut self, coding: Coding) {
+        let slot = &mut self.slots[coding.index()];
+        slot.users = slot.users.saturating_sub(1);
+        if slot.users == 0 {
+            slot.compressor = None;
+        }
+    }
+
+    /// True when any coding has subscribers.
+    pub fn in_use(&self) -> bool {
+        self.slots.iter().any(|s| s.users > 0)
+    }
+
+    /// The next part of every coding in use starts a new segment: after a heartbeat tick, so
+    /// a subscriber that sent a heartbeat of its own meanwhile joins the shared bytes again at
+    /// the next event.
+    pub fn cut(&mut self) {
+        for slot in &mut self.slots {
+            slot.cut = slot.compressor.is_some();
+        }
+    }
+
+    /// Compresses `frame` (the next frame of the topic's stream) in every coding in use;
+    /// `None` when none is. A coding whose compressor fails is left out of this frame and
+    /// starts a new segment at the next (its subscribers get this frame compressed on their
+    /// own), and the failure is returned with it.
+    pub fn pack(&mut self, frame: &[u8], now: Instant) -> (Option<Box<Parts>>, Option<io::Error>) {
+        if !self.in_use() {
+            return (None, None);
+        }
+        let mut parts = Parts::default();
+        let mut failure = None;
+        for coding in Coding::ALL {
+            let slot = &mut self.slots[coding.index()];
+            if slot.users == 0 {
+                continue;
+            }
+            match slot.pack(coding, frame, now, &self.settings) {
+                Ok(part) => parts.0[coding.index()] = Some(part),
+                Err(error) => {
+                    slot.compressor = None;
+                    failure = Some(error);
+                }
+            }
+        }
+        let parts = (!parts.is_empty()).then(|| Box::new(parts));
+        (parts, failure)
+    }
+}
+
+impl Slot {
+    /// Compresses `frame` with this coding's compressor, starting a segment (and the
+    /// compressor, if none runs) when the rule or a cut says so.
+    fn pack(
+        &mut self,
+        coding: Coding,
+        frame: &[u8],
+        now: Instant,
+        settings: &CompressionSettings,
+    ) -> io::Result<Part> {
+        let due = self.cut
+            || self
+                .compressor
+                .as_ref()
+                .is_none_or(|c| c.is_full(&settings.segment, now));
+        if due {
+            let segment = self.next_segment;
+            self.next_segment = self.next_segment.wrapping_add(1);
+            self.cut = false;
+            match &mut self.compressor {
+                Some(compressor) => compressor.restart(segment, now)?,
+                None => self.compressor = Some(SharedCompressor::new(coding, settings, segment, now)?),
+            }
+        }
+        let Some(compressor) = self.compressor.as_mut() else {
+            return Err(io::Error::other("no compressor"));
+        };
+        let starts = compressor.events == 0;
+        let bytes = compressor.compress(frame)?;
+        Ok(Part {
+            bytes,
+            segment: compressor.segment,
+            starts,
+        })
+    }
+}
+
+impl SharedCompressor {
+    fn new(
+        coding: Coding,
+        settings: &CompressionSettings,
+        segment: u32,
+        now: Instant,
+    ) -> io::Result<Self> {
+        let engine = match coding {
+            Coding::Gzip => Engine::Deflate(Compress::new(Compression::new(settings.gzip_level), false)),
+            Coding::Zstd => {
+                let mut encoder = Encoder::new(settings.zstd_level)?;
+                configure_zstd(&mut encoder, settings.segment.bytes)?;
+                Engine::Zstd(Box::new(encoder))
+            }
+        };
+        Ok(Self {
+            engine,
+            segment,
+            events: 0,
+            bytes: 0,
+            started_at: now,
+        })
+    }
+
+    /// True when the segment reached a bound of `rule`.
+    fn is_full(&self, rule: &SegmentRule, now: Instant) -> bool {
+        self.events >= rule.events
+            || self.bytes >= rule.bytes
+            || now.saturating_duration_since(self.started_at) >= rule.duration
+    }
+
+    /// Drops the history: the next bytes start segment `segment`.
+    fn restart(&mut self, segment: u32, now: Instant) -> io::Result<()> {
+        match &mut self.engine {
+            Engine::Deflate(compress) => compress.reset(),
+            Engine::Zstd(encoder) => encoder.reinit()?,
+        }
+        self.segment = segment;
+        self.events = 0;
+        self.bytes = 0;
+        self.started_at = now;
+        Ok(())
+    }
+
+    /// `frame` compressed and flushed.
+    fn compress(&mut self, frame: &[u8]) -> io::Result<Bytes> {
+        let mut out = Vec::with_capacity(frame.len() / 2 + 64);
+        match &mut self.engine {
+            Engine::Deflate(compress) => deflate_flushed(compress, frame, &mut out)?,
+            Engine::Zstd(encoder) => zstd_flushed(encoder, frame, &mut out)?,
+        }
+        self.events += 1;
+        self.bytes += frame.len();
+        Ok(Bytes::from(out))
+    }
+}
+
+/// The zstd parameters of the relay's frames: no checksum (a subscriber's frame may end with a
+/// block of its own, RFC 8878 §3.1.1: the checksum would have to be its own too), no content
+/// size (unknown while streaming), and a window no larger than a segment needs, at most 8 MiB
+/// (what browsers' decoders accept, RFC 8878 §7.2: "a window size of up to 8 MB").
+pub(super) fn configure_zstd(encoder: &mut Encoder<'static>, segment_bytes: usize) -> io::Result<()> {
+    use zstd::stream::raw::CParameter;
+    let window_log = segment_bytes.next_power_of_two().trailing_zeros().clamp(10, 23);
+    encoder.set_parameter(CParameter::ChecksumFlag(false))?;
+    encoder.set_parameter(CParameter::ContentSizeFlag(false))?;
+    encoder.set_parameter(CParameter::WindowLog(window_log))?;
+    Ok(())
+}
+
+/// Compresses `input` with `compress` and flushes it (RFC 1951 §3.2.4: a sync flush ends with
+/// an empty stored block, byte-aligned), appending to `out`.
+pub(super) fn deflate_flushed(compress: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let start = compress.total_in();
+    out.reserve(input.len() / 2 + 64);
+    loop {
+        let consumed = (compress.total_in() - start) as usize;
+        compress
+            .compress_vec(&input[consumed..], out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        let all_in = (compress.total_in() - start) as usize == input.len();
+        if all_in && out.len() < out.capacity() {
+            return Ok(());
+        }
+        out.reserve(out.capacity().max(64));
+    }
+}
+
+/// Compresses `input` with `encoder` and flushes it (RFC 8878 §3.1.1.2: the block ends, the
+/// frame stays open), appending to `out`.
+pub(super) fn zstd_flushed(encoder: &mut Encoder<'static>, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let mut input = InBuffer::around(input);
+    out.reserve(input.src.len() / 2 + 64);
+    while input.pos() < input.src.len() {
+        let pos = out.len();
+        let mut output = OutBuffer::around_pos(out, pos);
+        encoder.run(&mut input, &mut output)?;
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64));
+        }
+    }
+    loop {
+        let pos = out.len();
+        let remaining = encoder.flush(&mut OutBuffer::around_pos(out, pos))?;
+        if remaining == 0 {
+            return Ok(());
+        }
+        out.reserve(remaining.max(64));
+    }
+}

@@ -1,0 +1,198 @@
+//! The framing judged by the libraries' own decoders: every subscriber's stream, whatever
+//! mix of shared parts and pieces of its own it got, decodes to exactly the identity bytes.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::*;
+
+fn settings(events: u32) -> CompressionSettings {
+    CompressionSettings {
+        codings: [Some(Coding::Zstd), Some(Coding::Gzip)],
+        segment: SegmentRule {
+            events,
+            bytes: 1 << 20,
+            duration: Duration::from_secs(3600),
+        },
+        ..CompressionSettings::OFF
+    }
+}
+
+fn frame(i: usize) -> Bytes {
+    Bytes::from(format!(
+        "id: {i}\ndata: {{\"symbol\":\"ACME\",\"price\":{}.{:02},\"volume\":{}}}\n\n",
+        100 + i % 7,
+        i % 100,
+        i * 13
+    ))
+}
+
+fn decode(coding: Coding, stream: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        Coding::Gzip => {
+            flate2::read::GzDecoder::new(stream)
+                .read_to_end(&mut out)
+                .expect("gzip decodes, trailer checked");
+        }
+        Coding::Zstd => {
+            zstd::stream::read::Decoder::new(stream)
+                .expect("decoder")
+                .read_to_end(&mut out)
+                .expect("zstd decodes");
+        }
+    }
+    out
+}
+
+/// A subscriber reading frames `from..` of a topic, the topic's parts made by `compressors`.
+struct Reader {
+    coder: Coder,
+    wire: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+impl Reader {
+    fn new(coding: Coding) -> Self {
+        Self {
+            coder: Coder::new(coding),
+            wire: Vec::new(),
+            plain: Vec::new(),
+        }
+    }
+    fn own(&mut self, bytes: &[u8]) {
+        let mut sent = Sent::default();
+        let out = self.coder.own(bytes, &mut sent).unwrap();
+        self.wire.extend_from_slice(&out);
+        self.plain.extend_from_slice(bytes);
+    }
+    fn frames(&mut self, frames: &[(Bytes, Option<Box<Parts>>)]) -> Sent {
+        let mut sent = Sent::default();
+        let coding = self.coder.coding();
+        let out = self
+            .coder
+            .frames(
+                frames
+                    .iter()
+                    .map(|(f, p)| (f.as_ref(), p.as_ref().and_then(|p| p.get(coding)))),
+                &mut sent,
+            )
+            .unwrap();
+        self.wire.extend_from_slice(&out);
+        frames.iter().for_each(|(f, _)| self.plain.extend_from_slice(f));
+        sent
+    }
+    fn finish(mut self) -> (Vec<u8>, Vec<u8>) {
+        let mut sent = Sent::default();
+        let end = self.coder.finish(&mut sent);
+        self.wire.extend_from_slice(&end);
+        (self.wire, self.plain)
+    }
+}
+
+#[test]
+fn every_mix_of_shared_and_own_bytes_decodes_to_the_identity_stream() {
+    for coding in Coding::ALL {
+        let mut compressors = Compressors::new(settings(8));
+        compressors.join(coding);
+        let now = Instant::now();
+        let topic: Vec<_> = (0..40)
+            .map(|i| {
+                let f = frame(i);
+                let (parts, failure) = compressors.pack(&f, now);
+                assert!(failure.is_none());
+                (f, parts)
+            })
+            .collect();
+        // From the start; joining mid-segment; with own bytes (a heartbeat) mid-way; one
+        // frame at a time and in batches.
+        let mut first = Reader::new(coding);
+        first.own(b": sse-relay\n\n");
+        topic.chunks(1).for_each(|c| {
+            first.frames(c);
+        });
+        let mut late = Reader::new(coding);
+        late.own(b": sse-relay\n\n");
+        topic[11..].chunks(5).for_each(|c| {
+            late.frames(c);
+        });
+        let mut interrupted = Reader::new(coding);
+        interrupted.frames(&topic[..13]);
+        interrupted.own(b":\n\n");
+        topic[13..].chunks(3).for_each(|c| {
+            interrupted.frames(c);
+        });
+        for reader in [first, late, interrupted] {
+            let (wire, plain) = reader.finish();
+            assert_eq!(decode(coding, &wire), plain, "{coding:?}");
+        }
+    }
+}
+
+#[test]
+fn a_subscriber_in_step_sends_the_shared_parts_and_one_that_joined_late_waits_for_a_boundary() {
+    for coding in Coding::ALL {
+        let mut compressors = Compressors::new(settings(4));
+        compressors.join(coding);
+        let now = Instant::now();
+        let topic: Vec<_> = (0..12)
+            .map(|i| {
+                let f = frame(i);
+                (f.clone(), compressors.pack(&f, now).0)
+            })
+            .collect();
+        let starts: Vec<bool> = topic
+            .iter()
+            .map(|(_, p)| p.as_ref().unwrap().get(coding).unwrap().starts)
+            .collect();
+        assert_eq!(starts.iter().filter(|s| **s).count(), 3, "{starts:?}");
+        let mut reader = Reader::new(coding);
+        reader.frames(&topic[..1]);
+        let sent = reader.frames(&topic[1..4]);
+        assert_eq!(sent.own, 0, "in step: shared bytes only");
+        let mut late = Reader::new(coding);
+        let sent = late.frames(&topic[2..4]);
+        assert_eq!(sent.shared, 0, "mid-segment: on its own");
+        let sent = late.frames(&topic[4..6]);
+        assert!(sent.shared > 0, "from the boundary on: shared");
+        assert!(late.coder.is_shared());
+    }
+}
+
+#[test]
+fn a_cut_starts_a_segment_at_the_next_frame_and_a_coding_without_users_costs_nothing() {
+    let mut compressors = Compressors::new(settings(1000));
+    assert!(compressors.pack(&frame(0), Instant::now()).0.is_none());
+    compressors.join(Coding::Gzip);
+    let now = Instant::now();
+    let first = compressors.pack(&frame(1), now).0.unwrap();
+    let second = compressors.pack(&frame(2), now).0.unwrap();
+    compressors.cut();
+    let third = compressors.pack(&frame(3), now).0.unwrap();
+    let part = |p: &Parts| p.get(Coding::Gzip).unwrap().clone();
+    assert!(part(&first).starts && !part(&second).starts && part(&third).starts);
+    assert_ne!(part(&second).segment, part(&third).segment);
+    assert!(first.get(Coding::Zstd).is_none());
+    compressors.leave(Coding::Gzip);
+    assert!(!compressors.in_use());
+    assert!(compressors.pack(&frame(4), now).0.is_none());
+}
+
+#[test]
+fn shared_parts_shrink_a_stream_of_similar_events() {
+    for coding in Coding::ALL {
+        let mut compressors = Compressors::new(settings(256));
+        compressors.join(coding);
+        let now = Instant::now();
+        let (mut plain, mut packed) = (0, 0);
+        for i in 0..200 {
+            let f = frame(i);
+            plain += f.len();
+            packed += compressors.pack(&f, now).0.unwrap().len();
+        }
+        assert!(packed * 2 < plain, "{coding:?}: {packed} of {plain}");
+    }
+}
