@@ -192,7 +192,12 @@ impl Coder {
 
     /// Compresses the frames gathered for a piece of the subscriber's own, if any: the
     /// stream leaves the shared bytes.
-    fn flush_own(&mut self, plain: &mut Vec<u8>, pieces: &mut Pieces, sent: &mut Sent) -> io::Result<()> {
+    fn flush_own(
+        &mut self,
+        plain: &mut Vec<u8>,
+        pieces: &mut Pieces,
+        sent: &mut Sent,
+    ) -> io::Result<()> {
         if plain.is_empty() {
             return Ok(());
         }

@@ -6,6 +6,8 @@
 //! knows nothing of subscribers or HTTP.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::compress::Part;
 use tokio::time::Instant;
 
 /// Largest batch of waiting events handed over in one piece, bytes (a single larger event is
@@ -16,6 +18,9 @@ pub const BATCH_BYTES: usize = 16_384;
 pub(super) struct Batch {
     /// Their frames.
     pub frames: Frames,
+    /// For a reader of a coding, each frame's shared part in it, in order (`None` in the list:
+    /// the frame has none).
+    pub parts: Option<Vec<Option<Part>>>,
     /// Events among them, count: a frame that carries only the origin's new `retry:` is none.
     pub events: u64,
     /// When the first of them arrived from upstream.
@@ -55,6 +60,14 @@ impl Frames {
             _ => Self::Many(frames.collect(), bytes),
         };
         Some((batch, count))
+    }
+
+    /// The frames, each the topic's shared one (nothing is copied).
+    pub fn into_vec(self) -> Vec<Bytes> {
+        match self {
+            Self::One(frame) => vec![frame],
+            Self::Many(frames, _) => frames,
+        }
     }
 
     /// The frames as one buffer: the shared frame itself, or the frames joined (one copy).
