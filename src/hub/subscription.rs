@@ -11,11 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+pub use super::batch::Packed;
 use super::batch::{Batch, Frames};
 use super::catch_up::{CatchUp, Outcome};
 use super::ring::{CloseReason, Cursor, Placed, Read, Want};
 use super::topic::Topic;
-use crate::compress::{Coding, Part};
+use crate::compress::Coding;
 
 /// What a subscriber gets next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,16 +60,6 @@ pub struct Delivery {
     /// When this batch was handed over: the clock is read once per hand-off, for the stall
     /// above and for the fan-out latency (`handed_at - received_at`).
     pub handed_at: Instant,
-}
-
-/// A frame of the ring with its shared compressed part in a subscriber's coding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packed {
-    /// The encoded frame, the topic's shared one.
-    pub frame: Bytes,
-    /// Its part in the subscriber's coding, the topic's shared one (`None`: the coding was
-    /// not in use when it was appended).
-    pub part: Option<Part>,
 }
 
 /// Where a subscriber's stream has a hole, as far as the relay knows it.
@@ -298,15 +289,9 @@ impl Subscription {
             .map(|handoff| now.saturating_duration_since(handoff))
             .filter(|&stall| stall >= MIN_STALL);
         self.last_handoff = Some(now);
-        let (frame, packed) = match batch.parts {
+        let (frame, packed) = match batch.packed {
             None => (batch.frames.into_bytes(), Vec::new()),
-            Some(parts) => {
-                let frames = batch.frames.into_vec().into_iter();
-                let packed = frames
-                    .zip(parts)
-                    .map(|(frame, part)| Packed { frame, part });
-                (Bytes::new(), packed.collect())
-            }
+            Some(packed) => (Bytes::new(), packed),
         };
         Delivery {
             frame,

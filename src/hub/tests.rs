@@ -1,5 +1,6 @@
 //! Unit tests of the hub: no sockets, time paused where timers matter.
 
+mod compression;
 mod limits;
 mod retry;
 mod watch;

@@ -22,9 +22,9 @@ use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
-use super::batch::{Batch, Frames};
+use super::batch::{Batch, Frames, Packed};
 use super::lock::lock;
-use crate::compress::{Coding, CompressionSettings, Compressors, Part, Parts};
+use crate::compress::{Coding, CompressionSettings, Compressors, Parts};
 use crate::ops::WarnLimit;
 
 /// Why a topic ended its subscribers' streams.
@@ -469,16 +469,26 @@ impl Ring {
                 }
                 let first_at = entry.at;
                 let waiting = state.entries.range(offset..).map(|e| &e.frame);
-                if let Some((frames, count)) = Frames::first_batch(waiting) {
+                let batch = match coding {
+                    None => {
+                        Frames::first_batch(waiting).map(|(frames, count)| (frames, None, count))
+                    }
+                    Some(coding) => {
+                        let count = Frames::batch_len(waiting);
+                        let taken = state.entries.range(offset..offset + count);
+                        let packed = packed(taken, coding);
+                        Some((Frames::Many(Vec::new(), 0), Some(packed), count))
+                    }
+                };
+                if let Some((frames, packed, count)) = batch.filter(|b| b.2 > 0) {
                     cursor.seq += count as u64;
                     cursor.heartbeat_seen = state.heartbeat_generation;
                     let taken = state.entries.range(offset..offset + count);
-                    let events = taken.clone().filter(|e| !e.retry).count() as u64;
-                    let parts = coding.map(|coding| parts_of(taken, coding));
+                    let events = taken.filter(|e| !e.retry).count() as u64;
                     let behind = (state.entries.len() - offset - count) as u64;
                     return Poll::Ready(Read::Batch(Batch {
                         frames,
-                        parts,
+                        packed,
                         events,
                         first_at,
                         behind,
@@ -531,11 +541,14 @@ impl Ring {
     }
 }
 
-/// The shared parts in `coding` of the entries `taken`, in order (`None` for an entry
-/// appended while the coding was not in use).
-fn parts_of<'a>(taken: impl Iterator<Item = &'a Entry>, coding: Coding) -> Vec<Option<Part>> {
+/// The entries `taken`, each frame with its shared part in `coding` (`None` for an entry
+/// appended while the coding was not in use), in order.
+fn packed<'a>(taken: impl Iterator<Item = &'a Entry>, coding: Coding) -> Vec<Packed> {
     taken
-        .map(|e| e.parts.as_deref().and_then(|p| p.get(coding)).cloned())
+        .map(|e| Packed {
+            frame: e.frame.clone(),
+            part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
+        })
         .collect()
 }
 
