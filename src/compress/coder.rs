@@ -180,6 +180,13 @@ impl Coder {
         pieces.into_bytes()
     }
 
+    /// The stream's cursor jumped (a lag skip): the next shared part may not follow the last
+    /// one sent, so the stream is on its own until a segment starts (an open zstd frame is
+    /// ended before whatever comes next).
+    pub fn leave_shared(&mut self) {
+        self.segment = None;
+    }
+
     /// True once the end was sent.
     pub fn is_finished(&self) -> bool {
         self.finished

@@ -247,6 +247,9 @@ impl EventStreamBody {
         match self.lag_policy {
             LagPolicy::Skip => {
                 subscription.skip_to_oldest();
+                if let Some(compressed) = self.compressed.as_deref_mut() {
+                    compressed.skipped();
+                }
                 // A change of the origin's `retry:` may have been among the skipped frames.
                 self.opening = Opening::Retry;
             }

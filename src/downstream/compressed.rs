@@ -105,6 +105,12 @@ impl Compressed {
         self.counted(out, sent, metrics)
     }
 
+    /// The subscriber skipped ahead in the ring: it may not send the next shared part as it
+    /// is, whatever bytes of its own come first.
+    pub fn skipped(&mut self) {
+        self.coder.leave_shared();
+    }
+
     /// The stream's end (gzip's final block and trailer, a zstd frame's end), once; `None` when
     /// it was sent or there is nothing to send.
     pub fn finish(&mut self, metrics: &CompressedMetrics) -> Option<Bytes> {
