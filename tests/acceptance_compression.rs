@@ -89,20 +89,21 @@ async fn subscribers_from_the_start_decode_to_the_identity_stream_and_share_each
     group.until("the opening", |p| p.ends_with(b"retry: 2000\n\n")).await;
 
     step_through(&origin, "a", 1..=30, &mut [&mut group]).await;
+    group.mark();
     end_topic(&origin, "a");
     group.until_end().await;
     assert_eq!(origin.requests("a").len(), 1, "one upstream subscription");
 
     // Compressed once per topic and coding: every subscriber of a coding got the same bytes
-    // for each event (step 0 is the opening).
+    // for each event (step k is event k + 1), and the same end.
     for coding in ["gzip", "zstd"] {
         let streams = group.of(coding);
         assert!(streams.len() >= 2, "{coding}: subscribers to compare");
         for event in 1..=30 {
-            let first = streams[0].step_bytes(event);
+            let first = streams[0].step_bytes(event - 1);
             for other in &streams[1..] {
                 assert_eq!(
-                    other.step_bytes(event),
+                    other.step_bytes(event - 1),
                     first,
                     "{coding}: event {event}: {} and {} got the same compressed bytes",
                     other.name,

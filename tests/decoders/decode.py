@@ -33,7 +33,7 @@ class Gzip:
         self.d = zlib.decompressobj(wbits=31)
 
     def feed(self, data):
-        if self.d.eof:
+        if self.d.eof and data:
             raise ValueError(f"{len(data)} bytes after the gzip trailer")
         out = self.d.decompress(data)
         if self.d.unused_data:
