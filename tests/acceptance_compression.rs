@@ -22,10 +22,13 @@ mod decoders;
 use std::time::Duration;
 
 use bytes::Bytes;
-use decoders::group::{origin_frame, Group, ALL};
-use decoders::{require_decoders, Clients, Proto};
-use sse_relay::config::Config;
+use decoders::group::{check_headers, last_id, origin_frame, Group, ALL, ZSTD};
+use decoders::{require_decoders, Clients, Proto, Stream};
+use http_body_util::{BodyExt, Full};
+use sse_relay::config::{Config, StreamRouteConfig};
+use sse_relay::edge::streams::OnDisconnect;
 use sse_relay::hub::CatchUpOutcome;
+use support::answers::AnswerOrigin;
 use support::origin::Canned;
 use support::{eventually, TestOrigin, TestRelay};
 
@@ -299,6 +302,81 @@ async fn a_gap_signal_decodes_like_the_identity_streams() {
     end_topic(&origin, "a");
     live.until_end().await;
     resumed.until_end().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "acceptance: needs python3 with zstandard (tests/decoders/requirements.txt); run with --include-ignored (CI does)"]
+async fn a_request_streams_answer_and_its_resumes_decode_to_the_identity_streams() {
+    const COMPLETIONS: &str = "/v1/chat/completions";
+    require_decoders();
+    let origin = AnswerOrigin::start().await;
+    let upstream = origin.url(COMPLETIONS);
+    let relay = TestRelay::start_with("http://127.0.0.1:9/sub/{topic}", |c| {
+        quiet(c);
+        c.stream_routes.push(StreamRouteConfig {
+            path: COMPLETIONS.into(),
+            upstream,
+            resume_path: "/streams/{stream}".into(),
+            protocol: Default::default(),
+            on_disconnect: OnDisconnect::Detach,
+            auth: Default::default(),
+        });
+    })
+    .await;
+    // The POST asks for zstd, as a browser's fetch does.
+    let request = http::Request::post(format!("https://localhost{COMPLETIONS}"))
+        .header("content-type", "application/json")
+        .header("accept-encoding", ZSTD.accept.unwrap_or_default())
+        .body(Full::new(Bytes::from_static(b"{\"stream\":true}")).boxed())
+        .unwrap();
+    let response = relay.h2().await.send_streaming(request).await;
+    let mut started = Stream::open("POST/zstd".into(), response, true).await;
+    check_headers(&started, &ZSTD);
+    let location = started
+        .header("content-location")
+        .expect("a kept stream names its resume URL")
+        .to_string();
+    let stream = location.trim_start_matches("/streams/").to_string();
+    let answer = origin.next_answer().await;
+    let chunk = |n: usize| format!("data: {}\n\n", origin_frame(n).replace('\n', " "));
+    for n in 1..=2 {
+        answer.send(&chunk(n)).await;
+    }
+    let second = format!("{stream}.2");
+    started
+        .until("chunk 2", |p| last_id(p).as_deref() == Some(&second))
+        .await;
+
+    // Viewers of the whole answer, and resumes after its first chunk, of every kind.
+    let mut clients = Clients::new(&relay);
+    let mut whole = Group::open(&mut clients, "whole", &location, &[], &BOTH, &ALL).await;
+    let after_first = [("last-event-id", format!("{stream}.1"))];
+    let after_first: Vec<(&str, &str)> = after_first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut resumed = Group::open(&mut clients, "resumed", &location, &after_first, &BOTH, &ALL).await;
+    for n in 2..=12 {
+        if n > 2 {
+            answer.send(&chunk(n)).await;
+        }
+        let id = format!("{stream}.{n}");
+        started
+            .until(&id, |p| last_id(p).as_deref() == Some(&id))
+            .await;
+        whole.until_id(&id).await;
+        resumed.until_id(&id).await;
+    }
+    answer.end();
+    started.until_end().await;
+    whole.until_end().await;
+    resumed.until_end().await;
+    let events = |s: &Stream| -> Vec<String> {
+        s.frames().into_iter().filter(|f| f.starts_with("id: ")).collect()
+    };
+    assert_eq!(
+        events(&started),
+        events(&whole.streams[0]),
+        "the POST's compressed answer carries the identity viewer's events byte for byte"
+    );
     relay.stop().await;
 }
 

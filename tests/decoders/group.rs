@@ -104,7 +104,7 @@ impl Group {
     }
 
     /// Reads until the last event every stream got is `id`.
-    pub async fn until_id(&mut self, id: usize) {
+    pub async fn until_id(&mut self, id: impl ToString) {
         let id = id.to_string();
         self.until(&format!("event {id}"), |p| last_id(p).as_deref() == Some(&id))
             .await;
