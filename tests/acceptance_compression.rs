@@ -89,7 +89,9 @@ async fn subscribers_from_the_start_decode_to_the_identity_stream_and_share_each
     let mut clients = Clients::new(&relay);
     let mut group = Group::open(&mut clients, "start", "/events/a", &[], &BOTH, &ALL).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
-    group.until("the opening", |p| p.ends_with(b"retry: 2000\n\n")).await;
+    group
+        .until("the opening", |p| p.ends_with(b"retry: 2000\n\n"))
+        .await;
 
     step_through(&origin, "a", 1..=30, &mut [&mut group]).await;
     group.mark();
@@ -136,7 +138,8 @@ async fn a_subscriber_joining_mid_segment_decodes_and_shares_the_bytes_from_the_
     // Segments: events 1–4, 5–8, 9–12. The late ones join after event 2.
     step_through(&origin, "a", 1..=2, &mut [&mut early]).await;
     let mut late = Group::open(&mut clients, "late", "/events/a", &[], &BOTH, &ALL).await;
-    late.until("the opening", |p| p.ends_with(b"retry: 2000\n\n")).await;
+    late.until("the opening", |p| p.ends_with(b"retry: 2000\n\n"))
+        .await;
     late.mark();
     // Step k of `late` is event k + 2; step k of `early` is event k.
     step_through(&origin, "a", 3..=12, &mut [&mut early, &mut late]).await;
@@ -167,7 +170,11 @@ async fn a_subscriber_joining_mid_segment_decodes_and_shares_the_bytes_from_the_
     early.until_end().await;
     late.until_end().await;
     for stream in early.streams.iter().chain(&late.streams) {
-        assert!(stream.text().ends_with("retry: 2000\n\n"), "{}", stream.name);
+        assert!(
+            stream.text().ends_with("retry: 2000\n\n"),
+            "{}",
+            stream.name
+        );
     }
     relay.stop().await;
 }
@@ -193,23 +200,42 @@ async fn resumes_from_the_ring_and_through_catch_up_decode_to_what_an_identity_r
     let from_ring = [("last-event-id", "8")];
     let mut ring = Group::open(&mut clients, "ring", "/events/a", &from_ring, &BOTH, &ALL).await;
     let from_origin = [("last-event-id", "3")];
-    let mut caught =
-        Group::open(&mut clients, "catch-up", "/events/a", &from_origin, &BOTH, &ALL).await;
+    let mut caught = Group::open(
+        &mut clients,
+        "catch-up",
+        "/events/a",
+        &from_origin,
+        &BOTH,
+        &ALL,
+    )
+    .await;
     ring.until_id(10).await;
     caught.until_id(10).await;
-    for group in [&ring, &caught] {
-        let reference = &group.streams[0];
-        let first = reference.text().find("id: ").expect("replayed events");
-        let first_id = if std::ptr::eq(group, &ring) { "id: 9\n" } else { "id: 4\n" };
+    for (group, first_id) in [(&ring, "id: 9\n"), (&caught, "id: 4\n")] {
+        let text = group.streams[0].text();
+        let first = text.find("id: ").expect("replayed events");
         assert!(
-            reference.text()[first..].starts_with(first_id),
-            "{}: {}",
-            reference.name,
-            reference.text()
+            text[first..].starts_with(first_id),
+            "{}: {text}",
+            group.streams[0].name
         );
     }
-    assert!(relay.metrics.hub.catch_ups.get(CatchUpOutcome::Joined).get() >= 1);
-    step_through(&origin, "a", 11..=20, &mut [&mut live, &mut ring, &mut caught]).await;
+    assert!(
+        relay
+            .metrics
+            .hub
+            .catch_ups
+            .get(CatchUpOutcome::Joined)
+            .get()
+            >= 1
+    );
+    step_through(
+        &origin,
+        "a",
+        11..=20,
+        &mut [&mut live, &mut ring, &mut caught],
+    )
+    .await;
     end_topic(&origin, "a");
     for group in [&mut live, &mut ring, &mut caught] {
         group.until_end().await;
@@ -233,8 +259,15 @@ async fn heartbeats_on_an_idle_topic_decode_at_once_and_events_after_them_are_sh
     let mut clients = Clients::new(&relay);
     let mut group = Group::open(&mut clients, "idle", "/events/a", &[], &BOTH, &ALL).await;
     eventually("subscribed upstream", || origin.open("a") == 1).await;
-    group.until("the opening", |p| p.ends_with(b"retry: 2000\n\n")).await;
-    let beats = |p: &[u8]| decoders::frames(&String::from_utf8_lossy(p)).iter().filter(|f| *f == ":\n\n").count();
+    group
+        .until("the opening", |p| p.ends_with(b"retry: 2000\n\n"))
+        .await;
+    let beats = |p: &[u8]| {
+        decoders::frames(&String::from_utf8_lossy(p))
+            .iter()
+            .filter(|f| *f == ":\n\n")
+            .count()
+    };
     let mut expected = 0;
     for round in 1..=3 {
         for _ in 0..2 {
@@ -352,8 +385,17 @@ async fn a_request_streams_answer_and_its_resumes_decode_to_the_identity_streams
     let mut clients = Clients::new(&relay);
     let mut whole = Group::open(&mut clients, "whole", &location, &[], &BOTH, &ALL).await;
     let after_first = [("last-event-id", format!("{stream}.1"))];
-    let after_first: Vec<(&str, &str)> = after_first.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut resumed = Group::open(&mut clients, "resumed", &location, &after_first, &BOTH, &ALL).await;
+    let after_first: Vec<(&str, &str)> =
+        after_first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut resumed = Group::open(
+        &mut clients,
+        "resumed",
+        &location,
+        &after_first,
+        &BOTH,
+        &ALL,
+    )
+    .await;
     for n in 2..=12 {
         if n > 2 {
             answer.send(&chunk(n)).await;
@@ -370,7 +412,10 @@ async fn a_request_streams_answer_and_its_resumes_decode_to_the_identity_streams
     whole.until_end().await;
     resumed.until_end().await;
     let events = |s: &Stream| -> Vec<String> {
-        s.frames().into_iter().filter(|f| f.starts_with("id: ")).collect()
+        s.frames()
+            .into_iter()
+            .filter(|f| f.starts_with("id: "))
+            .collect()
     };
     assert_eq!(
         events(&started),
@@ -389,7 +434,11 @@ fn report(group: &Group) {
             "{}: {wire} bytes on the wire for {identity} ({:?}){}",
             stream.name,
             stream.coding,
-            stream.end.as_ref().map(|e| format!(", {}", e.detail)).unwrap_or_default()
+            stream
+                .end
+                .as_ref()
+                .map(|e| format!(", {}", e.detail))
+                .unwrap_or_default()
         );
     }
 }

@@ -47,11 +47,23 @@ async fn relay(origin: &TestOrigin, policy: LagPolicy) -> TestRelay {
 /// kept open.
 async fn stall(origin: &TestOrigin, relay: &TestRelay) -> (Group, Vec<Stream>, Vec<H2Client>) {
     let mut clients = Clients::new(relay);
-    let mut healthy = Group::open(&mut clients, "healthy", "/events/a", &[], &[Proto::H2], &ALL).await;
+    let mut healthy = Group::open(
+        &mut clients,
+        "healthy",
+        "/events/a",
+        &[],
+        &[Proto::H2],
+        &ALL,
+    )
+    .await;
     let (mut stalled, mut conns) = (Vec::new(), Vec::new());
     for ask in [IDENTITY, GZIP, ZSTD] {
         let mut conn = H2Client::connect(relay.addr, &relay.cert, Some(4096)).await;
-        let headers: Vec<(&str, &str)> = ask.accept.map(|a| ("accept-encoding", a)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = ask
+            .accept
+            .map(|a| ("accept-encoding", a))
+            .into_iter()
+            .collect();
         let response = conn.get("/events/a", &headers).await;
         let stream = Stream::open(format!("stalled/{}", ask.name), response, false).await;
         check_headers(&stream, &ask);
@@ -93,7 +105,11 @@ async fn a_skip_lag_decodes_to_the_identity_events_with_the_gap_announced() {
         stream.until_end().await;
         let judged: Judged = judge(stream, &healthy.streams[0]);
         println!("{}: {judged:?}", stream.name);
-        assert!(!judged.gaps.is_empty(), "{}: it lagged and skipped", stream.name);
+        assert!(
+            !judged.gaps.is_empty(),
+            "{}: it lagged and skipped",
+            stream.name
+        );
         assert_eq!(judged.ids.first(), Some(&1), "{}", stream.name);
         assert_eq!(judged.ids.last(), Some(&(EVENTS as u64)), "{}", stream.name);
     }
@@ -117,8 +133,16 @@ async fn a_lag_disconnect_ends_the_stream_whole_after_the_relays_hint() {
         assert!(judged.ends_with_retry, "{name}: the relay's hint last");
         assert_eq!(judged.retries, 1, "{name}");
         let got = judged.ids.len() as u64;
-        assert!(got > 0 && got < EVENTS as u64, "{name}: a prefix: {:?}", judged.ids);
-        assert_eq!(judged.ids, (1..=got).collect::<Vec<_>>(), "{name}: in order");
+        assert!(
+            got > 0 && got < EVENTS as u64,
+            "{name}: a prefix: {:?}",
+            judged.ids
+        );
+        assert_eq!(
+            judged.ids,
+            (1..=got).collect::<Vec<_>>(),
+            "{name}: in order"
+        );
     }
     assert_eq!(relay.metrics.downstream.subscribers_lagged.get(), 3);
     end_topic(&origin);

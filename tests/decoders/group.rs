@@ -61,7 +61,10 @@ impl Group {
         protos: &[Proto],
         asks: &[Ask],
     ) -> Group {
-        assert!(asks[0].accept.is_none(), "the reference is an identity stream");
+        assert!(
+            asks[0].accept.is_none(),
+            "the reference is an identity stream"
+        );
         let mut group = Group {
             streams: Vec::new(),
             asks: Vec::new(),
@@ -69,9 +72,7 @@ impl Group {
         for &proto in protos {
             for ask in asks {
                 let label = format!("{name}/{}", ask.name);
-                let stream = clients
-                    .open(proto, &label, path, ask.accept, headers)
-                    .await;
+                let stream = clients.open(proto, &label, path, ask.accept, headers).await;
                 check_headers(&stream, ask);
                 group.streams.push(stream);
                 group.asks.push(*ask);
@@ -106,8 +107,10 @@ impl Group {
     /// Reads until the last event every stream got is `id`.
     pub async fn until_id(&mut self, id: impl ToString) {
         let id = id.to_string();
-        self.until(&format!("event {id}"), |p| last_id(p).as_deref() == Some(&id))
-            .await;
+        self.until(&format!("event {id}"), |p| {
+            last_id(p).as_deref() == Some(&id)
+        })
+        .await;
     }
 
     /// Reads every stream to its end (the decoder judging it whole) and checks each is the
@@ -157,7 +160,10 @@ pub fn check_headers(stream: &Stream, ask: &Ask) {
         ask.accept
     );
     // With compression on, every answer varies by it, identity ones included.
-    let vary = stream.header("vary").unwrap_or_default().to_ascii_lowercase();
+    let vary = stream
+        .header("vary")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     assert!(
         vary.contains("accept-encoding"),
         "{name}: the answer varies by Accept-Encoding: {:?}",

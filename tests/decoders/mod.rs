@@ -216,7 +216,11 @@ impl Stream {
     /// The bytes received from mark `step` to the next mark (or to now).
     pub fn step_bytes(&self, step: usize) -> Vec<u8> {
         let from = self.marks[step];
-        let to = self.marks.get(step + 1).copied().unwrap_or(self.chunks.len());
+        let to = self
+            .marks
+            .get(step + 1)
+            .copied()
+            .unwrap_or(self.chunks.len());
         self.chunks[from..to].concat()
     }
 
@@ -293,8 +297,14 @@ impl Stream {
         let so_far = tail(&self.plain);
         match outcome {
             Ok(true) => {}
-            Ok(false) => panic!("{}: the stream ended before {what}; it ends {so_far:?}", self.name),
-            Err(_) => panic!("{}: no {what} within {WAIT:?}; the stream ends {so_far:?}", self.name),
+            Ok(false) => panic!(
+                "{}: the stream ended before {what}; it ends {so_far:?}",
+                self.name
+            ),
+            Err(_) => panic!(
+                "{}: no {what} within {WAIT:?}; the stream ends {so_far:?}",
+                self.name
+            ),
         }
     }
 
@@ -341,7 +351,10 @@ impl Stream {
 
 /// `text` split after each blank line; it must end with one (or be empty).
 pub fn frames(text: &str) -> Vec<String> {
-    assert!(text.is_empty() || text.ends_with("\n\n"), "a partial frame at the end: {text:?}");
+    assert!(
+        text.is_empty() || text.ends_with("\n\n"),
+        "a partial frame at the end: {text:?}"
+    );
     text.split_inclusive("\n\n").map(str::to_string).collect()
 }
 
@@ -381,7 +394,11 @@ pub fn judge(stream: &Stream, reference: &Stream) -> Judged {
         .filter_map(|f| Some((frame_id(f)?, f)))
         .collect();
     let retry = &reference_frames[1];
-    assert!(retry.starts_with("retry: "), "{}: {retry:?}", reference.name);
+    assert!(
+        retry.starts_with("retry: "),
+        "{}: {retry:?}",
+        reference.name
+    );
     let frames = stream.frames();
     assert_eq!(frames[..2], reference_frames[..2], "{name}: the opening");
     let mut judged = Judged::default();
@@ -403,7 +420,10 @@ pub fn judge(stream: &Stream, reference: &Stream) -> Judged {
                     );
                 }
             }
-            assert!(gap.is_none(), "{name}: a gap signal before event {id}, which follows on");
+            assert!(
+                gap.is_none(),
+                "{name}: a gap signal before event {id}, which follows on"
+            );
             judged.ids.push(id);
         } else if frame.starts_with("event: sse-relay-gap\n") {
             let data = frame
@@ -427,5 +447,9 @@ pub fn judge(stream: &Stream, reference: &Stream) -> Judged {
 
 /// The numeric id of an event frame.
 fn frame_id(frame: &str) -> Option<u64> {
-    frame.lines().find_map(|l| l.strip_prefix("id: "))?.parse().ok()
+    frame
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))?
+        .parse()
+        .ok()
 }
