@@ -53,7 +53,6 @@ function watchNetwork(cdp) {
     if (type === 'EventSource') {
       requests.set(requestId, {
         url: request.url,
-        acceptEncoding: null,
         status: null,
         protocol: null,
         contentEncoding: null,
@@ -62,12 +61,12 @@ function watchNetwork(cdp) {
       });
     }
   });
+  // The headers as sent come in an ExtraInfo event, which CDP may deliver before or after
+  // requestWillBeSent: kept apart and joined when the test asks.
+  const sent = new Map();
   cdp.on('Network.requestWillBeSentExtraInfo', ({ requestId, headers }) => {
-    const r = requests.get(requestId);
-    if (r) {
-      const name = Object.keys(headers).find((h) => h.toLowerCase() === 'accept-encoding');
-      r.acceptEncoding = name ? headers[name] : null;
-    }
+    const name = Object.keys(headers).find((h) => h.toLowerCase() === 'accept-encoding');
+    sent.set(requestId, name ? headers[name] : null);
   });
   cdp.on('Network.responseReceived', ({ requestId, response }) => {
     const r = requests.get(requestId);
@@ -86,7 +85,8 @@ function watchNetwork(cdp) {
     const r = requests.get(requestId);
     if (r) r.failed = errorText;
   });
-  return requests;
+  return () =>
+    [...requests.entries()].map(([id, r]) => ({ ...r, acceptEncoding: sent.get(id) ?? null }));
 }
 
 // In the page: one EventSource per URL, recording each dispatched event (messages, `tick`
@@ -142,7 +142,7 @@ async function main() {
         const result = {
           phase: 'result',
           sources: await state(),
-          requests: [...requests.values()],
+          requests: requests(),
           browser: browser.version(),
         };
         console.log(JSON.stringify(result));
