@@ -25,6 +25,7 @@ use bytes::Bytes;
 use decoders::group::{check_headers, last_id, origin_frame, Group, ALL, ZSTD};
 use decoders::{require_decoders, Clients, Proto, Stream};
 use http_body_util::{BodyExt, Full};
+use sse_relay::compress::Coding;
 use sse_relay::config::{Config, StreamRouteConfig};
 use sse_relay::edge::streams::OnDisconnect;
 use sse_relay::hub::CatchUpOutcome;
@@ -116,6 +117,27 @@ async fn subscribers_from_the_start_decode_to_the_identity_stream_and_share_each
                 );
             }
         }
+    }
+    // The relay's count of them: every byte on the wire, mostly shared.
+    let compressed = &relay.metrics.downstream.compressed;
+    for (k, coding) in Coding::ALL.into_iter().enumerate() {
+        let streams = group.of(coding.token());
+        let wire: usize = streams.iter().flat_map(|s| &s.chunks).map(Bytes::len).sum();
+        let (shared, own) = (
+            compressed.shared_bytes[k].get(),
+            compressed.own_bytes[k].get(),
+        );
+        assert_eq!(
+            compressed.streams[k].get(),
+            streams.len() as u64,
+            "{coding:?}"
+        );
+        assert_eq!(
+            shared + own,
+            wire as u64,
+            "{coding:?}: shared {shared} + own {own}"
+        );
+        assert!(shared > own, "{coding:?}: shared {shared}, own {own}");
     }
     report(&group);
     relay.stop().await;
