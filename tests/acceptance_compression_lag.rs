@@ -20,7 +20,8 @@ mod decoders;
 
 use bytes::Bytes;
 use decoders::group::{check_headers, noise, Group, ALL, GZIP, IDENTITY, ZSTD};
-use decoders::{judge, require_decoders, Clients, Judged, Proto, Stream};
+use decoders::judge::{judge, Judged};
+use decoders::{require_decoders, Clients, Proto, Stream};
 use sse_relay::config::Config;
 use sse_relay::downstream::LagPolicy;
 use support::origin::Canned;
