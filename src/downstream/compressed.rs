@@ -99,6 +99,7 @@ impl Compressed {
         let mut sent = Sent::default();
         let frames = delivery
             .packed
+            .as_slice()
             .iter()
             .map(|p| (p.frame.as_ref(), p.part.as_ref()));
         let out = self.coder.frames(frames, &mut sent);

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
-use super::batch::{Batch, Frames, Packed};
+use super::batch::{Batch, Frames, Packed, Packs};
 use super::lock::lock;
 use crate::compress::{Coding, CompressionSettings, Compressors, Parts};
 use crate::ops::WarnLimit;
@@ -543,13 +543,17 @@ impl Ring {
 
 /// The entries `taken`, each frame with its shared part in `coding` (`None` for an entry
 /// appended while the coding was not in use), in order.
-fn packed<'a>(taken: impl Iterator<Item = &'a Entry>, coding: Coding) -> Vec<Packed> {
-    taken
-        .map(|e| Packed {
-            frame: e.frame.clone(),
-            part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
-        })
-        .collect()
+fn packed<'a>(taken: impl ExactSizeIterator<Item = &'a Entry>, coding: Coding) -> Packs {
+    let one = |e: &Entry| Packed {
+        frame: e.frame.clone(),
+        part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
+    };
+    let mut taken = taken;
+    match (taken.len(), taken.next()) {
+        (1, Some(e)) => Packs::One(one(e)),
+        (_, Some(first)) => Packs::Many(std::iter::once(first).chain(taken).map(one).collect()),
+        (_, None) => Packs::None,
+    }
 }
 
 impl Drop for Ring {
