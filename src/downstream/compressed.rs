@@ -14,7 +14,7 @@ use crate::hub::Delivery;
 
 /// The metrics of compressed streams, by coding.
 pub struct CompressedMetrics {
-    /// Streams sent compressed, by coding (counter).
+    /// Streams sent compressed, by coding (counter; indexed by [`Coding::index`]).
     pub streams: [IntCounter; 2],
     /// Compressed bytes sent that were the topic's shared parts, by coding (counter).
     pub shared_bytes: [IntCounter; 2],
@@ -56,9 +56,8 @@ impl CompressedMetrics {
     }
 
     fn count(&self, coding: Coding, sent: Sent) {
-        let i = Coding::ALL.iter().position(|c| *c == coding).unwrap_or(0);
-        self.shared_bytes[i].inc_by(sent.shared);
-        self.own_bytes[i].inc_by(sent.own);
+        self.shared_bytes[coding.index()].inc_by(sent.shared);
+        self.own_bytes[coding.index()].inc_by(sent.own);
     }
 }
 
@@ -70,8 +69,7 @@ pub(super) struct Compressed {
 impl Compressed {
     /// A stream in `coding`, counted.
     pub fn new(coding: Coding, metrics: &CompressedMetrics) -> Self {
-        let i = Coding::ALL.iter().position(|c| *c == coding).unwrap_or(0);
-        metrics.streams[i].inc();
+        metrics.streams[coding.index()].inc();
         Self {
             coder: Coder::new(coding),
         }
