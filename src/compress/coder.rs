@@ -134,7 +134,7 @@ impl Coder {
         sent: &mut Sent,
     ) -> io::Result<Bytes> {
         let mut pieces = Pieces::default();
-        let mut own_plain: Vec<u8> = Vec::new();
+        let mut own_plain = OwnRun::default();
         self.start(&mut pieces, sent);
         for (plain, part) in frames {
             if self.coding == Coding::Gzip {
@@ -152,7 +152,7 @@ impl Coder {
                     self.segment = Some(part.segment);
                     self.frame_open = self.coding == Coding::Zstd;
                 }
-                None => own_plain.extend_from_slice(plain),
+                None => own_plain.push(plain),
             }
         }
         self.flush_own(&mut own_plain, &mut pieces, sent)?;
@@ -219,19 +219,42 @@ impl Coder {
     /// stream leaves the shared bytes.
     fn flush_own(
         &mut self,
-        plain: &mut Vec<u8>,
+        plain: &mut OwnRun<'_>,
         pieces: &mut Pieces,
         sent: &mut Sent,
     ) -> io::Result<()> {
-        if plain.is_empty() {
-            return Ok(());
-        }
+        let bytes = match std::mem::take(plain) {
+            OwnRun::None => return Ok(()),
+            OwnRun::One(frame) => own::piece(self.coding, frame)?,
+            OwnRun::Many(frames) => own::piece(self.coding, &frames)?,
+        };
         self.close_frame(pieces, sent);
         self.segment = None;
-        let piece = own::piece(self.coding, plain)?;
-        sent.own += piece.len() as u64;
-        pieces.push(piece);
-        plain.clear();
+        sent.own += bytes.len() as u64;
+        pieces.push(bytes);
         Ok(())
+    }
+}
+
+/// Frames gathered for one piece of a subscriber's own: a single one is compressed where it
+/// is (a 30 KB event is not copied first), several are joined.
+#[derive(Default)]
+enum OwnRun<'a> {
+    #[default]
+    None,
+    One(&'a [u8]),
+    Many(Vec<u8>),
+}
+
+impl<'a> OwnRun<'a> {
+    fn push(&mut self, frame: &'a [u8]) {
+        *self = match std::mem::take(self) {
+            OwnRun::None => OwnRun::One(frame),
+            OwnRun::One(first) => OwnRun::Many([first, frame].concat()),
+            OwnRun::Many(mut joined) => {
+                joined.extend_from_slice(frame);
+                OwnRun::Many(joined)
+            }
+        };
     }
 }

@@ -67,6 +67,11 @@ struct Slot {
     next_segment: u32,
     /// The next part starts a segment (a heartbeat tick asked for a boundary).
     cut: bool,
+    /// A subscriber joined since the segment started: it compresses on its own until the
+    /// next boundary, which therefore comes early, once the segment holds a quarter of
+    /// `segment.events` (so joiners wait a few events, and frequent joins still leave
+    /// segments long enough to compress well).
+    joined: bool,
 }
 
 /// One coding's shared compressor, within its current segment.
@@ -99,7 +104,9 @@ impl Compressors {
     /// A subscriber of `coding` came: the coding's compressor starts (at the next event, with a
     /// new segment) if it was not running.
     pub fn join(&mut self, coding: Coding) {
-        self.slots[coding.index()].users += 1;
+        let slot = &mut self.slots[coding.index()];
+        slot.users += 1;
+        slot.joined = true;
     }
 
     /// A subscriber of `coding` left: with the last one the coding's compressor is dropped.
@@ -163,15 +170,16 @@ impl Slot {
         now: Instant,
         settings: &CompressionSettings,
     ) -> io::Result<Part> {
+        let early = (settings.segment.events / 4).max(1);
         let due = self.cut
-            || self
-                .compressor
-                .as_ref()
-                .is_none_or(|c| c.is_full(&settings.segment, now));
+            || self.compressor.as_ref().is_none_or(|c| {
+                c.is_full(&settings.segment, now) || (self.joined && c.events >= early)
+            });
         if due {
             let segment = self.next_segment;
             self.next_segment = self.next_segment.wrapping_add(1);
             self.cut = false;
+            self.joined = false;
             match &mut self.compressor {
                 Some(compressor) => compressor.restart(segment, now)?,
                 None => {
@@ -253,20 +261,22 @@ impl SharedCompressor {
 
 /// The zstd parameters of the relay's frames: no checksum (a subscriber's frame may end with a
 /// block of its own, RFC 8878 §3.1.1: the checksum would have to be its own too), no content
-/// size (unknown while streaming), and a window no larger than a segment needs, at most 8 MiB
-/// (what browsers' decoders accept, RFC 8878 §7.2: "a window size of up to 8 MB").
-pub(super) fn configure_zstd(
-    encoder: &mut Encoder<'static>,
-    segment_bytes: usize,
-) -> io::Result<()> {
+/// size (unknown while streaming), a window no larger than a segment needs and at most 64 KiB
+/// (far below the 8 MB browsers' decoders accept, RFC 8878 §7.2), and match tables of 2^15
+/// entries: level 3's own tables and a 256 KiB window cost 1.8 MB per compressor, these under
+/// 1 MB (`compress::tests::a_shared_zstd_compressor_stays_under_a_megabyte`), for the same
+/// ratio on small events.
+pub(super) fn configure_zstd(encoder: &mut Encoder<'_>, segment_bytes: usize) -> io::Result<()> {
     use zstd::stream::raw::CParameter;
     let window_log = segment_bytes
         .next_power_of_two()
         .trailing_zeros()
-        .clamp(10, 23);
+        .clamp(10, 16);
     encoder.set_parameter(CParameter::ChecksumFlag(false))?;
     encoder.set_parameter(CParameter::ContentSizeFlag(false))?;
     encoder.set_parameter(CParameter::WindowLog(window_log))?;
+    encoder.set_parameter(CParameter::HashLog(15))?;
+    encoder.set_parameter(CParameter::ChainLog(15))?;
     Ok(())
 }
 
@@ -295,7 +305,7 @@ pub(super) fn deflate_flushed(
 /// Compresses `input` with `encoder` and flushes it (RFC 8878 §3.1.1.2: the block ends, the
 /// frame stays open), appending to `out`.
 pub(super) fn zstd_flushed(
-    encoder: &mut Encoder<'static>,
+    encoder: &mut Encoder<'_>,
     input: &[u8],
     out: &mut Vec<u8>,
 ) -> io::Result<()> {

@@ -214,3 +214,60 @@ fn after_a_skip_the_next_part_of_the_same_segment_is_compressed_on_its_own() {
         assert_eq!(decode(coding, &wire), plain, "{coding:?}");
     }
 }
+
+#[test]
+fn a_join_brings_the_next_boundary_forward_to_a_quarter_of_a_segment() {
+    let mut compressors = Compressors::new(settings(16));
+    compressors.join(Coding::Gzip);
+    let now = Instant::now();
+    let starts = |n: usize, compressors: &mut Compressors| -> Vec<usize> {
+        (0..n)
+            .filter(|&i| {
+                let (parts, _) = compressors.pack(&frame(i), now);
+                parts.unwrap().get(Coding::Gzip).unwrap().starts
+            })
+            .collect()
+    };
+    assert_eq!(
+        starts(20, &mut compressors),
+        [0, 16],
+        "no join: full segments"
+    );
+    // Frames 16..20 are in a segment; a join then ends it once it holds a quarter (4): at once.
+    compressors.join(Coding::Gzip);
+    assert_eq!(
+        starts(20, &mut compressors),
+        [0, 16],
+        "the join's boundary, then full"
+    );
+    // The last segment holds 4 frames: a join ends it at once; a join right after that
+    // boundary waits for the quarter.
+    compressors.join(Coding::Gzip);
+    assert_eq!(starts(1, &mut compressors), [0]);
+    compressors.join(Coding::Gzip);
+    assert_eq!(
+        starts(8, &mut compressors),
+        [3],
+        "the segment fills its quarter first"
+    );
+}
+
+#[test]
+fn a_shared_zstd_compressor_stays_under_a_megabyte() {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let settings = settings(256);
+    let mut context = CCtx::create();
+    context
+        .set_parameter(CParameter::CompressionLevel(settings.zstd_level))
+        .unwrap();
+    let mut encoder = zstd::stream::raw::Encoder::with_context(&mut context);
+    shared::configure_zstd(&mut encoder, settings.segment.bytes).unwrap();
+    let mut out = Vec::new();
+    for i in 0..300 {
+        shared::zstd_flushed(&mut encoder, &frame(i), &mut out).unwrap();
+    }
+    drop(encoder);
+    let bytes = context.sizeof();
+    assert!(bytes < 1 << 20, "{bytes} bytes");
+    println!("a shared zstd compressor: {bytes} bytes");
+}

@@ -26,11 +26,13 @@ pub struct CompressionConfig {
     pub zstd_level: i32,
     /// A segment (the span of events whose history compression refers back to) ends after
     /// this many events, count. Default 256: a ratio close to an unbounded history for small
-    /// events, while a subscriber that joins mid-segment compresses at most this many events
-    /// on its own before it shares the topic's bytes.
+    /// events. A subscriber's join ends the segment early, once it holds a quarter of this,
+    /// so a joiner compresses at most that many events on its own before it shares the
+    /// topic's bytes.
     pub segment_events: u32,
-    /// … or after this many uncompressed bytes. Default 262144 (256 KiB; the zstd window is
-    /// sized to it, 8 MiB at most, what browsers decode).
+    /// … or after this many uncompressed bytes. Default 262144 (256 KiB of history; deflate's
+    /// window is 32 KiB, zstd's is sized to this, at most 64 KiB, which bounds a topic's zstd
+    /// compressor to about 0.73 MB).
     pub segment_bytes: usize,
     /// … or this long after it started, ms (checked when the next event comes). Default 30000:
     /// on a slow topic the history still spans enough events to compress well, and a joiner
