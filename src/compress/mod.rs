@@ -105,7 +105,7 @@ impl CompressionSettings {
             duration: Duration::from_secs(30),
         },
         gzip_level: 6,
-        zstd_level: 3,
+        zstd_level: 6,
     };
 
     /// The codings offered, in order of preference.
