@@ -2,7 +2,8 @@
 //! number must follow the previous one's, and its latency is receive − publish time.
 
 /// One stream's events and their order: splits the body at blank lines, reads `<seq> <publish
-/// ns>` from each event's `data:` line (comments and `retry:` hints carry none and are skipped)
+/// ns>` (or a JSON feed's `{"seq":…,"sent":…`) from each event's `data:` line (comments and
+/// `retry:` hints carry none and are skipped)
 /// and counts every event whose sequence number is not the one after the previous event's
 /// (the first must be 0): a lost, duplicated or reordered event each counts.
 #[derive(Default)]
@@ -50,12 +51,19 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\n\n")
 }
 
-/// `data: <seq> <publish ns> [padding]` → (seq, publish ns).
+/// `data: <seq> <publish ns> [padding]`, or a JSON feed's `data: {"seq":<seq>,"sent":<publish
+/// ns>,…` → (seq, publish ns).
 fn parse_event(block: &[u8]) -> Option<(u64, u64)> {
     let line = block
         .split(|&b| b == b'\n')
         .find_map(|l| l.strip_prefix(b"data:"))?;
-    let text = std::str::from_utf8(line).ok()?;
+    let text = std::str::from_utf8(line).ok()?.trim_start_matches(' ');
+    if let Some(json) = text.strip_prefix("{\"seq\":") {
+        let (seq, rest) = json.split_once(',')?;
+        let rest = rest.strip_prefix("\"sent\":")?;
+        let end = rest.find(|c: char| !c.is_ascii_digit())?;
+        return Some((seq.parse().ok()?, rest[..end].parse().ok()?));
+    }
     let mut parts = text.split_whitespace();
     let seq = parts.next()?.parse().ok()?;
     let sent = parts.next()?.parse().ok()?;
@@ -103,6 +111,19 @@ mod tests {
             // Received at 10 ms: latencies in µs.
             assert_eq!(latencies, vec![9_000, 8_000, 1_000], "piece {piece}");
         }
+    }
+
+    #[test]
+    fn json_events_carry_their_sequence_number_and_publish_time_first() {
+        let body = format!(
+            "{}data: {{\"seq\":1,\"sent\":3000000,\"sym\":\"X\"}}\n\n",
+            event(0, 1_000_000)
+        );
+        let (fed, latencies) = feed_all(&mut SequenceCheck::default(), &body, 3);
+        assert_eq!(fed.events, 2);
+        assert_eq!(fed.out_of_sequence, 0);
+        assert_eq!(latencies, vec![9_000, 7_000]);
+        assert_eq!(parse_event(b"data: {\"seq\":1}"), None, "no publish time");
     }
 
     #[test]
