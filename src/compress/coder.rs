@@ -45,20 +45,35 @@ pub struct Coder {
     crc: crc32fast::Hasher,
 }
 
-/// Bytes of one poll of a compressed stream, as pieces to send in order.
+/// Bytes of one poll of a compressed stream, as pieces to send in order: the first apart, so
+/// the usual poll (one shared part) allocates nothing.
 #[derive(Default)]
-struct Pieces(Vec<Bytes>);
+struct Pieces {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
 
 impl Pieces {
+    fn push(&mut self, piece: Bytes) {
+        match self.first {
+            None => self.first = Some(piece),
+            Some(_) => self.rest.push(piece),
+        }
+    }
+
     /// One buffer: the single piece itself (a shared part is not copied), else the pieces
     /// joined.
-    fn into_bytes(mut self) -> Bytes {
-        if self.0.len() == 1 {
-            return self.0.pop().unwrap_or_default();
+    fn into_bytes(self) -> Bytes {
+        let Some(first) = self.first else {
+            return Bytes::new();
+        };
+        if self.rest.is_empty() {
+            return first;
         }
-        let size = self.0.iter().map(Bytes::len).sum();
+        let size = first.len() + self.rest.iter().map(Bytes::len).sum::<usize>();
         let mut joined = BytesMut::with_capacity(size);
-        self.0.iter().for_each(|p| joined.extend_from_slice(p));
+        joined.extend_from_slice(&first);
+        self.rest.iter().for_each(|p| joined.extend_from_slice(p));
         joined.freeze()
     }
 }
@@ -130,7 +145,7 @@ impl Coder {
                         self.close_frame(&mut pieces, sent);
                     }
                     sent.shared += part.bytes.len() as u64;
-                    pieces.0.push(part.bytes.clone());
+                    pieces.push(part.bytes.clone());
                     self.segment = Some(part.segment);
                     self.frame_open = self.coding == Coding::Zstd;
                 }
@@ -160,7 +175,7 @@ impl Coder {
             end.extend_from_slice(&crc.finalize().to_le_bytes());
             end.extend_from_slice(&length.to_le_bytes());
             sent.own += end.len() as u64;
-            pieces.0.push(Bytes::from(end));
+            pieces.push(Bytes::from(end));
         }
         pieces.into_bytes()
     }
@@ -176,7 +191,7 @@ impl Coder {
             self.started = true;
             if self.coding == Coding::Gzip {
                 sent.own += GZIP_HEADER.len() as u64;
-                pieces.0.push(Bytes::from_static(&GZIP_HEADER));
+                pieces.push(Bytes::from_static(&GZIP_HEADER));
             }
         }
     }
@@ -186,13 +201,18 @@ impl Coder {
     fn close_frame(&mut self, pieces: &mut Pieces, sent: &mut Sent) {
         if std::mem::take(&mut self.frame_open) {
             sent.own += ZSTD_FRAME_END.len() as u64;
-            pieces.0.push(Bytes::from_static(&ZSTD_FRAME_END));
+            pieces.push(Bytes::from_static(&ZSTD_FRAME_END));
         }
     }
 
     /// Compresses the frames gathered for a piece of the subscriber's own, if any: the
     /// stream leaves the shared bytes.
-    fn flush_own(&mut self, plain: &mut Vec<u8>, pieces: &mut Pieces, sent: &mut Sent) -> io::Result<()> {
+    fn flush_own(
+        &mut self,
+        plain: &mut Vec<u8>,
+        pieces: &mut Pieces,
+        sent: &mut Sent,
+    ) -> io::Result<()> {
         if plain.is_empty() {
             return Ok(());
         }
@@ -200,7 +220,7 @@ impl Coder {
         self.segment = None;
         let piece = own::piece(self.coding, plain)?;
         sent.own += piece.len() as u64;
-        pieces.0.push(piece);
+        pieces.push(piece);
         plain.clear();
         Ok(())
     }

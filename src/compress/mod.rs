@@ -102,7 +102,7 @@ impl CompressionSettings {
         segment: SegmentRule {
             events: 256,
             bytes: 256 * 1024,
-            duration: Duration::from_secs(1),
+            duration: Duration::from_secs(30),
         },
         gzip_level: 6,
         zstd_level: 3,

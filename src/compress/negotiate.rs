@@ -9,7 +9,10 @@ use super::Coding;
 /// identity (no header, nothing acceptable offered, or a malformed header, which is read as
 /// far as it parses, RFC 9110 §12.5.3: a weight of 0 means "not acceptable", and `*` stands
 /// for any coding not listed).
-pub fn negotiate(accept_encoding: Option<&str>, offered: impl Iterator<Item = Coding>) -> Option<Coding> {
+pub fn negotiate(
+    accept_encoding: Option<&str>,
+    offered: impl Iterator<Item = Coding>,
+) -> Option<Coding> {
     let header = accept_encoding?;
     let weight = |coding: Coding| -> u16 {
         let mut star = None;
@@ -17,7 +20,11 @@ pub fn negotiate(accept_encoding: Option<&str>, offered: impl Iterator<Item = Co
             let mut params = item.split(';');
             let name = params.next().unwrap_or("").trim();
             let q = params
-                .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .or_else(|| p.trim().strip_prefix("Q="))
+                })
                 .map(parse_weight)
                 .next()
                 .unwrap_or(Some(1000));
@@ -70,7 +77,10 @@ mod tests {
         // Chromium's and Firefox's EventSource requests.
         assert_eq!(pick(Some("gzip, deflate, br, zstd")), Some(Coding::Zstd));
         assert_eq!(pick(Some("gzip, deflate, br")), Some(Coding::Gzip));
-        assert_eq!(pick(Some("deflate, gzip;q=1.0, *;q=0.5")), Some(Coding::Gzip));
+        assert_eq!(
+            pick(Some("deflate, gzip;q=1.0, *;q=0.5")),
+            Some(Coding::Gzip)
+        );
     }
 
     #[test]

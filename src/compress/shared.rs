@@ -174,7 +174,9 @@ impl Slot {
             self.cut = false;
             match &mut self.compressor {
                 Some(compressor) => compressor.restart(segment, now)?,
-                None => self.compressor = Some(SharedCompressor::new(coding, settings, segment, now)?),
+                None => {
+                    self.compressor = Some(SharedCompressor::new(coding, settings, segment, now)?)
+                }
             }
         }
         let Some(compressor) = self.compressor.as_mut() else {
@@ -198,7 +200,9 @@ impl SharedCompressor {
         now: Instant,
     ) -> io::Result<Self> {
         let engine = match coding {
-            Coding::Gzip => Engine::Deflate(Compress::new(Compression::new(settings.gzip_level), false)),
+            Coding::Gzip => {
+                Engine::Deflate(Compress::new(Compression::new(settings.gzip_level), false))
+            }
             Coding::Zstd => {
                 let mut encoder = Encoder::new(settings.zstd_level)?;
                 configure_zstd(&mut encoder, settings.segment.bytes)?;
@@ -251,9 +255,15 @@ impl SharedCompressor {
 /// block of its own, RFC 8878 §3.1.1: the checksum would have to be its own too), no content
 /// size (unknown while streaming), and a window no larger than a segment needs, at most 8 MiB
 /// (what browsers' decoders accept, RFC 8878 §7.2: "a window size of up to 8 MB").
-pub(super) fn configure_zstd(encoder: &mut Encoder<'static>, segment_bytes: usize) -> io::Result<()> {
+pub(super) fn configure_zstd(
+    encoder: &mut Encoder<'static>,
+    segment_bytes: usize,
+) -> io::Result<()> {
     use zstd::stream::raw::CParameter;
-    let window_log = segment_bytes.next_power_of_two().trailing_zeros().clamp(10, 23);
+    let window_log = segment_bytes
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(10, 23);
     encoder.set_parameter(CParameter::ChecksumFlag(false))?;
     encoder.set_parameter(CParameter::ContentSizeFlag(false))?;
     encoder.set_parameter(CParameter::WindowLog(window_log))?;
@@ -262,7 +272,11 @@ pub(super) fn configure_zstd(encoder: &mut Encoder<'static>, segment_bytes: usiz
 
 /// Compresses `input` with `compress` and flushes it (RFC 1951 §3.2.4: a sync flush ends with
 /// an empty stored block, byte-aligned), appending to `out`.
-pub(super) fn deflate_flushed(compress: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+pub(super) fn deflate_flushed(
+    compress: &mut Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let start = compress.total_in();
     out.reserve(input.len() / 2 + 64);
     loop {
@@ -280,7 +294,11 @@ pub(super) fn deflate_flushed(compress: &mut Compress, input: &[u8], out: &mut V
 
 /// Compresses `input` with `encoder` and flushes it (RFC 8878 §3.1.1.2: the block ends, the
 /// frame stays open), appending to `out`.
-pub(super) fn zstd_flushed(encoder: &mut Encoder<'static>, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+pub(super) fn zstd_flushed(
+    encoder: &mut Encoder<'static>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut input = InBuffer::around(input);
     out.reserve(input.src.len() / 2 + 64);
     while input.pos() < input.src.len() {

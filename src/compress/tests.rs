@@ -82,7 +82,9 @@ impl Reader {
             )
             .unwrap();
         self.wire.extend_from_slice(&out);
-        frames.iter().for_each(|(f, _)| self.plain.extend_from_slice(f));
+        frames
+            .iter()
+            .for_each(|(f, _)| self.plain.extend_from_slice(f));
         sent
     }
     fn finish(mut self) -> (Vec<u8>, Vec<u8>) {

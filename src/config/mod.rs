@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod admin;
 mod cluster;
+mod compression;
 mod issue;
 mod overrides;
 mod proxy_protocol;
@@ -68,6 +69,9 @@ pub struct Config {
     /// What subscribers receive besides events.
     #[serde(default)]
     pub downstream: DownstreamConfig,
+    /// Compression of event streams toward clients, once per topic and coding.
+    #[serde(default)]
+    pub compression: CompressionConfig,
     /// Topic lifecycle.
     #[serde(default)]
     pub topics: TopicsConfig,

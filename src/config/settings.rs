@@ -346,6 +346,7 @@ fn hub(config: &Config) -> Result<HubSettings, ConfigIssue> {
         max_topics: config.limits.max_topics,
         max_topics_per_client: topics_per_client(&config.limits)?,
         catch_up: catch_up(config)?,
+        compression: super::compression::settings(config)?,
     })
 }
 

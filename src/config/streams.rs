@@ -132,6 +132,7 @@ pub(super) fn settings(
         max_buffered_bytes: s.max_bytes,
         max_topics: s.max_streams,
         max_topics_per_client: s.max_streams,
+        compression: super::compression::settings(config)?,
         catch_up: CatchUpSettings {
             enabled: false,
             timeout: Duration::ZERO,

@@ -2,7 +2,9 @@
 //! the headers) and the `retry:` the stream starts with (the origin's current one, shared by the
 //! topic, else the relay's hint), then the topic's shared frames from the subscriber's cursor
 //! (events and the origin's `retry:` changes), heartbeat comments while idle, the lag policy,
-//! and the relay's `retry:` hint when the relay ends the stream.
+//! and the relay's `retry:` hint when the relay ends the stream. A stream in a content coding
+//! sends all of it through its [`Compressed`] coder (the topic's shared parts where it may) and
+//! ends with the coding's end (gzip's trailer).
 //!
 //! It owns one subscriber's position (a cursor and a waker, through its [`Subscription`]); it
 //! must never keep a queue of its own or copy an event: every frame it sends is shared.
@@ -17,8 +19,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
+use super::compressed::Compressed;
 use super::metrics::DownstreamMetrics;
 use super::{DownstreamFrames, LagPolicy};
+use crate::compress::Coding;
 use crate::hub::{CloseReason, Next, Subscription};
 
 enum State {
@@ -39,7 +43,7 @@ enum Opening {
     Sent,
 }
 
-/// The `text/event-stream` body of one subscriber. 96 bytes, inline in each stream's future,
+/// The `text/event-stream` body of one subscriber. 104 bytes, inline in each stream's future,
 /// so the frames it sends besides the subscription's (the opening comment, the `retry:`) are
 /// shared ones ([`DownstreamFrames`], the topic's `retry:` frame), not copies.
 pub struct EventStreamBody {
@@ -51,16 +55,22 @@ pub struct EventStreamBody {
     frames: Arc<DownstreamFrames>,
     lag_policy: LagPolicy,
     metrics: Arc<DownstreamMetrics>,
+    /// The stream's coding and its state (`None`: identity).
+    compressed: Option<Box<Compressed>>,
 }
 
 impl EventStreamBody {
-    /// A live stream over `subscription`.
+    /// A live stream over `subscription`, compressed in the subscription's coding if it has
+    /// one ([`Subscription::compress_in`]).
     pub fn live(
         subscription: Subscription,
         frames: Arc<DownstreamFrames>,
         lag_policy: LagPolicy,
         metrics: Arc<DownstreamMetrics>,
     ) -> Self {
+        let compressed = subscription
+            .coding()
+            .map(|coding| Box::new(Compressed::new(coding, &metrics.compressed)));
         Self {
             opening: Opening::Comment,
             deadline: None,
@@ -68,7 +78,13 @@ impl EventStreamBody {
             frames,
             lag_policy,
             metrics,
+            compressed,
         }
+    }
+
+    /// The stream's content coding (`None`: identity), for its `Content-Encoding`.
+    pub fn coding(&self) -> Option<Coding> {
+        self.compressed.as_deref().map(Compressed::coding)
     }
 
     /// A stream that only says "retry later" and ends (used while draining): still a 200
@@ -82,6 +98,7 @@ impl EventStreamBody {
             frames,
             lag_policy: LagPolicy::Disconnect,
             metrics,
+            compressed: None,
         }
     }
 }
@@ -154,16 +171,25 @@ impl EventStreamBody {
     fn bytes_for(&mut self, next: Next) -> Option<Bytes> {
         match next {
             Next::Frame(delivery) => {
-                self.metrics.delivered(&delivery);
-                Some(delivery.frame)
+                let bytes = match self.compressed.as_deref_mut() {
+                    None => Some(delivery.frame.clone()),
+                    Some(compressed) => {
+                        let out = compressed.delivery(&delivery, &self.metrics.compressed);
+                        out.or_else(|| self.broken())
+                    }
+                };
+                self.metrics
+                    .delivered(&delivery, bytes.as_ref().map_or(0, Bytes::len));
+                bytes
             }
             Next::Gap(gap) => {
                 self.metrics.gaps.inc();
-                self.frames.gap(&gap)
+                let signal = self.frames.gap(&gap)?;
+                self.wire(signal)
             }
             Next::Heartbeat => {
                 self.metrics.heartbeats.inc();
-                Some(self.frames.heartbeat.clone())
+                self.wire(self.frames.heartbeat.clone())
             }
             Next::Lagged => {
                 self.metrics.subscribers_lagged.inc();
@@ -184,6 +210,32 @@ impl EventStreamBody {
                 None
             }
         }
+    }
+
+    /// `plain`, bytes of this stream's own, as they go on the wire: as they are, or compressed
+    /// on their own. `None`: compression failed and the stream ends.
+    fn wire(&mut self, plain: Bytes) -> Option<Bytes> {
+        match self.compressed.as_deref_mut() {
+            None => Some(plain),
+            Some(compressed) => compressed
+                .own(&plain, &self.metrics.compressed)
+                .or_else(|| self.broken()),
+        }
+    }
+
+    /// Compression failed (logged): the stream ends at once, without the coding's end.
+    fn broken(&mut self) -> Option<Bytes> {
+        self.compressed = None;
+        self.opening = Opening::Sent;
+        self.state = State::Done;
+        None
+    }
+
+    /// The coding's end (gzip's trailer, a zstd frame's end), once, when the stream ends.
+    fn coding_end(&mut self) -> Option<Bytes> {
+        self.compressed
+            .as_deref_mut()?
+            .finish(&self.metrics.compressed)
     }
 
     /// The subscriber's cursor fell out of the ring: skip to the oldest event still held, or
@@ -218,18 +270,23 @@ impl Body for EventStreamBody {
         this.end_if_expired(cx);
         loop {
             if let Some(frame) = this.opening_frame() {
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
+                match this.wire(frame) {
+                    Some(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    None => continue,
+                }
             }
             let subscription = match &mut this.state {
                 State::Live(subscription) => subscription,
                 State::Ending => {
                     this.state = State::Done;
-                    match this.frames.hint.clone() {
+                    match this.frames.hint.clone().and_then(|hint| this.wire(hint)) {
                         Some(hint) => return Poll::Ready(Some(Ok(Frame::data(hint)))),
                         None => continue,
                     }
                 }
-                State::Done => return Poll::Ready(None),
+                State::Done => {
+                    return Poll::Ready(this.coding_end().map(|end| Ok(Frame::data(end))));
+                }
             };
             let next = match subscription.poll_next(cx) {
                 Poll::Ready(next) => next,
@@ -242,7 +299,9 @@ impl Body for EventStreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.opening == Opening::Sent && matches!(self.state, State::Done)
+        self.opening == Opening::Sent
+            && matches!(self.state, State::Done)
+            && self.compressed.is_none()
     }
 }
 
@@ -252,10 +311,11 @@ mod tests {
 
     /// Every live stream's future holds its body and subscription inline (hyper's `H2Stream`):
     /// sizes guarded, the opening and the `retry:` taken from shared frames, the rare
-    /// subscription state boxed (every byte here is paid once per live stream).
+    /// subscription state boxed, a compressed stream's coder one pointer (every byte here is
+    /// paid once per live stream).
     #[test]
     fn a_live_streams_body_stays_small() {
         assert!(std::mem::size_of::<Subscription>() <= 64);
-        assert!(std::mem::size_of::<EventStreamBody>() <= 96);
+        assert!(std::mem::size_of::<EventStreamBody>() <= 104);
     }
 }

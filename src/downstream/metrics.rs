@@ -6,6 +6,7 @@
 
 use prometheus::{Histogram, IntCounter, Registry};
 
+use super::compressed::CompressedMetrics;
 use crate::hub::Delivery;
 use crate::ops::metrics::{counter, histogram};
 
@@ -32,6 +33,8 @@ pub struct DownstreamMetrics {
     /// How long a subscriber's stream was not polled while events were waiting for it (the
     /// client's flow-control window was closed), seconds (histogram).
     pub subscriber_stall: Histogram,
+    /// Compressed streams and their bytes, shared and own.
+    pub compressed: CompressedMetrics,
 }
 
 impl DownstreamMetrics {
@@ -88,15 +91,16 @@ impl DownstreamMetrics {
                 "Time a subscriber stream was not polled while events waited (flow control).",
                 prometheus::exponential_buckets(0.001, 4.0, 10)?,
             )?,
+            compressed: CompressedMetrics::new(r)?,
         })
     }
 
     /// Counts one hand-off to a subscriber's stream: its events and bytes, the fan-out
     /// latency, the lag left behind it, and the stall before it, if any.
     #[inline]
-    pub fn delivered(&self, delivery: &Delivery) {
+    pub fn delivered(&self, delivery: &Delivery, bytes: usize) {
         self.events_delivered.inc_by(delivery.events);
-        self.bytes_delivered.inc_by(delivery.frame.len() as u64);
+        self.bytes_delivered.inc_by(bytes as u64);
         self.fanout_latency
             .observe((delivery.handed_at - delivery.received_at).as_secs_f64());
         self.subscriber_lag.observe(delivery.behind as f64);

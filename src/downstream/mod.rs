@@ -7,11 +7,13 @@
 //! copies an event: every frame is the topic's shared [`Bytes`].
 
 mod body;
+mod compressed;
 mod metrics;
 
 use bytes::Bytes;
 
 pub use body::EventStreamBody;
+pub use compressed::CompressedMetrics;
 pub use metrics::DownstreamMetrics;
 
 use crate::hub::Gap;

@@ -5,8 +5,11 @@
 //! response headers, the small plain-text body, and the client's resume point.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Either;
 
 use super::auth::{www_authenticate, AuthUnavailable, Denial};
@@ -14,6 +17,7 @@ use super::metrics::{EdgeMetrics, RejectReason};
 use super::request_guard::Refusal;
 use super::routing::RouteMiss;
 use super::Edge;
+use crate::compress::{self, Coding, CompressionSettings};
 use crate::downstream::EventStreamBody;
 use crate::hub::{OriginAnswer, Refused};
 use crate::ops::metrics::Label;
@@ -189,19 +193,49 @@ impl Edge {
     }
 
     /// A `200 text/event-stream` response with `body`, uncacheable, unbuffered by nginx-style
-    /// intermediaries (`X-Accel-Buffering: no`), with CORS headers for allowed origins.
+    /// intermediaries (`X-Accel-Buffering: no`), in the body's content coding, with CORS
+    /// headers for allowed origins.
     pub(super) fn event_stream<B>(
         &self,
         body: EventStreamBody,
         request: &Request<B>,
     ) -> Response<ResponseBody> {
+        let coding = body.coding();
         let mut response = Response::new(Either::Left(body));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        mark_coding(headers, coding, self.inner.hub.compression());
         self.inner.cors.apply(request.headers(), headers);
         response
+    }
+}
+
+/// The content coding a stream to a request with `headers` is sent in: the best its
+/// `Accept-Encoding` accepts of those `compression` offers (RFC 9110 §12.5.3); `None`:
+/// identity.
+pub(super) fn stream_coding(
+    headers: &HeaderMap,
+    compression: &CompressionSettings,
+) -> Option<Coding> {
+    let accept = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    compress::negotiate(accept, compression.offered())
+}
+
+/// A stream's `Content-Encoding` (RFC 9110 §8.4) and, where the relay compresses at all,
+/// `Vary: Accept-Encoding` (RFC 9110 §12.5.5: the answer depends on that header, for
+/// identity answers too).
+pub(super) fn mark_coding(
+    headers: &mut HeaderMap,
+    coding: Option<Coding>,
+    compression: &CompressionSettings,
+) {
+    if let Some(coding) = coding {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
+    }
+    if compression.enabled() {
+        headers.append(VARY, HeaderValue::from_static("accept-encoding"));
     }
 }
 

@@ -358,6 +358,10 @@ impl Edge {
         if let Ok(Verdict::Final(answer)) = verdict.await {
             return Err(Refused::Origin(answer).into());
         }
+        let mut subscription = subscription;
+        if let Some(coding) = answer::stream_coding(request.headers(), inner.hub.compression()) {
+            subscription.compress_in(coding);
+        }
         let body = EventStreamBody::live(
             subscription,
             inner.frames.clone(),

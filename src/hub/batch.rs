@@ -6,6 +6,8 @@
 //! knows nothing of subscribers or HTTP.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::compress::Part;
 use tokio::time::Instant;
 
 /// Largest batch of waiting events handed over in one piece, bytes (a single larger event is
@@ -16,12 +18,25 @@ pub const BATCH_BYTES: usize = 16_384;
 pub(super) struct Batch {
     /// Their frames.
     pub frames: Frames,
+    /// For a reader of a coding: the frames with their shared parts in it, in order (`frames`
+    /// is then empty).
+    pub packed: Option<Vec<Packed>>,
     /// Events among them, count: a frame that carries only the origin's new `retry:` is none.
     pub events: u64,
     /// When the first of them arrived from upstream.
     pub first_at: Instant,
     /// Frames still ahead of the batch for this reader, count.
     pub behind: u64,
+}
+
+/// A frame of the ring with its shared compressed part in a subscriber's coding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// The encoded frame, the topic's shared one.
+    pub frame: Bytes,
+    /// Its part in the subscriber's coding, the topic's shared one (`None`: the coding was
+    /// not in use when it was appended).
+    pub part: Option<Part>,
 }
 
 /// The frames of a batch: one frame, the topic's shared one, or several to join after
@@ -40,21 +55,32 @@ impl Frames {
     where
         I: Iterator<Item = &'a Bytes> + Clone,
     {
+        let count = Self::batch_len(waiting.clone());
+        let mut frames = waiting.take(count).cloned();
+        let batch = match count {
+            0 => return None,
+            1 => Self::One(frames.next()?),
+            _ => {
+                let frames: Vec<_> = frames.collect();
+                let bytes = frames.iter().map(Bytes::len).sum();
+                Self::Many(frames, bytes)
+            }
+        };
+        Some((batch, count))
+    }
+
+    /// How many of the leading frames of `waiting` fit one batch of at most [`BATCH_BYTES`]
+    /// (at least one, unless nothing waits).
+    pub fn batch_len<'a>(waiting: impl Iterator<Item = &'a Bytes>) -> usize {
         let (mut count, mut bytes) = (0, 0);
-        for size in waiting.clone().map(Bytes::len) {
+        for size in waiting.map(Bytes::len) {
             if count > 0 && bytes + size > BATCH_BYTES {
                 break;
             }
             count += 1;
             bytes += size;
         }
-        let mut frames = waiting.take(count).cloned();
-        let batch = match count {
-            0 => return None,
-            1 => Self::One(frames.next()?),
-            _ => Self::Many(frames.collect(), bytes),
-        };
-        Some((batch, count))
+        count
     }
 
     /// The frames as one buffer: the shared frame itself, or the frames joined (one copy).

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::compress::CompressionSettings;
 use crate::ops::descriptors::Descriptors;
 pub use batch::BATCH_BYTES;
 pub use catch_up::{CatchUp, CatchUpSettings, Replay};
@@ -40,7 +41,7 @@ pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
 pub use request::{RequestLife, ResumeMiss};
 pub use ring::{CloseReason, RingLimits};
-pub use subscription::{Delivery, Gap, Next, Recent, Subscription};
+pub use subscription::{Delivery, Gap, Next, Packed, Recent, Subscription};
 pub use topic::{Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
 pub use verdict::{OriginAnswer, Verdict};
 
@@ -69,6 +70,8 @@ pub struct HubSettings {
     pub max_topics_per_client: usize,
     /// Origin-assisted catch-up for resumes the ring cannot serve ([`catch_up`]).
     pub catch_up: CatchUpSettings,
+    /// Compression toward clients, once per topic and coding ([`crate::compress`]).
+    pub compression: CompressionSettings,
 }
 
 /// Why a topic's upstream follower gave up (it never returns otherwise: outages, errors and
@@ -167,6 +170,11 @@ impl Hub {
             settings.heartbeat_interval,
         ));
         Self { registry }
+    }
+
+    /// How its topics compress streams for subscribers that ask.
+    pub fn compression(&self) -> &CompressionSettings {
+        &self.registry.settings.compression
     }
 
     /// The hub's metrics.

@@ -138,6 +138,7 @@ impl Registry {
                     new,
                     HubShare {
                         limits: self.settings.ring,
+                        compression: self.settings.compression,
                         subscribers_gauge: gauge,
                         drain_progress: &self.drain_progress,
                         metrics: &self.metrics,

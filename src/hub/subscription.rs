@@ -11,10 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+pub use super::batch::Packed;
 use super::batch::{Batch, Frames};
 use super::catch_up::{CatchUp, Outcome};
 use super::ring::{CloseReason, Cursor, Placed, Read, Want};
 use super::topic::Topic;
+use crate::compress::Coding;
 
 /// What a subscriber gets next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +43,11 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The encoded frames: the topic's shared one for a single frame, else a joined copy.
+    /// Empty for a subscriber of a coding reading the ring: its frames are in `packed`.
     pub frame: Bytes,
+    /// For a subscriber of a coding ([`Subscription::compress_in`]) reading the ring: each
+    /// frame with its shared compressed part, in order (nothing is copied).
+    pub packed: Vec<Packed>,
     /// Events in `frame`, count (0 when it is only a change of the origin's `retry:`).
     pub events: u64,
     /// When the first (oldest) frame in `frame` arrived from upstream.
@@ -85,6 +91,8 @@ pub struct Subscription {
     peer: bool,
     /// A watcher ([`Subscription::watch`]): not counted among the topic's subscribers.
     watcher: bool,
+    /// The coding its stream is compressed in (`None`: identity).
+    coding: Option<Coding>,
 }
 
 /// An event a watcher is shown from the ring's recent past ([`Subscription::watch`]).
@@ -164,7 +172,22 @@ impl Subscription {
             drain_slot: rand::random::<u16>(),
             peer: false,
             watcher,
+            coding: None,
         }
+    }
+
+    /// Has this subscriber's stream compressed in `coding`: the topic compresses each frame in
+    /// it once for all such subscribers, and deliveries carry those parts ([`Delivery::packed`]).
+    pub fn compress_in(&mut self, coding: Coding) {
+        if self.coding.is_none() {
+            self.coding = Some(coding);
+            self.topic.ring().join_coding(coding);
+        }
+    }
+
+    /// The coding this subscriber's stream is compressed in (`None`: identity).
+    pub fn coding(&self) -> Option<Coding> {
+        self.coding
     }
 
     /// Marks this subscriber as another relay of the cluster: while it is attached, the topic
@@ -217,7 +240,11 @@ impl Subscription {
                 Some(Recovery::ReportGap { .. }) => Want::NextId,
                 Some(Recovery::CatchUp { .. }) => Want::Nothing,
             };
-            let read = match self.topic.ring().poll_read(&mut self.cursor, want, cx) {
+            let read = match self
+                .topic
+                .ring()
+                .poll_read(&mut self.cursor, want, self.coding, cx)
+            {
                 Poll::Ready(read) => read,
                 // A catch-up decided after `replayed` looked: its wake-up may be past (it sets
                 // the outcome before it wakes the ring's readers), so look again.
@@ -262,8 +289,13 @@ impl Subscription {
             .map(|handoff| now.saturating_duration_since(handoff))
             .filter(|&stall| stall >= MIN_STALL);
         self.last_handoff = Some(now);
+        let (frame, packed) = match batch.packed {
+            None => (batch.frames.into_bytes(), Vec::new()),
+            Some(packed) => (Bytes::new(), packed),
+        };
         Delivery {
-            frame: batch.frames.into_bytes(),
+            frame,
+            packed,
             events: batch.events,
             received_at: batch.first_at,
             behind: batch.behind,
@@ -298,6 +330,7 @@ impl Subscription {
                     self.last_handoff = Some(now);
                     return Some(Delivery {
                         frame: batch.into_bytes(),
+                        packed: Vec::new(),
                         events: events as u64,
                         received_at: *ready_at,
                         behind: (rest.len() - events) as u64,
@@ -338,6 +371,9 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if self.peer {
             self.topic.count_peer(false);
+        }
+        if let Some(coding) = self.coding {
+            self.topic.ring().leave_coding(coding);
         }
         if !self.watcher {
             self.topic.remove_subscriber();

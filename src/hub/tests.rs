@@ -1,5 +1,6 @@
 //! Unit tests of the hub: no sockets, time paused where timers matter.
 
+mod compression;
 mod limits;
 mod retry;
 mod watch;
@@ -34,6 +35,7 @@ pub(super) fn settings(max_events: usize) -> HubSettings {
         max_topics: 3,
         max_topics_per_client: 3,
         catch_up: CATCH_UP,
+        compression: crate::compress::CompressionSettings::OFF,
     }
 }
 
@@ -283,6 +285,7 @@ async fn origin_closed_ends_streams_and_is_remembered() {
         max_topics: 3,
         max_topics_per_client: 3,
         catch_up: CATCH_UP,
+        compression: crate::compress::CompressionSettings::OFF,
     };
     let hub = Hub::new(settings, metrics);
     let (close, closed) = tokio::sync::oneshot::channel::<()>();

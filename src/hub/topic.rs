@@ -16,6 +16,8 @@ use bytes::Bytes;
 use prometheus::IntGauge;
 use tokio::sync::watch;
 
+use crate::compress::CompressionSettings;
+
 use super::catch_up::{CatchUp, CatchUpPool, CatchUps, Replay};
 use super::lock::lock;
 use super::metrics::HubMetrics;
@@ -136,6 +138,8 @@ pub(super) struct NewTopic {
 /// What the hub gives every topic it opens.
 pub(super) struct HubShare<'a> {
     pub limits: RingLimits,
+    /// How its frames are compressed for subscribers that ask ([`crate::compress`]).
+    pub compression: CompressionSettings,
     /// The per-topic subscriber gauge, by the topic's label.
     pub subscribers_gauge: IntGauge,
     pub drain_progress: &'a Arc<AtomicU32>,
@@ -151,6 +155,7 @@ impl Topic {
         let metrics = hub.metrics;
         let ring = Arc::new(Ring::new(
             hub.limits,
+            hub.compression,
             new.key.len() + new.shown.as_ref().map_or(0, String::len),
             metrics.buffered_bytes.clone(),
             metrics.duplicates_dropped.clone(),

@@ -21,6 +21,7 @@ fn hub() -> Hub {
         max_buffered_bytes: 1 << 20,
         max_topics: 4,
         max_topics_per_client: 4,
+        compression: crate::compress::CompressionSettings::OFF,
         catch_up: CatchUpSettings {
             enabled: false,
             timeout: Duration::from_secs(1),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod auth;
 mod cluster;
+mod compression;
 mod h2;
 mod streams;
 
@@ -19,6 +20,7 @@ pub use crate::downstream::LagPolicy;
 pub use crate::edge::auth::{AuthMode, AuthUnavailable};
 pub use auth::{AuthConfig, ForwardAuthConfig, JwtConfig};
 pub use cluster::ClusterConfig;
+pub use compression::CompressionConfig;
 pub use h2::H2Config;
 pub use streams::{OnDisconnect, StreamProtocol, StreamRouteConfig, StreamsConfig};
 

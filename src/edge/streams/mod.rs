@@ -28,7 +28,7 @@ use base64::Engine as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Either;
 
-use super::answer::{last_event_id, plain, ResponseBody};
+use super::answer::{self, last_event_id, plain, ResponseBody};
 use super::auth::AuthRequest;
 use super::passthrough::Passthrough;
 use super::{Edge, Rejection};
@@ -350,7 +350,11 @@ impl Edge {
         request: &Request<B>,
     ) -> Response<ResponseBody> {
         let (outcome, response) = match resumed {
-            Ok(subscription) => {
+            Ok(mut subscription) => {
+                let compression = streams.hub.compression();
+                if let Some(coding) = answer::stream_coding(request.headers(), compression) {
+                    subscription.compress_in(coding);
+                }
                 let body = EventStreamBody::live(
                     subscription,
                     streams.frames.clone(),

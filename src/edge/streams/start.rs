@@ -14,7 +14,7 @@ use super::{
     scope, session, OnDisconnect, RequestStreams, Served, StartOutcome, StreamProtocol, MCP_SESSION,
 };
 use crate::downstream::EventStreamBody;
-use crate::edge::answer::{plain, ResponseBody};
+use crate::edge::answer::{self, plain, ResponseBody};
 use crate::edge::passthrough::relayed;
 use crate::edge::{opener, Edge};
 use crate::http::{strip_hop_by_hop, FORWARDING_HOP_BY_HOP};
@@ -39,6 +39,7 @@ impl Edge {
         };
         let request_session = session(route, &request);
         let origin_header = request.headers().get(http::header::ORIGIN).cloned();
+        let coding = answer::stream_coding(request.headers(), streams.hub.compression());
         let opener = opener::opener(peer.addr.ip(), None);
         let response = match served
             .proxy
@@ -111,7 +112,12 @@ impl Edge {
             personal: !identity.is_empty(),
         };
         let subscription = match streams.hub.start(spec, life) {
-            Ok(subscription) => subscription,
+            Ok(mut subscription) => {
+                if let Some(coding) = coding {
+                    subscription.compress_in(coding);
+                }
+                subscription
+            }
             Err(refused) => {
                 streams.metrics.started.inc(StartOutcome::NotKept);
                 return plain(
@@ -133,6 +139,7 @@ impl Edge {
         // The body is the relay's encoding of the events, decoded and unframed.
         headers.remove(CONTENT_LENGTH);
         headers.remove(CONTENT_ENCODING);
+        answer::mark_coding(headers, body.coding(), streams.hub.compression());
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         let location = route.resume.as_str().replace("{stream}", &id);

@@ -2,8 +2,10 @@
 //! as [`Bytes`]) with their sequence numbers, the origin's current `retry:` frame and its
 //! changes (in order with the events), the bounds that evict them (events, bytes, age), the
 //! byte accounting of the hub-wide buffer gauge, the heartbeat generation, the close, and the
-//! list of wakers of the subscribers waiting on it. Every rule of the ring is kept here, by its
-//! methods: callers hold a [`Cursor`] and never the lock.
+//! list of wakers of the subscribers waiting on it; and, under a lock of their own, the topic's
+//! shared compressors ([`Compressors`]): each frame appended is compressed once per coding in
+//! use, in order, its parts kept beside it (docs/compression.md). Every rule of the ring is
+//! kept here, by its methods: callers hold a [`Cursor`] and never the lock.
 //!
 //! It knows nothing of subscribers beyond their cursors, nothing of the upstream or HTTP, and
 //! never waits for a subscriber: publishing appends, evicts and wakes (docs/architecture.md,
@@ -20,8 +22,10 @@ use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
-use super::batch::{Batch, Frames};
+use super::batch::{Batch, Frames, Packed};
 use super::lock::lock;
+use crate::compress::{Coding, CompressionSettings, Compressors, Parts};
+use crate::ops::WarnLimit;
 
 /// Why a topic ended its subscribers' streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,10 @@ pub struct RingLimits {
 /// A topic's replay ring and its waiting subscribers' wakers, under one lock.
 pub(super) struct Ring {
     state: Mutex<RingState>,
+    /// The shared compressors, locked before `state` by whoever appends (so parts are made in
+    /// the order frames are appended) and by a heartbeat tick (so its segment cut comes before
+    /// any reader can see the tick); never locked while `state` is.
+    compressors: Mutex<Compressors>,
     /// Bytes in every ring of the relay (`sse_relay_buffered_bytes`): this ring adds and
     /// subtracts its own, and its topic's key bytes for as long as it lives.
     buffered_bytes: IntGauge,
@@ -80,6 +88,9 @@ struct Entry {
     /// A `retry:` frame, not an event: never counted as one, and passed over when the gap
     /// signal names the next event's id.
     retry: bool,
+    /// Its shared compressed parts, one per coding in use when it was appended (`None`: none
+    /// was).
+    parts: Option<Box<Parts>>,
 }
 
 struct RingState {
@@ -88,6 +99,9 @@ struct RingState {
     first_seq: u64,
     /// Encoded bytes of `entries`.
     bytes: usize,
+    /// Bytes of the entries' compressed parts (in the buffer gauge, not against `max_bytes`:
+    /// compressing never shortens what the ring can replay).
+    packed_bytes: usize,
     limits: RingLimits,
     waiters: Vec<Waker>,
     /// Bumped each time `waiters` is drained, so a listener knows whether it is listed.
@@ -173,16 +187,19 @@ impl Ring {
     /// `buffered_bytes` and its dropped overlap in `duplicates_dropped`.
     pub fn new(
         limits: RingLimits,
+        compression: CompressionSettings,
         key_bytes: usize,
         buffered_bytes: IntGauge,
         duplicates_dropped: IntCounter,
     ) -> Self {
         buffered_bytes.add(key_bytes as i64);
         Self {
+            compressors: Mutex::new(Compressors::new(compression)),
             state: Mutex::new(RingState {
                 entries: VecDeque::new(),
                 first_seq: 0,
                 bytes: 0,
+                packed_bytes: 0,
                 limits,
                 waiters: Vec::new(),
                 wake_generation: 0,
@@ -203,23 +220,17 @@ impl Ring {
     /// wakes every waiting reader. Nothing is appended once the ring is closed, nor an event of
     /// a new source's overlap (see [`Ring::expect_overlap`]). Never waits for a reader.
     pub fn publish(&self, id: Option<&str>, frame: Bytes) {
-        let wakers = {
-            let mut state = lock(&self.state);
-            if state.closed.is_some() {
-                return;
-            }
+        self.publish_entry(frame, false, |state, frame| {
             if state.overlap {
-                if id.is_some_and(|id| state.holds(id, &frame)) {
+                if id.is_some_and(|id| state.holds(id, frame)) {
                     self.duplicates_dropped.inc();
-                    return;
+                    return None;
                 }
                 state.overlap = false;
             }
             state.received += 1;
-            self.append(&mut state, id.map(Arc::from), frame, false);
-            state.take_waiters()
-        };
-        wakers.into_iter().for_each(Waker::wake);
+            Some(id.map(Arc::from))
+        });
     }
 
     /// Records the origin's `retry:` (its encoded frame, WHATWG HTML §9.2.6: the reconnection
@@ -228,17 +239,64 @@ impl Ring {
     /// waiting readers. The entry has no id: resumes, id lookups, catch-ups and the overlap
     /// guard pass over it, and it is not counted as an event. Nothing once the ring is closed.
     pub fn publish_retry(&self, frame: Bytes) {
-        let wakers = {
-            let mut state = lock(&self.state);
-            if state.closed.is_some() || state.retry.as_ref() == Some(&frame) {
-                return;
+        self.publish_entry(frame, true, |state, frame| {
+            if state.retry.as_ref() == Some(frame) {
+                return None;
             }
             state.retry = Some(frame.clone());
-            state.retry_entries += 1;
-            self.append(&mut state, None, frame, true);
-            state.take_waiters()
+            Some(None)
+        });
+    }
+
+    /// Appends `frame` if the ring is open and `admit` lets it in (giving its id), compressed
+    /// in every coding in use (outside the state's lock, under the compressors', so parts are
+    /// made in append order), then wakes every waiting reader.
+    fn publish_entry(
+        &self,
+        frame: Bytes,
+        retry: bool,
+        admit: impl FnOnce(&mut RingState, &Bytes) -> Option<Option<Arc<str>>>,
+    ) {
+        let mut compressors = lock(&self.compressors);
+        let mut state = lock(&self.state);
+        if state.closed.is_some() {
+            return;
+        }
+        let Some(id) = admit(&mut state, &frame) else {
+            return;
         };
+        let mut parts = None;
+        if compressors.in_use() {
+            drop(state);
+            let (packed, failure) = compressors.pack(&frame, Instant::now());
+            if let Some(error) = failure {
+                static WARN: std::sync::LazyLock<WarnLimit> =
+                    std::sync::LazyLock::new(WarnLimit::default);
+                if let Some(suppressed) = WARN.check() {
+                    tracing::warn!(%error, suppressed, "compressing an event failed: its subscribers get it compressed on their own");
+                }
+            }
+            parts = packed;
+            state = lock(&self.state);
+            if state.closed.is_some() {
+                return;
+            }
+        }
+        self.append(&mut state, id, frame, retry, parts);
+        let wakers = state.take_waiters();
+        drop(state);
+        drop(compressors);
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// A subscriber of `coding` came: the topic compresses in it from the next frame on.
+    pub fn join_coding(&self, coding: Coding) {
+        lock(&self.compressors).join(coding);
+    }
+
+    /// A subscriber of `coding` left (with the last one, the coding's compressor is freed).
+    pub fn leave_coding(&self, coding: Coding) {
+        lock(&self.compressors).leave(coding);
     }
 
     /// The origin's current `retry:` frame (`None`: it set none). A reader placed before it
@@ -248,15 +306,26 @@ impl Ring {
     }
 
     /// Appends an entry, evicts what exceeds the bounds and accounts the bytes.
-    fn append(&self, state: &mut RingState, id: Option<Arc<str>>, frame: Bytes, retry: bool) {
+    fn append(
+        &self,
+        state: &mut RingState,
+        id: Option<Arc<str>>,
+        frame: Bytes,
+        retry: bool,
+        parts: Option<Box<Parts>>,
+    ) {
         let now = Instant::now();
-        let added = frame.len();
-        state.bytes += added;
+        let packed = parts.as_deref().map_or(0, Parts::len);
+        let added = frame.len() + packed;
+        state.bytes += frame.len();
+        state.packed_bytes += packed;
+        state.retry_entries += usize::from(retry);
         state.entries.push_back(Entry {
             id,
             frame,
             at: now,
             retry,
+            parts,
         });
         let evicted = state.evict(now);
         self.buffered_bytes.add(added as i64 - evicted as i64);
@@ -294,7 +363,11 @@ impl Ring {
 
     /// A heartbeat tick: evicts events past their age and wakes every waiting reader, which
     /// gets [`Read::Heartbeat`] if it read nothing since the previous tick.
+    /// The next frame of every coding in use starts a segment, so a reader that answers this
+    /// tick with bytes of its own joins the shared bytes again there.
     pub fn tick(&self) {
+        let mut compressors = lock(&self.compressors);
+        compressors.cut();
         let wakers = {
             let mut state = lock(&self.state);
             state.heartbeat_generation += 1;
@@ -302,6 +375,7 @@ impl Ring {
             self.buffered_bytes.sub(evicted as i64);
             state.take_waiters()
         };
+        drop(compressors);
         wakers.into_iter().for_each(Waker::wake);
     }
 
@@ -375,7 +449,14 @@ impl Ring {
     /// Reads from `cursor` what `want` asks for; else the close, else a heartbeat owed; else
     /// lists the task's waker (once per wake generation) for the next publish, tick, close or
     /// [`Ring::wake_all`], and is pending.
-    pub fn poll_read(&self, cursor: &mut Cursor, want: Want, cx: &mut Context<'_>) -> Poll<Read> {
+    /// A reader of `coding` also gets each frame's shared part in it.
+    pub fn poll_read(
+        &self,
+        cursor: &mut Cursor,
+        want: Want,
+        coding: Option<Coding>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Read> {
         let mut state = lock(&self.state);
         if want != Want::Nothing {
             if cursor.seq < state.first_seq {
@@ -388,7 +469,18 @@ impl Ring {
                 }
                 let first_at = entry.at;
                 let waiting = state.entries.range(offset..).map(|e| &e.frame);
-                if let Some((frames, count)) = Frames::first_batch(waiting) {
+                let batch = match coding {
+                    None => {
+                        Frames::first_batch(waiting).map(|(frames, count)| (frames, None, count))
+                    }
+                    Some(coding) => {
+                        let count = Frames::batch_len(waiting);
+                        let taken = state.entries.range(offset..offset + count);
+                        let packed = packed(taken, coding);
+                        Some((Frames::Many(Vec::new(), 0), Some(packed), count))
+                    }
+                };
+                if let Some((frames, packed, count)) = batch.filter(|b| b.2 > 0) {
                     cursor.seq += count as u64;
                     cursor.heartbeat_seen = state.heartbeat_generation;
                     let taken = state.entries.range(offset..offset + count);
@@ -396,6 +488,7 @@ impl Ring {
                     let behind = (state.entries.len() - offset - count) as u64;
                     return Poll::Ready(Read::Batch(Batch {
                         frames,
+                        packed,
                         events,
                         first_at,
                         behind,
@@ -448,10 +541,21 @@ impl Ring {
     }
 }
 
+/// The entries `taken`, each frame with its shared part in `coding` (`None` for an entry
+/// appended while the coding was not in use), in order.
+fn packed<'a>(taken: impl Iterator<Item = &'a Entry>, coding: Coding) -> Vec<Packed> {
+    taken
+        .map(|e| Packed {
+            frame: e.frame.clone(),
+            part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
+        })
+        .collect()
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         let state = lock(&self.state);
         self.buffered_bytes
-            .sub((state.bytes + self.key_bytes) as i64);
+            .sub((state.bytes + state.packed_bytes + self.key_bytes) as i64);
     }
 }

@@ -40,9 +40,10 @@ impl RingState {
             .map(|index| self.first_seq + index as u64)
     }
 
-    /// Drops what exceeds the bounds; returns the bytes freed.
+    /// Drops what exceeds the bounds; returns the bytes freed (frames and their compressed
+    /// parts).
     pub(super) fn evict(&mut self, now: Instant) -> usize {
-        let before = self.bytes;
+        let before = self.bytes + self.packed_bytes;
         while let Some(front) = self.entries.front() {
             let too_old = now.saturating_duration_since(front.at) > self.limits.max_age;
             let over = self.entries.len() > self.limits.max_events
@@ -52,11 +53,12 @@ impl RingState {
             }
             if let Some(e) = self.entries.pop_front() {
                 self.bytes -= e.frame.len();
+                self.packed_bytes -= e.parts.as_deref().map_or(0, super::Parts::len);
                 self.retry_entries -= usize::from(e.retry);
                 self.first_seq += 1;
             }
         }
-        before - self.bytes
+        before - self.bytes - self.packed_bytes
     }
 
     /// Lists `waker` for the next wake-up unless `listing` says it is listed already.
