@@ -336,7 +336,7 @@ struct Stream {
 /// Reads one subscriber's event stream until it ends or does not decode (either counts as a
 /// failure).
 async fn read_events(mut body: Incoming, tally: Arc<Tally>, mut stream: Stream) {
-    let mut check = SequenceCheck::default();
+    let mut check = SequenceCheck::starting_at(tally.first_seq.load(Ordering::Acquire));
     let mut latencies: Vec<u64> = Vec::new();
     let mut reached = u64::MAX;
     let shard = stream.shard;

@@ -23,6 +23,15 @@ pub struct Fed {
 }
 
 impl SequenceCheck {
+    /// A check whose stream's first event must be `seq` (a stream opened after events were
+    /// published, which gets live events only).
+    pub fn starting_at(seq: u64) -> Self {
+        Self {
+            next_seq: seq,
+            ..Self::default()
+        }
+    }
+
     /// Feeds one body frame received at `now` (ns, [`super::now_ns`]); pushes each completed event's
     /// latency (µs: `now` − its publish time) to `latencies`.
     pub fn feed(&mut self, data: &[u8], now: u64, latencies: &mut Vec<u64>) -> Fed {
@@ -148,6 +157,15 @@ mod tests {
     fn a_stream_that_starts_late_is_out_of_sequence() {
         let (fed, _) = feed_all(&mut SequenceCheck::default(), &event(1, 1), 64);
         assert_eq!(fed.out_of_sequence, 1);
+    }
+
+    #[test]
+    fn a_stream_opened_later_starts_at_the_next_event() {
+        let body = format!("{}{}", event(7, 1), event(8, 1));
+        let (fed, _) = feed_all(&mut SequenceCheck::starting_at(7), &body, 64);
+        assert_eq!(fed.out_of_sequence, 0);
+        let (fed, _) = feed_all(&mut SequenceCheck::starting_at(6), &body, 64);
+        assert_eq!(fed.out_of_sequence, 1, "event 6 lost");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Tally {
     pub body_bytes: AtomicU64,
     /// Streams whose body did not decode in the coding their response named.
     pub decode_errors: AtomicU64,
+    /// The sequence number each stream opened from now on must start at (0 unless set).
+    pub first_seq: AtomicU64,
     /// Streams that may still claim a capture slot ([`Tally::keep_first`]).
     pub(super) capture_slots: AtomicU64,
     /// The decoded bytes of the streams that claimed a slot, in slot order.
@@ -89,6 +91,7 @@ impl Tally {
             tls_bytes: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
+            first_seq: AtomicU64::new(0),
             capture_slots: AtomicU64::new(0),
             captures: Mutex::new(Vec::new()),
             last_delivery_ns: AtomicU64::new(0),

@@ -1,14 +1,15 @@
 //! The compression benchmark (`cargo bench --bench compression`): what the relay's shared
 //! per-topic compression puts on the wire and costs, against its own identity streams,
 //! against each event gzipped on its own, and against nginx `gzip on` in front of nchan. Three
-//! feeds ([`feeds`]), each published to a fresh server per variant ([`run`]; the gzip proxy in
-//! [`peer`]) with the fan-out benchmark's client, publisher and CPU/RSS readings; the relay's
+//! feeds ([`feeds`]), each published to a fresh server per variant ([`run`], what a run is in
+//! [`model`]; the gzip proxy in [`peer`]) with the fan-out benchmark's client, publisher and CPU/RSS readings; the relay's
 //! identity runs first and again last, so its spread is known. Every stream is decoded and its
 //! events checked for order, and sample streams are compared byte for byte with an identity
 //! witness ([`verify`]); [`report`] prints the tables and goals and writes them as markdown.
 //! It owns the runs and the report, never a server's code or settings beyond its config file.
 
 mod feeds;
+mod model;
 mod peer;
 mod report;
 mod run;
@@ -22,7 +23,8 @@ use clap::Parser;
 
 use crate::procs;
 use feeds::FeedKind;
-use run::{Record, Rig, Sizes, Variant};
+use model::{Record, Sizes, Variant};
+use run::Rig;
 
 /// Compression benchmark: sse-relay's shared gzip and zstd vs identity, per-event gzip and
 /// nginx gzip in front of nchan.

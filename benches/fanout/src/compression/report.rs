@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::feeds::FeedKind;
-use super::run::{Record, Variant};
+use super::model::{Record, Variant};
 use super::RunData;
 use crate::report::{fmt, Unit};
 
@@ -49,16 +49,21 @@ fn render(data: &RunData) -> String {
         s.streams,
         crate::report::machine(),
     );
+    out.push_str(METHOD);
     for feed in FeedKind::ALL {
         let records: Vec<&Record> = data.records.iter().filter(|r| r.feed == feed).collect();
         if records.is_empty() {
             continue;
         }
-        let (period, rounds) = s.feeds[&feed];
+        let pace = s.feeds[&feed];
         let _ = writeln!(
             out,
-            "### {}: one event every {period} ms, {rounds} measured\n",
-            describe(feed)
+            "### {}: {} events measured, one every {} ms, after {} published as fast as \
+             delivered\n",
+            describe(feed),
+            pace.rounds,
+            pace.period_ms,
+            pace.warm,
         );
         table(&mut out, &records);
         goals(&mut out, feed, &records);
@@ -66,6 +71,39 @@ fn render(data: &RunData) -> String {
     }
     out
 }
+
+/// How the figures were taken (the same for every run).
+const METHOD: &str = "\
+Method:
+
+- Each run starts nginx + nchan (the origin) and either sse-relay (its default `[compression]`: \
+zstd level 3, gzip level 6, segments of 256 events / 256 KiB / 30 s) or nginx `gzip on; \
+gzip_types text/event-stream;` proxying nchan unbuffered, afresh. Subscribers are h2 streams \
+over TLS on loopback asking for the variant's coding in `Accept-Encoding` (none for identity); \
+a response whose `Content-Encoding` is not the one asked for fails the run.
+- The feeds are seeded: every variant gets the same events. Each event's JSON opens with its \
+sequence number and publish time.
+- Subscribers join in two halves; after each, the warm-up events are published as fast as they \
+are delivered, which takes the relay past a segment boundary so every subscriber is in step \
+with the shared bytes when measuring starts. *RSS/subscriber* is the growth of the server's \
+VmRSS when the second half joined, per subscriber of it (the topic's compressors were there \
+already); the growth over all subscribers is under the checks.
+- Measured events are published one per period and each is waited for by every stream. \
+*p50/p99*: receive time of the body frame that completes an event − publish time (taken just \
+before the POST to nchan), every delivery. *body B/event*: DATA payload bytes the subscribers \
+received, as they came, per delivery; *TLS B/event*: every byte read from their sockets. \
+*CPU/delivery*: the server process's user + system time per delivery (the witness's included); \
+nchan is another process in both cases. *Client CPU*: this process (client and publisher).
+- *Each event gzipped on its own*: every measured event frame of the identity witness gzipped \
+alone with flate2 at level 6 (header and trailer included), what per-message compression would \
+send; the time is this process's.
+- Every stream is decoded (flate2, zstd) and sequence-checked: a lost, duplicated, reordered or \
+undecodable event fails the run. The first streams' decoded bytes must equal an identity \
+witness stream's events byte for byte.
+- Goals: *within identity's spread* is at or below the higher of the relay's identity runs; \
+*ahead of nginx* is strictly better.
+
+";
 
 fn describe(feed: FeedKind) -> &'static str {
     match feed {
@@ -188,6 +226,9 @@ fn goals(out: &mut String, feed: FeedKind, records: &[&Record]) {
     let _ = writeln!(out, "Goals:\n");
     for variant in [Variant::RelayGzip, Variant::RelayZstd] {
         let runs = of(records, variant);
+        if runs.is_empty() {
+            continue;
+        }
         let name = variant.name();
         let one = |key: &str| spread(&runs, key).map(|s| s.1);
         if feed == FeedKind::Ticks {
@@ -276,6 +317,13 @@ fn checks(out: &mut String, records: &[&Record]) {
                 "; compressed bytes per delivery, shared {} and own {}",
                 fmt(shared, Unit::Plain),
                 fmt(own, Unit::Plain)
+            );
+        }
+        if let Some(total) = r.get("rss_total_per_sub_bytes") {
+            let _ = write!(
+                line,
+                "; RSS growth over the run per subscriber {}",
+                fmt(Some(total), Unit::Bytes)
             );
         }
         if let Some(o) = r.get("origin_rss_per_sub_bytes") {

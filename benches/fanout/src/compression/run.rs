@@ -1,9 +1,10 @@
 //! One measured run: a feed on a freshly started server (the relay with nchan as its origin,
-//! or the gzip proxy in front of nchan), S subscribers asking for one coding over C h2
-//! connections plus one identity witness stream, the same publisher and rounds for every
-//! variant. It yields named figures or a failure: a stream that ends, loses, reorders or does
-//! not decode, or a sample that does not decode to the witness's events, fails the run and
-//! leaves no figure.
+//! or the gzip proxy in front of nchan), an identity witness stream, then S subscribers asking
+//! for one coding over C h2 connections, opened in two halves so that the RSS the second half
+//! adds is what one more subscriber costs (the topic's compressors and the relay's scratch
+//! compressors are there already), the same publisher and events for every variant. It yields
+//! named figures or a failure: a stream that ends, loses, reorders or does not decode, or a
+//! sample that does not decode to the witness's events, fails the run and leaves no figure.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 
 use super::feeds::{Feed, FeedKind};
+use super::model::{Pace, Record, Sizes, Variant, WARM_PERIOD};
 use super::peer::GzipFront;
 use super::verify;
 use crate::client::{
@@ -22,143 +24,6 @@ use crate::client::{
 use crate::procs::{http_get, Cert, Child, Nginx, Relay};
 use crate::publisher::Publisher;
 use crate::scenarios::{CpuMark, Values};
-
-/// What serves the subscribers, and the coding they ask for.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum Variant {
-    /// The relay, no `Accept-Encoding`.
-    RelayIdentity,
-    /// The relay, `Accept-Encoding: gzip` (its shared gzip).
-    RelayGzip,
-    /// The relay, `Accept-Encoding: zstd` (its shared zstd).
-    RelayZstd,
-    /// nginx `gzip on` proxying nchan, `Accept-Encoding: gzip`.
-    NginxGzip,
-}
-
-impl Variant {
-    /// Every variant, in run order (the relay's identity runs again after the others).
-    pub const ALL: [Variant; 4] = [
-        Self::RelayIdentity,
-        Self::RelayGzip,
-        Self::RelayZstd,
-        Self::NginxGzip,
-    ];
-
-    /// Display name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::RelayIdentity => "relay identity",
-            Self::RelayGzip => "relay shared gzip",
-            Self::RelayZstd => "relay shared zstd",
-            Self::NginxGzip => "nginx gzip → nchan",
-        }
-    }
-
-    /// The coding the subscribers ask for.
-    pub fn coding(self) -> Coding {
-        match self {
-            Self::RelayIdentity => Coding::Identity,
-            Self::RelayGzip | Self::NginxGzip => Coding::Gzip,
-            Self::RelayZstd => Coding::Zstd,
-        }
-    }
-}
-
-/// Sizes of a run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Sizes {
-    /// h2 connections of the subscribers.
-    pub conns: usize,
-    /// Streams per connection.
-    pub streams: usize,
-    /// Subscriber streams whose decoded bytes are kept and compared with the witness's.
-    pub samples: u64,
-    /// Pause before reading RSS, ms.
-    pub settle_ms: u64,
-    /// Warm-up: events published (and waited for) for at least this long before measuring, ms
-    /// (longer than the relay's default segment, so every subscriber shares the topic's
-    /// bytes when measuring starts).
-    pub warm_ms: u64,
-    /// Per feed: ms between events, measured events.
-    pub feeds: BTreeMap<FeedKind, (u64, u64)>,
-}
-
-impl Sizes {
-    /// The full run (about 7 minutes on 2 cores).
-    pub fn full() -> Self {
-        Self {
-            conns: 20,
-            streams: 50,
-            samples: 4,
-            settle_ms: 1500,
-            warm_ms: 1500,
-            feeds: BTreeMap::from([
-                (FeedKind::Ticks, (50, 200)),
-                (FeedKind::Deltas, (50, 200)),
-                (FeedKind::Snapshots, (250, 60)),
-            ]),
-        }
-    }
-
-    /// The smoke run (about 2 minutes).
-    pub fn quick() -> Self {
-        Self {
-            conns: 4,
-            streams: 50,
-            samples: 2,
-            settle_ms: 500,
-            warm_ms: 1200,
-            feeds: BTreeMap::from([
-                (FeedKind::Ticks, (50, 40)),
-                (FeedKind::Deltas, (50, 40)),
-                (FeedKind::Snapshots, (250, 16)),
-            ]),
-        }
-    }
-
-    /// Subscribers, count (the witness not included).
-    pub fn subscribers(&self) -> u64 {
-        (self.conns * self.streams) as u64
-    }
-}
-
-/// Figures of one variant on one feed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    /// The feed.
-    pub feed: FeedKind,
-    /// The variant.
-    pub variant: Variant,
-    /// Which run of this variant on this feed (1, 2, …).
-    pub pass: u32,
-    /// Why it failed, if it did.
-    pub failure: Option<String>,
-    /// Named figures.
-    pub values: Values,
-    /// Negotiated TLS version, cipher suite and ALPN.
-    pub tls: Option<String>,
-}
-
-impl Record {
-    /// A figure (none when the run failed).
-    pub fn get(&self, key: &str) -> Option<f64> {
-        self.failure
-            .is_none()
-            .then(|| self.values.get(key).copied())?
-    }
-}
 
 /// Everything the runs share: sizes, where to work, the relay binary, the certificate.
 pub struct Rig {
@@ -319,108 +184,61 @@ impl Rig {
         tokio::time::sleep(Duration::from_millis(self.sizes.settle_ms)).await;
     }
 
-    async fn measure(&self, kind: FeedKind, variant: Variant, record: &mut Record) -> Result<()> {
-        let (period_ms, rounds) = self.sizes.feeds[&kind];
-        let period = Duration::from_millis(period_ms);
-        let s = self.sizes.subscribers();
-        let mut t = self.start(kind, variant)?;
-        self.settle().await;
-        let base = t.measured().rss_bytes()?;
-        let origin_base = t.origin.child.rss_bytes()?;
-        // The witness first (identity, one connection of its own), then the subscribers.
-        let witness = Tally::new();
-        witness.keep_first(1);
-        let (_w, _) = client::open(
-            &self.subscribe(&t, Coding::Identity, &witness),
-            1,
-            1,
-            1,
-            Duration::from_secs(30),
-        )
-        .await
-        .context("the witness")?;
+    /// Opens `conns` × `streams` subscriber streams asking for `coding`, counted in a new
+    /// tally whose streams start at event `first_seq` (the first `samples` of them keep what
+    /// they decode), and waits until the origin counts them: the relay holds one subscription
+    /// for all, the gzip proxy one per stream (`before` are there already).
+    async fn open_group(
+        &self,
+        t: &Target,
+        coding: Coding,
+        (conns, streams): (usize, usize),
+        first_seq: u64,
+        samples: u64,
+        before: u64,
+    ) -> Result<Group> {
         let tally = Tally::new();
-        tally.keep_first(self.sizes.samples);
-        let sub = self.subscribe(&t, variant.coding(), &tally);
-        let (_fleet, _) = client::open(
-            &sub,
-            self.sizes.conns,
-            self.sizes.streams,
-            16,
-            Duration::from_secs(120),
-        )
-        .await?;
-        let at_origin = if t.front.is_some() { s + 1 } else { 1 };
+        tally.first_seq.store(first_seq, Ordering::Release);
+        tally.keep_first(samples);
+        let sub = self.subscribe(t, coding, &tally);
+        let (fleet, _) = client::open(&sub, conns, streams, 16, Duration::from_secs(120)).await?;
+        let at_origin = match t.front {
+            Some(_) => before + fleet.subscribers,
+            None => 1,
+        };
         t.publisher
             .wait_subscribers(&t.channel, at_origin, Duration::from_secs(60))
             .await?;
+        Ok(Group {
+            subscribers: fleet.subscribers,
+            first_seq,
+            tally,
+            _fleet: fleet,
+        })
+    }
+
+    /// The run: the subscribers, then the measured events and the checks.
+    async fn measure(&self, kind: FeedKind, variant: Variant, record: &mut Record) -> Result<()> {
+        let pace = self.sizes.feeds[&kind];
+        let mut t = self.start(kind, variant)?;
         let mut feed = Feed::new(kind);
-        let groups = [(&*tally, s), (&*witness, 1)];
-        let warm = (self.sizes.warm_ms / period_ms).max(1) + 1;
-        publish(&t, &mut feed, 0..warm, period, &groups).await?;
-        self.settle().await;
+        let groups = self
+            .subscribe_all(
+                &t,
+                &mut feed,
+                variant.coding(),
+                pace.warm,
+                &mut record.values,
+            )
+            .await?;
         let v = &mut record.values;
-        let loaded = t.measured().rss_bytes()?;
-        v.insert("rss_base_bytes".into(), base as f64);
-        v.insert(
-            "rss_per_sub_bytes".into(),
-            (loaded as f64 - base as f64) / s as f64,
-        );
-        if t.front.is_some() {
-            let origin = t.origin.child.rss_bytes()?;
-            v.insert(
-                "origin_rss_per_sub_bytes".into(),
-                (origin as f64 - origin_base as f64) / s as f64,
-            );
+        let seqs = 2 * pace.warm..2 * pace.warm + pace.rounds;
+        measured(&t, &mut feed, seqs, pace, &groups, v).await?;
+        for g in &groups {
+            g.tally.check()?;
         }
-        // The measured rounds.
-        tally.reset_latency();
-        tally.recording.store(true, Ordering::Release);
-        let (body, tls, records) = (
-            tally.body_bytes.load(Ordering::Acquire),
-            tally.tls_bytes.load(Ordering::Acquire),
-            tally.records.load(Ordering::Acquire),
-        );
-        let compressed = t.compressed_bytes()?;
-        let origin = t.front.is_some().then_some(&t.origin.child);
-        let cpu = CpuMark::of(t.measured(), origin)?;
-        publish(&t, &mut feed, warm..warm + rounds, period, &groups).await?;
-        let cpu = cpu.end(t.measured(), origin)?;
-        tally.recording.store(false, Ordering::Release);
-        let deliveries = (s * rounds) as f64;
-        let delta = |now: u64, before: u64| (now - before) as f64 / deliveries;
-        v.insert(
-            "body_bytes_per_event".into(),
-            delta(tally.body_bytes.load(Ordering::Acquire), body),
-        );
-        v.insert(
-            "tls_bytes_per_event".into(),
-            delta(tally.tls_bytes.load(Ordering::Acquire), tls),
-        );
-        v.insert(
-            "tls_records_per_event".into(),
-            delta(tally.records.load(Ordering::Acquire), records),
-        );
-        let q = quantiles(&tally.latency());
-        v.insert("p50_us".into(), q.p50 as f64);
-        v.insert("p99_us".into(), q.p99 as f64);
-        v.insert("max_us".into(), q.max as f64);
-        v.insert("samples".into(), q.count as f64);
-        // The witness is a delivery of the server's too.
-        cpu.per("delivery", (s + 1) * rounds, v);
-        for (part, after) in t.compressed_bytes()? {
-            let before = compressed.get(&part).copied().unwrap_or(0.0);
-            v.insert(
-                format!("compressed_{part}_bytes_per_event"),
-                (after - before) / deliveries,
-            );
-        }
-        let n = t.publisher.subscribers(&t.channel).await?;
-        v.insert("origin_subscribers".into(), n as f64);
-        tally.check()?;
-        witness.check()?;
-        check_samples(&witness, &tally, rounds, v)?;
-        record.tls = tally.tls_params.get().cloned();
+        check_samples(&groups[0].tally, &groups[1].tally, pace.rounds, v)?;
+        record.tls = groups[1].tally.tls_params.get().cloned();
         t.relay
             .as_mut()
             .map_or(Ok(()), |r| r.child.check_running())?;
@@ -429,17 +247,157 @@ impl Rig {
         }
         Ok(())
     }
+
+    /// The witness and half the subscribers, `warm` events, RSS; the other half, `warm` events
+    /// more (so they too are in step with the shared bytes), RSS. Records the RSS the second
+    /// half added per subscriber (what one more costs), and the growth over all of them.
+    async fn subscribe_all(
+        &self,
+        t: &Target,
+        feed: &mut Feed,
+        coding: Coding,
+        warm: u64,
+        v: &mut Values,
+    ) -> Result<Vec<Group>> {
+        self.settle().await;
+        let base = t.measured().rss_bytes()?;
+        let origin_base = t.origin.child.rss_bytes()?;
+        let witness = self
+            .open_group(t, Coding::Identity, (1, 1), 0, 1, 0)
+            .await
+            .context("the witness")?;
+        let (half, streams) = (self.sizes.conns / 2, self.sizes.streams);
+        let first = self
+            .open_group(t, coding, (half, streams), 0, self.sizes.samples, 1)
+            .await?;
+        let mut groups = vec![witness, first];
+        publish(t, feed, 0..warm, WARM_PERIOD, &groups).await?;
+        self.settle().await;
+        let at_half = t.measured().rss_bytes()?;
+        let there = 1 + subscribed(&groups);
+        let rest = (self.sizes.conns - half, streams);
+        let second = self.open_group(t, coding, rest, warm, 0, there).await?;
+        groups.push(second);
+        publish(t, feed, warm..2 * warm, WARM_PERIOD, &groups).await?;
+        self.settle().await;
+        let loaded = t.measured().rss_bytes()?;
+        let (added, all) = (groups[2].subscribers as f64, subscribed(&groups) as f64);
+        v.insert("rss_base_bytes".into(), base as f64);
+        v.insert(
+            "rss_per_sub_bytes".into(),
+            (loaded as f64 - at_half as f64) / added,
+        );
+        v.insert(
+            "rss_total_per_sub_bytes".into(),
+            (loaded as f64 - base as f64) / all,
+        );
+        if t.front.is_some() {
+            let origin = t.origin.child.rss_bytes()?;
+            v.insert(
+                "origin_rss_per_sub_bytes".into(),
+                (origin as f64 - origin_base as f64) / all,
+            );
+        }
+        Ok(groups)
+    }
+}
+
+/// The subscribers of `groups` so far, the witness (the first group) left out.
+fn subscribed(groups: &[Group]) -> u64 {
+    groups[1..].iter().map(|g| g.subscribers).sum()
+}
+
+/// Streams of one kind opened together: the witness, or a share of the subscribers.
+struct Group {
+    subscribers: u64,
+    /// The first event each of its streams gets.
+    first_seq: u64,
+    tally: Arc<Tally>,
+    _fleet: client::Fleet,
+}
+
+/// The measured events `seqs`: latency, the server's CPU per delivery, the bytes that reached
+/// the subscribers (`groups` but the first, the witness) and, on the relay, its compressed
+/// bytes by part.
+async fn measured(
+    t: &Target,
+    feed: &mut Feed,
+    seqs: std::ops::Range<u64>,
+    pace: Pace,
+    groups: &[Group],
+    v: &mut Values,
+) -> Result<()> {
+    let subscribers = &groups[1..];
+    let counters = |g: &Group| {
+        [
+            g.tally.body_bytes.load(Ordering::Acquire),
+            g.tally.tls_bytes.load(Ordering::Acquire),
+            g.tally.records.load(Ordering::Acquire),
+        ]
+    };
+    let sum = || {
+        subscribers
+            .iter()
+            .map(counters)
+            .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]])
+    };
+    for g in subscribers {
+        g.tally.reset_latency();
+        g.tally.recording.store(true, Ordering::Release);
+    }
+    let before = sum();
+    let compressed = t.compressed_bytes()?;
+    let origin = t.front.is_some().then_some(&t.origin.child);
+    let cpu = CpuMark::of(t.measured(), origin)?;
+    let rounds = seqs.end - seqs.start;
+    let period = Duration::from_millis(pace.period_ms);
+    publish(t, feed, seqs, period, groups).await?;
+    let cpu = cpu.end(t.measured(), origin)?;
+    let after = sum();
+    let mut latency = client::histogram();
+    for g in subscribers {
+        g.tally.recording.store(false, Ordering::Release);
+        let _ = latency.add(g.tally.latency());
+    }
+    let s: u64 = subscribers.iter().map(|g| g.subscribers).sum();
+    let deliveries = (s * rounds) as f64;
+    for (i, key) in [
+        "body_bytes_per_event",
+        "tls_bytes_per_event",
+        "tls_records_per_event",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        v.insert(key.into(), (after[i] - before[i]) as f64 / deliveries);
+    }
+    let q = quantiles(&latency);
+    v.insert("p50_us".into(), q.p50 as f64);
+    v.insert("p99_us".into(), q.p99 as f64);
+    v.insert("max_us".into(), q.max as f64);
+    v.insert("samples".into(), q.count as f64);
+    // The witness is a delivery of the server's too.
+    cpu.per("delivery", (s + 1) * rounds, v);
+    for (part, now) in t.compressed_bytes()? {
+        let was = compressed.get(&part).copied().unwrap_or(0.0);
+        v.insert(
+            format!("compressed_{part}_bytes_per_event"),
+            (now - was) / deliveries,
+        );
+    }
+    let n = t.publisher.subscribers(&t.channel).await?;
+    v.insert("origin_subscribers".into(), n as f64);
+    Ok(())
 }
 
 /// Publishes events `seqs` of `feed`, one every `period` (or as soon as the last one reached
-/// every stream, when that took longer), each waited for by every stream of `groups` (a tally
-/// and its subscriber count).
+/// every stream, when that took longer), each waited for by every stream of `groups`.
 async fn publish(
     t: &Target,
     feed: &mut Feed,
     seqs: std::ops::Range<u64>,
     period: Duration,
-    groups: &[(&Tally, u64)],
+    groups: &[Group],
 ) -> Result<()> {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -448,9 +406,10 @@ async fn publish(
         let rest = feed.next_rest();
         let body = Feed::event(seq, now_ns(), &rest);
         t.publisher.publish_data(&t.channel, body).await?;
-        for (tally, subscribers) in groups {
-            tally
-                .wait_delivered(subscribers * (seq + 1), Duration::from_secs(60))
+        for g in groups {
+            let expected = g.subscribers * (seq + 1 - g.first_seq);
+            g.tally
+                .wait_delivered(expected, Duration::from_secs(60))
                 .await?;
         }
     }
