@@ -354,9 +354,9 @@ async fn read_events(mut body: Incoming, tally: Arc<Tally>, mut stream: Stream) 
             return;
         };
         if let Some(slot) = stream.capture {
-            tally.capture(slot, &decoded);
+            tally.capture(slot, decoded);
         }
-        let fed = check.feed(&decoded, now, &mut latencies);
+        let fed = check.feed(decoded, now, &mut latencies);
         if fed.events == 0 {
             continue;
         }

@@ -326,6 +326,13 @@ fn checks(out: &mut String, records: &[&Record]) {
                 fmt(Some(total), Unit::Bytes)
             );
         }
+        if let Some(b) = r.get("buffered_growth_bytes") {
+            let _ = write!(
+                line,
+                "; the relay's rings grew by {} while the second half joined",
+                fmt(Some(b), Unit::Bytes)
+            );
+        }
         if let Some(o) = r.get("origin_rss_per_sub_bytes") {
             let _ = write!(
                 line,

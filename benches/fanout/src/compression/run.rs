@@ -23,7 +23,7 @@ use crate::client::{
 };
 use crate::procs::{http_get, Cert, Child, Nginx, Relay};
 use crate::publisher::Publisher;
-use crate::scenarios::{CpuMark, Values};
+use crate::scenarios::{metric, CpuMark, Values};
 
 /// Everything the runs share: sizes, where to work, the relay binary, the certificate.
 pub struct Rig {
@@ -64,6 +64,16 @@ impl Target {
             addr,
             prefix: "/events/",
         }
+    }
+
+    /// The relay's bytes held in its topics' rings (`sse_relay_buffered_bytes`, compressed
+    /// parts included); none for the proxy.
+    fn buffered_bytes(&self) -> Result<Option<f64>> {
+        let Some(relay) = &self.relay else {
+            return Ok(None);
+        };
+        let text = http_get(relay.admin_addr(), "/metrics")?;
+        Ok(metric(&text, "sse_relay_buffered_bytes"))
     }
 
     /// The relay's `sse_relay_compressed_bytes_total` samples summed by part (`shared`,
@@ -274,6 +284,7 @@ impl Rig {
         publish(t, feed, 0..warm, WARM_PERIOD, &groups).await?;
         self.settle().await;
         let at_half = t.measured().rss_bytes()?;
+        let buffered_half = t.buffered_bytes()?;
         let there = 1 + subscribed(&groups);
         let rest = (self.sizes.conns - half, streams);
         let second = self.open_group(t, coding, rest, warm, 0, there).await?;
@@ -281,6 +292,9 @@ impl Rig {
         publish(t, feed, warm..2 * warm, WARM_PERIOD, &groups).await?;
         self.settle().await;
         let loaded = t.measured().rss_bytes()?;
+        if let (Some(half), Some(all)) = (buffered_half, t.buffered_bytes()?) {
+            v.insert("buffered_growth_bytes".into(), all - half);
+        }
         let (added, all) = (groups[2].subscribers as f64, subscribed(&groups) as f64);
         v.insert("rss_base_bytes".into(), base as f64);
         v.insert(
