@@ -349,6 +349,7 @@ async fn read_events(mut body: Incoming, tally: Arc<Tally>, mut stream: Stream) 
         tally
             .body_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        tally.body_frames.fetch_add(1, Ordering::Relaxed);
         let Ok(decoded) = stream.decoder.feed(&data) else {
             tally.decode_errors.fetch_add(1, Ordering::AcqRel);
             return;

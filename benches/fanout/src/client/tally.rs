@@ -28,6 +28,8 @@ pub struct Tally {
     pub tls_bytes: AtomicU64,
     /// Body bytes received as they came (h2 DATA payload / h1 chunk data, still encoded).
     pub body_bytes: AtomicU64,
+    /// Body frames received (h2 DATA frames / h1 chunks), with or without an event.
+    pub body_frames: AtomicU64,
     /// Streams whose body did not decode in the coding their response named.
     pub decode_errors: AtomicU64,
     /// The sequence number each stream opened from now on must start at (0 unless set).
@@ -90,6 +92,7 @@ impl Tally {
             records: AtomicU64::new(0),
             tls_bytes: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
+            body_frames: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
             first_seq: AtomicU64::new(0),
             capture_slots: AtomicU64::new(0),

@@ -31,7 +31,7 @@ use run::Rig;
 #[derive(Parser, Debug)]
 #[command(name = "compression")]
 struct Args {
-    /// The smoke run (about 2 minutes); the default is the full run (about 7 minutes).
+    /// The smoke run (about 2 minutes); the default is the full run (about 10 minutes).
     #[arg(long)]
     quick: bool,
     /// Feeds to run (comma-separated; default: all).
@@ -44,6 +44,10 @@ struct Args {
     /// the rest after them (their spread is what the goals compare with).
     #[arg(long, default_value_t = 2)]
     identity_runs: u32,
+    /// Pause before each RSS reading, ms (default 10500, --quick 500: the relay hands freed
+    /// memory back every 10 s when its allocator holds over 16 MiB free).
+    #[arg(long, value_name = "MS")]
+    settle_ms: Option<u64>,
     /// The relay binary (`cargo build --release`; default
     /// `$CARGO_TARGET_DIR/release/sse-relay`, else `target/release/sse-relay`).
     #[arg(long)]
@@ -111,11 +115,14 @@ async fn run(args: Args) -> Result<()> {
             std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
         dir.join("release/sse-relay")
     });
-    let sizes = if args.quick {
+    let mut sizes = if args.quick {
         Sizes::quick()
     } else {
         Sizes::full()
     };
+    if let Some(ms) = args.settle_ms {
+        sizes.settle_ms = ms;
+    }
     let rig = Rig::new(sizes, work.clone(), std::path::absolute(relay_bin)?)?;
     let feeds = if args.feeds.is_empty() {
         FeedKind::ALL.to_vec()

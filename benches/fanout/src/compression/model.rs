@@ -95,19 +95,22 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The full run (about 7 minutes on 2 cores). Ticks and deltas measure 256 events, one
-    /// whole default segment.
+    /// The full run (about 10 minutes on 2 cores). Ticks and deltas measure 256 events, one
+    /// whole default segment. RSS is read 10.5 s after each half joined: past the relay's
+    /// periodic trim (every 10 s, when its allocator holds over 16 MiB free), which hands back
+    /// what the joiners' pieces of their own left behind.
     pub fn full() -> Self {
         Self {
             conns: 20,
             streams: 50,
             samples: 4,
-            settle_ms: 1500,
+            settle_ms: 10_500,
             feeds: Self::paced(256, 60),
         }
     }
 
-    /// The smoke run (about 2 minutes).
+    /// The smoke run (about 2 minutes; RSS read 0.5 s after each half joined, before the
+    /// relay's trim).
     pub fn quick() -> Self {
         Self {
             conns: 4,
@@ -122,7 +125,7 @@ impl Sizes {
         let fast = |rounds| Pace {
             warm: 300,
             rounds,
-            period_ms: 50,
+            period_ms: 40,
         };
         BTreeMap::from([
             (FeedKind::Ticks, fast(small)),

@@ -87,7 +87,8 @@ sequence number and publish time.
 are delivered, which takes the relay past a segment boundary so every subscriber is in step \
 with the shared bytes when measuring starts. *RSS/subscriber* is the growth of the server's \
 VmRSS when the second half joined, per subscriber of it (the topic's compressors were there \
-already); the growth over all subscribers is under the checks.
+already), each reading taken the settle time after the half's warm-up (full run: 10.5 s, past \
+the relay's periodic trim of freed memory); the growth over all subscribers is under the checks.
 - Measured events are published one per period and each is waited for by every stream. \
 *p50/p99*: receive time of the body frame that completes an event − publish time (taken just \
 before the POST to nchan), every delivery. *body B/event*: DATA payload bytes the subscribers \
@@ -306,6 +307,12 @@ fn checks(out: &mut String, records: &[&Record]) {
             "{}: {streams:.0} sample streams decoded to the witness's {:.0} events exactly",
             row_name(r),
             events / streams.max(1.0)
+        );
+        let _ = write!(
+            line,
+            "; per delivery {} DATA frames and {} TLS records",
+            fmt(r.get("body_frames_per_event"), Unit::Plain),
+            fmt(r.get("tls_records_per_event"), Unit::Plain)
         );
         let (shared, own) = (
             r.get("compressed_shared_bytes_per_event"),

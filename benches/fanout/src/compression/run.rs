@@ -347,13 +347,14 @@ async fn measured(
             g.tally.body_bytes.load(Ordering::Acquire),
             g.tally.tls_bytes.load(Ordering::Acquire),
             g.tally.records.load(Ordering::Acquire),
+            g.tally.body_frames.load(Ordering::Acquire),
         ]
     };
     let sum = || {
-        subscribers
-            .iter()
-            .map(counters)
-            .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]])
+        subscribers.iter().map(counters).fold([0; 4], |mut a, c| {
+            a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
+            a
+        })
     };
     for g in subscribers {
         g.tally.reset_latency();
@@ -375,14 +376,13 @@ async fn measured(
     }
     let s: u64 = subscribers.iter().map(|g| g.subscribers).sum();
     let deliveries = (s * rounds) as f64;
-    for (i, key) in [
+    let keys = [
         "body_bytes_per_event",
         "tls_bytes_per_event",
         "tls_records_per_event",
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        "body_frames_per_event",
+    ];
+    for (i, key) in keys.into_iter().enumerate() {
         v.insert(key.into(), (after[i] - before[i]) as f64 / deliveries);
     }
     let q = quantiles(&latency);
