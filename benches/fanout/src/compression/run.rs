@@ -269,7 +269,8 @@ impl Rig {
         warm: u64,
         v: &mut Values,
     ) -> Result<Vec<Group>> {
-        self.settle().await;
+        // The server just started: a short pause before its idle RSS (no trim to wait for).
+        tokio::time::sleep(Duration::from_millis(self.sizes.settle_ms.min(1000))).await;
         let base = t.measured().rss_bytes()?;
         let origin_base = t.origin.child.rss_bytes()?;
         let witness = self
