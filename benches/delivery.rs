@@ -1,5 +1,7 @@
-//! Hot-path costs of the hub: handing one event to many subscribers, and a subscriber that is
-//! behind catching up (waiting events joined into batches, `topic::BATCH_BYTES`). Guards the
+//! Hot-path costs of the hub: handing one event to many subscribers (identity, and in gzip and
+//! zstd: the topic's one compression plus each subscriber's framing of the shared part), and a
+//! subscriber that is behind catching up (waiting events joined into batches,
+//! `topic::BATCH_BYTES`). Guards the
 //! per-delivery work measured end to end by the fan-out benchmark (`benches/fanout/`, see RESULTS.md).
 
 use std::hint::black_box;
@@ -7,11 +9,12 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sse_relay::compress::{Coder, Coding, CompressionSettings, Sent};
 use sse_relay::hub::{Next, Subscription};
 
 #[path = "fixtures/hub.rs"]
 mod fixture;
-use fixture::{hub, spec};
+use fixture::{hub, hub_compressing, spec};
 
 /// A typical encoded event: an id and a ~200-byte JSON payload.
 fn event(seq: u64) -> Bytes {
@@ -27,6 +30,25 @@ fn drain(sub: &mut Subscription, cx: &mut Context<'_>) -> u64 {
     while let Poll::Ready(Next::Frame(d)) = sub.poll_next(cx) {
         events += d.events;
         black_box(d.frame);
+    }
+    events
+}
+
+/// As [`drain`], each delivery framed by the subscriber's coder as its body does.
+fn drain_compressed(sub: &mut Subscription, coder: &mut Coder, cx: &mut Context<'_>) -> u64 {
+    let mut events = 0;
+    while let Poll::Ready(Next::Frame(d)) = sub.poll_next(cx) {
+        events += d.events;
+        let frames = d
+            .packed
+            .as_slice()
+            .iter()
+            .map(|p| (p.frame.as_ref(), p.part.as_ref()));
+        black_box(
+            coder
+                .frames(frames, &mut Sent::default())
+                .expect("compressed"),
+        );
     }
     events
 }
@@ -56,6 +78,33 @@ fn delivery(c: &mut Criterion) {
         })
     });
     drop(subs);
+
+    for coding in Coding::ALL {
+        let hub = hub_compressing(CompressionSettings {
+            codings: [Some(coding), None],
+            ..CompressionSettings::OFF
+        });
+        let mut subs: Vec<_> = (0..1000)
+            .map(|_| {
+                let mut sub = hub.subscribe(spec(), None).expect("subscribe");
+                sub.compress_in(coding);
+                (sub, Coder::new(coding))
+            })
+            .collect();
+        let topic = subs[0].0.topic().clone();
+        let name = format!("one_event_to_1000_{}_subscribers", coding.token());
+        group.bench_function(&name, |b| {
+            b.iter(|| {
+                seq += 1;
+                topic.publish(Some(&seq.to_string()), event(seq));
+                let handed: u64 = subs
+                    .iter_mut()
+                    .map(|(s, coder)| drain_compressed(s, coder, &mut cx))
+                    .sum();
+                assert_eq!(handed, 1000);
+            })
+        });
+    }
 
     let hub = self::hub();
     let mut sub = hub.subscribe(spec(), None).expect("subscribe");

@@ -41,7 +41,8 @@ pub struct Coder {
     started: bool,
     /// The stream's end was sent.
     finished: bool,
-    /// gzip: the CRC-32 and length of everything the stream carried (RFC 1952 §2.3.1).
+    /// gzip: the CRC-32 and length of everything the stream carried (RFC 1952 §2.3.1); zstd
+    /// has none to keep.
     crc: crc32fast::Hasher,
 }
 
@@ -136,7 +137,9 @@ impl Coder {
         let mut own_plain: Vec<u8> = Vec::new();
         self.start(&mut pieces, sent);
         for (plain, part) in frames {
-            self.crc.update(plain);
+            if self.coding == Coding::Gzip {
+                self.crc.update(plain);
+            }
             let joins = part.filter(|p| p.starts || self.segment == Some(p.segment));
             match joins {
                 Some(part) => {
@@ -178,6 +181,13 @@ impl Coder {
             pieces.push(Bytes::from(end));
         }
         pieces.into_bytes()
+    }
+
+    /// The stream's cursor jumped (a lag skip): the next shared part may not follow the last
+    /// one sent, so the stream is on its own until a segment starts (an open zstd frame is
+    /// ended before whatever comes next).
+    pub fn leave_shared(&mut self) {
+        self.segment = None;
     }
 
     /// True once the end was sent.

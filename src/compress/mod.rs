@@ -59,7 +59,7 @@ impl Coding {
     }
 
     /// Its index in [`Coding::ALL`] (and in [`Parts`]).
-    pub(crate) fn index(self) -> usize {
+    pub fn index(self) -> usize {
         match self {
             Self::Zstd => 0,
             Self::Gzip => 1,

@@ -30,6 +30,22 @@ fn frame(i: usize) -> Bytes {
     ))
 }
 
+/// `n` frames of a topic with one subscriber of `coding`, each with its parts, segments of
+/// `segment_events`.
+fn topic(coding: Coding, segment_events: u32, n: usize) -> Vec<(Bytes, Option<Box<Parts>>)> {
+    let mut compressors = Compressors::new(settings(segment_events));
+    compressors.join(coding);
+    let now = Instant::now();
+    (0..n)
+        .map(|i| {
+            let f = frame(i);
+            let (parts, failure) = compressors.pack(&f, now);
+            assert!(failure.is_none());
+            (f, parts)
+        })
+        .collect()
+}
+
 fn decode(coding: Coding, stream: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match coding {
@@ -98,17 +114,7 @@ impl Reader {
 #[test]
 fn every_mix_of_shared_and_own_bytes_decodes_to_the_identity_stream() {
     for coding in Coding::ALL {
-        let mut compressors = Compressors::new(settings(8));
-        compressors.join(coding);
-        let now = Instant::now();
-        let topic: Vec<_> = (0..40)
-            .map(|i| {
-                let f = frame(i);
-                let (parts, failure) = compressors.pack(&f, now);
-                assert!(failure.is_none());
-                (f, parts)
-            })
-            .collect();
+        let topic = topic(coding, 8, 40);
         // From the start; joining mid-segment; with own bytes (a heartbeat) mid-way; one
         // frame at a time and in batches.
         let mut first = Reader::new(coding);
@@ -137,15 +143,7 @@ fn every_mix_of_shared_and_own_bytes_decodes_to_the_identity_stream() {
 #[test]
 fn a_subscriber_in_step_sends_the_shared_parts_and_one_that_joined_late_waits_for_a_boundary() {
     for coding in Coding::ALL {
-        let mut compressors = Compressors::new(settings(4));
-        compressors.join(coding);
-        let now = Instant::now();
-        let topic: Vec<_> = (0..12)
-            .map(|i| {
-                let f = frame(i);
-                (f.clone(), compressors.pack(&f, now).0)
-            })
-            .collect();
+        let topic = topic(coding, 4, 12);
         let starts: Vec<bool> = topic
             .iter()
             .map(|(_, p)| p.as_ref().unwrap().get(coding).unwrap().starts)
@@ -196,5 +194,23 @@ fn shared_parts_shrink_a_stream_of_similar_events() {
             packed += compressors.pack(&f, now).0.unwrap().len();
         }
         assert!(packed * 2 < plain, "{coding:?}: {packed} of {plain}");
+    }
+}
+
+#[test]
+fn after_a_skip_the_next_part_of_the_same_segment_is_compressed_on_its_own() {
+    for coding in Coding::ALL {
+        let topic = topic(coding, 100, 10);
+        let mut reader = Reader::new(coding);
+        reader.frames(&topic[..3]);
+        // A lag skip without any bytes of its own (no gap signal configured) jumps ahead.
+        reader.coder.leave_shared();
+        let sent = reader.frames(&topic[7..]);
+        assert_eq!(
+            sent.shared, 0,
+            "{coding:?}: parts 7.. refer to 3..7, never sent"
+        );
+        let (wire, plain) = reader.finish();
+        assert_eq!(decode(coding, &wire), plain, "{coding:?}");
     }
 }

@@ -431,3 +431,45 @@ fn the_per_client_topic_share_is_a_percentage_of_the_cap() {
     let all = "[limits]\nmax_topics = 8\nmax_topics_per_client_percent = 100\n";
     assert_eq!(budget(all), 8);
 }
+
+#[test]
+fn compression_is_on_with_zstd_then_gzip_and_its_values_are_checked() {
+    let settings = Settings::try_from(parse(ROUTE).expect("valid")).expect("settings");
+    let offered: Vec<_> = settings.hub.compression.offered().collect();
+    assert_eq!(
+        offered,
+        [crate::compress::Coding::Zstd, crate::compress::Coding::Gzip]
+    );
+    let off = parse(&format!("{ROUTE}[compression]\nenabled = false\n")).expect("valid");
+    assert!(!Settings::try_from(off).unwrap().hub.compression.enabled());
+    let rejected = [
+        (
+            "encodings = [\"br\"]",
+            "compression.encodings",
+            "cannot be shared",
+        ),
+        (
+            "encodings = [\"lz4\"]",
+            "compression.encodings",
+            "unknown coding",
+        ),
+        (
+            "encodings = [\"gzip\", \"GZIP\"]",
+            "compression.encodings",
+            "twice",
+        ),
+        ("gzip_level = 0", "compression.gzip_level", "1 to 9"),
+        ("zstd_level = 20", "compression.zstd_level", "1 to 19"),
+        (
+            "segment_events = 0",
+            "compression.segment_events",
+            "greater than 0",
+        ),
+        ("segment_ms = 0", "compression.segment_ms", "greater than 0"),
+    ];
+    for (line, key, reason) in rejected {
+        let e = parse(&format!("{ROUTE}[compression]\n{line}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{line}");
+        assert!(e.reason.contains(reason), "{line}: {e}");
+    }
+}

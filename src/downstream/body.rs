@@ -247,6 +247,9 @@ impl EventStreamBody {
         match self.lag_policy {
             LagPolicy::Skip => {
                 subscription.skip_to_oldest();
+                if let Some(compressed) = self.compressed.as_deref_mut() {
+                    compressed.skipped();
+                }
                 // A change of the origin's `retry:` may have been among the skipped frames.
                 self.opening = Opening::Retry;
             }
@@ -269,7 +272,13 @@ impl Body for EventStreamBody {
         let this = self.get_mut();
         this.end_if_expired(cx);
         loop {
-            if let Some(frame) = this.opening_frame() {
+            if let Some(mut frame) = this.opening_frame() {
+                if this.compressed.is_some() {
+                    // One piece of its own for the whole opening, not one per frame.
+                    while let Some(more) = this.opening_frame() {
+                        frame = [frame, more].concat().into();
+                    }
+                }
                 match this.wire(frame) {
                     Some(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     None => continue,

@@ -14,7 +14,7 @@ use crate::hub::Delivery;
 
 /// The metrics of compressed streams, by coding.
 pub struct CompressedMetrics {
-    /// Streams sent compressed, by coding (counter).
+    /// Streams sent compressed, by coding (counter; indexed by [`Coding::index`]).
     pub streams: [IntCounter; 2],
     /// Compressed bytes sent that were the topic's shared parts, by coding (counter).
     pub shared_bytes: [IntCounter; 2],
@@ -56,9 +56,8 @@ impl CompressedMetrics {
     }
 
     fn count(&self, coding: Coding, sent: Sent) {
-        let i = Coding::ALL.iter().position(|c| *c == coding).unwrap_or(0);
-        self.shared_bytes[i].inc_by(sent.shared);
-        self.own_bytes[i].inc_by(sent.own);
+        self.shared_bytes[coding.index()].inc_by(sent.shared);
+        self.own_bytes[coding.index()].inc_by(sent.own);
     }
 }
 
@@ -70,8 +69,7 @@ pub(super) struct Compressed {
 impl Compressed {
     /// A stream in `coding`, counted.
     pub fn new(coding: Coding, metrics: &CompressedMetrics) -> Self {
-        let i = Coding::ALL.iter().position(|c| *c == coding).unwrap_or(0);
-        metrics.streams[i].inc();
+        metrics.streams[coding.index()].inc();
         Self {
             coder: Coder::new(coding),
         }
@@ -99,10 +97,17 @@ impl Compressed {
         let mut sent = Sent::default();
         let frames = delivery
             .packed
+            .as_slice()
             .iter()
             .map(|p| (p.frame.as_ref(), p.part.as_ref()));
         let out = self.coder.frames(frames, &mut sent);
         self.counted(out, sent, metrics)
+    }
+
+    /// The subscriber skipped ahead in the ring: it may not send the next shared part as it
+    /// is, whatever bytes of its own come first.
+    pub fn skipped(&mut self) {
+        self.coder.leave_shared();
     }
 
     /// The stream's end (gzip's final block and trailer, a zstd frame's end), once; `None` when

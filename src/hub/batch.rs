@@ -20,7 +20,7 @@ pub(super) struct Batch {
     pub frames: Frames,
     /// For a reader of a coding: the frames with their shared parts in it, in order (`frames`
     /// is then empty).
-    pub packed: Option<Vec<Packed>>,
+    pub packed: Option<Packs>,
     /// Events among them, count: a frame that carries only the origin's new `retry:` is none.
     pub events: u64,
     /// When the first of them arrived from upstream.
@@ -37,6 +37,35 @@ pub struct Packed {
     /// Its part in the subscriber's coding, the topic's shared one (`None`: the coding was
     /// not in use when it was appended).
     pub part: Option<Part>,
+}
+
+/// The frames handed to a subscriber of a coding in one piece, each with its part: one
+/// without allocating (the usual live hand-off), several in a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Packs {
+    /// None: the subscriber reads no coding, or the frames came from elsewhere (a catch-up).
+    #[default]
+    None,
+    /// A single frame.
+    One(Packed),
+    /// Several frames, in order.
+    Many(Vec<Packed>),
+}
+
+impl Packs {
+    /// The frames, in order.
+    pub fn as_slice(&self) -> &[Packed] {
+        match self {
+            Self::None => &[],
+            Self::One(packed) => std::slice::from_ref(packed),
+            Self::Many(packed) => packed,
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
 }
 
 /// The frames of a batch: one frame, the topic's shared one, or several to join after

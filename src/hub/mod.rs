@@ -41,7 +41,7 @@ pub use registry::MAX_CLOSED_KEYS;
 use registry::{Attach, Registry};
 pub use request::{RequestLife, ResumeMiss};
 pub use ring::{CloseReason, RingLimits};
-pub use subscription::{Delivery, Gap, Next, Packed, Recent, Subscription};
+pub use subscription::{Delivery, Gap, Next, Packed, Packs, Recent, Subscription};
 pub use topic::{Topic, TopicSnapshot, UpstreamState, DRAIN_DONE};
 pub use verdict::{OriginAnswer, Verdict};
 

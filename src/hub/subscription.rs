@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-pub use super::batch::Packed;
 use super::batch::{Batch, Frames};
+pub use super::batch::{Packed, Packs};
 use super::catch_up::{CatchUp, Outcome};
 use super::ring::{CloseReason, Cursor, Placed, Read, Want};
 use super::topic::Topic;
@@ -47,7 +47,7 @@ pub struct Delivery {
     pub frame: Bytes,
     /// For a subscriber of a coding ([`Subscription::compress_in`]) reading the ring: each
     /// frame with its shared compressed part, in order (nothing is copied).
-    pub packed: Vec<Packed>,
+    pub packed: Packs,
     /// Events in `frame`, count (0 when it is only a change of the origin's `retry:`).
     pub events: u64,
     /// When the first (oldest) frame in `frame` arrived from upstream.
@@ -290,7 +290,7 @@ impl Subscription {
             .filter(|&stall| stall >= MIN_STALL);
         self.last_handoff = Some(now);
         let (frame, packed) = match batch.packed {
-            None => (batch.frames.into_bytes(), Vec::new()),
+            None => (batch.frames.into_bytes(), Packs::None),
             Some(packed) => (Bytes::new(), packed),
         };
         Delivery {
@@ -330,7 +330,7 @@ impl Subscription {
                     self.last_handoff = Some(now);
                     return Some(Delivery {
                         frame: batch.into_bytes(),
-                        packed: Vec::new(),
+                        packed: Packs::None,
                         events: events as u64,
                         received_at: *ready_at,
                         behind: (rest.len() - events) as u64,

@@ -324,18 +324,21 @@ impl H1Client {
         H1Client { send }
     }
 
-    /// Opens an event stream.
-    pub async fn subscribe(&mut self, path: &str, headers: &[(&str, &str)]) -> EventReader {
+    /// Sends a GET with extra headers; the response as it came (its body not read).
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response<Incoming> {
         let mut req = Request::get(path).header("host", "localhost");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let response = self
-            .send
+        self.send
             .send_request(req.body(Empty::new()).unwrap())
             .await
-            .expect("h1 response");
-        EventReader::new(response)
+            .expect("h1 response")
+    }
+
+    /// Opens an event stream.
+    pub async fn subscribe(&mut self, path: &str, headers: &[(&str, &str)]) -> EventReader {
+        EventReader::new(self.get(path, headers).await)
     }
 }
 

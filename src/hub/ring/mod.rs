@@ -9,8 +9,10 @@
 //!
 //! It knows nothing of subscribers beyond their cursors, nothing of the upstream or HTTP, and
 //! never waits for a subscriber: publishing appends, evicts and wakes (docs/architecture.md,
-//! invariants 2–4).
+//! invariants 2–4). Appending, with its compression, is `append.rs`; the state under the lock
+//! and its bookkeeping, `state.rs`.
 
+mod append;
 mod state;
 
 use std::collections::VecDeque;
@@ -22,10 +24,9 @@ use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
-use super::batch::{Batch, Frames, Packed};
+use super::batch::{Batch, Frames, Packed, Packs};
 use super::lock::lock;
 use crate::compress::{Coding, CompressionSettings, Compressors, Parts};
-use crate::ops::WarnLimit;
 
 /// Why a topic ended its subscribers' streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,119 +217,10 @@ impl Ring {
         }
     }
 
-    /// Appends an encoded event (`id`: its own `id:` field), evicts what exceeds the bounds and
-    /// wakes every waiting reader. Nothing is appended once the ring is closed, nor an event of
-    /// a new source's overlap (see [`Ring::expect_overlap`]). Never waits for a reader.
-    pub fn publish(&self, id: Option<&str>, frame: Bytes) {
-        self.publish_entry(frame, false, |state, frame| {
-            if state.overlap {
-                if id.is_some_and(|id| state.holds(id, frame)) {
-                    self.duplicates_dropped.inc();
-                    return None;
-                }
-                state.overlap = false;
-            }
-            state.received += 1;
-            Some(id.map(Arc::from))
-        });
-    }
-
-    /// Records the origin's `retry:` (its encoded frame, WHATWG HTML §9.2.6: the reconnection
-    /// time): when it differs from the current one, it becomes the current one and is appended
-    /// like an event, so every reader gets the change in order with the events, and wakes the
-    /// waiting readers. The entry has no id: resumes, id lookups, catch-ups and the overlap
-    /// guard pass over it, and it is not counted as an event. Nothing once the ring is closed.
-    pub fn publish_retry(&self, frame: Bytes) {
-        self.publish_entry(frame, true, |state, frame| {
-            if state.retry.as_ref() == Some(frame) {
-                return None;
-            }
-            state.retry = Some(frame.clone());
-            Some(None)
-        });
-    }
-
-    /// Appends `frame` if the ring is open and `admit` lets it in (giving its id), compressed
-    /// in every coding in use (outside the state's lock, under the compressors', so parts are
-    /// made in append order), then wakes every waiting reader.
-    fn publish_entry(
-        &self,
-        frame: Bytes,
-        retry: bool,
-        admit: impl FnOnce(&mut RingState, &Bytes) -> Option<Option<Arc<str>>>,
-    ) {
-        let mut compressors = lock(&self.compressors);
-        let mut state = lock(&self.state);
-        if state.closed.is_some() {
-            return;
-        }
-        let Some(id) = admit(&mut state, &frame) else {
-            return;
-        };
-        let mut parts = None;
-        if compressors.in_use() {
-            drop(state);
-            let (packed, failure) = compressors.pack(&frame, Instant::now());
-            if let Some(error) = failure {
-                static WARN: std::sync::LazyLock<WarnLimit> =
-                    std::sync::LazyLock::new(WarnLimit::default);
-                if let Some(suppressed) = WARN.check() {
-                    tracing::warn!(%error, suppressed, "compressing an event failed: its subscribers get it compressed on their own");
-                }
-            }
-            parts = packed;
-            state = lock(&self.state);
-            if state.closed.is_some() {
-                return;
-            }
-        }
-        self.append(&mut state, id, frame, retry, parts);
-        let wakers = state.take_waiters();
-        drop(state);
-        drop(compressors);
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    /// A subscriber of `coding` came: the topic compresses in it from the next frame on.
-    pub fn join_coding(&self, coding: Coding) {
-        lock(&self.compressors).join(coding);
-    }
-
-    /// A subscriber of `coding` left (with the last one, the coding's compressor is freed).
-    pub fn leave_coding(&self, coding: Coding) {
-        lock(&self.compressors).leave(coding);
-    }
-
     /// The origin's current `retry:` frame (`None`: it set none). A reader placed before it
     /// asks gets every later change from its cursor (both are kept under the ring's lock).
     pub fn retry(&self) -> Option<Bytes> {
         lock(&self.state).retry.clone()
-    }
-
-    /// Appends an entry, evicts what exceeds the bounds and accounts the bytes.
-    fn append(
-        &self,
-        state: &mut RingState,
-        id: Option<Arc<str>>,
-        frame: Bytes,
-        retry: bool,
-        parts: Option<Box<Parts>>,
-    ) {
-        let now = Instant::now();
-        let packed = parts.as_deref().map_or(0, Parts::len);
-        let added = frame.len() + packed;
-        state.bytes += frame.len();
-        state.packed_bytes += packed;
-        state.retry_entries += usize::from(retry);
-        state.entries.push_back(Entry {
-            id,
-            frame,
-            at: now,
-            retry,
-            parts,
-        });
-        let evicted = state.evict(now);
-        self.buffered_bytes.add(added as i64 - evicted as i64);
     }
 
     /// Until the first event the ring does not hold (or one without an id), drops each event
@@ -543,13 +435,17 @@ impl Ring {
 
 /// The entries `taken`, each frame with its shared part in `coding` (`None` for an entry
 /// appended while the coding was not in use), in order.
-fn packed<'a>(taken: impl Iterator<Item = &'a Entry>, coding: Coding) -> Vec<Packed> {
-    taken
-        .map(|e| Packed {
-            frame: e.frame.clone(),
-            part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
-        })
-        .collect()
+fn packed<'a>(taken: impl ExactSizeIterator<Item = &'a Entry>, coding: Coding) -> Packs {
+    let one = |e: &Entry| Packed {
+        frame: e.frame.clone(),
+        part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
+    };
+    let mut taken = taken;
+    match (taken.len(), taken.next()) {
+        (1, Some(e)) => Packs::One(one(e)),
+        (_, Some(first)) => Packs::Many(std::iter::once(first).chain(taken).map(one).collect()),
+        (_, None) => Packs::None,
+    }
 }
 
 impl Drop for Ring {

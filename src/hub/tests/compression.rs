@@ -30,7 +30,12 @@ fn event(i: u32) -> Bytes {
 /// The next delivery's frames with their parts.
 async fn packed(sub: &mut Subscription) -> Vec<(Bytes, Option<Part>)> {
     match next(sub).await {
-        Next::Frame(d) => d.packed.into_iter().map(|p| (p.frame, p.part)).collect(),
+        Next::Frame(d) => d
+            .packed
+            .as_slice()
+            .iter()
+            .map(|p| (p.frame.clone(), p.part.clone()))
+            .collect(),
         other => panic!("expected a frame, got {other:?}"),
     }
 }
