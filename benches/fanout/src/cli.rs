@@ -97,28 +97,7 @@ pub fn main() -> Result<()> {
         return minimal::serve(&argv[2..]);
     }
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(async {
-        tokio::spawn(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            procs::kill_all_children();
-            eprintln!("interrupted: servers stopped");
-            std::process::exit(130);
-            #[allow(unreachable_code)]
-            anyhow::Ok(())
-        });
-        run(args).await
-    });
-    procs::kill_all_children();
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    result
+    procs::run_guarded(run(args))
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::client::{self, Endpoint, Proto, Subscribe, Tally};
+use crate::client::{self, Coding, Endpoint, Proto, Subscribe, Tally};
 use crate::groups::{merged, put_quantiles, ClusterSizes, Group};
 use crate::peers::{owners, put_metrics, start_cluster};
 use crate::procs::{Child, Nginx, Relay};
@@ -237,6 +237,7 @@ async fn open_groups(
                 proto: Proto::H2,
                 channel: channel.clone(),
                 tally: tally.clone(),
+                coding: Coding::Identity,
             };
             let (fleet, _) =
                 client::open(&sub, share / streams, streams, 16, Duration::from_secs(300))

@@ -10,6 +10,9 @@
 //!
 //! `benches/run.sh` is the one-command entry point; it runs this crate's `fanout` binary from
 //! the repository root. `cargo bench --bench fanout -- ARGS` in the root runs the same program.
+//! The compression benchmark ([`compression_main`], `cargo bench --bench compression`) reuses
+//! the same client, publisher and readings, with subscribers that ask for a content coding.
+//!
 //! The unit tests (`cargo test -p fanout-bench`) check the instrument itself: that a lost,
 //! duplicated or reordered event is caught, that TLS records are counted right in any split,
 //! and that a failed scenario is reported as failed, never as a figure.
@@ -18,6 +21,7 @@ mod chart;
 mod cli;
 mod client;
 mod cluster;
+mod compression;
 mod groups;
 mod minimal;
 mod peers;
@@ -32,3 +36,4 @@ mod steady;
 mod takeover;
 
 pub use cli::main;
+pub use compression::main as compression_main;

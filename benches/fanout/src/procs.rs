@@ -33,6 +33,36 @@ pub fn kill_all_children() {
     }
 }
 
+/// Runs `work` on a multi-threaded runtime; on SIGINT or SIGTERM, and when it ends, every
+/// registered child is killed first.
+///
+/// # Errors
+/// `work`'s error, or when the runtime cannot be built.
+pub fn run_guarded(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        tokio::spawn(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            kill_all_children();
+            eprintln!("interrupted: servers stopped");
+            std::process::exit(130);
+            #[allow(unreachable_code)]
+            anyhow::Ok(())
+        });
+        work.await
+    });
+    kill_all_children();
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
 /// A child process killed (and reaped) on drop.
 pub struct Child {
     name: &'static str,

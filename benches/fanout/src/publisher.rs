@@ -38,6 +38,12 @@ impl Publisher {
     /// Publishes event `seq` to `channel`.
     pub async fn publish(&self, channel: &str, seq: u64) -> Result<()> {
         let body = format!("{seq} {} {}", now_ns(), self.padding);
+        self.publish_data(channel, body).await
+    }
+
+    /// Publishes an event whose data is `body` to `channel` (the caller puts its sequence
+    /// number and publish time in it).
+    pub async fn publish_data(&self, channel: &str, body: String) -> Result<()> {
         let (status, text) = self.request("POST", channel, body).await?;
         if status != 201 && status != 202 {
             bail!("nchan publish answered {status}: {text}");

@@ -1,9 +1,12 @@
 //! The subscribing side: C TLS connections (rustls) × S/C streams each, over h2 (hyper's
-//! client) or HTTP/1.1 (one stream per connection). Each stream reads its event stream, checks
-//! that sequence numbers arrive complete and in order, and records receive − publish time per
-//! delivery into a sharded HDR histogram. A counting shim under TLS counts the TLS
-//! application-data records received, so events per record can be reported.
+//! client) or HTTP/1.1 (one stream per connection). Each stream asks for a content coding
+//! (none by default), counts the body bytes it receives as they came, decodes them
+//! ([`decode`]), checks that sequence numbers arrive complete and in order, and records
+//! receive − publish time per delivery into a sharded HDR histogram. A counting shim under TLS
+//! counts the TLS application-data records and bytes received, so events per record and bytes
+//! on the wire can be reported.
 
+mod decode;
 mod records;
 mod sequence;
 mod tally;
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
-use http::header::{ACCEPT, HOST};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, HOST};
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -26,6 +29,8 @@ use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsConnector;
 
+pub use decode::Coding;
+use decode::Decoder;
 use records::RecordCounter;
 use sequence::SequenceCheck;
 pub use tally::{histogram, quantiles, Tally};
@@ -135,6 +140,8 @@ pub struct Subscribe {
     pub channel: String,
     /// Where deliveries are counted.
     pub tally: Arc<Tally>,
+    /// The content coding asked for; the response must name it in `Content-Encoding`.
+    pub coding: Coding,
 }
 
 /// One open connection that can take more streams (h2 only).
@@ -247,10 +254,13 @@ pub async fn add_streams(
 ) -> Result<()> {
     let uri = sub.endpoint.uri(&sub.channel, sub.proto);
     let request = || {
-        Request::get(uri.as_str())
+        let mut r = Request::get(uri.as_str())
             .header(ACCEPT, "text/event-stream")
-            .header(HOST, format!("localhost:{}", sub.endpoint.addr.port()))
-            .body(Empty::<Bytes>::new())
+            .header(HOST, format!("localhost:{}", sub.endpoint.addr.port()));
+        if let Some(token) = sub.coding.token() {
+            r = r.header(ACCEPT_ENCODING, token);
+        }
+        r.body(Empty::<Bytes>::new())
     };
     let responses = match &mut conn.send {
         ConnSend::H2(send) => {
@@ -291,29 +301,63 @@ pub async fn add_streams(
         if !content_type.starts_with("text/event-stream") {
             bail!("subscribe answered content-type {content_type:?}");
         }
-        let shard = (conn.index * 131 + i) % tally::SHARDS;
+        let encoding = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        if encoding != sub.coding.token() {
+            bail!(
+                "asked for {:?}, answered Content-Encoding {encoding:?}",
+                sub.coding
+            );
+        }
+        let stream = Stream {
+            decoder: Decoder::new(sub.coding)?,
+            shard: (conn.index * 131 + i) % tally::SHARDS,
+            capture: sub.tally.claim_capture(),
+        };
         let tally = sub.tally.clone();
         let body = response.into_body();
         fleet
             .tasks
-            .push(tokio::spawn(read_events(body, tally, shard)).abort_handle());
+            .push(tokio::spawn(read_events(body, tally, stream)).abort_handle());
         fleet.subscribers += 1;
     }
     Ok(())
 }
 
-/// Reads one subscriber's event stream until it ends (which counts as a failure).
-async fn read_events(mut body: Incoming, tally: Arc<Tally>, shard: usize) {
-    let mut check = SequenceCheck::default();
+/// How one stream is read: its decoder, its latency shard, its capture slot if it has one.
+struct Stream {
+    decoder: Decoder,
+    shard: usize,
+    capture: Option<usize>,
+}
+
+/// Reads one subscriber's event stream until it ends or does not decode (either counts as a
+/// failure).
+async fn read_events(mut body: Incoming, tally: Arc<Tally>, mut stream: Stream) {
+    let mut check = SequenceCheck::starting_at(tally.first_seq.load(Ordering::Acquire));
     let mut latencies: Vec<u64> = Vec::new();
     let mut reached = u64::MAX;
+    let shard = stream.shard;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         let Ok(data) = frame.into_data() else {
             continue;
         };
         let now = now_ns();
-        let fed = check.feed(&data, now, &mut latencies);
+        tally
+            .body_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        tally.body_frames.fetch_add(1, Ordering::Relaxed);
+        let Ok(decoded) = stream.decoder.feed(&data) else {
+            tally.decode_errors.fetch_add(1, Ordering::AcqRel);
+            return;
+        };
+        if let Some(slot) = stream.capture {
+            tally.capture(slot, decoded);
+        }
+        let fed = check.feed(decoded, now, &mut latencies);
         if fed.events == 0 {
             continue;
         }

@@ -1,5 +1,5 @@
 //! TLS records counted under the client's TLS: a parser of record boundaries in a byte
-//! stream, and a TCP stream wrapper that feeds it everything it reads.
+//! stream, and a TCP stream wrapper that feeds it everything it reads and counts its bytes.
 
 use std::io;
 use std::pin::Pin;
@@ -48,7 +48,8 @@ impl RecordParser {
     }
 }
 
-/// Passes bytes through, counting the TLS application-data records (content type 23) it reads.
+/// Passes bytes through, counting the bytes and the TLS application-data records (content type 23)
+/// it reads.
 pub(super) struct RecordCounter {
     inner: TcpStream,
     tally: Arc<Tally>,
@@ -75,7 +76,11 @@ impl AsyncRead for RecordCounter {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            let records = this.records.feed(&buf.filled()[before..]);
+            let read = &buf.filled()[before..];
+            this.tally
+                .tls_bytes
+                .fetch_add(read.len() as u64, Ordering::Relaxed);
+            let records = this.records.feed(read);
             if records > 0 {
                 this.tally.records.fetch_add(records, Ordering::Relaxed);
             }

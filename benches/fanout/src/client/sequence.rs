@@ -2,7 +2,8 @@
 //! number must follow the previous one's, and its latency is receive − publish time.
 
 /// One stream's events and their order: splits the body at blank lines, reads `<seq> <publish
-/// ns>` from each event's `data:` line (comments and `retry:` hints carry none and are skipped)
+/// ns>` (or a JSON feed's `{"seq":…,"sent":…`) from each event's `data:` line (comments and
+/// `retry:` hints carry none and are skipped)
 /// and counts every event whose sequence number is not the one after the previous event's
 /// (the first must be 0): a lost, duplicated or reordered event each counts.
 #[derive(Default)]
@@ -22,6 +23,15 @@ pub struct Fed {
 }
 
 impl SequenceCheck {
+    /// A check whose stream's first event must be `seq` (a stream opened after events were
+    /// published, which gets live events only).
+    pub fn starting_at(seq: u64) -> Self {
+        Self {
+            next_seq: seq,
+            ..Self::default()
+        }
+    }
+
     /// Feeds one body frame received at `now` (ns, [`super::now_ns`]); pushes each completed event's
     /// latency (µs: `now` − its publish time) to `latencies`.
     pub fn feed(&mut self, data: &[u8], now: u64, latencies: &mut Vec<u64>) -> Fed {
@@ -50,12 +60,19 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\n\n")
 }
 
-/// `data: <seq> <publish ns> [padding]` → (seq, publish ns).
+/// `data: <seq> <publish ns> [padding]`, or a JSON feed's `data: {"seq":<seq>,"sent":<publish
+/// ns>,…` → (seq, publish ns).
 fn parse_event(block: &[u8]) -> Option<(u64, u64)> {
     let line = block
         .split(|&b| b == b'\n')
         .find_map(|l| l.strip_prefix(b"data:"))?;
-    let text = std::str::from_utf8(line).ok()?;
+    let text = std::str::from_utf8(line).ok()?.trim_start_matches(' ');
+    if let Some(json) = text.strip_prefix("{\"seq\":") {
+        let (seq, rest) = json.split_once(',')?;
+        let rest = rest.strip_prefix("\"sent\":")?;
+        let end = rest.find(|c: char| !c.is_ascii_digit())?;
+        return Some((seq.parse().ok()?, rest[..end].parse().ok()?));
+    }
     let mut parts = text.split_whitespace();
     let seq = parts.next()?.parse().ok()?;
     let sent = parts.next()?.parse().ok()?;
@@ -106,6 +123,19 @@ mod tests {
     }
 
     #[test]
+    fn json_events_carry_their_sequence_number_and_publish_time_first() {
+        let body = format!(
+            "{}data: {{\"seq\":1,\"sent\":3000000,\"sym\":\"X\"}}\n\n",
+            event(0, 1_000_000)
+        );
+        let (fed, latencies) = feed_all(&mut SequenceCheck::default(), &body, 3);
+        assert_eq!(fed.events, 2);
+        assert_eq!(fed.out_of_sequence, 0);
+        assert_eq!(latencies, vec![9_000, 7_000]);
+        assert_eq!(parse_event(b"data: {\"seq\":1}"), None, "no publish time");
+    }
+
+    #[test]
     fn a_lost_event_is_out_of_sequence() {
         let body = format!("{}{}{}", event(0, 1), event(2, 1), event(3, 1));
         let (fed, _) = feed_all(&mut SequenceCheck::default(), &body, 5);
@@ -127,6 +157,15 @@ mod tests {
     fn a_stream_that_starts_late_is_out_of_sequence() {
         let (fed, _) = feed_all(&mut SequenceCheck::default(), &event(1, 1), 64);
         assert_eq!(fed.out_of_sequence, 1);
+    }
+
+    #[test]
+    fn a_stream_opened_later_starts_at_the_next_event() {
+        let body = format!("{}{}", event(7, 1), event(8, 1));
+        let (fed, _) = feed_all(&mut SequenceCheck::starting_at(7), &body, 64);
+        assert_eq!(fed.out_of_sequence, 0);
+        let (fed, _) = feed_all(&mut SequenceCheck::starting_at(6), &body, 64);
+        assert_eq!(fed.out_of_sequence, 1, "event 6 lost");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What a measurement counts, shared by every stream: deliveries, order errors, ended
-//! streams, body frames and TLS records, and the delivery latencies in a sharded HDR
-//! histogram.
+//! streams, body frames, body (DATA) bytes, TLS records and bytes, the delivery latencies in a
+//! sharded HDR histogram, and the decoded bytes of the few streams asked to keep them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,6 +24,20 @@ pub struct Tally {
     pub event_frames: AtomicU64,
     /// TLS application-data records received (all connections).
     pub records: AtomicU64,
+    /// Bytes read from the TCP connections (TLS records, all connections).
+    pub tls_bytes: AtomicU64,
+    /// Body bytes received as they came (h2 DATA payload / h1 chunk data, still encoded).
+    pub body_bytes: AtomicU64,
+    /// Body frames received (h2 DATA frames / h1 chunks), with or without an event.
+    pub body_frames: AtomicU64,
+    /// Streams whose body did not decode in the coding their response named.
+    pub decode_errors: AtomicU64,
+    /// The sequence number each stream opened from now on must start at (0 unless set).
+    pub first_seq: AtomicU64,
+    /// Streams that may still claim a capture slot ([`Tally::keep_first`]).
+    pub(super) capture_slots: AtomicU64,
+    /// The decoded bytes of the streams that claimed a slot, in slot order.
+    pub(super) captures: Mutex<Vec<Vec<u8>>>,
     /// Receive time of the latest delivery, [`super::now_ns`].
     pub last_delivery_ns: AtomicU64,
     /// Record latencies only while set.
@@ -76,6 +90,13 @@ impl Tally {
             ended: AtomicU64::new(0),
             event_frames: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            tls_bytes: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
+            body_frames: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            first_seq: AtomicU64::new(0),
+            capture_slots: AtomicU64::new(0),
+            captures: Mutex::new(Vec::new()),
             last_delivery_ns: AtomicU64::new(0),
             recording: AtomicBool::new(false),
             tls_params: OnceLock::new(),
@@ -93,6 +114,36 @@ impl Tally {
         self.reached_mark.store(0, Ordering::Release);
         self.reached_mark_last_ns.store(0, Ordering::Release);
         self.mark.store(seq, Ordering::Release);
+    }
+
+    /// The next `n` streams opened keep everything they decode (the whole event stream), for
+    /// [`Tally::captured`].
+    pub fn keep_first(&self, n: u64) {
+        self.capture_slots.store(n, Ordering::Release);
+    }
+
+    /// A capture slot for a stream being opened, while any is left.
+    pub(super) fn claim_capture(&self) -> Option<usize> {
+        self.capture_slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()?;
+        let mut captures = self.captures.lock().ok()?;
+        captures.push(Vec::new());
+        Some(captures.len() - 1)
+    }
+
+    /// Appends decoded bytes to capture `slot`.
+    pub(super) fn capture(&self, slot: usize, bytes: &[u8]) {
+        if let Ok(mut captures) = self.captures.lock() {
+            if let Some(c) = captures.get_mut(slot) {
+                c.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    /// What the capturing streams decoded so far, one buffer per stream.
+    pub fn captured(&self) -> Vec<Vec<u8>> {
+        self.captures.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Clears the latency histograms.
@@ -134,6 +185,10 @@ impl Tally {
 
     /// Fails if a stream ended or an event was lost, duplicated or reordered.
     pub fn check(&self) -> Result<()> {
+        let undecodable = self.decode_errors.load(Ordering::Acquire);
+        if undecodable > 0 {
+            bail!("{undecodable} subscriber streams did not decode in their Content-Encoding");
+        }
         let errors = self.order_errors.load(Ordering::Acquire);
         if errors > 0 {
             bail!("{errors} events arrived out of sequence (lost, duplicated or reordered)");
@@ -159,5 +214,23 @@ mod tests {
         let tally = Tally::new();
         tally.ended.fetch_add(1, Ordering::AcqRel);
         assert!(tally.check().is_err());
+        let tally = Tally::new();
+        tally.decode_errors.fetch_add(1, Ordering::AcqRel);
+        assert!(tally.check().is_err());
+    }
+
+    #[test]
+    fn only_the_first_streams_keep_what_they_decode() {
+        let tally = Tally::new();
+        assert_eq!(tally.claim_capture(), None, "nothing asked");
+        tally.keep_first(2);
+        let (a, b) = (tally.claim_capture(), tally.claim_capture());
+        assert_eq!((a, b, tally.claim_capture()), (Some(0), Some(1), None));
+        tally.capture(1, b"data: x\n\n");
+        tally.capture(1, b"data: y\n\n");
+        assert_eq!(
+            tally.captured(),
+            vec![Vec::new(), b"data: x\n\ndata: y\n\n".to_vec()]
+        );
     }
 }

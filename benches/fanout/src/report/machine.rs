@@ -30,7 +30,7 @@ fn sh(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| format!("({program}: {e})"))
 }
 
-pub(super) fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+pub(crate) use figures::{fmt, Unit};
+pub(crate) use machine::machine;
 pub use machine::{load_average, now};
 pub use profile::{annotate, ProfileRun};
 pub(crate) use targets::{verdicts, Verdict};

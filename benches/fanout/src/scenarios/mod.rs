@@ -9,6 +9,8 @@ mod load;
 mod profile;
 mod target;
 
+pub(crate) use target::CpuMark;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{machine_busy, metric, Bench, TargetKind, Values};
-use crate::client::{Endpoint, Proto, Subscribe, Tally};
+use crate::client::{Coding, Endpoint, Proto, Subscribe, Tally};
 use crate::minimal::Minimal;
 use crate::procs::{http_get, proc_cpu, Child, Cpu, Nginx, Relay};
 use crate::publisher::Publisher;
@@ -75,6 +75,7 @@ impl Started {
             proto,
             channel: self.channel.clone(),
             tally: tally.clone(),
+            coding: Coding::Identity,
         }
     }
 
@@ -103,8 +104,8 @@ impl Started {
 }
 
 /// CPU used by the server, by this process (the client and publisher), by nchan when it is
-/// only the relay's origin, and by anything else on the machine, over a stretch.
-pub(super) struct CpuMark {
+/// only the origin of the server measured, and by anything else on the machine, over a stretch.
+pub(crate) struct CpuMark {
     server: Cpu,
     client: Cpu,
     origin: Option<Cpu>,
@@ -114,22 +115,34 @@ pub(super) struct CpuMark {
 
 impl CpuMark {
     pub(super) fn take(t: &Started) -> Result<Self> {
+        Self::of(t.measured(), t.fronted().then_some(&t.nginx.child))
+    }
+
+    pub(super) fn finish(self, t: &Started) -> Result<Self> {
+        self.end(t.measured(), t.fronted().then_some(&t.nginx.child))
+    }
+
+    /// Starts a stretch: the CPU times of `server`, of `origin` (when nchan is only the
+    /// measured server's origin), of this process and of the machine, now.
+    pub(crate) fn of(server: &Child, origin: Option<&Child>) -> Result<Self> {
         Ok(Self {
-            server: t.measured().cpu_time()?,
+            server: server.cpu_time()?,
             client: proc_cpu("self")?,
-            origin: t.fronted().then(|| t.nginx.child.cpu_time()).transpose()?,
+            origin: origin.map(Child::cpu_time).transpose()?,
             machine: machine_busy()?,
             wall: Instant::now(),
         })
     }
 
-    pub(super) fn finish(self, t: &Started) -> Result<Self> {
-        let origin = match (self.origin, t.fronted()) {
-            (Some(before), true) => Some(t.nginx.child.cpu_time()?.since(before)),
+    /// Ends the stretch [`Self::of`] started (the same `server` and `origin`): what each used
+    /// meanwhile.
+    pub(crate) fn end(self, server: &Child, origin: Option<&Child>) -> Result<Self> {
+        let origin = match (self.origin, origin) {
+            (Some(before), Some(child)) => Some(child.cpu_time()?.since(before)),
             _ => None,
         };
         Ok(Self {
-            server: t.measured().cpu_time()?.since(self.server),
+            server: server.cpu_time()?.since(self.server),
             client: proc_cpu("self")?.since(self.client),
             origin,
             machine: machine_busy()?.saturating_sub(self.machine),
@@ -139,7 +152,7 @@ impl CpuMark {
 
     /// Records server CPU (total, user, system), client CPU per `what` (µs), and the share of
     /// the 2 cores that other processes used meanwhile.
-    pub(super) fn per(&self, what: &str, n: u64, v: &mut Values) {
+    pub(crate) fn per(&self, what: &str, n: u64, v: &mut Values) {
         let us = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
         v.insert(format!("cpu_per_{what}_us"), us(self.server.total()));
         v.insert(format!("cpu_user_per_{what}_us"), us(self.server.user));
