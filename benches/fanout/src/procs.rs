@@ -287,6 +287,25 @@ pub struct Nginx {
     pub tls_port: u16,
 }
 
+/// Writes `conf` as `dir/nginx.conf` and starts nginx on it, one process in the foreground
+/// (its pid file and output in `dir`), named `name` in errors.
+pub fn spawn_nginx(name: &'static str, dir: &Path, conf: &str) -> Result<Child> {
+    let path = dir.join("nginx.conf");
+    fs::write(&path, conf)?;
+    let mut command = Command::new("nginx");
+    command
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .arg("-g")
+        .arg(format!(
+            "daemon off; pid {};",
+            dir.join("nginx.pid").display()
+        ));
+    Child::spawn(name, &mut command, dir.join("nginx.out"))
+}
+
 impl Nginx {
     /// Starts nginx (one process, no daemon) and waits until both ports accept.
     pub fn start(dir: &Path, cert: &Cert) -> Result<Self> {
@@ -295,20 +314,8 @@ impl Nginx {
         }
         fs::create_dir_all(dir)?;
         let (plain_port, tls_port) = (free_port()?, free_port()?);
-        let conf = dir.join("nginx.conf");
-        fs::write(&conf, nginx_conf(dir, cert, plain_port, tls_port))?;
-        let mut command = Command::new("nginx");
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .arg("-g")
-            .arg(format!(
-                "daemon off; pid {};",
-                dir.join("nginx.pid").display()
-            ));
-        let mut child = Child::spawn("nginx", &mut command, dir.join("nginx.out"))?;
+        let conf = nginx_conf(dir, cert, plain_port, tls_port);
+        let mut child = spawn_nginx("nginx", dir, &conf)?;
         wait_for_port(&mut child, plain_port, Duration::from_secs(10))?;
         wait_for_port(&mut child, tls_port, Duration::from_secs(10))?;
         Ok(Self {

@@ -8,12 +8,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::procs::{free_port, wait_for_port, Cert, Child, NGINX_H2_MAX_STREAMS};
+use crate::procs::{free_port, spawn_nginx, wait_for_port, Cert, Child, NGINX_H2_MAX_STREAMS};
 
 /// The gzip proxy in front of nchan.
 pub struct GzipFront {
@@ -29,20 +28,7 @@ impl GzipFront {
     pub fn start(dir: &Path, cert: &Cert, origin: u16) -> Result<Self> {
         fs::create_dir_all(dir)?;
         let port = free_port()?;
-        let conf = dir.join("nginx.conf");
-        fs::write(&conf, conf_text(dir, cert, port, origin))?;
-        let mut command = Command::new("nginx");
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .arg("-g")
-            .arg(format!(
-                "daemon off; pid {};",
-                dir.join("nginx.pid").display()
-            ));
-        let mut child = Child::spawn("nginx-gzip", &mut command, dir.join("nginx.out"))?;
+        let mut child = spawn_nginx("nginx-gzip", dir, &conf_text(dir, cert, port, origin))?;
         wait_for_port(&mut child, port, Duration::from_secs(10))?;
         Ok(Self { child, port })
     }
