@@ -42,6 +42,9 @@ fi
 # Both the benchmark's client and the servers hold one descriptor per connection.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+# Release builds carry no debug info (Cargo.toml); a profiled run builds with the limited debug
+# info the earlier profiles in RESULTS.md were taken with, so callgrind can name source lines.
+[ "$profile" = 1 ] && export CARGO_PROFILE_RELEASE_DEBUG=1
 cargo build --release --bin sse-relay
 cargo build --release -p fanout-bench --bin fanout
 # Private copies: a rebuild during the run must not change the binary under test, nor the
