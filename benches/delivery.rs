@@ -43,7 +43,7 @@ fn drain_compressed(sub: &mut Subscription, coder: &mut Coder, cx: &mut Context<
             .packed
             .as_slice()
             .iter()
-            .map(|p| (p.frame.as_ref(), p.part.as_ref()));
+            .map(|p| (p.frame.as_ref(), p.parts.as_deref()));
         black_box(
             coder
                 .frames(frames, &mut Sent::default())

@@ -14,7 +14,7 @@ use std::io;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{own, Coding, Part};
+use super::{own, Coding, Parts};
 
 /// gzip's member header (RFC 1952 §2.3): ID1 ID2, CM = 8 (deflate), no flags, no time, no
 /// extra flags, OS = 255 (unknown).
@@ -123,26 +123,31 @@ impl Coder {
         self.frames([(plain, None)].into_iter(), sent)
     }
 
-    /// The topic's frames, each with its shared part in this stream's coding if it has one:
-    /// shared parts as they are where the rule allows, the rest compressed on their own.
+    /// The topic's frames, each with its parts if it has any: shared parts as they are where
+    /// the rule allows; otherwise a lone frame (the live hand-off of a subscriber waiting for
+    /// the next boundary) as the topic's piece of it compressed on its own
+    /// ([`Parts::alone`], made once for every such subscriber), and several (a reader behind)
+    /// compressed together on their own, which keeps their history.
     ///
     /// # Errors
     /// The compression library's (not expected).
     pub fn frames<'a>(
         &mut self,
-        frames: impl Iterator<Item = (&'a [u8], Option<&'a Part>)>,
+        frames: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a Parts>)>,
         sent: &mut Sent,
     ) -> io::Result<Bytes> {
         let mut pieces = Pieces::default();
         let mut own_plain = OwnRun::default();
+        let lone = frames.len() == 1;
         self.start(&mut pieces, sent);
-        for (plain, part) in frames {
+        for (plain, parts) in frames {
             if self.coding == Coding::Gzip {
                 self.crc.update(plain);
             }
+            let part = parts.and_then(|p| p.get(self.coding));
             let joins = part.filter(|p| p.starts || self.segment == Some(p.segment));
-            match joins {
-                Some(part) => {
+            match (joins, parts.filter(|_| lone)) {
+                (Some(part), _) => {
                     self.flush_own(&mut own_plain, &mut pieces, sent)?;
                     if part.starts {
                         self.close_frame(&mut pieces, sent);
@@ -152,7 +157,11 @@ impl Coder {
                     self.segment = Some(part.segment);
                     self.frame_open = self.coding == Coding::Zstd;
                 }
-                None => own_plain.push(plain),
+                (None, Some(parts)) => {
+                    let piece = parts.alone(self.coding, plain)?;
+                    self.own_piece(piece, &mut pieces, sent);
+                }
+                (None, None) => own_plain.push(plain),
             }
         }
         self.flush_own(&mut own_plain, &mut pieces, sent)?;
@@ -228,11 +237,17 @@ impl Coder {
             OwnRun::One(frame) => own::piece(self.coding, frame)?,
             OwnRun::Many(frames) => own::piece(self.coding, &frames)?,
         };
+        self.own_piece(bytes, pieces, sent);
+        Ok(())
+    }
+
+    /// Sends a piece compressed on its own: the open shared zstd frame ends first, and the
+    /// stream leaves the shared bytes.
+    fn own_piece(&mut self, piece: Bytes, pieces: &mut Pieces, sent: &mut Sent) {
         self.close_frame(pieces, sent);
         self.segment = None;
-        sent.own += bytes.len() as u64;
-        pieces.push(bytes);
-        Ok(())
+        sent.own += piece.len() as u64;
+        pieces.push(piece);
     }
 }
 

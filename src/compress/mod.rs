@@ -100,12 +100,12 @@ impl CompressionSettings {
     pub const OFF: Self = Self {
         codings: [None, None],
         segment: SegmentRule {
-            events: 256,
+            events: 1024,
             bytes: 256 * 1024,
             duration: Duration::from_secs(30),
         },
-        gzip_level: 6,
-        zstd_level: 6,
+        gzip_level: 9,
+        zstd_level: 12,
     };
 
     /// The codings offered, in order of preference.

@@ -2,6 +2,7 @@
 //! mix of shared parts and pieces of its own it got, decodes to exactly the identity bytes.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,7 +33,7 @@ fn frame(i: usize) -> Bytes {
 
 /// `n` frames of a topic with one subscriber of `coding`, each with its parts, segments of
 /// `segment_events`.
-fn topic(coding: Coding, segment_events: u32, n: usize) -> Vec<(Bytes, Option<Box<Parts>>)> {
+fn topic(coding: Coding, segment_events: u32, n: usize) -> Vec<(Bytes, Option<Arc<Parts>>)> {
     let mut compressors = Compressors::new(settings(segment_events));
     compressors.join(coding);
     let now = Instant::now();
@@ -69,6 +70,8 @@ struct Reader {
     coder: Coder,
     wire: Vec<u8>,
     plain: Vec<u8>,
+    /// What the last call of `frames` sent.
+    last: Bytes,
 }
 
 impl Reader {
@@ -77,6 +80,7 @@ impl Reader {
             coder: Coder::new(coding),
             wire: Vec::new(),
             plain: Vec::new(),
+            last: Bytes::new(),
         }
     }
     fn own(&mut self, bytes: &[u8]) {
@@ -85,19 +89,17 @@ impl Reader {
         self.wire.extend_from_slice(&out);
         self.plain.extend_from_slice(bytes);
     }
-    fn frames(&mut self, frames: &[(Bytes, Option<Box<Parts>>)]) -> Sent {
+    fn frames(&mut self, frames: &[(Bytes, Option<Arc<Parts>>)]) -> Sent {
         let mut sent = Sent::default();
-        let coding = self.coder.coding();
         let out = self
             .coder
             .frames(
-                frames
-                    .iter()
-                    .map(|(f, p)| (f.as_ref(), p.as_ref().and_then(|p| p.get(coding)))),
+                frames.iter().map(|(f, p)| (f.as_ref(), p.as_deref())),
                 &mut sent,
             )
             .unwrap();
         self.wire.extend_from_slice(&out);
+        self.last = out;
         frames
             .iter()
             .for_each(|(f, _)| self.plain.extend_from_slice(f));
@@ -249,6 +251,125 @@ fn a_join_brings_the_next_boundary_forward_to_a_quarter_of_a_segment() {
         starts(8, &mut compressors),
         [3],
         "the segment fills its quarter first"
+    );
+}
+
+#[test]
+fn subscribers_waiting_for_a_boundary_share_one_piece_per_frame() {
+    for coding in Coding::ALL {
+        let topic = topic(coding, 16, 12);
+        let mut early = Reader::new(coding);
+        early.frames(&topic[..4]);
+        // Two subscribers join mid-segment; each is handed frames 4.. one at a time.
+        let (mut a, mut b) = (Reader::new(coding), Reader::new(coding));
+        for (i, one) in topic[4..8].chunks(1).enumerate() {
+            let sent_a = a.frames(one);
+            let sent_b = b.frames(one);
+            early.frames(one);
+            assert_eq!(
+                (sent_a.shared, sent_b.shared),
+                (0, 0),
+                "{coding:?}: not in step"
+            );
+            let piece = one[0].1.as_ref().unwrap().alone(coding, &one[0].0).unwrap();
+            assert!(
+                a.last.ends_with(&piece) && b.last.ends_with(&piece),
+                "{coding:?}: frame {i} is the topic's piece"
+            );
+            if i > 0 {
+                // (The first poll of a gzip stream joins its header to the piece.)
+                assert_eq!(a.last.as_ptr(), piece.as_ptr(), "{coding:?}: not copied");
+                assert_eq!(b.last.as_ptr(), piece.as_ptr(), "{coding:?}: made once");
+            }
+        }
+        // Several frames at once (a reader behind) are compressed together, as before.
+        let mut behind = Reader::new(coding);
+        let sent = behind.frames(&topic[4..10]);
+        assert_eq!(sent.shared, 0);
+        let alone: usize = topic[4..10]
+            .iter()
+            .map(|(f, p)| p.as_ref().unwrap().alone(coding, f).unwrap().len())
+            .sum();
+        assert!(
+            sent.own < alone as u64,
+            "{coding:?}: one piece, smaller than six"
+        );
+        for reader in [early, a, b, behind] {
+            let (wire, plain) = reader.finish();
+            assert_eq!(decode(coding, &wire), plain, "{coding:?}");
+        }
+    }
+}
+
+#[test]
+fn a_join_ends_a_long_segment_after_at_most_join_events() {
+    let mut compressors = Compressors::new(settings(1024));
+    compressors.join(Coding::Zstd);
+    let now = Instant::now();
+    let mut starts = Vec::new();
+    for i in 0..200 {
+        if i == 10 {
+            compressors.join(Coding::Zstd);
+        }
+        let (parts, _) = compressors.pack(&frame(i), now);
+        if parts.unwrap().get(Coding::Zstd).unwrap().starts {
+            starts.push(i);
+        }
+    }
+    // A quarter of 1024 would be 256 events: the join's boundary comes at JOIN_EVENTS.
+    assert_eq!(starts, [0, shared::JOIN_EVENTS as usize]);
+}
+
+#[test]
+fn a_join_ends_a_segment_at_a_quarter_of_its_bytes_or_of_its_time() {
+    let rule = SegmentRule {
+        events: 1024,
+        bytes: 4000,
+        duration: Duration::from_secs(40),
+    };
+    let settings = CompressionSettings {
+        segment: rule,
+        ..settings(1024)
+    };
+    // Bytes: frames of 500 bytes; a join at the third ends the segment once it holds 1000.
+    let mut compressors = Compressors::new(settings);
+    compressors.join(Coding::Gzip);
+    let now = Instant::now();
+    let big = Bytes::from(vec![b'x'; 500]);
+    let mut starts = Vec::new();
+    for i in 0..8 {
+        if i == 2 {
+            compressors.join(Coding::Gzip);
+        }
+        let (parts, _) = compressors.pack(&big, now);
+        if parts.unwrap().get(Coding::Gzip).unwrap().starts {
+            starts.push(i);
+        }
+    }
+    assert_eq!(
+        starts,
+        [0, 2],
+        "the segment held 1000 bytes when the join came"
+    );
+    // Time: small frames 3 s apart; after a join the boundary comes once the segment is 10 s
+    // old (a quarter of 40 s), not at 40 s.
+    let mut compressors = Compressors::new(settings);
+    compressors.join(Coding::Gzip);
+    let mut starts = Vec::new();
+    for i in 0..8 {
+        if i == 1 {
+            compressors.join(Coding::Gzip);
+        }
+        let at = now + Duration::from_secs(3 * i as u64);
+        let (parts, _) = compressors.pack(&frame(i), at);
+        if parts.unwrap().get(Coding::Gzip).unwrap().starts {
+            starts.push(i);
+        }
+    }
+    assert_eq!(
+        starts,
+        [0, 4],
+        "frame 4 comes 12 s after the segment started"
     );
 }
 

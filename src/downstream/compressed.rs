@@ -99,7 +99,7 @@ impl Compressed {
             .packed
             .as_slice()
             .iter()
-            .map(|p| (p.frame.as_ref(), p.part.as_ref()));
+            .map(|p| (p.frame.as_ref(), p.parts.as_deref()));
         let out = self.coder.frames(frames, &mut sent);
         self.counted(out, sent, metrics)
     }

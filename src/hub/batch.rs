@@ -5,9 +5,11 @@
 //! It only sizes and joins frames; it never reads the ring (the ring hands it the frames) and
 //! knows nothing of subscribers or HTTP.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
-use crate::compress::Part;
+use crate::compress::Parts;
 use tokio::time::Instant;
 
 /// Largest batch of waiting events handed over in one piece, bytes (a single larger event is
@@ -29,14 +31,15 @@ pub(super) struct Batch {
     pub behind: u64,
 }
 
-/// A frame of the ring with its shared compressed part in a subscriber's coding.
+/// A frame of the ring with its compressed parts, for a subscriber of a coding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packed {
     /// The encoded frame, the topic's shared one.
     pub frame: Bytes,
-    /// Its part in the subscriber's coding, the topic's shared one (`None`: the coding was
-    /// not in use when it was appended).
-    pub part: Option<Part>,
+    /// Its parts, the topic's shared ones: the shared bytes in each coding in use when it was
+    /// appended, and the frame compressed on its own once someone needed it (`None`: no
+    /// coding was in use).
+    pub parts: Option<Arc<Parts>>,
 }
 
 /// The frames handed to a subscriber of a coding in one piece, each with its part: one

@@ -37,3 +37,5 @@ mod takeover;
 
 pub use cli::main;
 pub use compression::main as compression_main;
+/// The compression benchmark's seeded feeds, also compressed by the root's `levels` bench.
+pub use compression::{Feed, FeedKind};

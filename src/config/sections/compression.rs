@@ -18,19 +18,23 @@ pub struct CompressionConfig {
     /// without zstd). `br` is refused: a brotli stream cannot drop its history mid-stream, so
     /// a subscriber joining a topic could never share its bytes.
     pub encodings: Vec<String>,
-    /// zlib level of each topic's shared gzip compressor, 1–9. Default 6 (zlib's own default):
-    /// it runs once per event per topic, not per subscriber.
+    /// zlib level of each topic's shared gzip compressor, 1–9. Default 9: it runs once per
+    /// event per topic, not per subscriber, and zlib-rs's levels 4–6 (its "medium" matcher)
+    /// send 4–7 % more bytes on small events flushed one by one (185-byte ticks: 0.30× their
+    /// bytes at 6, 0.28× at 9), for about 1 µs more per small event and 10 % more on 26 KB
+    /// snapshots (docs/compression.md, "Levels").
     pub gzip_level: u32,
-    /// zstd level of each topic's shared zstd compressor, 1–19. Default 6: on small JSON
-    /// events flushed one by one it sends 0.31× their bytes against 0.34× at zstd's own
-    /// default (3), in less memory with the relay's tables (0.63 MB), once per event per
-    /// topic; higher levels cost a snapshot topic milliseconds per event.
+    /// zstd level of each topic's shared zstd compressor, 1–19. Default 12: with the relay's
+    /// tables (0.63 MB) and matches from 4 bytes it sends 0.30× the bytes of small JSON events
+    /// against 0.31× at level 6, in about the same time for small events and twice level 6's
+    /// on 26 KB snapshots (0.09× against 0.10×); levels 16 and up cost a small event 30–180 µs,
+    /// a topic of one subscriber (a request stream) as much per subscriber.
     pub zstd_level: i32,
     /// A segment (the span of events whose history compression refers back to) ends after
-    /// this many events, count. Default 256: a ratio close to an unbounded history for small
-    /// events. A subscriber's join ends the segment early, once it holds a quarter of this,
-    /// so a joiner compresses at most that many events on its own before it shares the
-    /// topic's bytes.
+    /// this many events, count. Default 1024: every boundary costs the next events their
+    /// history (on small events 1024 sends 3–4 % fewer bytes than 256). A subscriber's join
+    /// ends the segment early, at a quarter of any bound and at most 64 events, so a joiner
+    /// compresses at most that much on its own before it shares the topic's bytes.
     pub segment_events: u32,
     /// … or after this many uncompressed bytes. Default 262144 (256 KiB of history; deflate's
     /// window is 32 KiB, zstd's is sized to this, at most 64 KiB, which bounds a topic's zstd
@@ -49,9 +53,9 @@ impl Default for CompressionConfig {
         Self {
             enabled: true,
             encodings: vec!["zstd".into(), "gzip".into()],
-            gzip_level: 6,
-            zstd_level: 6,
-            segment_events: 256,
+            gzip_level: 9,
+            zstd_level: 12,
+            segment_events: 1024,
             segment_bytes: 256 * 1024,
             segment_ms: 30_000,
         }

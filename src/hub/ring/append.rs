@@ -106,7 +106,7 @@ impl Ring {
         id: Option<Arc<str>>,
         frame: Bytes,
         retry: bool,
-        parts: Option<Box<Parts>>,
+        parts: Option<Arc<Parts>>,
     ) {
         let now = Instant::now();
         let packed = parts.as_deref().map_or(0, Parts::len);

@@ -91,7 +91,7 @@ struct Entry {
     retry: bool,
     /// Its shared compressed parts, one per coding in use when it was appended (`None`: none
     /// was).
-    parts: Option<Box<Parts>>,
+    parts: Option<Arc<Parts>>,
 }
 
 struct RingState {
@@ -365,10 +365,10 @@ impl Ring {
                     None => {
                         Frames::first_batch(waiting).map(|(frames, count)| (frames, None, count))
                     }
-                    Some(coding) => {
+                    Some(_) => {
                         let count = Frames::batch_len(waiting);
                         let taken = state.entries.range(offset..offset + count);
-                        let packed = packed(taken, coding);
+                        let packed = packed(taken);
                         Some((Frames::Many(Vec::new(), 0), Some(packed), count))
                     }
                 };
@@ -433,12 +433,12 @@ impl Ring {
     }
 }
 
-/// The entries `taken`, each frame with its shared part in `coding` (`None` for an entry
-/// appended while the coding was not in use), in order.
-fn packed<'a>(taken: impl ExactSizeIterator<Item = &'a Entry>, coding: Coding) -> Packs {
+/// The entries `taken`, each frame with its compressed parts (`None` for an entry appended
+/// while no coding was in use), in order.
+fn packed<'a>(taken: impl ExactSizeIterator<Item = &'a Entry>) -> Packs {
     let one = |e: &Entry| Packed {
         frame: e.frame.clone(),
-        part: e.parts.as_deref().and_then(|p| p.get(coding)).cloned(),
+        parts: e.parts.clone(),
     };
     let mut taken = taken;
     match (taken.len(), taken.next()) {

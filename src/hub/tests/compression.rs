@@ -27,14 +27,17 @@ fn event(i: u32) -> Bytes {
     ))
 }
 
-/// The next delivery's frames with their parts.
-async fn packed(sub: &mut Subscription) -> Vec<(Bytes, Option<Part>)> {
+/// The next delivery's frames with their parts in `coding`.
+async fn packed(sub: &mut Subscription, coding: Coding) -> Vec<(Bytes, Option<Part>)> {
     match next(sub).await {
         Next::Frame(d) => d
             .packed
             .as_slice()
             .iter()
-            .map(|p| (p.frame.clone(), p.part.clone()))
+            .map(|p| {
+                let part = p.parts.as_deref().and_then(|parts| parts.get(coding));
+                (p.frame.clone(), part.cloned())
+            })
             .collect(),
         other => panic!("expected a frame, got {other:?}"),
     }
@@ -51,9 +54,9 @@ async fn subscribers_of_a_coding_share_one_compressed_part_per_frame() {
     b.compress_in(Coding::Gzip);
     z.compress_in(Coding::Zstd);
     a.topic().publish(Some("1"), event(1));
-    let (frame_a, part_a) = packed(&mut a).await.remove(0);
-    let (_, part_b) = packed(&mut b).await.remove(0);
-    let (_, part_z) = packed(&mut z).await.remove(0);
+    let (frame_a, part_a) = packed(&mut a, Coding::Gzip).await.remove(0);
+    let (_, part_b) = packed(&mut b, Coding::Gzip).await.remove(0);
+    let (_, part_z) = packed(&mut z, Coding::Zstd).await.remove(0);
     let (part_a, part_b, part_z) = (part_a.unwrap(), part_b.unwrap(), part_z.unwrap());
     assert_eq!(frame_a, event(1));
     assert_eq!(
@@ -77,13 +80,13 @@ async fn a_coding_nobody_uses_is_not_compressed() {
     gzip.compress_in(Coding::Gzip);
     let topic = gzip.topic().clone();
     topic.publish(Some("1"), event(1));
-    let (_, part) = packed(&mut gzip).await.remove(0);
+    let (_, part) = packed(&mut gzip, Coding::Gzip).await.remove(0);
     assert!(part.is_some());
     let mut zstd = hub.subscribe(spec("k"), None).unwrap();
     zstd.compress_in(Coding::Zstd);
     drop(gzip);
     topic.publish(Some("2"), event(2));
-    let (_, part) = packed(&mut zstd).await.remove(0);
+    let (_, part) = packed(&mut zstd, Coding::Zstd).await.remove(0);
     assert!(
         part.is_some_and(|p| p.starts),
         "zstd starts with its first frame"
@@ -91,7 +94,7 @@ async fn a_coding_nobody_uses_is_not_compressed() {
     // The gzip subscriber left: a new one finds no gzip part on the next frame.
     let mut late = hub.subscribe(spec("k"), Some("1")).unwrap();
     late.compress_in(Coding::Gzip);
-    let (_, part) = packed(&mut late).await.remove(0);
+    let (_, part) = packed(&mut late, Coding::Gzip).await.remove(0);
     assert!(part.is_none(), "frame 2 was compressed in zstd only");
 }
 
@@ -104,7 +107,7 @@ async fn a_heartbeat_tick_starts_a_segment_at_the_next_frame() {
     for i in 1..=2 {
         topic.publish(Some(&i.to_string()), event(i));
     }
-    let parts = packed(&mut sub).await;
+    let parts = packed(&mut sub, Coding::Gzip).await;
     let starts: Vec<_> = parts
         .iter()
         .map(|(_, p)| p.as_ref().unwrap().starts)
@@ -113,7 +116,7 @@ async fn a_heartbeat_tick_starts_a_segment_at_the_next_frame() {
     tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(next(&mut sub).await, Next::Heartbeat);
     topic.publish(Some("3"), event(3));
-    let (_, part) = packed(&mut sub).await.remove(0);
+    let (_, part) = packed(&mut sub, Coding::Gzip).await.remove(0);
     let part = part.unwrap();
     assert!(part.starts, "the frame after a tick starts a segment");
     assert_ne!(part.segment, parts[0].1.as_ref().unwrap().segment);
@@ -129,7 +132,7 @@ async fn compressed_parts_are_counted_in_the_buffer_and_freed_with_the_ring() {
     let identity_only = gauge.get();
     sub.compress_in(Coding::Zstd);
     topic.publish(Some("2"), event(2));
-    let (_, part) = packed(&mut sub).await.pop().unwrap();
+    let (_, part) = packed(&mut sub, Coding::Zstd).await.pop().unwrap();
     let added = gauge.get() - identity_only;
     assert_eq!(added as usize, event(2).len() + part.unwrap().bytes.len());
     drop(sub);

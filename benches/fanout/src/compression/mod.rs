@@ -15,6 +15,8 @@ mod report;
 mod run;
 mod verify;
 
+pub use feeds::{Feed, FeedKind};
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -22,7 +24,6 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 
 use crate::procs;
-use feeds::FeedKind;
 use model::{Record, Sizes, Variant};
 use run::Rig;
 
