@@ -4,7 +4,7 @@
 //! relay in this process in front of the in-process origin.
 //!
 //! On every topic, subscribers in the same position ask for identity, gzip, zstd and what a
-//! browser asks (zstd by preference) at once. Each chunk must decode at once to whole frames
+//! browser asks (gzip, the relay's default first) at once. Each chunk must decode at once to whole frames
 //! (every event is flushed as it comes: the test waits for each event before the next), each
 //! stream must decode to the identity stream byte for byte, and a stream the relay ends must
 //! end whole (gzip's trailer, CRC-32 and length, checked by zlib; zstd's last frame ended).
@@ -379,7 +379,7 @@ async fn a_request_streams_answer_and_its_resumes_decode_to_the_identity_streams
         });
     })
     .await;
-    // The POST asks for zstd, as a browser's fetch does.
+    // The POST asks for zstd alone.
     let request = http::Request::post(format!("https://localhost{COMPLETIONS}"))
         .header("content-type", "application/json")
         .header("accept-encoding", ZSTD.accept.unwrap_or_default())

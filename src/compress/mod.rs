@@ -39,8 +39,8 @@ pub enum Coding {
 }
 
 impl Coding {
-    /// Every coding, in the order the relay prefers them by default (zstd compresses event
-    /// streams better and faster than gzip).
+    /// Every coding, in the order of their indices (the relay's order of preference is
+    /// `compression.encodings`).
     pub const ALL: [Coding; 2] = [Coding::Zstd, Coding::Gzip];
 
     /// The coding's token in `Accept-Encoding` and `Content-Encoding` (RFC 9110 §8.4.1).

@@ -68,15 +68,29 @@ fn parse_weight(text: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
+    /// The relay's default order (`compression.encodings`): gzip, then zstd.
     fn pick(header: Option<&str>) -> Option<Coding> {
-        negotiate(header, Coding::ALL.into_iter())
+        negotiate(header, [Coding::Gzip, Coding::Zstd].into_iter())
+    }
+
+    /// zstd first, as a relay configured with `encodings = ["zstd", "gzip"]` offers them.
+    fn pick_zstd_first(header: Option<&str>) -> Option<Coding> {
+        negotiate(header, [Coding::Zstd, Coding::Gzip].into_iter())
     }
 
     #[test]
-    fn browsers_headers_get_zstd_then_gzip() {
-        // Chromium's and Firefox's EventSource requests.
-        assert_eq!(pick(Some("gzip, deflate, br, zstd")), Some(Coding::Zstd));
-        assert_eq!(pick(Some("gzip, deflate, br")), Some(Coding::Gzip));
+    fn browsers_headers_get_the_relays_first_coding_they_accept() {
+        // Chromium's and Firefox's EventSource requests over https, then over http.
+        assert_eq!(pick(Some("gzip, deflate, br, zstd")), Some(Coding::Gzip));
+        assert_eq!(
+            pick_zstd_first(Some("gzip, deflate, br, zstd")),
+            Some(Coding::Zstd)
+        );
+        assert_eq!(
+            pick_zstd_first(Some("gzip, deflate, br")),
+            Some(Coding::Gzip)
+        );
+        assert_eq!(pick(Some("zstd")), Some(Coding::Zstd));
         assert_eq!(
             pick(Some("deflate, gzip;q=1.0, *;q=0.5")),
             Some(Coding::Gzip)
@@ -96,9 +110,14 @@ mod tests {
     #[test]
     fn weights_choose_and_ties_go_to_the_relays_order() {
         assert_eq!(pick(Some("zstd;q=0.5, gzip")), Some(Coding::Gzip));
-        assert_eq!(pick(Some("gzip;q=0.8, zstd;q=0.8")), Some(Coding::Zstd));
-        assert_eq!(pick(Some("*")), Some(Coding::Zstd));
-        assert_eq!(pick(Some("zstd;q=0, *")), Some(Coding::Gzip));
+        assert_eq!(pick(Some("gzip;q=0.5, zstd")), Some(Coding::Zstd));
+        assert_eq!(pick(Some("zstd;q=0.8, gzip;q=0.8")), Some(Coding::Gzip));
+        assert_eq!(
+            pick_zstd_first(Some("gzip;q=0.8, zstd;q=0.8")),
+            Some(Coding::Zstd)
+        );
+        assert_eq!(pick(Some("*")), Some(Coding::Gzip));
+        assert_eq!(pick(Some("gzip;q=0, *")), Some(Coding::Zstd));
         assert_eq!(pick(Some("GZIP")), Some(Coding::Gzip));
         // A malformed weight drops its item, not the header.
         assert_eq!(pick(Some("zstd;q=2, gzip")), Some(Coding::Gzip));

@@ -33,11 +33,11 @@ pub const ZSTD: Ask = Ask {
     accept: Some("zstd"),
     coding: Some("zstd"),
 };
-/// What Chromium sends over https: zstd is preferred.
+/// What Chromium sends over https: the relay's first coding, gzip by default.
 pub const BROWSER: Ask = Ask {
     name: "browser",
     accept: Some("gzip, deflate, br, zstd"),
-    coding: Some("zstd"),
+    coding: Some("gzip"),
 };
 
 /// Every kind, identity first.
