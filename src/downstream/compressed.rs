@@ -55,9 +55,15 @@ impl CompressedMetrics {
         })
     }
 
+    /// Counts one poll's bytes; a part with none is not touched (a live delivery in step has
+    /// no bytes of its own, and every counter update is an atomic write shared by all threads).
     fn count(&self, coding: Coding, sent: Sent) {
-        self.shared_bytes[coding.index()].inc_by(sent.shared);
-        self.own_bytes[coding.index()].inc_by(sent.own);
+        if sent.shared > 0 {
+            self.shared_bytes[coding.index()].inc_by(sent.shared);
+        }
+        if sent.own > 0 {
+            self.own_bytes[coding.index()].inc_by(sent.own);
+        }
     }
 }
 

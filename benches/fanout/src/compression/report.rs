@@ -77,7 +77,7 @@ const METHOD: &str = "\
 Method:
 
 - Each run starts nginx + nchan (the origin) and either sse-relay (its default `[compression]`: \
-zstd level 6, gzip level 6, segments of 256 events / 256 KiB / 30 s) or nginx `gzip on; \
+gzip level 9, zstd level 12, segments of 1024 events / 256 KiB / 30 s) or nginx `gzip on; \
 gzip_types text/event-stream;` proxying nchan unbuffered, afresh. Subscribers are h2 streams \
 over TLS on loopback asking for the variant's coding in `Accept-Encoding` (none for identity); \
 a response whose `Content-Encoding` is not the one asked for fails the run.
@@ -137,8 +137,8 @@ fn spread(runs: &[&Record], key: &str) -> Option<(f64, f64, f64)> {
 
 fn row_name(r: &Record) -> String {
     let level = match r.variant {
-        Variant::RelayGzip => " (level 6)",
-        Variant::RelayZstd => " (level 6)",
+        Variant::RelayGzip => " (level 9)",
+        Variant::RelayZstd => " (level 12)",
         Variant::NginxGzip => " (level 1)",
         Variant::RelayIdentity => "",
     };
