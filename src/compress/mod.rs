@@ -6,12 +6,14 @@
 //! gzip or zstd stream per subscriber ([`coder`]: header, the rule of what may go between
 //! shared bytes, frame ends, gzip's trailer).
 //!
-//! Compression itself is flate2's (zlib-rs) and zstd's; this module owns only the framing of
+//! Compression itself is flate2's (zlib-rs) and zstd's, called the same way by both kinds of
+//! compressor ([`flush`]); this module owns only the framing of
 //! shared compressed bytes (docs/compression.md). It knows nothing of topics, subscribers or
 //! HTTP, and it never holds a compressor per subscriber: a subscriber's state is a few bytes
 //! ([`Coder`]).
 
 mod coder;
+mod flush;
 pub mod negotiate;
 mod own;
 mod shared;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use flate2::{Compress, Compression};
 use zstd::stream::raw::{Encoder, InBuffer, Operation, OutBuffer};
 
-use super::shared::{configure_zstd, deflate_flushed};
+use super::flush::{configure_zstd, deflate_flushed};
 use super::Coding;
 
 /// Level of the scratch compressors: the fastest of each library.

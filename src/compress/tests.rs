@@ -382,10 +382,10 @@ fn a_shared_zstd_compressor_stays_under_a_megabyte() {
         .set_parameter(CParameter::CompressionLevel(settings.zstd_level))
         .unwrap();
     let mut encoder = zstd::stream::raw::Encoder::with_context(&mut context);
-    shared::configure_zstd(&mut encoder, settings.segment.bytes).unwrap();
+    flush::configure_zstd(&mut encoder, settings.segment.bytes).unwrap();
     let mut out = Vec::new();
     for i in 0..300 {
-        shared::zstd_flushed(&mut encoder, &frame(i), &mut out).unwrap();
+        flush::zstd_flushed(&mut encoder, &frame(i), &mut out).unwrap();
     }
     drop(encoder);
     let bytes = context.sizeof();
