@@ -46,7 +46,7 @@ pub struct CompressionConfig {
     pub segment_bytes: usize,
     /// … or this long after it started, ms (checked when the next event comes). Default 30000:
     /// on a slow topic the history still spans enough events to compress well, and a joiner
-    /// compresses at most that long on its own (one event at a time, as they come). Each
+    /// compresses at most a quarter of that (7.5 s) on its own, one event at a time. Each
     /// heartbeat tick (`downstream.heartbeat_interval_ms`) also starts a segment, as the
     /// subscribers' heartbeats are bytes of their own.
     pub segment_ms: u64,
