@@ -433,13 +433,25 @@ fn the_per_client_topic_share_is_a_percentage_of_the_cap() {
 }
 
 #[test]
-fn compression_is_on_with_zstd_then_gzip_and_its_values_are_checked() {
+fn compression_is_on_with_gzip_then_zstd_and_its_values_are_checked() {
+    use crate::compress::Coding;
     let settings = Settings::try_from(parse(ROUTE).expect("valid")).expect("settings");
-    let offered: Vec<_> = settings.hub.compression.offered().collect();
-    assert_eq!(
-        offered,
-        [crate::compress::Coding::Zstd, crate::compress::Coding::Gzip]
-    );
+    let compression = settings.hub.compression;
+    let offered: Vec<_> = compression.offered().collect();
+    assert_eq!(offered, [Coding::Gzip, Coding::Zstd]);
+    assert_eq!((compression.gzip_level, compression.zstd_level), (9, 12));
+    assert_eq!(compression.segment.events, 1024);
+    let zstd_first = parse(&format!(
+        "{ROUTE}[compression]\nencodings = [\"zstd\", \"gzip\"]\n"
+    ))
+    .expect("valid");
+    let offered: Vec<_> = Settings::try_from(zstd_first)
+        .unwrap()
+        .hub
+        .compression
+        .offered()
+        .collect();
+    assert_eq!(offered, [Coding::Zstd, Coding::Gzip]);
     let off = parse(&format!("{ROUTE}[compression]\nenabled = false\n")).expect("valid");
     assert!(!Settings::try_from(off).unwrap().hub.compression.enabled());
     let rejected = [
