@@ -33,10 +33,11 @@ use decoders::group::{last_id, origin_frame};
 use serde_json::Value;
 use sse_relay::config::Config;
 use sse_relay::sse::{Item, Parser};
+use support::browser::next_phase;
 use support::origin::Canned;
 use support::{eventually, TestOrigin, TestRelay, WAIT};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Child;
 
 /// Events each test publishes.
 const EVENTS: usize = 10;
@@ -296,22 +297,6 @@ fn dispatched(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// The browser script's next line reporting `phase`, as JSON (other lines are echoed).
-async fn next_phase(lines: &mut Lines<BufReader<ChildStdout>>, phase: &str) -> Value {
-    let wanted = format!("\"phase\":\"{phase}\"");
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("node stdout") {
-            if line.contains(&wanted) {
-                return serde_json::from_str::<Value>(&line).expect("a JSON line");
-            }
-            eprintln!("  | {line}");
-        }
-        panic!("the browser script ended without reporting {phase}")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the browser script did not report {phase} in time"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "acceptance: needs chromium, node and `npm ci` in tests/browser; run with --include-ignored (CI does)"]
 async fn chromium_event_sources_dispatch_the_same_events_with_compression_on_and_off() {
@@ -361,7 +346,7 @@ async fn chromium_event_sources_dispatch_the_same_events_with_compression_on_and
         .expect("needs node (it runs tests/browser/compressed.mjs)");
     let mut stdin = node.stdin.take().expect("node stdin");
     let mut lines = BufReader::new(node.stdout.take().expect("node stdout")).lines();
-    let opened = next_phase(&mut lines, "open").await;
+    let opened = next_phase(&mut lines, "open", Duration::from_secs(60)).await;
     let open = opened["sources"].as_array().expect("sources");
     assert!(
         open.iter().all(|s| s["opened"] == 1),
@@ -376,7 +361,7 @@ async fn chromium_event_sources_dispatch_the_same_events_with_compression_on_and
             .write_all(format!("wait {i}\n").as_bytes())
             .await
             .unwrap();
-        let got = next_phase(&mut lines, "got").await;
+        let got = next_phase(&mut lines, "got", Duration::from_secs(60)).await;
         assert_eq!(
             got["counts"],
             serde_json::json!(vec![i; 6]),
@@ -385,7 +370,7 @@ async fn chromium_event_sources_dispatch_the_same_events_with_compression_on_and
     }
     end_topic(&origin, "web");
     stdin.write_all(b"end\n").await.unwrap();
-    let result = next_phase(&mut lines, "result").await;
+    let result = next_phase(&mut lines, "result", Duration::from_secs(60)).await;
     println!("{}: {}", result["browser"], result["requests"]);
     let status = tokio::time::timeout(WAIT, node.wait())
         .await

@@ -25,10 +25,10 @@ use std::time::Duration;
 use serde_json::Value;
 use sse_relay::config::StreamRouteConfig;
 use sse_relay::edge::streams::{OnDisconnect, ResumeOutcome, StartOutcome};
+use support::browser::next_phase;
 use support::chat::{chunk_json, content, ChatOrigin, COMPLETIONS};
 use support::{eventually, TestRelay};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::ChildStdout;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Chunks of every answer (before `[DONE]`).
 const CHUNKS: usize = 500;
@@ -111,7 +111,7 @@ async fn a_chat_page_reloaded_mid_answer_follows_the_rest_with_event_source_exac
         .spawn()
         .expect("needs node (it runs tests/browser/resume_stream.mjs)");
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let started = next_phase(&mut lines, "started").await;
+    let started = next_phase(&mut lines, "started", RUN_WAIT).await;
     let written_at_start = origin.written();
     println!(
         "started (origin had written {written_at_start} chunks): status {}, {}, content-location {}, {} chunks read",
@@ -160,7 +160,7 @@ async fn a_chat_page_reloaded_mid_answer_follows_the_rest_with_event_source_exac
     .await;
     origin.release();
 
-    let result = next_phase(&mut lines, "result").await;
+    let result = next_phase(&mut lines, "result", RUN_WAIT).await;
     let status = tokio::time::timeout(RUN_WAIT, node.wait())
         .await
         .expect("the browser script exits")
@@ -259,22 +259,6 @@ async fn a_chat_page_reloaded_mid_answer_follows_the_rest_with_event_source_exac
     .await;
     assert_eq!(resumed.get(ResumeOutcome::Ended).get(), 1, "one 204");
     relay.stop().await;
-}
-
-/// The next line of the browser script that reports `phase`, as JSON (other lines are echoed).
-async fn next_phase(lines: &mut Lines<BufReader<ChildStdout>>, phase: &str) -> Value {
-    let wanted = format!("\"phase\":\"{phase}\"");
-    tokio::time::timeout(RUN_WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("node stdout") {
-            if line.contains(&wanted) {
-                return serde_json::from_str::<Value>(&line).expect("a JSON line");
-            }
-            eprintln!("  | {line}");
-        }
-        panic!("the browser script ended without reporting {phase}")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the browser script did not report {phase} in time"))
 }
 
 /// Runs `tests/openai/stream_chat.py` against `base_url` (trusting `cafile` alone when

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod answers;
+pub mod browser;
 pub mod chat;
 pub mod encoding;
 pub mod origin;
